@@ -1,0 +1,81 @@
+// Reference masked attention forward, the textbook formula with the mask materialized first.
+//   q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D], keep: [B, Lq, Lk]
+//   out: [B, H, Lq, D], lse: [B, H, Lq] (optional, may be empty)
+//   s_j = scale * <q_i, k_j> for visible j only (masked keys are never read)
+//   p_j = exp(s_j - m) / sum_j exp(s_j - m),  out_i = sum_j p_j v_j,  lse_i = m + log(sum)
+// A query with no visible key gets out = 0 and lse = -inf. Head h reads kv head h / (H / Hkv).
+// Complexity: O(B H Lq Lk D) time, O(Lk) scratch. Accumulation in A; scores, probabilities and
+// outputs pass through S, as a framework computing in S would store them.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <vector>
+
+#include "maskcheck/reference/masks.hpp"
+#include "maskcheck/reference/numeric.hpp"
+#include "maskcheck/reference/problems.hpp"
+
+namespace maskcheck::ref {
+
+template <class S, class A>
+void attention_forward(const AttentionProblem& p, std::span<const std::uint8_t> keep,
+                       std::span<const S> q, std::span<const S> k, std::span<const S> v,
+                       std::span<S> out, std::span<A> lse) {
+  p.validate();
+  const std::int64_t B = p.mask.B, H = p.H, Hkv = p.Hkv, Lq = p.mask.Lq, Lk = p.mask.Lk, D = p.D;
+  require_size("keep", keep.size(), checked_numel("keep", {B, Lq, Lk}));
+  require_size("q", q.size(), p.q_numel());
+  require_size("k", k.size(), p.kv_numel());
+  require_size("v", v.size(), p.kv_numel());
+  require_size("out", out.size(), p.q_numel());
+  if (!lse.empty()) require_size("lse", lse.size(), p.lse_numel());
+  const A scale = static_cast<A>(p.effective_scale());
+  const std::int64_t group = H / Hkv;
+  std::vector<A> s(static_cast<std::size_t>(Lk));
+  std::vector<A> acc(static_cast<std::size_t>(D));
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t h = 0; h < H; ++h) {
+      const std::int64_t hk = h / group;
+      for (std::int64_t i = 0; i < Lq; ++i) {
+        const std::uint8_t* kr = keep.data() + (b * Lq + i) * Lk;
+        const S* qi = q.data() + ((b * H + h) * Lq + i) * D;
+        S* oi = out.data() + ((b * H + h) * Lq + i) * D;
+        A m = -std::numeric_limits<A>::infinity();
+        bool any = false;
+        for (std::int64_t j = 0; j < Lk; ++j) {
+          if (!kr[j]) continue;
+          const S* kj = k.data() + ((b * Hkv + hk) * Lk + j) * D;
+          A dot = 0;
+          for (std::int64_t d = 0; d < D; ++d) dot += load<A>(qi[d]) * load<A>(kj[d]);
+          s[j] = round_through<S, A>(scale * dot);
+          m = std::max(m, s[j]);
+          any = true;
+        }
+        A sum = 0;
+        for (std::int64_t j = 0; j < Lk; ++j)
+          if (kr[j]) sum += std::exp(s[j] - m);
+        std::fill(acc.begin(), acc.end(), A(0));
+        for (std::int64_t j = 0; j < Lk; ++j) {
+          if (!kr[j]) continue;
+          const A pj = round_through<S, A>(std::exp(s[j] - m) / sum);
+          const S* vj = v.data() + ((b * Hkv + hk) * Lk + j) * D;
+          for (std::int64_t d = 0; d < D; ++d) acc[d] += pj * load<A>(vj[d]);
+        }
+        for (std::int64_t d = 0; d < D; ++d) oi[d] = store<S>(any ? acc[d] : A(0));
+        if (!lse.empty())
+          lse[(b * H + h) * Lq + i] = any ? m + std::log(sum) : -std::numeric_limits<A>::infinity();
+      }
+    }
+}
+
+template <class S, class A>
+void attention_forward(const AttentionProblem& p, std::span<const S> q, std::span<const S> k,
+                       std::span<const S> v, std::span<S> out, std::span<A> lse) {
+  const auto keep = build_keep_mask(p.mask);
+  attention_forward<S, A>(p, std::span<const std::uint8_t>(keep), q, k, v, out, lse);
+}
+
+}  // namespace maskcheck::ref

@@ -1,0 +1,145 @@
+// Problem types: the shapes and options of every operation, with validation.
+//
+// Conventions (the contract between reference, kernels and adapters):
+// - A keep-mask holds 1 where attention is allowed (Hugging Face attention_mask, PyTorch SDPA
+//   boolean attn_mask). The structured MaskSpec below is the source of every mask.
+// - Padding: sequence b has q_lens[b] valid queries and k_lens[b] valid keys. Right padding puts
+//   them at [0, len), left padding at [L - len, L). Padded queries see nothing.
+// - Causal and sliding window are measured from the diagonal of the segment the query lies in
+//   (the sequence's valid range, or its document when cu_seqlens are given), with segment-relative
+//   positions: bottom-right alignment puts the diagonal at k = q + (seg_k_len - seg_q_len)
+//   (FlashAttention >= 2.1, flashinfer: the last query sees the last key), top-left at k = q
+//   (PyTorch is_causal=True). causal == window (unbounded, 0).
+// - Packed documents: cu_seqlens_q[b] / cu_seqlens_k[b] split sequence b's valid range into
+//   documents ([0, ..., len], non-decreasing, same count for q and k); q and k must share one.
+// - A query with no visible key (a "fully masked row") gets zero output, zero weights and
+//   log-sum-exp -inf; never NaN.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "maskcheck/reference/common.hpp"
+
+namespace maskcheck {
+
+enum class PaddingSide : std::uint8_t { right, left };
+enum class Alignment : std::uint8_t { bottom_right, top_left };
+enum class Reduction : std::uint8_t { none, sum, mean };
+
+// A window side without limit.
+inline constexpr std::int64_t kUnbounded = std::numeric_limits<std::int64_t>::max();
+// Largest bounded window side accepted (keeps diagonal arithmetic far from overflow).
+inline constexpr std::int64_t kMaxWindow = std::int64_t{1} << 40;
+inline constexpr std::int64_t kDefaultIgnoreIndex = -100;
+
+struct Window {
+  std::int64_t left = kUnbounded;   // keys up to `left` before the diagonal
+  std::int64_t right = kUnbounded;  // keys up to `right` after the diagonal
+  bool operator==(const Window&) const = default;
+};
+
+// The structured mask of an attention-shaped problem, [B, Lq, Lk], shared by all heads.
+struct MaskSpec {
+  std::int64_t B = 1;
+  std::int64_t Lq = 0;
+  std::int64_t Lk = 0;
+  std::vector<std::int32_t> q_lens;  // [B] valid queries per sequence; empty: all Lq
+  std::vector<std::int32_t> k_lens;  // [B] valid keys per sequence; empty: all Lk
+  PaddingSide padding = PaddingSide::right;
+  bool causal = false;
+  Alignment alignment = Alignment::bottom_right;
+  std::optional<Window> window;
+  std::vector<std::vector<std::int32_t>> cu_seqlens_q;  // [B][docs + 1]; empty: one document
+  std::vector<std::vector<std::int32_t>> cu_seqlens_k;
+
+  std::int64_t q_len(std::int64_t b) const { return q_lens.empty() ? Lq : q_lens[b]; }
+  std::int64_t k_len(std::int64_t b) const { return k_lens.empty() ? Lk : k_lens[b]; }
+  bool has_documents() const { return !cu_seqlens_q.empty(); }
+  // Throws InvalidArgument naming the first bad field.
+  void validate() const;
+  bool operator==(const MaskSpec&) const = default;
+};
+
+// Masked softmax: y = softmax(x * scale + mask) over the last axis. x, y: [B, H, Lq, Lk].
+struct SoftmaxProblem {
+  MaskSpec mask;
+  std::int64_t H = 1;
+  double scale = 1.0;
+  void validate() const;
+  std::int64_t numel() const;
+};
+
+// Attention forward: O = softmax(Q K^T * scale + mask) V.
+// q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D], out: [B, H, Lq, D], lse: [B, H, Lq].
+// Head h reads kv head h / (H / Hkv) (grouped-query attention).
+struct AttentionProblem {
+  MaskSpec mask;
+  std::int64_t H = 1;
+  std::int64_t Hkv = 1;
+  std::int64_t D = 1;
+  std::optional<double> scale;  // default 1/sqrt(D)
+  double effective_scale() const;
+  void validate() const;
+  std::int64_t q_numel() const;
+  std::int64_t kv_numel() const;
+  std::int64_t lse_numel() const;
+};
+
+// Cross-entropy. logits: [N, V], labels: [N], weights: [N] (optional, >= 0).
+// l_i = -(1 - eps) log p_i[y_i] - eps/V sum_j log p_i[j] for labels != ignore_index;
+// none: w_i l_i per row (0 for ignored rows); sum: sum_i w_i l_i;
+// mean: sum_i w_i l_i / sum_i w_i over contributing rows (0 when nothing contributes).
+// Backward gives dlogits of the reduced loss (for `none`, of the sum of the rows).
+struct LossProblem {
+  std::int64_t N = 0;
+  std::int64_t V = 1;
+  std::int64_t ignore_index = kDefaultIgnoreIndex;
+  double label_smoothing = 0.0;
+  Reduction reduction = Reduction::mean;
+  bool weighted = false;
+  void validate() const;
+};
+
+// Causal-LM labels: labels[b, t] = ids[b, t + 1] when positions t and t + 1 are both valid
+// (attention mask 1) and t + 1 is not part of the prompt (its index within the sequence is at
+// least prompt_lens[b]); ignore_index elsewhere. ids, keep, labels: [B, L]; prompt_lens: [B].
+struct LmLabelsProblem {
+  std::int64_t B = 1;
+  std::int64_t L = 0;
+  std::int64_t ignore_index = kDefaultIgnoreIndex;
+  void validate() const;
+};
+
+// BERT-style MLM masking, ids/keep/special/continuation: [B, L].
+// Each eligible token (keep = 1, special = 0) is selected with probability p; of the selected,
+// a fraction p_mask becomes mask_id, p_random a uniform token in [0, V), the rest stay.
+// Randomness: Philox4x32-10, key = seed, counter = (position in sequence, sequence, 0, 0).
+// With whole_word, a continuation token (continuation = 1) follows its word's first token.
+// max_predictions > 0 caps the selected tokens per sequence (smallest draws win, whole words).
+struct MlmProblem {
+  std::int64_t B = 1;
+  std::int64_t L = 0;
+  std::int64_t V = 2;
+  std::int64_t mask_id = 0;
+  double p = 0.15;
+  double p_mask = 0.8;
+  double p_random = 0.1;
+  std::uint64_t seed = 0;
+  bool whole_word = false;
+  std::int32_t max_predictions = 0;
+  std::int64_t ignore_index = kDefaultIgnoreIndex;
+  void validate() const;
+};
+
+std::string to_string(PaddingSide s);
+std::string to_string(Alignment a);
+std::string to_string(Reduction r);
+PaddingSide padding_side_from_string(std::string_view s);
+Alignment alignment_from_string(std::string_view s);
+Reduction reduction_from_string(std::string_view s);
+
+}  // namespace maskcheck

@@ -1,0 +1,49 @@
+#include "maskcheck/reference/loss.hpp"
+
+namespace maskcheck::ref {
+
+void validate_loss_inputs(const LossProblem& p, std::span<const std::int64_t> labels,
+                          std::span<const double> weights) {
+  require_size("labels", labels.size(), p.N);
+  for (std::int64_t i = 0; i < p.N; ++i)
+    if (labels[i] != p.ignore_index && (labels[i] < 0 || labels[i] >= p.V))
+      throw_invalid("labels[" + std::to_string(i) + "]", static_cast<long long>(labels[i]),
+                    "must be in [0, V=" + std::to_string(p.V) +
+                        ") or ignore_index=" + std::to_string(p.ignore_index));
+  if (p.weighted) {
+    require_size("weights", weights.size(), p.N);
+    for (std::int64_t i = 0; i < p.N; ++i)
+      if (!(weights[i] >= 0.0 && std::isfinite(weights[i])))
+        throw_invalid("weights[" + std::to_string(i) + "]", std::to_string(weights[i]),
+                      "must be finite and >= 0");
+  } else if (!weights.empty()) {
+    throw_invalid("weights.size()", static_cast<long long>(weights.size()),
+                  "must be 0 when the problem is not weighted");
+  }
+}
+
+std::vector<std::int64_t> lm_labels(const LmLabelsProblem& p, std::span<const std::int64_t> ids,
+                                    std::span<const std::uint8_t> keep,
+                                    std::span<const std::int32_t> prompt_lens) {
+  p.validate();
+  const std::int64_t n = checked_numel("ids", {p.B, p.L});
+  require_size("ids", ids.size(), n);
+  require_size("keep", keep.size(), n);
+  if (!prompt_lens.empty()) require_size("prompt_lens", prompt_lens.size(), p.B);
+  std::vector<std::int64_t> labels(static_cast<std::size_t>(n), p.ignore_index);
+  for (std::int64_t b = 0; b < p.B; ++b) {
+    const std::int64_t prompt = prompt_lens.empty() ? 0 : prompt_lens[b];
+    require(prompt >= 0, "prompt_lens[" + std::to_string(b) + "]", prompt, "must be >= 0");
+    // Index of each position within its sequence: count of valid positions before it.
+    std::int64_t first = 0;
+    while (first < p.L && !keep[b * p.L + first]) ++first;
+    for (std::int64_t t = 0; t + 1 < p.L; ++t) {
+      const bool both_valid = keep[b * p.L + t] && keep[b * p.L + t + 1];
+      const bool target_in_prompt = (t + 1 - first) < prompt;
+      if (both_valid && !target_in_prompt) labels[b * p.L + t] = ids[b * p.L + t + 1];
+    }
+  }
+  return labels;
+}
+
+}  // namespace maskcheck::ref

@@ -1,0 +1,213 @@
+#include "maskcheck/reference/problems.hpp"
+
+#include <cmath>
+
+#include "maskcheck/reference/predicate.hpp"
+
+namespace maskcheck {
+namespace {
+
+std::string idx(std::string_view name, std::size_t i) {
+  return std::string(name) + "[" + std::to_string(i) + "]";
+}
+
+void validate_lens(std::string_view name, const std::vector<std::int32_t>& lens, std::int64_t B,
+                   std::int64_t L, std::string_view Lname) {
+  if (lens.empty()) return;
+  require_size(name, lens.size(), B);
+  for (std::size_t b = 0; b < lens.size(); ++b)
+    require(lens[b] >= 0 && lens[b] <= L, idx(name, b), lens[b],
+            "must be in [0, " + std::string(Lname) + "=" + std::to_string(L) + "]");
+}
+
+void validate_cu(std::string_view name, const std::vector<std::vector<std::int32_t>>& cu,
+                 const MaskSpec& m, bool is_q) {
+  require_size(name, cu.size(), m.B);
+  for (std::int64_t b = 0; b < m.B; ++b) {
+    const auto& c = cu[b];
+    const std::string nb = idx(name, b);
+    require(c.size() >= 2, nb + ".size()", static_cast<long long>(c.size()),
+            "must be >= 2 (at least one document)");
+    require(c.front() == 0, nb + "[0]", c.front(), "must be 0");
+    for (std::size_t d = 1; d < c.size(); ++d)
+      require(c[d] >= c[d - 1], nb + "[" + std::to_string(d) + "]", c[d],
+              "cu_seqlens must be non-decreasing (previous is " + std::to_string(c[d - 1]) + ")");
+    const std::int64_t len = is_q ? m.q_len(b) : m.k_len(b);
+    require(c.back() == len, nb + ".back()", c.back(),
+            "must equal the sequence's valid length " + std::to_string(len));
+  }
+}
+
+}  // namespace
+
+void MaskSpec::validate() const {
+  require(B >= 0, "B", B, "must be >= 0");
+  require(Lq >= 0 && Lq <= (std::int64_t{1} << 31) - 1, "Lq", Lq, "must be in [0, 2^31)");
+  require(Lk >= 0 && Lk <= (std::int64_t{1} << 31) - 1, "Lk", Lk, "must be in [0, 2^31)");
+  validate_lens("q_lens", q_lens, B, Lq, "Lq");
+  validate_lens("k_lens", k_lens, B, Lk, "Lk");
+  if (window) {
+    require(window->left >= 0 && (window->left <= kMaxWindow || window->left == kUnbounded),
+            "window.left", window->left, "must be >= 0 and <= 2^40, or unbounded");
+    require(window->right >= 0 && (window->right <= kMaxWindow || window->right == kUnbounded),
+            "window.right", window->right, "must be >= 0 and <= 2^40, or unbounded");
+  }
+  if (!cu_seqlens_q.empty() || !cu_seqlens_k.empty()) {
+    require(!cu_seqlens_q.empty(), "cu_seqlens_q.size()", 0,
+            "must be given together with cu_seqlens_k");
+    require(!cu_seqlens_k.empty(), "cu_seqlens_k.size()", 0,
+            "must be given together with cu_seqlens_q");
+    validate_cu("cu_seqlens_q", cu_seqlens_q, *this, true);
+    validate_cu("cu_seqlens_k", cu_seqlens_k, *this, false);
+    for (std::int64_t b = 0; b < B; ++b)
+      require(cu_seqlens_k[b].size() == cu_seqlens_q[b].size(), idx("cu_seqlens_k", b) + ".size()",
+              static_cast<long long>(cu_seqlens_k[b].size()),
+              "must equal cu_seqlens_q[" + std::to_string(b) +
+                  "].size() = " + std::to_string(cu_seqlens_q[b].size()));
+  }
+}
+
+void SoftmaxProblem::validate() const {
+  mask.validate();
+  require(H >= 1, "H", H, "must be >= 1");
+  if (!std::isfinite(scale)) throw_invalid("scale", std::to_string(scale), "must be finite");
+  (void)numel();
+}
+
+std::int64_t SoftmaxProblem::numel() const {
+  return checked_numel("softmax x", {mask.B, H, mask.Lq, mask.Lk});
+}
+
+double AttentionProblem::effective_scale() const {
+  return scale ? *scale : 1.0 / std::sqrt(static_cast<double>(D));
+}
+
+void AttentionProblem::validate() const {
+  mask.validate();
+  require(H >= 1, "H", H, "must be >= 1");
+  require(Hkv >= 1, "Hkv", Hkv, "must be >= 1");
+  require(H % Hkv == 0, "H % Hkv", H % Hkv,
+          "must be 0 (H=" + std::to_string(H) + ", Hkv=" + std::to_string(Hkv) + ")");
+  require(D >= 1, "D", D, "must be >= 1");
+  if (scale && !std::isfinite(*scale))
+    throw_invalid("scale", std::to_string(*scale), "must be finite");
+  (void)q_numel();
+  (void)kv_numel();
+}
+
+std::int64_t AttentionProblem::q_numel() const {
+  return checked_numel("q", {mask.B, H, mask.Lq, D});
+}
+std::int64_t AttentionProblem::kv_numel() const {
+  return checked_numel("k", {mask.B, Hkv, mask.Lk, D});
+}
+std::int64_t AttentionProblem::lse_numel() const {
+  return checked_numel("lse", {mask.B, H, mask.Lq});
+}
+
+void LossProblem::validate() const {
+  require(N >= 0, "N", N, "must be >= 0");
+  require(V >= 1, "V", V, "must be >= 1");
+  require(V <= (std::int64_t{1} << 31) - 1, "V", V, "must be < 2^31");
+  require(ignore_index < 0 || ignore_index >= V, "ignore_index", ignore_index,
+          "must lie outside [0, V=" + std::to_string(V) + ")");
+  if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0))
+    throw_invalid("label_smoothing", std::to_string(label_smoothing), "must be in [0, 1]");
+  (void)checked_numel("logits", {N, V});
+}
+
+void LmLabelsProblem::validate() const {
+  require(B >= 0, "B", B, "must be >= 0");
+  require(L >= 0, "L", L, "must be >= 0");
+  (void)checked_numel("ids", {B, L});
+}
+
+void MlmProblem::validate() const {
+  require(B >= 0, "B", B, "must be >= 0");
+  require(L >= 0 && L < (std::int64_t{1} << 31), "L", L, "must be in [0, 2^31)");
+  require(V >= 1 && V < (std::int64_t{1} << 31), "V", V, "must be in [1, 2^31)");
+  require(mask_id >= 0 && mask_id < V, "mask_id", mask_id,
+          "must be in [0, V=" + std::to_string(V) + ")");
+  require(ignore_index < 0 || ignore_index >= V, "ignore_index", ignore_index,
+          "must lie outside [0, V)");
+  auto prob = [](const char* name, double x) {
+    if (!(x >= 0.0 && x <= 1.0)) throw_invalid(name, std::to_string(x), "must be in [0, 1]");
+  };
+  prob("p", p);
+  prob("p_mask", p_mask);
+  prob("p_random", p_random);
+  prob("p_mask + p_random", p_mask + p_random);
+  require(max_predictions >= 0, "max_predictions", max_predictions, "must be >= 0 (0: no cap)");
+  (void)checked_numel("ids", {B, L});
+}
+
+FlatMask::FlatMask(const MaskSpec& spec) {
+  spec.validate();
+  q_lens_ = spec.q_lens;
+  k_lens_ = spec.k_lens;
+  if (spec.has_documents()) {
+    doc_ptr_.push_back(0);
+    for (std::int64_t b = 0; b < spec.B; ++b) {
+      cu_q_.insert(cu_q_.end(), spec.cu_seqlens_q[b].begin(), spec.cu_seqlens_q[b].end());
+      cu_k_.insert(cu_k_.end(), spec.cu_seqlens_k[b].begin(), spec.cu_seqlens_k[b].end());
+      doc_ptr_.push_back(static_cast<std::int32_t>(cu_q_.size()));
+    }
+  }
+  base_.B = spec.B;
+  base_.Lq = spec.Lq;
+  base_.Lk = spec.Lk;
+  base_.padding = spec.padding;
+  base_.causal = spec.causal;
+  base_.alignment = spec.alignment;
+  if (spec.window) {
+    base_.window_left = spec.window->left;
+    base_.window_right = spec.window->right;
+  }
+}
+
+MaskView FlatMask::view() const {
+  MaskView v = base_;
+  v.q_lens = q_lens_.empty() ? nullptr : q_lens_.data();
+  v.k_lens = k_lens_.empty() ? nullptr : k_lens_.data();
+  v.doc_ptr = doc_ptr_.empty() ? nullptr : doc_ptr_.data();
+  v.cu_q = cu_q_.empty() ? nullptr : cu_q_.data();
+  v.cu_k = cu_k_.empty() ? nullptr : cu_k_.data();
+  return v;
+}
+
+std::string to_string(PaddingSide s) {
+  return s == PaddingSide::left ? "left" : "right";
+}
+std::string to_string(Alignment a) {
+  return a == Alignment::top_left ? "top_left" : "bottom_right";
+}
+std::string to_string(Reduction r) {
+  switch (r) {
+    case Reduction::none:
+      return "none";
+    case Reduction::sum:
+      return "sum";
+    case Reduction::mean:
+      return "mean";
+  }
+  return "?";
+}
+
+PaddingSide padding_side_from_string(std::string_view s) {
+  if (s == "right") return PaddingSide::right;
+  if (s == "left") return PaddingSide::left;
+  throw_invalid("padding", std::string(s), "must be right or left");
+}
+Alignment alignment_from_string(std::string_view s) {
+  if (s == "bottom_right") return Alignment::bottom_right;
+  if (s == "top_left") return Alignment::top_left;
+  throw_invalid("alignment", std::string(s), "must be bottom_right or top_left");
+}
+Reduction reduction_from_string(std::string_view s) {
+  if (s == "none") return Reduction::none;
+  if (s == "sum") return Reduction::sum;
+  if (s == "mean") return Reduction::mean;
+  throw_invalid("reduction", std::string(s), "must be none, sum or mean");
+}
+
+}  // namespace maskcheck
