@@ -1,0 +1,56 @@
+// The property catalogue. Each property is written once, as a specification, and instantiated
+// for every implementation that provides its operation: the runner calls `check` inside
+// rapidcheck, which draws a case (through the generators, limited to the implementation's
+// dtypes), asks the implementation whether it supports it (an unsupported case is tagged
+// "skipped: <reason>" and counted), runs it and compares through the tolerance module.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "maskcheck/suite/generators.hpp"
+#include "maskcheck/suite/registry.hpp"
+#include "maskcheck/suite/tolerance.hpp"
+
+namespace maskcheck {
+
+struct Property {
+  std::string name;  // "<op>.<specification>", e.g. "attention.maskedKeysCannotLeak"
+  Op op;
+  std::string summary;  // the specification in one sentence
+  std::function<void(const Implementation&, const CaseLimits&)> check;
+};
+
+const std::vector<Property>& property_catalogue();
+const Property* find_property(std::string_view name);
+
+// Helpers for property bodies.
+// Tags the case as skipped when unsupported; returns whether it is supported.
+bool supported(const Support& s);
+// Tags the case with coverage labels (mask features, dtype).
+void tag_case(const MaskSpec& m, DType t);
+void tag_case(std::initializer_list<std::string> tags);
+// Fails the case with the check's report.
+void expect(const CheckResult& r);
+// Fails the case with a message unless cond.
+void expect(bool cond, const std::string& message);
+
+// Shapes with named axes.
+Shape mask_shape(const MaskSpec& m);                   // (b, q, k)
+Shape softmax_shape(const SoftmaxProblem& p);          // (b, h, q, k)
+Shape attention_out_shape(const AttentionProblem& p);  // (b, h, q, d)
+Shape attention_lse_shape(const AttentionProblem& p);  // (b, h, q)
+Shape rows_shape(std::int64_t N);                      // (n)
+Shape logits_shape(std::int64_t N, std::int64_t V);    // (n, v)
+Shape tokens_shape(std::int64_t B, std::int64_t L);    // (b, t)
+
+// Per-op catalogue parts (each in its own file).
+void add_mask_properties(std::vector<Property>& out);
+void add_softmax_properties(std::vector<Property>& out);
+void add_attention_properties(std::vector<Property>& out);
+void add_loss_properties(std::vector<Property>& out);
+void add_labels_properties(std::vector<Property>& out);
+void add_mlm_properties(std::vector<Property>& out);
+
+}  // namespace maskcheck

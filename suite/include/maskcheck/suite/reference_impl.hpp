@@ -1,0 +1,65 @@
+// The reference as a registered implementation ("reference": storage in the case's dtype,
+// accumulation in double), and the two reference evaluations the properties compare against:
+// Precision::exact is reference<double, double> (the ground truth); Precision::naive is
+// reference<S, float> with S the case's dtype, the naive same-dtype baseline of the
+// FlashAttention tolerance rule.
+#pragma once
+
+#include <memory>
+
+#include "maskcheck/suite/registry.hpp"
+
+namespace maskcheck {
+
+enum class Precision { exact, naive };
+
+std::vector<double> reference_softmax(const SoftmaxProblem& p, DType t, std::span<const double> x,
+                                      Precision prec);
+AttentionResult reference_attention(const AttentionProblem& p, DType t, std::span<const double> q,
+                                    std::span<const double> k, std::span<const double> v,
+                                    bool want_lse, Precision prec);
+LossResult reference_cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
+                                   std::span<const std::int64_t> labels,
+                                   std::span<const double> weights, bool backward, Precision prec);
+
+class ReferenceImplementation : public Implementation {
+ public:
+  std::string name() const override { return "reference"; }
+  std::string description() const override;
+  std::vector<Op> ops() const override;
+
+  Support supports_masks(const MaskSpec& spec, MaskEncoding e, DType t) const override;
+  std::vector<double> build_mask(const MaskSpec& spec, MaskEncoding e, DType t) const override;
+  std::vector<double> convert_mask(std::span<const double> values, MaskEncoding from,
+                                   MaskEncoding to, DType t) const override;
+  std::vector<std::uint8_t> keep_from_lengths(std::span<const std::int32_t> lengths, std::int64_t L,
+                                              PaddingSide side) const override;
+  std::vector<std::int64_t> last_valid_index(std::span<const std::int32_t> lengths, std::int64_t L,
+                                             PaddingSide side) const override;
+
+  Support supports_softmax(const SoftmaxProblem& p, DType t) const override;
+  std::vector<double> softmax(const SoftmaxProblem& p, DType t,
+                              std::span<const double> x) const override;
+
+  Support supports_attention(const AttentionProblem& p, DType t, bool want_lse) const override;
+  AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
+                            std::span<const double> k, std::span<const double> v,
+                            bool want_lse) const override;
+
+  Support supports_cross_entropy(const LossProblem& p, DType t) const override;
+  LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
+                           std::span<const std::int64_t> labels, std::span<const double> weights,
+                           bool backward) const override;
+
+  Support supports_lm_labels(const LmLabelsProblem& p) const override;
+  std::vector<std::int64_t> lm_labels(const LmLabelsProblem& p, std::span<const std::int64_t> ids,
+                                      std::span<const std::uint8_t> keep,
+                                      std::span<const std::int32_t> prompt_lens) const override;
+
+  Support supports_mlm(const MlmProblem& p) const override;
+  MlmResult mlm(const MlmProblem& p, std::span<const std::int64_t> ids,
+                std::span<const std::uint8_t> keep, std::span<const std::uint8_t> special,
+                std::span<const std::uint8_t> continuation) const override;
+};
+
+}  // namespace maskcheck

@@ -1,0 +1,135 @@
+// The implementation registry. Every implementation (the reference, the CPU and CUDA kernels,
+// third-party adapters, plugins, the deliberately broken mutants) is one Implementation: a name,
+// the operations it provides, a supports() answer with a reason for every problem it cannot take,
+// and the operations themselves. Properties and benchmarks loop over a Registry.
+//
+// Data crosses this boundary as host vectors of double whose values are exactly representable
+// in the problem's dtype; an implementation converts to its own storage and back.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "maskcheck/reference/dtype.hpp"
+#include "maskcheck/reference/masks.hpp"
+#include "maskcheck/reference/problems.hpp"
+
+namespace maskcheck {
+
+enum class Op : std::uint8_t { masks, softmax, attention, cross_entropy, lm_labels, mlm };
+inline constexpr Op kAllOps[] = {Op::masks,         Op::softmax,   Op::attention,
+                                 Op::cross_entropy, Op::lm_labels, Op::mlm};
+std::string_view to_string(Op op);
+Op op_from_string(std::string_view s);  // throws InvalidArgument
+
+// An implementation's answer to "can you run this?". Unsupported answers carry the reason that
+// the summary shows beside the skipped count.
+struct Support {
+  bool ok = true;
+  std::string reason;
+  static Support yes() { return {}; }
+  static Support no(std::string why) { return {false, std::move(why)}; }
+  explicit operator bool() const { return ok; }
+};
+
+// Thrown by an operation the implementation does not provide.
+class Unsupported : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct AttentionResult {
+  std::vector<double> out;  // [B, H, Lq, D]
+  std::vector<double> lse;  // [B, H, Lq] when requested
+};
+
+struct LossResult {
+  double loss = 0;              // reduced loss
+  std::vector<double> losses;   // [N] per-row w_i l_i (0 for ignored rows)
+  std::int64_t count = 0;       // contributing rows
+  double weight_sum = 0;        // their total weight
+  std::vector<double> dlogits;  // [N, V] when backward was requested
+};
+
+struct MlmResult {
+  std::vector<std::int64_t> ids;
+  std::vector<std::int64_t> labels;
+};
+
+class Implementation {
+ public:
+  virtual ~Implementation() = default;
+  virtual std::string name() const = 0;
+  virtual std::string description() const = 0;
+  virtual std::vector<Op> ops() const = 0;
+  // Storage dtypes an operation accepts (generators draw cases among these).
+  virtual std::vector<DType> dtypes(Op op) const;
+  bool provides(Op op) const;
+
+  // Masks: build a [B, Lq, Lk] mask in an encoding; convert between encodings; padding helpers.
+  virtual Support supports_masks(const MaskSpec& spec, MaskEncoding e, DType t) const;
+  virtual std::vector<double> build_mask(const MaskSpec& spec, MaskEncoding e, DType t) const;
+  virtual std::vector<double> convert_mask(std::span<const double> values, MaskEncoding from,
+                                           MaskEncoding to, DType t) const;
+  virtual std::vector<std::uint8_t> keep_from_lengths(std::span<const std::int32_t> lengths,
+                                                      std::int64_t L, PaddingSide side) const;
+  virtual std::vector<std::int64_t> last_valid_index(std::span<const std::int32_t> lengths,
+                                                     std::int64_t L, PaddingSide side) const;
+
+  // Masked softmax: x, y: [B, H, Lq, Lk].
+  virtual Support supports_softmax(const SoftmaxProblem& p, DType t) const;
+  virtual std::vector<double> softmax(const SoftmaxProblem& p, DType t,
+                                      std::span<const double> x) const;
+
+  // Attention forward: q [B, H, Lq, D], k, v [B, Hkv, Lk, D].
+  virtual Support supports_attention(const AttentionProblem& p, DType t, bool want_lse) const;
+  virtual AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
+                                    std::span<const double> k, std::span<const double> v,
+                                    bool want_lse) const;
+
+  // Cross-entropy forward (+ backward when `backward`): logits [N, V], labels [N], weights [N].
+  virtual Support supports_cross_entropy(const LossProblem& p, DType t) const;
+  virtual LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
+                                   std::span<const std::int64_t> labels,
+                                   std::span<const double> weights, bool backward) const;
+
+  // Causal-LM labels: ids, keep [B, L], prompt_lens [B] or empty.
+  virtual Support supports_lm_labels(const LmLabelsProblem& p) const;
+  virtual std::vector<std::int64_t> lm_labels(const LmLabelsProblem& p,
+                                              std::span<const std::int64_t> ids,
+                                              std::span<const std::uint8_t> keep,
+                                              std::span<const std::int32_t> prompt_lens) const;
+
+  // MLM masking: ids, keep, special, continuation [B, L].
+  virtual Support supports_mlm(const MlmProblem& p) const;
+  virtual MlmResult mlm(const MlmProblem& p, std::span<const std::int64_t> ids,
+                        std::span<const std::uint8_t> keep, std::span<const std::uint8_t> special,
+                        std::span<const std::uint8_t> continuation) const;
+
+ protected:
+  [[noreturn]] void unsupported(Op op) const;
+};
+
+class Registry {
+ public:
+  void add(std::shared_ptr<const Implementation> impl);  // names must be unique
+  const std::vector<std::shared_ptr<const Implementation>>& all() const { return impls_; }
+  std::shared_ptr<const Implementation> find(std::string_view name) const;  // nullptr if absent
+  // Resolves a comma-separated selection (empty: all); throws InvalidArgument on unknown names.
+  std::vector<std::shared_ptr<const Implementation>> select(std::string_view names) const;
+
+ private:
+  std::vector<std::shared_ptr<const Implementation>> impls_;
+};
+
+// The implementations built into this binary: "reference", then the kernels and adapters the
+// build enabled (each compiled-in part adds itself in builtin.cpp).
+const Registry& builtin_registry();
+
+std::shared_ptr<const Implementation> make_reference_implementation();
+
+}  // namespace maskcheck

@@ -1,0 +1,96 @@
+// Runs the property catalogue against implementations through rapidcheck and collects results:
+// status, case and skip counts, coverage, the shrunk counterexample of a failure, the largest
+// errors seen, and the command that replays the run.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "maskcheck/suite/properties.hpp"
+#include "maskcheck/suite/registry.hpp"
+#include "maskcheck/suite/tolerance.hpp"
+
+namespace maskcheck {
+
+enum class Status { passed, failed, skipped, error };
+std::string_view to_string(Status s);
+
+struct VerifyConfig {
+  std::uint64_t seed = 0;
+  int cases = 100;
+  int max_size = 100;
+  bool shrink = true;
+  std::string impls;                    // comma-separated, empty: all
+  std::optional<Op> op;                 // only this operation
+  std::vector<std::string> properties;  // only these properties (empty: all)
+};
+
+struct PropertyOutcome {
+  std::string implementation;
+  std::string property;
+  Op op = Op::masks;
+  Status status = Status::passed;
+  int cases = 0;          // cases checked (not skipped)
+  int skipped_cases = 0;  // cases the implementation did not support
+  std::map<std::string, int> skip_reasons;
+  std::map<std::string, int> coverage;
+  std::string message;                                              // failure or error description
+  std::vector<std::pair<std::string, std::string>> counterexample;  // (type, value)
+  std::uint64_t seed = 0;  // the property's own rapidcheck seed
+  double seconds = 0;
+  std::vector<ErrorRecord> max_errors;
+  std::string replay;  // command line reproducing this property alone
+};
+
+// The rapidcheck seed of one (implementation, property) pair, derived from the run's seed so
+// that filtering the run does not change it.
+std::uint64_t property_seed(std::uint64_t seed, std::string_view impl, std::string_view property);
+
+// The command line that reproduces `config` (with an optional single impl / property).
+std::string replay_command(const VerifyConfig& config, std::string_view impl = {},
+                           std::string_view property = {});
+
+PropertyOutcome run_property(const Implementation& impl, const Property& prop,
+                             const VerifyConfig& config);
+
+struct VerifyPlan {
+  std::vector<std::pair<std::shared_ptr<const Implementation>, const Property*>> items;
+};
+// Resolves the selection (throws InvalidArgument on unknown names).
+VerifyPlan plan_verify(const Registry& registry, const VerifyConfig& config);
+
+using ProgressFn =
+    std::function<void(std::size_t index, std::size_t total, const PropertyOutcome&)>;
+std::vector<PropertyOutcome> run_verify(const VerifyPlan& plan, const VerifyConfig& config,
+                                        const ProgressFn& progress = {});
+
+// Mutant runs: which properties killed (failed on) each mutant of the catalogue that ran.
+struct MutantVerdict {
+  std::string name;
+  std::string bug;
+  std::vector<std::string> killed_by;
+  bool killed() const { return !killed_by.empty(); }
+};
+std::vector<MutantVerdict> mutant_verdicts(const std::vector<PropertyOutcome>& results);
+
+// Results as JSON (schema "maskcheck.verify/1"), with machine and build information.
+nlohmann::json verify_json(const VerifyConfig& config, const std::vector<PropertyOutcome>& results,
+                           double seconds);
+
+// Environment knobs shared by the CLI and the test executables.
+//   MASKCHECK_CASES  case count per property (and a cap on it)
+//   MASKCHECK_CI=1   CI budget: caps case counts at kCiCases and benchmarks at CI sizes
+//   MASKCHECK_SEED   the run's seed (default: random, printed first)
+inline constexpr int kCiCases = 30;
+int cases_from_env(int fallback);
+std::optional<std::uint64_t> seed_from_env();
+bool ci_budget();
+
+}  // namespace maskcheck

@@ -1,0 +1,74 @@
+#include "maskcheck/suite/properties.hpp"
+
+#include <rapidcheck.h>
+
+namespace maskcheck {
+
+const std::vector<Property>& property_catalogue() {
+  static const std::vector<Property> catalogue = [] {
+    std::vector<Property> v;
+    add_mask_properties(v);
+    add_softmax_properties(v);
+    add_attention_properties(v);
+    add_loss_properties(v);
+    add_labels_properties(v);
+    add_mlm_properties(v);
+    return v;
+  }();
+  return catalogue;
+}
+
+const Property* find_property(std::string_view name) {
+  for (const auto& p : property_catalogue())
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+bool supported(const Support& s) {
+  if (s.ok) return true;
+  RC_TAG("skipped: " + s.reason);
+  return false;
+}
+
+void tag_case(const MaskSpec& m, DType t) {
+  for (const auto& tag : coverage_tags(m)) RC_TAG(tag);
+  RC_TAG(std::string(to_string(t)));
+}
+
+void tag_case(std::initializer_list<std::string> tags) {
+  for (const auto& tag : tags) RC_TAG(tag);
+}
+
+// A failed expectation fails the rapidcheck case with just the message (RC_FAIL would prepend
+// this file's name and line, which says nothing about the property).
+void expect(const CheckResult& r) {
+  if (!r.ok) throw rc::detail::CaseResult(rc::detail::CaseResult::Type::Failure, r.report());
+}
+
+void expect(bool cond, const std::string& message) {
+  if (!cond) throw rc::detail::CaseResult(rc::detail::CaseResult::Type::Failure, message);
+}
+
+Shape mask_shape(const MaskSpec& m) {
+  return {{"b", "q", "k"}, {m.B, m.Lq, m.Lk}};
+}
+Shape softmax_shape(const SoftmaxProblem& p) {
+  return {{"b", "h", "q", "k"}, {p.mask.B, p.H, p.mask.Lq, p.mask.Lk}};
+}
+Shape attention_out_shape(const AttentionProblem& p) {
+  return {{"b", "h", "q", "d"}, {p.mask.B, p.H, p.mask.Lq, p.D}};
+}
+Shape attention_lse_shape(const AttentionProblem& p) {
+  return {{"b", "h", "q"}, {p.mask.B, p.H, p.mask.Lq}};
+}
+Shape rows_shape(std::int64_t N) {
+  return {{"n"}, {N}};
+}
+Shape logits_shape(std::int64_t N, std::int64_t V) {
+  return {{"n", "v"}, {N, V}};
+}
+Shape tokens_shape(std::int64_t B, std::int64_t L) {
+  return {{"b", "t"}, {B, L}};
+}
+
+}  // namespace maskcheck

@@ -1,0 +1,546 @@
+// Properties of masked attention forward.
+#include <rapidcheck.h>
+#include <bit>
+#include <cmath>
+#include <limits>
+
+#include "maskcheck/reference/predicate.hpp"
+#include "maskcheck/suite/properties.hpp"
+#include "maskcheck/suite/reference_impl.hpp"
+
+namespace maskcheck {
+namespace {
+
+bool draw(const Implementation& impl, const CaseLimits& lim, AttentionCase& c) {
+  c = *gen_attention_case(lim).as("case");
+  if (!supported(impl.supports_attention(c.problem, c.dtype, c.want_lse))) return false;
+  tag_case(c.problem.mask, c.dtype);
+  if (c.problem.Hkv != c.problem.H) tag_case({"gqa"});
+  return true;
+}
+
+AttentionResult run(const Implementation& impl, const AttentionCase& c, const AttentionProblem& p,
+                    const AttentionData& d) {
+  return impl.attention(p, c.dtype, d.q, d.k, d.v, c.want_lse);
+}
+
+double garbage(int kind, DType t) {
+  switch (kind) {
+    case 0:
+      return std::numeric_limits<double>::quiet_NaN();
+    case 1:
+      return std::numeric_limits<double>::infinity();
+    default:
+      return round_to(t, max_finite(t) / 2);
+  }
+}
+
+// Offsets of row (b, h, q) of out [B, H, Lq, D] and of lse [B, H, Lq].
+struct Rows {
+  const AttentionProblem& p;
+  std::int64_t out(std::int64_t b, std::int64_t h, std::int64_t q) const {
+    return ((b * p.H + h) * p.mask.Lq + q) * p.D;
+  }
+  std::int64_t lse(std::int64_t b, std::int64_t h, std::int64_t q) const {
+    return (b * p.H + h) * p.mask.Lq + q;
+  }
+  std::int64_t kv(std::int64_t b, std::int64_t h, std::int64_t k) const {
+    return ((b * p.Hkv + h) * p.mask.Lk + k) * p.D;
+  }
+};
+
+// Copies the rows (b, *, q) for the selected queries into flat vectors (out, lse).
+struct Selected {
+  std::vector<double> out, lse;
+};
+template <class Pred>
+Selected select_rows(const AttentionProblem& p, const AttentionResult& r, Pred keep_row) {
+  Selected s;
+  const Rows rows{p};
+  for (std::int64_t b = 0; b < p.mask.B; ++b)
+    for (std::int64_t h = 0; h < p.H; ++h)
+      for (std::int64_t q = 0; q < p.mask.Lq; ++q) {
+        if (!keep_row(b, q)) continue;
+        s.out.insert(s.out.end(), r.out.begin() + rows.out(b, h, q),
+                     r.out.begin() + rows.out(b, h, q) + p.D);
+        if (!r.lse.empty()) s.lse.push_back(r.lse[rows.lse(b, h, q)]);
+      }
+  return s;
+}
+
+void expect_exact_rows(const Selected& got, const Selected& want, std::int64_t D) {
+  expect(check_exact(
+      "out (selected rows)",
+      Shape{{"row", "d"}, {std::int64_t(want.out.size()) / std::max<std::int64_t>(D, 1), D}},
+      got.out, want.out));
+  expect(check_exact("lse (selected rows)", Shape{{"row"}, {std::int64_t(want.lse.size())}},
+                     got.lse, want.lse));
+}
+
+void expect_consistent(const std::string& what, const AttentionResult& got,
+                       const AttentionResult& want, const AttentionProblem& p, DType t) {
+  expect(check_consistent(what + " out", attention_out_shape(p), got.out, want.out, t));
+  if (!want.lse.empty())
+    expect(check_consistent(what + " lse", attention_lse_shape(p), got.lse, want.lse, t));
+}
+
+MaskSpec sequence_alone(const MaskSpec& m, std::int64_t b) {
+  MaskSpec s = m;
+  s.B = 1;
+  s.q_lens =
+      m.q_lens.empty() ? std::vector<std::int32_t>{} : std::vector<std::int32_t>{m.q_lens[b]};
+  s.k_lens =
+      m.k_lens.empty() ? std::vector<std::int32_t>{} : std::vector<std::int32_t>{m.k_lens[b]};
+  if (m.has_documents()) {
+    s.cu_seqlens_q = {m.cu_seqlens_q[b]};
+    s.cu_seqlens_k = {m.cu_seqlens_k[b]};
+  }
+  return s;
+}
+
+}  // namespace
+
+void add_attention_properties(std::vector<Property>& out) {
+  out.push_back({"attention.agreesWithReference", Op::attention,
+                 "output and log-sum-exp agree with the fp64 reference (FlashAttention rule)",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   AttentionCase c;
+                   if (!draw(impl, lim, c)) return;
+                   const auto d = make_data(c);
+                   const auto got = run(impl, c, c.problem, d);
+                   const auto want = reference_attention(c.problem, c.dtype, d.q, d.k, d.v,
+                                                         c.want_lse, Precision::exact);
+                   const auto naive = reference_attention(c.problem, c.dtype, d.q, d.k, d.v,
+                                                          c.want_lse, Precision::naive);
+                   expect(check_close("out", attention_out_shape(c.problem), got.out, want.out,
+                                      naive.out, c.dtype));
+                   if (c.want_lse)
+                     expect(check_close("lse", attention_lse_shape(c.problem), got.lse, want.lse,
+                                        naive.lse, c.dtype));
+                 }});
+
+  out.push_back(
+      {"attention.rowsSumToOneOrAreZero", Op::attention,
+       "with V = 1 every row with a visible key outputs 1; a row with none outputs exactly 0 and "
+       "log-sum-exp -inf",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         auto d = make_data(c);
+         std::fill(d.v.begin(), d.v.end(), 1.0);
+         const auto got = run(impl, c, c.problem, d);
+         const auto naive =
+             reference_attention(c.problem, c.dtype, d.q, d.k, d.v, c.want_lse, Precision::naive);
+         const FlatMask flat(c.problem.mask);
+         const Rows rows{c.problem};
+         std::vector<double> want(got.out.size(), 0.0);
+         std::vector<double> want_empty_lse, got_empty_lse;
+         for (std::int64_t b = 0; b < c.problem.mask.B; ++b)
+           for (std::int64_t h = 0; h < c.problem.H; ++h)
+             for (std::int64_t q = 0; q < c.problem.mask.Lq; ++q) {
+               const bool empty = visible_keys(flat.view(), b, q).empty();
+               for (std::int64_t e = 0; e < c.problem.D; ++e)
+                 want[rows.out(b, h, q) + e] = empty ? 0.0 : 1.0;
+               if (empty && c.want_lse) {
+                 want_empty_lse.push_back(-std::numeric_limits<double>::infinity());
+                 got_empty_lse.push_back(got.lse[rows.lse(b, h, q)]);
+               }
+             }
+         // Fully masked rows must be +0.0 exactly: a zero-tolerance view of those entries.
+         std::vector<double> got_empty, zeros;
+         for (std::size_t i = 0; i < want.size(); ++i)
+           if (want[i] == 0.0) {
+             got_empty.push_back(got.out[i]);
+             zeros.push_back(0.0);
+           }
+         expect(
+             check_close("out", attention_out_shape(c.problem), got.out, want, naive.out, c.dtype));
+         expect(check_exact("out of fully masked rows", Shape{{"i"}, {std::int64_t(zeros.size())}},
+                            got_empty, zeros));
+         expect(check_exact("lse of fully masked rows",
+                            Shape{{"i"}, {std::int64_t(want_empty_lse.size())}}, got_empty_lse,
+                            want_empty_lse));
+       }});
+
+  out.push_back(
+      {"attention.maskedKeysCannotLeak", Op::attention,
+       "NaN, inf or huge values in K and V at any set of key positions change no bit of the rows "
+       "that cannot see those keys (padding, future tokens, outside the window, other documents)",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         const auto d = make_data(c);
+         const int kind = *rc::gen::inRange(0, 3).as("garbage kind");
+         const auto poison_seed = *rc::gen::arbitrary<std::uint64_t>().as("poisoned keys seed");
+         const AttentionProblem& p = c.problem;
+         const MaskSpec& m = p.mask;
+         // Poison each key with probability 1/4, and every padded key.
+         DataRng rng(poison_seed);
+         std::vector<std::uint8_t> poisoned(m.B * m.Lk, 0);
+         for (std::int64_t b = 0; b < m.B; ++b)
+           for (std::int64_t k = 0; k < m.Lk; ++k) {
+             const std::int64_t k0 = valid_begin(m.padding, m.Lk, m.k_len(b));
+             poisoned[b * m.Lk + k] = rng.below(4) == 0 || k < k0 || k >= k0 + m.k_len(b);
+           }
+         auto dirty = d;
+         const Rows rows{p};
+         for (std::int64_t b = 0; b < m.B; ++b)
+           for (std::int64_t h = 0; h < p.Hkv; ++h)
+             for (std::int64_t k = 0; k < m.Lk; ++k)
+               if (poisoned[b * m.Lk + k])
+                 for (std::int64_t e = 0; e < p.D; ++e) {
+                   dirty.k[rows.kv(b, h, k) + e] = garbage(kind, c.dtype);
+                   dirty.v[rows.kv(b, h, k) + e] = garbage(kind, c.dtype);
+                 }
+         const FlatMask flat(m);
+         auto blind = [&](std::int64_t b, std::int64_t q) {
+           const KeyRange r = visible_keys(flat.view(), b, q);
+           for (std::int64_t k = r.begin; k < r.end; ++k)
+             if (poisoned[b * m.Lk + k]) return false;
+           return true;
+         };
+         expect_exact_rows(select_rows(p, run(impl, c, p, dirty), blind),
+                           select_rows(p, run(impl, c, p, d), blind), p.D);
+       }});
+
+  out.push_back(
+      {"attention.paddingContentsCannotLeak", Op::attention,
+       "NaN in every padded position of Q, K and V changes no bit of any output; padded queries "
+       "output exactly 0 with log-sum-exp -inf",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         const auto d = make_data(c);
+         const AttentionProblem& p = c.problem;
+         const MaskSpec& m = p.mask;
+         const double nan = std::numeric_limits<double>::quiet_NaN();
+         auto dirty = d;
+         const Rows rows{p};
+         for (std::int64_t b = 0; b < m.B; ++b) {
+           const std::int64_t q0 = valid_begin(m.padding, m.Lq, m.q_len(b));
+           const std::int64_t k0 = valid_begin(m.padding, m.Lk, m.k_len(b));
+           for (std::int64_t q = 0; q < m.Lq; ++q)
+             if (q < q0 || q >= q0 + m.q_len(b))
+               for (std::int64_t h = 0; h < p.H; ++h)
+                 for (std::int64_t e = 0; e < p.D; ++e) dirty.q[rows.out(b, h, q) + e] = nan;
+           for (std::int64_t k = 0; k < m.Lk; ++k)
+             if (k < k0 || k >= k0 + m.k_len(b))
+               for (std::int64_t h = 0; h < p.Hkv; ++h)
+                 for (std::int64_t e = 0; e < p.D; ++e) {
+                   dirty.k[rows.kv(b, h, k) + e] = nan;
+                   dirty.v[rows.kv(b, h, k) + e] = nan;
+                 }
+         }
+         const auto clean = run(impl, c, p, d);
+         const auto got = run(impl, c, p, dirty);
+         expect(check_exact("out", attention_out_shape(p), got.out, clean.out));
+         if (c.want_lse) expect(check_exact("lse", attention_lse_shape(p), got.lse, clean.lse));
+         auto padded_query = [&](std::int64_t b, std::int64_t q) {
+           const std::int64_t q0 = valid_begin(m.padding, m.Lq, m.q_len(b));
+           return q < q0 || q >= q0 + m.q_len(b);
+         };
+         const Selected pad = select_rows(p, got, padded_query);
+         Selected want;
+         want.out.assign(pad.out.size(), 0.0);
+         want.lse.assign(pad.lse.size(), -std::numeric_limits<double>::infinity());
+         expect_exact_rows(pad, want, p.D);
+       }});
+
+  out.push_back({"attention.causalIsUnboundedLeftWindow", Op::attention,
+                 "causal equals the window (unbounded, 0) under the same alignment",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   AttentionCase c;
+                   if (!draw(impl, lim, c)) return;
+                   const auto d = make_data(c);
+                   AttentionProblem causal = c.problem, window = c.problem;
+                   causal.mask.causal = true;
+                   window.mask.causal = false;
+                   Window w = c.problem.mask.window.value_or(Window{});
+                   w.right = std::min<std::int64_t>(w.right, 0);
+                   window.mask.window = w;
+                   expect_consistent("window (inf, 0) vs causal", run(impl, c, window, d),
+                                     run(impl, c, causal, d), c.problem, c.dtype);
+                 }});
+
+  out.push_back({"attention.wideWindowIsNoWindow", Op::attention,
+                 "a window wider than Lq + Lk on both sides changes nothing",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   AttentionCase c;
+                   if (!draw(impl, lim, c)) return;
+                   const auto d = make_data(c);
+                   AttentionProblem wide = c.problem, none = c.problem;
+                   none.mask.window.reset();
+                   const std::int64_t w = c.problem.mask.Lq + c.problem.mask.Lk;
+                   wide.mask.window = Window{w, w};
+                   expect_consistent("wide window vs none", run(impl, c, wide, d),
+                                     run(impl, c, none, d), c.problem, c.dtype);
+                 }});
+
+  out.push_back(
+      {"attention.visibleSliceEqualsUnmasked", Op::attention,
+       "each query row equals unmasked attention over exactly its visible keys (sliding window "
+       "== full attention on the sliced keys)",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         const auto d = make_data(c);
+         const AttentionProblem& p = c.problem;
+         const MaskSpec& m = p.mask;
+         const auto full = run(impl, c, p, d);
+         const FlatMask flat(m);
+         const Rows rows{p};
+         const int picks = *rc::gen::inRange(1, 4).as("rows checked");
+         for (int i = 0; i < picks; ++i) {
+           if (m.B == 0 || m.Lq == 0) return;
+           const std::int64_t b = *rc::gen::inRange<std::int64_t>(0, m.B).as("b");
+           const std::int64_t q = *rc::gen::inRange<std::int64_t>(0, m.Lq).as("q");
+           const KeyRange r = visible_keys(flat.view(), b, q);
+           if (r.empty()) continue;
+           AttentionProblem alone = p;
+           alone.mask = MaskSpec{};
+           alone.mask.B = 1;
+           alone.mask.Lq = 1;
+           alone.mask.Lk = r.size();
+           alone.scale = p.effective_scale();
+           AttentionData s;
+           for (std::int64_t h = 0; h < p.H; ++h)
+             s.q.insert(s.q.end(), d.q.begin() + rows.out(b, h, q),
+                        d.q.begin() + rows.out(b, h, q) + p.D);
+           for (std::int64_t h = 0; h < p.Hkv; ++h) {
+             s.k.insert(s.k.end(), d.k.begin() + rows.kv(b, h, r.begin),
+                        d.k.begin() + rows.kv(b, h, r.end));
+             s.v.insert(s.v.end(), d.v.begin() + rows.kv(b, h, r.begin),
+                        d.v.begin() + rows.kv(b, h, r.end));
+           }
+           const auto got = run(impl, c, alone, s);
+           AttentionResult want;
+           for (std::int64_t h = 0; h < p.H; ++h) {
+             want.out.insert(want.out.end(), full.out.begin() + rows.out(b, h, q),
+                             full.out.begin() + rows.out(b, h, q) + p.D);
+             if (c.want_lse) want.lse.push_back(full.lse[rows.lse(b, h, q)]);
+           }
+           expect_consistent("row (b=" + std::to_string(b) + ", q=" + std::to_string(q) + ")", got,
+                             want, alone, c.dtype);
+         }
+       }});
+
+  out.push_back(
+      {"attention.documentsRunAlone", Op::attention,
+       "with packed documents each document's rows equal that document run alone",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         const AttentionProblem& p = c.problem;
+         const MaskSpec& m = p.mask;
+         if (!m.has_documents()) return;
+         const auto d = make_data(c);
+         const auto full = run(impl, c, p, d);
+         const Rows rows{p};
+         for (std::int64_t b = 0; b < m.B; ++b) {
+           const std::int64_t q0 = valid_begin(m.padding, m.Lq, m.q_len(b));
+           const std::int64_t k0 = valid_begin(m.padding, m.Lk, m.k_len(b));
+           for (std::size_t doc = 0; doc + 1 < m.cu_seqlens_q[b].size(); ++doc) {
+             const std::int64_t qs = q0 + m.cu_seqlens_q[b][doc], ks = k0 + m.cu_seqlens_k[b][doc];
+             AttentionProblem alone = p;
+             alone.mask = MaskSpec{};
+             alone.mask.B = 1;
+             alone.mask.Lq = m.cu_seqlens_q[b][doc + 1] - m.cu_seqlens_q[b][doc];
+             alone.mask.Lk = m.cu_seqlens_k[b][doc + 1] - m.cu_seqlens_k[b][doc];
+             alone.mask.causal = m.causal;
+             alone.mask.window = m.window;
+             alone.mask.alignment = m.alignment;
+             AttentionData s;
+             AttentionResult want;
+             for (std::int64_t h = 0; h < p.H; ++h) {
+               s.q.insert(s.q.end(), d.q.begin() + rows.out(b, h, qs),
+                          d.q.begin() + rows.out(b, h, qs + alone.mask.Lq));
+               want.out.insert(want.out.end(), full.out.begin() + rows.out(b, h, qs),
+                               full.out.begin() + rows.out(b, h, qs + alone.mask.Lq));
+               if (c.want_lse)
+                 want.lse.insert(want.lse.end(), full.lse.begin() + rows.lse(b, h, qs),
+                                 full.lse.begin() + rows.lse(b, h, qs + alone.mask.Lq));
+             }
+             for (std::int64_t h = 0; h < p.Hkv; ++h) {
+               s.k.insert(s.k.end(), d.k.begin() + rows.kv(b, h, ks),
+                          d.k.begin() + rows.kv(b, h, ks + alone.mask.Lk));
+               s.v.insert(s.v.end(), d.v.begin() + rows.kv(b, h, ks),
+                          d.v.begin() + rows.kv(b, h, ks + alone.mask.Lk));
+             }
+             expect_consistent("document " + std::to_string(doc) + " of b=" + std::to_string(b),
+                               run(impl, c, alone, s), want, alone, c.dtype);
+           }
+         }
+       }});
+
+  out.push_back({"attention.leftPaddingIsShiftedRightPadding", Op::attention,
+                 "left padding gives the right-padded output shifted by the padding",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   AttentionCase c;
+                   if (!draw(impl, lim, c)) return;
+                   const auto d = make_data(c);
+                   AttentionProblem right = c.problem, left = c.problem;
+                   right.mask.padding = PaddingSide::right;
+                   left.mask.padding = PaddingSide::left;
+                   const MaskSpec& m = c.problem.mask;
+                   const AttentionProblem& p = c.problem;
+                   const Rows rows{p};
+                   // Right-padded data moved to left-padded positions (padding filled with zeros).
+                   AttentionData dl{std::vector<double>(d.q.size(), 0.0),
+                                    std::vector<double>(d.k.size(), 0.0),
+                                    std::vector<double>(d.v.size(), 0.0)};
+                   for (std::int64_t b = 0; b < m.B; ++b) {
+                     const std::int64_t dq = m.Lq - m.q_len(b), dk = m.Lk - m.k_len(b);
+                     for (std::int64_t h = 0; h < p.H; ++h)
+                       for (std::int64_t q = 0; q < m.q_len(b); ++q)
+                         std::copy_n(d.q.begin() + rows.out(b, h, q), p.D,
+                                     dl.q.begin() + rows.out(b, h, q + dq));
+                     for (std::int64_t h = 0; h < p.Hkv; ++h)
+                       for (std::int64_t k = 0; k < m.k_len(b); ++k) {
+                         std::copy_n(d.k.begin() + rows.kv(b, h, k), p.D,
+                                     dl.k.begin() + rows.kv(b, h, k + dk));
+                         std::copy_n(d.v.begin() + rows.kv(b, h, k), p.D,
+                                     dl.v.begin() + rows.kv(b, h, k + dk));
+                       }
+                   }
+                   const auto r = run(impl, c, right, d);
+                   const auto l = run(impl, c, left, dl);
+                   AttentionResult want{
+                       std::vector<double>(r.out.size(), 0.0),
+                       std::vector<double>(r.lse.size(), -std::numeric_limits<double>::infinity())};
+                   for (std::int64_t b = 0; b < m.B; ++b) {
+                     const std::int64_t dq = m.Lq - m.q_len(b);
+                     for (std::int64_t h = 0; h < p.H; ++h)
+                       for (std::int64_t q = 0; q < m.q_len(b); ++q) {
+                         std::copy_n(r.out.begin() + rows.out(b, h, q), p.D,
+                                     want.out.begin() + rows.out(b, h, q + dq));
+                         if (c.want_lse)
+                           want.lse[rows.lse(b, h, q + dq)] = r.lse[rows.lse(b, h, q)];
+                       }
+                   }
+                   expect_consistent("left padded", l, want, p, c.dtype);
+                 }});
+
+  out.push_back({"attention.independentOfBatchNeighbours", Op::attention,
+                 "changing the other sequences of the batch changes no bit of a sequence's output",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   AttentionCase c;
+                   if (!draw(impl, lim, c)) return;
+                   const auto d = make_data(c);
+                   const AttentionProblem& p = c.problem;
+                   const std::int64_t keep_b =
+                       *rc::gen::inRange<std::int64_t>(0, p.mask.B).as("kept sequence");
+                   auto other = d;
+                   DataRng rng(c.data_seed ^ 0xbadc0ffee);
+                   const std::int64_t nq = p.H * p.mask.Lq * p.D, nkv = p.Hkv * p.mask.Lk * p.D;
+                   for (std::int64_t i = 0; i < std::int64_t(other.q.size()); ++i)
+                     if (i / std::max<std::int64_t>(nq, 1) != keep_b)
+                       other.q[i] = round_to(c.dtype, 2 * rng.normal());
+                   for (std::int64_t i = 0; i < std::int64_t(other.k.size()); ++i)
+                     if (i / std::max<std::int64_t>(nkv, 1) != keep_b) {
+                       other.k[i] = round_to(c.dtype, 2 * rng.normal());
+                       other.v[i] = round_to(c.dtype, 2 * rng.normal());
+                     }
+                   auto mine = [&](std::int64_t b, std::int64_t) { return b == keep_b; };
+                   expect_exact_rows(select_rows(p, run(impl, c, p, other), mine),
+                                     select_rows(p, run(impl, c, p, d), mine), p.D);
+                 }});
+
+  out.push_back(
+      {"attention.extraPaddingChangesNothing", Op::attention,
+       "a sequence run alone with extra padding gives the same valid rows as in its batch",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         const auto d = make_data(c);
+         const AttentionProblem& p = c.problem;
+         const MaskSpec& m = p.mask;
+         const std::int64_t b = *rc::gen::inRange<std::int64_t>(0, m.B).as("sequence");
+         const std::int64_t extra = *rc::gen::inRange<std::int64_t>(1, 18).as("extra padding");
+         AttentionProblem alone = p;
+         alone.mask = sequence_alone(m, b);
+         alone.mask.Lq = m.Lq + extra;
+         alone.mask.Lk = m.Lk + extra;
+         alone.mask.q_lens = {static_cast<std::int32_t>(m.q_len(b))};
+         alone.mask.k_lens = {static_cast<std::int32_t>(m.k_len(b))};
+         const std::int64_t q0 = valid_begin(m.padding, m.Lq, m.q_len(b));
+         const std::int64_t k0 = valid_begin(m.padding, m.Lk, m.k_len(b));
+         const std::int64_t aq0 = valid_begin(m.padding, alone.mask.Lq, m.q_len(b));
+         const std::int64_t ak0 = valid_begin(m.padding, alone.mask.Lk, m.k_len(b));
+         const Rows rows{p}, arows{alone};
+         DataRng rng(c.data_seed ^ 0x9add);
+         AttentionData s;
+         s.q.resize(alone.q_numel());
+         s.k.resize(alone.kv_numel());
+         s.v.resize(alone.kv_numel());
+         for (auto* vec : {&s.q, &s.k, &s.v})
+           for (auto& x : *vec) x = round_to(c.dtype, rng.normal());  // padding: arbitrary values
+         for (std::int64_t h = 0; h < p.H; ++h)
+           for (std::int64_t q = 0; q < m.q_len(b); ++q)
+             std::copy_n(d.q.begin() + rows.out(b, h, q0 + q), p.D,
+                         s.q.begin() + arows.out(0, h, aq0 + q));
+         for (std::int64_t h = 0; h < p.Hkv; ++h)
+           for (std::int64_t k = 0; k < m.k_len(b); ++k) {
+             std::copy_n(d.k.begin() + rows.kv(b, h, k0 + k), p.D,
+                         s.k.begin() + arows.kv(0, h, ak0 + k));
+             std::copy_n(d.v.begin() + rows.kv(b, h, k0 + k), p.D,
+                         s.v.begin() + arows.kv(0, h, ak0 + k));
+           }
+         const auto full = run(impl, c, p, d);
+         const auto got = run(impl, c, alone, s);
+         AttentionResult g, w;
+         for (std::int64_t h = 0; h < p.H; ++h)
+           for (std::int64_t q = 0; q < m.q_len(b); ++q) {
+             g.out.insert(g.out.end(), got.out.begin() + arows.out(0, h, aq0 + q),
+                          got.out.begin() + arows.out(0, h, aq0 + q) + p.D);
+             w.out.insert(w.out.end(), full.out.begin() + rows.out(b, h, q0 + q),
+                          full.out.begin() + rows.out(b, h, q0 + q) + p.D);
+             if (c.want_lse) {
+               g.lse.push_back(got.lse[arows.lse(0, h, aq0 + q)]);
+               w.lse.push_back(full.lse[rows.lse(b, h, q0 + q)]);
+             }
+           }
+         const Shape so{{"h*q", "d"}, {p.H * m.q_len(b), p.D}}, sl{{"h*q"}, {p.H * m.q_len(b)}};
+         expect(check_consistent("out (valid rows)", so, g.out, w.out, c.dtype));
+         if (c.want_lse) expect(check_consistent("lse (valid rows)", sl, g.lse, w.lse, c.dtype));
+       }});
+
+  out.push_back({"attention.gqaEqualsRepeatedKv", Op::attention,
+                 "grouped-query attention equals multi-head attention with K and V repeated",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   AttentionCase c;
+                   if (!draw(impl, lim, c)) return;
+                   const AttentionProblem& p = c.problem;
+                   if (p.Hkv == p.H) return;
+                   const auto d = make_data(c);
+                   AttentionProblem mha = p;
+                   mha.Hkv = p.H;
+                   const Rows rows{p}, mrows{mha};
+                   AttentionData r{d.q, std::vector<double>(mha.kv_numel()),
+                                   std::vector<double>(mha.kv_numel())};
+                   const std::int64_t group = p.H / p.Hkv;
+                   for (std::int64_t b = 0; b < p.mask.B; ++b)
+                     for (std::int64_t h = 0; h < p.H; ++h)
+                       for (std::int64_t k = 0; k < p.mask.Lk; ++k) {
+                         std::copy_n(d.k.begin() + rows.kv(b, h / group, k), p.D,
+                                     r.k.begin() + mrows.kv(b, h, k));
+                         std::copy_n(d.v.begin() + rows.kv(b, h / group, k), p.D,
+                                     r.v.begin() + mrows.kv(b, h, k));
+                       }
+                   expect_consistent("gqa vs repeated kv", run(impl, c, p, d), run(impl, c, mha, r),
+                                     p, c.dtype);
+                 }});
+
+  out.push_back({"attention.deterministic", Op::attention,
+                 "two runs on the same inputs are bitwise identical",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   AttentionCase c;
+                   if (!draw(impl, lim, c)) return;
+                   const auto d = make_data(c);
+                   const auto a = run(impl, c, c.problem, d), b = run(impl, c, c.problem, d);
+                   expect(check_exact("out", attention_out_shape(c.problem), b.out, a.out));
+                   if (c.want_lse)
+                     expect(check_exact("lse", attention_lse_shape(c.problem), b.lse, a.lse));
+                 }});
+}
+
+}  // namespace maskcheck

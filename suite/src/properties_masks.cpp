@@ -1,0 +1,166 @@
+// Properties of mask construction and conversion.
+#include <rapidcheck.h>
+
+#include "maskcheck/reference/masks.hpp"
+#include "maskcheck/reference/predicate.hpp"
+#include "maskcheck/suite/properties.hpp"
+
+namespace maskcheck {
+namespace {
+
+std::vector<double> ref_mask(const MaskSpec& spec, MaskEncoding e, DType t) {
+  return ref::encode_mask(ref::build_keep_mask(spec), e, t);
+}
+
+// Draws a case the implementation supports, or returns false after tagging the skip.
+bool draw(const Implementation& impl, const CaseLimits& lim, MaskCase& c) {
+  c = *gen_mask_case(lim).as("case");
+  if (!supported(impl.supports_masks(c.spec, c.encoding, c.dtype))) return false;
+  tag_case(c.spec, c.dtype);
+  return true;
+}
+
+// The spec of one document of sequence b, run alone: no padding, no other documents.
+MaskSpec document_alone(const MaskSpec& m, std::int64_t b, std::size_t d) {
+  MaskSpec s;
+  s.B = 1;
+  s.Lq = m.cu_seqlens_q[b][d + 1] - m.cu_seqlens_q[b][d];
+  s.Lk = m.cu_seqlens_k[b][d + 1] - m.cu_seqlens_k[b][d];
+  s.causal = m.causal;
+  s.window = m.window;
+  s.alignment = m.alignment;
+  return s;
+}
+
+}  // namespace
+
+void add_mask_properties(std::vector<Property>& out) {
+  out.push_back({"masks.agreesWithReference", Op::masks,
+                 "the mask built from a spec equals the reference bit for bit, in every encoding",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   MaskCase c;
+                   if (!draw(impl, lim, c)) return;
+                   const auto got = impl.build_mask(c.spec, c.encoding, c.dtype);
+                   expect(check_exact("mask", mask_shape(c.spec), got,
+                                      ref_mask(c.spec, c.encoding, c.dtype)));
+                 }});
+
+  out.push_back({"masks.encodingsAgreeAfterConversion", Op::masks,
+                 "keep, masked-out, additive -inf / lowest / -1e4 / -1e9 masks convert into each "
+                 "other exactly",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   MaskCase c;
+                   if (!draw(impl, lim, c)) return;
+                   const auto keep = ref::build_keep_mask(c.spec);
+                   for (MaskEncoding to : kAllMaskEncodings) {
+                     const auto from_values = ref::encode_mask(keep, c.encoding, c.dtype);
+                     const auto got = impl.convert_mask(from_values, c.encoding, to, c.dtype);
+                     expect(check_exact(
+                         std::string(to_string(c.encoding)) + "->" + std::string(to_string(to)),
+                         mask_shape(c.spec), got, ref::encode_mask(keep, to, c.dtype)));
+                   }
+                 }});
+
+  out.push_back({"masks.causalIsUnboundedLeftWindow", Op::masks,
+                 "causal equals the window (unbounded, 0) under the same alignment",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   MaskCase c;
+                   if (!draw(impl, lim, c)) return;
+                   MaskSpec causal = c.spec, window = c.spec;
+                   causal.causal = true;
+                   window.causal = false;
+                   Window w = c.spec.window.value_or(Window{});
+                   w.right = std::min<std::int64_t>(w.right, 0);
+                   window.window = w;
+                   expect(check_exact("mask", mask_shape(c.spec),
+                                      impl.build_mask(window, c.encoding, c.dtype),
+                                      impl.build_mask(causal, c.encoding, c.dtype)));
+                 }});
+
+  out.push_back({"masks.wideWindowIsNoWindow", Op::masks,
+                 "a window wider than Lq + Lk on both sides changes nothing",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   MaskCase c;
+                   if (!draw(impl, lim, c)) return;
+                   MaskSpec wide = c.spec, none = c.spec;
+                   none.window.reset();
+                   wide.window = Window{c.spec.Lq + c.spec.Lk, c.spec.Lq + c.spec.Lk};
+                   expect(check_exact("mask", mask_shape(c.spec),
+                                      impl.build_mask(wide, c.encoding, c.dtype),
+                                      impl.build_mask(none, c.encoding, c.dtype)));
+                 }});
+
+  out.push_back({"masks.paddingHelpersAgree", Op::masks,
+                 "keep-from-lengths and last-valid-index match the padding clause of the predicate",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   MaskCase c;
+                   if (!draw(impl, lim, c)) return;
+                   const MaskSpec& m = c.spec;
+                   std::vector<std::int32_t> lens(m.B);
+                   for (std::int64_t b = 0; b < m.B; ++b)
+                     lens[b] = static_cast<std::int32_t>(m.k_len(b));
+                   const auto keep = impl.keep_from_lengths(lens, m.Lk, m.padding);
+                   std::vector<std::int64_t> got(keep.begin(), keep.end()), want(keep.size());
+                   for (std::int64_t b = 0; b < m.B; ++b)
+                     for (std::int64_t t = 0; t < m.Lk; ++t) {
+                       const std::int64_t t0 = valid_begin(m.padding, m.Lk, lens[b]);
+                       want[b * m.Lk + t] = t >= t0 && t < t0 + lens[b];
+                     }
+                   expect(check_exact("keep", tokens_shape(m.B, m.Lk), got, want));
+                   const auto last = impl.last_valid_index(lens, m.Lk, m.padding);
+                   std::vector<std::int64_t> want_last(m.B, -1);
+                   for (std::int64_t b = 0; b < m.B; ++b)
+                     for (std::int64_t t = 0; t < m.Lk; ++t)
+                       if (want[b * m.Lk + t]) want_last[b] = t;
+                   expect(check_exact("last_valid_index", rows_shape(m.B), last, want_last));
+                 }});
+
+  out.push_back(
+      {"masks.leftPaddingIsShiftedRightPadding", Op::masks,
+       "the left-padded mask is the right-padded mask shifted by the padding, masked elsewhere",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         MaskCase c;
+         if (!draw(impl, lim, c)) return;
+         MaskSpec right = c.spec, left = c.spec;
+         right.padding = PaddingSide::right;
+         left.padding = PaddingSide::left;
+         const auto r = impl.build_mask(right, MaskEncoding::keep, c.dtype);
+         const auto l = impl.build_mask(left, MaskEncoding::keep, c.dtype);
+         const MaskSpec& m = c.spec;
+         std::vector<double> shifted(r.size(), 0.0);
+         for (std::int64_t b = 0; b < m.B; ++b) {
+           const std::int64_t dq = m.Lq - m.q_len(b), dk = m.Lk - m.k_len(b);
+           for (std::int64_t q = 0; q < m.q_len(b); ++q)
+             for (std::int64_t k = 0; k < m.k_len(b); ++k)
+               shifted[(b * m.Lq + q + dq) * m.Lk + k + dk] = r[(b * m.Lq + q) * m.Lk + k];
+         }
+         expect(check_exact("left-padded mask", mask_shape(m), l, shifted));
+       }});
+
+  out.push_back(
+      {"masks.documentsAreBlockDiagonal", Op::masks,
+       "with packed documents each diagonal block is that document's own mask, the rest masked",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         MaskCase c;
+         if (!draw(impl, lim, c)) return;
+         const MaskSpec& m = c.spec;
+         if (!m.has_documents()) return;
+         const auto got = impl.build_mask(m, MaskEncoding::keep, c.dtype);
+         std::vector<double> want(got.size(), 0.0);
+         for (std::int64_t b = 0; b < m.B; ++b) {
+           const std::int64_t q0 = valid_begin(m.padding, m.Lq, m.q_len(b));
+           const std::int64_t k0 = valid_begin(m.padding, m.Lk, m.k_len(b));
+           for (std::size_t d = 0; d + 1 < m.cu_seqlens_q[b].size(); ++d) {
+             const MaskSpec alone = document_alone(m, b, d);
+             const auto block = impl.build_mask(alone, MaskEncoding::keep, c.dtype);
+             for (std::int64_t q = 0; q < alone.Lq; ++q)
+               for (std::int64_t k = 0; k < alone.Lk; ++k)
+                 want[(b * m.Lq + q0 + m.cu_seqlens_q[b][d] + q) * m.Lk + k0 +
+                      m.cu_seqlens_k[b][d] + k] = block[q * alone.Lk + k];
+           }
+         }
+         expect(check_exact("mask", mask_shape(m), got, want));
+       }});
+}
+
+}  // namespace maskcheck

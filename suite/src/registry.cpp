@@ -1,0 +1,145 @@
+#include "maskcheck/suite/registry.hpp"
+
+#include <algorithm>
+
+#include "maskcheck/reference/common.hpp"
+
+namespace maskcheck {
+
+std::string_view to_string(Op op) {
+  switch (op) {
+    case Op::masks:
+      return "masks";
+    case Op::softmax:
+      return "softmax";
+    case Op::attention:
+      return "attention";
+    case Op::cross_entropy:
+      return "cross_entropy";
+    case Op::lm_labels:
+      return "lm_labels";
+    case Op::mlm:
+      return "mlm";
+  }
+  return "?";
+}
+
+Op op_from_string(std::string_view s) {
+  for (Op op : kAllOps)
+    if (to_string(op) == s) return op;
+  throw_invalid("op", std::string(s),
+                "must be one of masks, softmax, attention, cross_entropy, lm_labels, mlm");
+}
+
+std::vector<DType> Implementation::dtypes(Op) const {
+  return {DType::f64, DType::f32, DType::f16, DType::bf16};
+}
+
+bool Implementation::provides(Op op) const {
+  const auto o = ops();
+  return std::find(o.begin(), o.end(), op) != o.end();
+}
+
+void Implementation::unsupported(Op op) const {
+  throw Unsupported(name() + " does not provide " + std::string(to_string(op)));
+}
+
+namespace {
+Support not_provided(const Implementation& impl, Op op) {
+  return Support::no(impl.name() + " does not provide " + std::string(to_string(op)));
+}
+}  // namespace
+
+Support Implementation::supports_masks(const MaskSpec&, MaskEncoding, DType) const {
+  return not_provided(*this, Op::masks);
+}
+std::vector<double> Implementation::build_mask(const MaskSpec&, MaskEncoding, DType) const {
+  unsupported(Op::masks);
+}
+std::vector<double> Implementation::convert_mask(std::span<const double>, MaskEncoding,
+                                                 MaskEncoding, DType) const {
+  unsupported(Op::masks);
+}
+std::vector<std::uint8_t> Implementation::keep_from_lengths(std::span<const std::int32_t>,
+                                                            std::int64_t, PaddingSide) const {
+  unsupported(Op::masks);
+}
+std::vector<std::int64_t> Implementation::last_valid_index(std::span<const std::int32_t>,
+                                                           std::int64_t, PaddingSide) const {
+  unsupported(Op::masks);
+}
+Support Implementation::supports_softmax(const SoftmaxProblem&, DType) const {
+  return not_provided(*this, Op::softmax);
+}
+std::vector<double> Implementation::softmax(const SoftmaxProblem&, DType,
+                                            std::span<const double>) const {
+  unsupported(Op::softmax);
+}
+Support Implementation::supports_attention(const AttentionProblem&, DType, bool) const {
+  return not_provided(*this, Op::attention);
+}
+AttentionResult Implementation::attention(const AttentionProblem&, DType, std::span<const double>,
+                                          std::span<const double>, std::span<const double>,
+                                          bool) const {
+  unsupported(Op::attention);
+}
+Support Implementation::supports_cross_entropy(const LossProblem&, DType) const {
+  return not_provided(*this, Op::cross_entropy);
+}
+LossResult Implementation::cross_entropy(const LossProblem&, DType, std::span<const double>,
+                                         std::span<const std::int64_t>, std::span<const double>,
+                                         bool) const {
+  unsupported(Op::cross_entropy);
+}
+Support Implementation::supports_lm_labels(const LmLabelsProblem&) const {
+  return not_provided(*this, Op::lm_labels);
+}
+std::vector<std::int64_t> Implementation::lm_labels(const LmLabelsProblem&,
+                                                    std::span<const std::int64_t>,
+                                                    std::span<const std::uint8_t>,
+                                                    std::span<const std::int32_t>) const {
+  unsupported(Op::lm_labels);
+}
+Support Implementation::supports_mlm(const MlmProblem&) const {
+  return not_provided(*this, Op::mlm);
+}
+MlmResult Implementation::mlm(const MlmProblem&, std::span<const std::int64_t>,
+                              std::span<const std::uint8_t>, std::span<const std::uint8_t>,
+                              std::span<const std::uint8_t>) const {
+  unsupported(Op::mlm);
+}
+
+void Registry::add(std::shared_ptr<const Implementation> impl) {
+  if (find(impl->name()))
+    throw_invalid("implementation", impl->name(), "names must be unique in a registry");
+  impls_.push_back(std::move(impl));
+}
+
+std::shared_ptr<const Implementation> Registry::find(std::string_view name) const {
+  for (const auto& i : impls_)
+    if (i->name() == name) return i;
+  return nullptr;
+}
+
+std::vector<std::shared_ptr<const Implementation>> Registry::select(std::string_view names) const {
+  if (names.empty()) return impls_;
+  std::vector<std::shared_ptr<const Implementation>> out;
+  std::size_t pos = 0;
+  while (pos <= names.size()) {
+    const std::size_t comma = std::min(names.find(',', pos), names.size());
+    const std::string_view n = names.substr(pos, comma - pos);
+    if (!n.empty()) {
+      auto impl = find(n);
+      if (!impl) {
+        std::string known;
+        for (const auto& i : impls_) known += (known.empty() ? "" : ", ") + i->name();
+        throw_invalid("--impl", std::string(n), "unknown implementation; known: " + known);
+      }
+      if (std::find(out.begin(), out.end(), impl) == out.end()) out.push_back(impl);
+    }
+    pos = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace maskcheck

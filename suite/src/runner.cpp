@@ -1,0 +1,306 @@
+#include "maskcheck/suite/runner.hpp"
+
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+
+#include <rapidcheck.h>
+
+#include "maskcheck/reference/common.hpp"
+#include "maskcheck/suite/about.hpp"
+#include "maskcheck/suite/mutants.hpp"
+
+namespace maskcheck {
+
+std::string_view to_string(Status s) {
+  switch (s) {
+    case Status::passed:
+      return "passed";
+    case Status::failed:
+      return "failed";
+    case Status::skipped:
+      return "skipped";
+    case Status::error:
+      return "error";
+  }
+  return "?";
+}
+
+std::uint64_t property_seed(std::uint64_t seed, std::string_view impl, std::string_view property) {
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a over "impl/property"
+  auto mix = [&h](std::string_view s) {
+    for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  };
+  mix(impl);
+  mix("/");
+  mix(property);
+  std::uint64_t z = seed ^ h;  // one SplitMix64 step
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+std::string replay_command(const VerifyConfig& c, std::string_view impl,
+                           std::string_view property) {
+  std::ostringstream os;
+  os << "maskcheck verify";
+  if (!impl.empty())
+    os << " --impl " << impl;
+  else if (!c.impls.empty())
+    os << " --impl " << c.impls;
+  if (!property.empty()) {
+    os << " --property " << property;
+  } else {
+    if (c.op) os << " --op " << to_string(*c.op);
+    if (!c.properties.empty()) {
+      os << " --property ";
+      for (std::size_t i = 0; i < c.properties.size(); ++i) os << (i ? "," : "") << c.properties[i];
+    }
+  }
+  os << " --seed " << c.seed << " --cases " << c.cases;
+  if (c.max_size != 100) os << " --max-size " << c.max_size;
+  if (!c.shrink) os << " --no-shrink";
+  return os.str();
+}
+
+namespace {
+
+// rapidcheck's default listener prints its own reproduce string at exit; the suite reports its
+// own replay command instead, so properties run with a listener that stays quiet.
+class QuietListener : public rc::detail::TestListener {
+ public:
+  void onTestCaseFinished(const rc::detail::CaseDescription&) override {}
+  void onShrinkTried(const rc::detail::CaseDescription&, bool) override {}
+  void onTestFinished(const rc::detail::TestMetadata&, const rc::detail::TestResult&) override {}
+};
+
+// rapidcheck announces a random seed of its own ("Using configuration: seed=...") when its global
+// configuration first loads. maskcheck draws and prints its own seeds, so load it once silently.
+void load_rapidcheck_configuration_quietly() {
+  static const bool loaded = [] {
+    std::ostringstream sink;
+    std::streambuf* saved = std::cerr.rdbuf(sink.rdbuf());
+    (void)rc::detail::configuration();
+    std::cerr.rdbuf(saved);
+    return true;
+  }();
+  (void)loaded;
+}
+
+std::string strip_quotes(std::string s) {
+  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') return s.substr(1, s.size() - 2);
+  return s;
+}
+
+}  // namespace
+
+PropertyOutcome run_property(const Implementation& impl, const Property& prop,
+                             const VerifyConfig& config) {
+  PropertyOutcome o;
+  o.implementation = impl.name();
+  o.property = prop.name;
+  o.op = prop.op;
+  o.seed = property_seed(config.seed, o.implementation, o.property);
+  o.replay = replay_command(config, o.implementation, o.property);
+  const auto start = std::chrono::steady_clock::now();
+
+  if (!impl.provides(prop.op)) {
+    o.status = Status::skipped;
+    o.skip_reasons[impl.name() + " does not provide " + std::string(to_string(prop.op))] = 0;
+    return o;
+  }
+
+  CaseLimits limits;
+  limits.dtypes = impl.dtypes(prop.op);
+  if (limits.dtypes.empty()) {
+    o.status = Status::skipped;
+    o.skip_reasons["no dtype supported for " + std::string(to_string(prop.op))] = 0;
+    return o;
+  }
+
+  rc::detail::TestParams params;
+  params.seed = o.seed;
+  params.maxSuccess = config.cases;
+  params.maxSize = config.max_size;
+  params.maxDiscardRatio = 10;
+  params.disableShrinking = !config.shrink;
+  rc::detail::TestMetadata meta;
+  meta.id = o.implementation + "/" + o.property;
+  meta.description = prop.summary;
+
+  reset_error_ledger();
+  load_rapidcheck_configuration_quietly();
+  QuietListener listener;
+  const auto result =
+      rc::detail::checkTestable([&] { prop.check(impl, limits); }, meta, params, listener);
+  o.max_errors = error_ledger();
+
+  if (result.template is<rc::detail::SuccessResult>()) {
+    const auto& s = result.template get<rc::detail::SuccessResult>();
+    for (const auto& [tags, count] : s.distribution) {
+      bool skipped = false;
+      for (const auto& raw : tags) {
+        const std::string tag = strip_quotes(raw);
+        if (tag.rfind("skipped: ", 0) == 0) {
+          o.skip_reasons[tag.substr(9)] += count;
+          skipped = true;
+        } else {
+          o.coverage[tag] += count;
+        }
+      }
+      if (skipped) o.skipped_cases += count;
+    }
+    o.cases = s.numSuccess - o.skipped_cases;
+    o.status = o.cases > 0 ? Status::passed : Status::skipped;
+  } else if (result.template is<rc::detail::FailureResult>()) {
+    const auto& f = result.template get<rc::detail::FailureResult>();
+    o.status = Status::failed;
+    o.cases = f.numSuccess;
+    o.message = f.description;
+    o.counterexample = f.counterExample;
+  } else if (result.template is<rc::detail::GaveUpResult>()) {
+    const auto& g = result.template get<rc::detail::GaveUpResult>();
+    o.status = Status::error;
+    o.cases = g.numSuccess;
+    o.message = "gave up: " + g.description;
+  } else {
+    o.status = Status::error;
+    o.message = "rapidcheck error: " + result.template get<rc::detail::Error>().description;
+  }
+  o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return o;
+}
+
+VerifyPlan plan_verify(const Registry& registry, const VerifyConfig& config) {
+  VerifyPlan plan;
+  const auto impls = registry.select(config.impls);
+  std::vector<const Property*> props;
+  if (config.properties.empty()) {
+    for (const auto& p : property_catalogue()) props.push_back(&p);
+  } else {
+    for (const auto& name : config.properties) {
+      const Property* p = find_property(name);
+      if (!p) throw_invalid("--property", name, "unknown property (see maskcheck list)");
+      props.push_back(p);
+    }
+  }
+  for (const auto& impl : impls)
+    for (const Property* p : props)
+      if (!config.op || p->op == *config.op) plan.items.emplace_back(impl, p);
+  return plan;
+}
+
+std::vector<PropertyOutcome> run_verify(const VerifyPlan& plan, const VerifyConfig& config,
+                                        const ProgressFn& progress) {
+  std::vector<PropertyOutcome> results;
+  for (std::size_t i = 0; i < plan.items.size(); ++i) {
+    results.push_back(run_property(*plan.items[i].first, *plan.items[i].second, config));
+    if (progress) progress(i, plan.items.size(), results.back());
+  }
+  return results;
+}
+
+std::vector<MutantVerdict> mutant_verdicts(const std::vector<PropertyOutcome>& results) {
+  std::vector<MutantVerdict> verdicts;
+  for (const auto& m : mutant_catalogue()) {
+    MutantVerdict v{m.impl->name(), m.bug, {}};
+    bool ran = false;
+    for (const auto& o : results) {
+      if (o.implementation != v.name) continue;
+      ran = true;
+      if (o.status == Status::failed) v.killed_by.push_back(o.property);
+    }
+    if (ran) verdicts.push_back(std::move(v));
+  }
+  return verdicts;
+}
+
+nlohmann::json verify_json(const VerifyConfig& config, const std::vector<PropertyOutcome>& results,
+                           double seconds) {
+  using nlohmann::json;
+  json j;
+  j["schema"] = "maskcheck.verify/1";
+  j["seed"] = config.seed;
+  j["cases"] = config.cases;
+  j["max_size"] = config.max_size;
+  j["shrink"] = config.shrink;
+  j["replay"] = replay_command(config);
+  j["duration_s"] = seconds;
+  j["about"] = about_json();
+  json summary = {{"passed", 0}, {"failed", 0}, {"skipped", 0}, {"error", 0}};
+  json rows = json::array();
+  for (const auto& o : results) {
+    summary[std::string(to_string(o.status))] =
+        summary[std::string(to_string(o.status))].get<int>() + 1;
+    json r;
+    r["implementation"] = o.implementation;
+    r["property"] = o.property;
+    r["op"] = std::string(to_string(o.op));
+    r["status"] = std::string(to_string(o.status));
+    r["cases"] = o.cases;
+    r["skipped_cases"] = o.skipped_cases;
+    r["skip_reasons"] = o.skip_reasons;
+    r["coverage"] = o.coverage;
+    r["seed"] = o.seed;
+    r["seconds"] = o.seconds;
+    r["replay"] = o.replay;
+    json errs = json::array();
+    for (const auto& e : o.max_errors)
+      errs.push_back({{"tensor", e.what},
+                      {"max_abs_err", e.max_abs_err},
+                      {"max_rel_err", e.max_rel_err},
+                      {"max_ratio_to_bound", e.max_ratio_to_bound}});
+    r["max_errors"] = errs;
+    if (!o.message.empty()) r["message"] = o.message;
+    if (!o.counterexample.empty()) {
+      json ce = json::array();
+      for (const auto& [type, value] : o.counterexample)
+        ce.push_back({{"type", type}, {"value", value}});
+      r["counterexample"] = ce;
+    }
+    rows.push_back(r);
+  }
+  j["summary"] = summary;
+  j["results"] = rows;
+  const auto verdicts = mutant_verdicts(results);
+  if (!verdicts.empty()) {
+    int killed = 0;
+    for (const auto& v : verdicts) {
+      killed += v.killed();
+      j["mutants"].push_back(
+          {{"name", v.name}, {"bug", v.bug}, {"killed", v.killed()}, {"killed_by", v.killed_by}});
+    }
+    j["kill_rate"] = {{"killed", killed}, {"total", verdicts.size()}};
+  }
+  return j;
+}
+
+int cases_from_env(int fallback) {
+  int cases = fallback;
+  if (const char* s = std::getenv("MASKCHECK_CASES"); s && *s) {
+    char* end = nullptr;
+    const long v = std::strtol(s, &end, 10);
+    if (*end != '\0' || v < 1 || v > 1000000)
+      throw_invalid("MASKCHECK_CASES", s, "must be an integer in [1, 1000000]");
+    cases = static_cast<int>(v);
+  }
+  if (ci_budget()) cases = std::min(cases, kCiCases);
+  return cases;
+}
+
+std::optional<std::uint64_t> seed_from_env() {
+  const char* s = std::getenv("MASKCHECK_SEED");
+  if (!s || !*s) return std::nullopt;
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(s, &end, 10);
+  if (*end != '\0') throw_invalid("MASKCHECK_SEED", s, "must be an unsigned integer");
+  return v;
+}
+
+bool ci_budget() {
+  const char* s = std::getenv("MASKCHECK_CI");
+  return s && *s && std::string_view(s) != "0";
+}
+
+}  // namespace maskcheck

@@ -1,0 +1,191 @@
+#include "maskcheck/suite/tolerance.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include "maskcheck/reference/common.hpp"
+
+namespace maskcheck {
+namespace {
+
+std::map<std::string, ErrorRecord>& ledger() {
+  static std::map<std::string, ErrorRecord> l;
+  return l;
+}
+
+void record(const std::string& what, double abs_err, double rel_err, double ratio) {
+  auto& r = ledger()[what];
+  r.what = what;
+  r.max_abs_err = std::max(r.max_abs_err, abs_err);
+  r.max_rel_err = std::max(r.max_rel_err, rel_err);
+  r.max_ratio_to_bound = std::max(r.max_ratio_to_bound, ratio);
+}
+
+void require_same_size(const Shape& shape, std::size_t got, std::size_t want) {
+  require_size("got", got, shape.numel());
+  require_size("want", want, shape.numel());
+}
+
+void add_mismatch(CheckResult& r, std::int64_t i, double got, double want) {
+  r.ok = false;
+  if (r.mismatches < CheckResult::kStopAt) {
+    r.first.push_back({i, got, want});
+    ++r.mismatches;
+  }
+}
+
+std::string fmt(double x) {
+  std::ostringstream os;
+  os.precision(9);
+  os << x;
+  return os.str();
+}
+
+// Shared element loop of the approximate checks; `allowed(want)` is the per-element bound.
+template <class Allowed>
+CheckResult approximate(std::string_view what, const Shape& shape, std::span<const double> got,
+                        std::span<const double> want, Allowed allowed) {
+  CheckResult r;
+  r.what = std::string(what);
+  r.shape = shape;
+  double ratio = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double g = got[i], w = want[i];
+    if (std::isnan(w) || std::isinf(w) || std::isnan(g) || std::isinf(g)) {
+      const bool same = (std::isnan(g) && std::isnan(w)) || g == w;
+      if (!same) add_mismatch(r, static_cast<std::int64_t>(i), g, w);
+      continue;
+    }
+    const double err = std::fabs(g - w);
+    const double lim = allowed(w);
+    r.max_abs_err = std::max(r.max_abs_err, err);
+    if (w != 0) r.max_rel_err = std::max(r.max_rel_err, err / std::fabs(w));
+    if (lim > 0) ratio = std::max(ratio, err / lim);
+    if (err > lim) add_mismatch(r, static_cast<std::int64_t>(i), g, w);
+  }
+  record(r.what, r.max_abs_err, r.max_rel_err, ratio);
+  return r;
+}
+
+}  // namespace
+
+Tolerance default_tolerance(DType t) {
+  switch (t) {
+    case DType::f64:
+      return {1e-12, 1e-10, 1e-12};
+    case DType::f32:
+      return {1e-5, 1e-5, 1e-6};
+    case DType::f16:
+      return {5e-3, 5e-3, 1e-3};
+    case DType::bf16:
+      return {3e-2, 2e-2, 1e-2};
+  }
+  return {};
+}
+
+std::int64_t Shape::numel() const {
+  std::int64_t n = 1;
+  for (auto d : dims) n *= d;
+  return n;
+}
+
+std::string Shape::coords(std::int64_t flat) const {
+  std::vector<std::int64_t> idx(dims.size());
+  for (std::size_t a = dims.size(); a-- > 0;) {
+    const std::int64_t d = std::max<std::int64_t>(dims[a], 1);
+    idx[a] = flat % d;
+    flat /= d;
+  }
+  std::string s = "(";
+  for (std::size_t a = 0; a < idx.size(); ++a) {
+    if (a) s += ", ";
+    s += (a < names.size() ? names[a] : "i" + std::to_string(a)) + "=" + std::to_string(idx[a]);
+  }
+  return s + ")";
+}
+
+std::string CheckResult::report() const {
+  if (ok) return {};
+  std::ostringstream os;
+  os << what << ": " << (mismatches >= kStopAt ? ">= " : "") << mismatches << " mismatching element"
+     << (mismatches == 1 ? "" : "s") << " of " << shape.numel();
+  if (bound > 0 || naive_abs_err > 0)
+    os << " (max |err| " << fmt(max_abs_err) << ", allowed 2*naive " << fmt(naive_abs_err)
+       << " + eps = " << fmt(bound) << ")";
+  else if (max_abs_err > 0)
+    os << " (max |err| " << fmt(max_abs_err) << ")";
+  os << "\n";
+  for (std::size_t i = 0; i < first.size() && i < static_cast<std::size_t>(kShow); ++i)
+    os << "  " << what << shape.coords(first[i].index) << " got " << fmt(first[i].got) << " want "
+       << fmt(first[i].want) << "\n";
+  return os.str();
+}
+
+CheckResult check_close(std::string_view what, const Shape& shape, std::span<const double> got,
+                        std::span<const double> want, std::span<const double> naive,
+                        const Tolerance& tol) {
+  require_same_size(shape, got.size(), want.size());
+  require_size("naive", naive.size(), shape.numel());
+  double naive_err = 0;
+  for (std::size_t i = 0; i < want.size(); ++i)
+    if (std::isfinite(want[i]) && std::isfinite(naive[i]))
+      naive_err = std::max(naive_err, std::fabs(naive[i] - want[i]));
+  const double fa_bound = 2 * naive_err + tol.eps;
+  CheckResult r = approximate(what, shape, got, want, [&](double w) {
+    return std::max(fa_bound, tol.atol + tol.rtol * std::fabs(w));
+  });
+  r.naive_abs_err = naive_err;
+  r.bound = fa_bound;
+  return r;
+}
+
+CheckResult check_consistent(std::string_view what, const Shape& shape, std::span<const double> got,
+                             std::span<const double> want, DType t) {
+  require_same_size(shape, got.size(), want.size());
+  const Tolerance tol = default_tolerance(t);
+  return approximate(what, shape, got, want,
+                     [&](double w) { return tol.eps + tol.atol + tol.rtol * std::fabs(w); });
+}
+
+CheckResult check_exact(std::string_view what, const Shape& shape, std::span<const double> got,
+                        std::span<const double> want) {
+  require_same_size(shape, got.size(), want.size());
+  CheckResult r;
+  r.what = std::string(what);
+  r.shape = shape;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (std::bit_cast<std::uint64_t>(got[i]) == std::bit_cast<std::uint64_t>(want[i])) continue;
+    if (std::isfinite(got[i]) && std::isfinite(want[i]))
+      r.max_abs_err = std::max(r.max_abs_err, std::fabs(got[i] - want[i]));
+    add_mismatch(r, static_cast<std::int64_t>(i), got[i], want[i]);
+  }
+  return r;
+}
+
+CheckResult check_exact(std::string_view what, const Shape& shape,
+                        std::span<const std::int64_t> got, std::span<const std::int64_t> want) {
+  require_same_size(shape, got.size(), want.size());
+  CheckResult r;
+  r.what = std::string(what);
+  r.shape = shape;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (got[i] != want[i])
+      add_mismatch(r, static_cast<std::int64_t>(i), static_cast<double>(got[i]),
+                   static_cast<double>(want[i]));
+  return r;
+}
+
+void reset_error_ledger() {
+  ledger().clear();
+}
+
+std::vector<ErrorRecord> error_ledger() {
+  std::vector<ErrorRecord> v;
+  for (const auto& [k, r] : ledger()) v.push_back(r);
+  return v;
+}
+
+}  // namespace maskcheck
