@@ -1,0 +1,14 @@
+// Markdown reports from maskcheck result files (verify JSON, schema maskcheck.verify/1).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace maskcheck::reports {
+
+// Throws std::runtime_error for a document whose schema it does not know.
+std::string markdown_report(const std::vector<nlohmann::json>& docs);
+
+}  // namespace maskcheck::reports

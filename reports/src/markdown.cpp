@@ -1,0 +1,121 @@
+#include "maskcheck/reports/markdown.hpp"
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+
+namespace maskcheck::reports {
+namespace {
+
+using nlohmann::json;
+
+std::string escape(std::string s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '|')
+      out += "\\|";
+    else if (c == '\n')
+      out += "<br>";
+    else
+      out += c;
+  }
+  return out;
+}
+
+std::string cell(const json& r) {
+  const std::string status = r.at("status");
+  if (status == "passed") {
+    std::string s = "pass " + std::to_string(r.at("cases").get<int>());
+    if (r.value("skipped_cases", 0) > 0)
+      s += " (" + std::to_string(r.at("skipped_cases").get<int>()) + " skipped)";
+    return s;
+  }
+  if (status == "failed") return "**FAIL**";
+  if (status == "error") return "**ERROR**";
+  return "skip";
+}
+
+void verify_section(std::ostringstream& os, const json& doc) {
+  const json& about = doc.at("about");
+  os << "## Verification\n\n";
+  os << "| | |\n|---|---|\n";
+  os << "| date | " << about.value("date", "?") << " |\n";
+  os << "| commit | `" << about.value("commit", "?") << "`"
+     << (about.value("dirty", false) ? " (dirty)" : "") << " |\n";
+  os << "| build | " << about.value("build_type", "?") << ", "
+     << escape(about.value("compiler", "?")) << " |\n";
+  os << "| machine | " << escape(about.value("cpu", "?")) << ", " << about.value("cores", 0)
+     << " cores, " << escape(about.value("os", "?")) << " |\n";
+  os << "| seed | " << doc.at("seed").get<std::uint64_t>() << " (" << doc.at("cases").get<int>()
+     << " cases per property) |\n";
+  os << "| replay | `" << doc.value("replay", "") << "` |\n\n";
+  const json& s = doc.at("summary");
+  os << "**" << s.value("passed", 0) << " passed, " << s.value("failed", 0) << " failed, "
+     << s.value("error", 0) << " errors, " << s.value("skipped", 0) << " skipped** in "
+     << static_cast<int>(doc.value("duration_s", 0.0)) << " s.\n\n";
+
+  std::vector<std::string> impls, props;
+  for (const auto& r : doc.at("results")) {
+    const std::string i = r.at("implementation"), p = r.at("property");
+    if (std::find(impls.begin(), impls.end(), i) == impls.end()) impls.push_back(i);
+    if (std::find(props.begin(), props.end(), p) == props.end()) props.push_back(p);
+  }
+  os << "| property |";
+  for (const auto& i : impls) os << " " << i << " |";
+  os << "\n|---|";
+  for (std::size_t k = 0; k < impls.size(); ++k) os << "---|";
+  os << "\n";
+  for (const auto& p : props) {
+    os << "| " << p << " |";
+    for (const auto& i : impls) {
+      std::string c = "-";
+      for (const auto& r : doc.at("results"))
+        if (r.at("implementation") == i && r.at("property") == p) c = cell(r);
+      os << " " << c << " |";
+    }
+    os << "\n";
+  }
+  bool any = false;
+  for (const auto& r : doc.at("results")) {
+    if (r.at("status") != "failed" && r.at("status") != "error") continue;
+    if (!any) os << "\n### Failures\n";
+    any = true;
+    os << "\n**" << r.at("implementation").get<std::string>() << " — "
+       << r.at("property").get<std::string>() << "**\n\n```\n"
+       << r.value("message", "") << "\n";
+    if (r.contains("counterexample"))
+      for (const auto& ce : r.at("counterexample"))
+        os << ce.at("type").get<std::string>() << ": " << ce.at("value").get<std::string>() << "\n";
+    os << "```\nreplay: `" << r.value("replay", "") << "`\n";
+  }
+  any = false;
+  for (const auto& r : doc.at("results"))
+    for (const auto& [reason, n] : r.at("skip_reasons").items()) {
+      if (!any)
+        os << "\n### Skipped cases\n\n| implementation | property | cases | reason "
+              "|\n|---|---|---|---|\n";
+      any = true;
+      os << "| " << r.at("implementation").get<std::string>() << " | "
+         << r.at("property").get<std::string>() << " | " << n.get<int>() << " | " << escape(reason)
+         << " |\n";
+    }
+}
+
+}  // namespace
+
+std::string markdown_report(const std::vector<json>& docs) {
+  std::ostringstream os;
+  os << "# maskcheck report\n\n";
+  for (const auto& doc : docs) {
+    const std::string schema = doc.value("schema", "");
+    if (schema == "maskcheck.verify/1") {
+      verify_section(os, doc);
+    } else {
+      throw std::runtime_error("unknown result schema '" + schema +
+                               "' (expected maskcheck.verify/1)");
+    }
+  }
+  return os.str();
+}
+
+}  // namespace maskcheck::reports

@@ -1,0 +1,317 @@
+// maskcheck: verify implementations of masked sequence-model operations against the reference
+// and write reports.
+//   maskcheck list [--json]
+//   maskcheck verify [--impl a,b] [--op OP] [--property P,...] [--cases N] [--seed S] [--json FILE]
+//   maskcheck report RESULTS.json... --out DIR
+// Exit codes: 0 everything passed, 1 a property failed, 2 usage or input error.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <random>
+
+#include <CLI/CLI.hpp>
+
+#include "maskcheck/reference/common.hpp"
+#include "maskcheck/reports/markdown.hpp"
+#include "maskcheck/suite/about.hpp"
+#include "maskcheck/suite/io.hpp"
+#include "maskcheck/suite/mutants.hpp"
+#include "maskcheck/suite/runner.hpp"
+
+namespace mc = maskcheck;
+
+namespace {
+
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos <= s.size()) {
+    const std::size_t c = std::min(s.find(',', pos), s.size());
+    if (c > pos) out.push_back(s.substr(pos, c - pos));
+    pos = c + 1;
+  }
+  return out;
+}
+
+std::string join(const std::vector<mc::Op>& ops) {
+  std::string s;
+  for (auto op : ops) s += (s.empty() ? "" : ",") + std::string(mc::to_string(op));
+  return s;
+}
+
+std::string dtypes_of(const mc::Implementation& impl, mc::Op op) {
+  std::string s;
+  for (auto t : impl.dtypes(op)) s += (s.empty() ? "" : ",") + std::string(mc::to_string(t));
+  return s;
+}
+
+int cmd_list(const mc::Registry& registry, bool json, bool mutants) {
+  if (json) {
+    nlohmann::json j;
+    j["schema"] = "maskcheck.list/1";
+    j["about"] = mc::about_json();
+    for (const auto& impl : registry.all()) {
+      nlohmann::json ops = nlohmann::json::array();
+      for (auto op : impl->ops()) {
+        nlohmann::json dts = nlohmann::json::array();
+        for (auto t : impl->dtypes(op)) dts.push_back(std::string(mc::to_string(t)));
+        ops.push_back({{"op", std::string(mc::to_string(op))}, {"dtypes", dts}});
+      }
+      j["implementations"].push_back(
+          {{"name", impl->name()}, {"description", impl->description()}, {"operations", ops}});
+    }
+    for (const auto& p : mc::property_catalogue())
+      j["properties"].push_back(
+          {{"name", p.name}, {"op", std::string(mc::to_string(p.op))}, {"summary", p.summary}});
+    if (mutants)
+      for (const auto& m : mc::mutant_catalogue())
+        j["mutants"].push_back({{"name", m.impl->name()}, {"bug", m.bug}});
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "Implementations:\n";
+  for (const auto& impl : registry.all()) {
+    std::cout << "  " << impl->name() << "  [" << join(impl->ops()) << "]\n      "
+              << impl->description() << "\n";
+    for (auto op : impl->ops())
+      std::cout << "      " << mc::to_string(op) << ": " << dtypes_of(*impl, op) << "\n";
+  }
+  std::cout << "\nProperties (" << mc::property_catalogue().size() << "):\n";
+  for (const auto& p : mc::property_catalogue())
+    std::cout << "  " << p.name << "\n      " << p.summary << "\n";
+  if (mutants) {
+    std::cout << "\nMutants (" << mc::mutant_catalogue().size() << "):\n";
+    for (const auto& m : mc::mutant_catalogue())
+      std::cout << "  " << m.impl->name() << ": " << m.bug << "\n";
+  }
+  return 0;
+}
+
+std::string cell(const mc::PropertyOutcome& o) {
+  switch (o.status) {
+    case mc::Status::passed:
+      return o.skipped_cases > 0 ? "pass " + std::to_string(o.cases) + " (" +
+                                       std::to_string(o.skipped_cases) + " skip)"
+                                 : "pass " + std::to_string(o.cases);
+    case mc::Status::failed:
+      return "FAIL";
+    case mc::Status::skipped:
+      return "skip";
+    case mc::Status::error:
+      return "ERROR";
+  }
+  return "?";
+}
+
+void print_summary(const std::vector<mc::PropertyOutcome>& results) {
+  std::vector<std::string> impls, props;
+  for (const auto& o : results) {
+    if (std::find(impls.begin(), impls.end(), o.implementation) == impls.end())
+      impls.push_back(o.implementation);
+    if (std::find(props.begin(), props.end(), o.property) == props.end())
+      props.push_back(o.property);
+  }
+  std::size_t w0 = 8;
+  for (const auto& p : props) w0 = std::max(w0, p.size());
+  std::vector<std::size_t> w(impls.size());
+  for (std::size_t i = 0; i < impls.size(); ++i) {
+    w[i] = impls[i].size();
+    for (const auto& o : results)
+      if (o.implementation == impls[i]) w[i] = std::max(w[i], cell(o).size());
+  }
+  auto pad = [](const std::string& s, std::size_t n) {
+    return s + std::string(n > s.size() ? n - s.size() : 0, ' ');
+  };
+  std::cout << "\n" << pad("property", w0);
+  for (std::size_t i = 0; i < impls.size(); ++i) std::cout << "  " << pad(impls[i], w[i]);
+  std::cout << "\n" << std::string(w0, '-');
+  for (std::size_t i = 0; i < impls.size(); ++i) std::cout << "  " << std::string(w[i], '-');
+  std::cout << "\n";
+  for (const auto& p : props) {
+    std::cout << pad(p, w0);
+    for (std::size_t i = 0; i < impls.size(); ++i) {
+      std::string c = "-";
+      for (const auto& o : results)
+        if (o.implementation == impls[i] && o.property == p) c = cell(o);
+      std::cout << "  " << pad(c, w[i]);
+    }
+    std::cout << "\n";
+  }
+  // Skip reasons, then failures with their shrunk counterexamples.
+  bool header = false;
+  for (const auto& o : results)
+    for (const auto& [reason, n] : o.skip_reasons) {
+      if (!header) std::cout << "\nSkipped cases:\n";
+      header = true;
+      std::cout << "  " << o.implementation << " " << o.property << ": "
+                << (n > 0 ? std::to_string(n) + " x " : "") << reason << "\n";
+    }
+  for (const auto& o : results) {
+    if (o.status != mc::Status::failed && o.status != mc::Status::error) continue;
+    std::cout << "\n"
+              << (o.status == mc::Status::failed ? "FAILED " : "ERROR ") << o.implementation << " "
+              << o.property << " after " << o.cases << " passing case(s)\n";
+    if (!o.counterexample.empty()) {
+      std::cout << "  shrunk counterexample:\n";
+      for (const auto& [type, value] : o.counterexample)
+        std::cout << "    " << type << ": " << value << "\n";
+    }
+    std::cout << "  " << o.message << "\n  replay: " << o.replay << "\n";
+  }
+}
+
+int cmd_verify(const mc::Registry& registry, mc::VerifyConfig config, const std::string& json_path,
+               bool quiet, bool mutants) {
+  const auto plan = mc::plan_verify(registry, config);
+  if (plan.items.empty())
+    throw mc::InvalidArgument("selection", "empty", "no property matches the selection");
+  std::cout << "maskcheck verify: seed " << config.seed << ", " << config.cases
+            << " cases per property, " << plan.items.size() << " properties\n"
+            << "replay: " << mc::replay_command(config) << "\n"
+            << std::flush;
+  const auto start = std::chrono::steady_clock::now();
+  const auto results =
+      mc::run_verify(plan, config, [&](std::size_t i, std::size_t n, const mc::PropertyOutcome& o) {
+        if (quiet && o.status == mc::Status::passed) return;
+        const double elapsed =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        std::printf("[%3zu/%zu] %-8s %-12s %-48s %5d cases %6.2fs  (elapsed %.0fs)\n", i + 1, n,
+                    std::string(mc::to_string(o.status)).c_str(), o.implementation.c_str(),
+                    o.property.c_str(), o.cases, o.seconds, elapsed);
+        std::fflush(stdout);
+      });
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  print_summary(results);
+  int failed = 0, errors = 0, passed = 0, skipped = 0;
+  for (const auto& o : results) {
+    failed += o.status == mc::Status::failed;
+    errors += o.status == mc::Status::error;
+    passed += o.status == mc::Status::passed;
+    skipped += o.status == mc::Status::skipped;
+  }
+  std::cout << "\n"
+            << passed << " passed, " << failed << " failed, " << errors << " errors, " << skipped
+            << " skipped in " << static_cast<int>(seconds) << "s (seed " << config.seed << ")\n";
+  if (!json_path.empty()) {
+    mc::write_json_atomic(json_path, mc::verify_json(config, results, seconds));
+    std::cout << "wrote " << json_path << "\n";
+  }
+  if (mutants) {
+    // Against mutants a failure is the goal: the run passes when every mutant is killed.
+    const auto verdicts = mc::mutant_verdicts(results);
+    int killed = 0;
+    std::cout << "\nMutants:\n";
+    for (const auto& v : verdicts) {
+      killed += v.killed();
+      std::cout << "  " << (v.killed() ? "killed   " : "SURVIVED ") << v.name << " (" << v.bug
+                << ")";
+      if (v.killed())
+        std::cout << " by " << v.killed_by.size() << " properties, first " << v.killed_by.front();
+      std::cout << "\n";
+    }
+    std::cout << "Kill rate: " << killed << "/" << verdicts.size() << "\n";
+    return errors == 0 && killed == static_cast<int>(verdicts.size()) ? 0 : kExitFailed;
+  }
+  return failed + errors > 0 ? kExitFailed : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "maskcheck: property-based verification of masked attention, softmax, "
+      "cross-entropy and MLM masking"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version",
+                       std::string(mc::about_json()["maskcheck"]) + " (" + mc::git_commit() + ")");
+
+  auto* list =
+      app.add_subcommand("list", "list implementations, their operations and the properties");
+  bool list_json = false, list_mutants = false;
+  list->add_flag("--json", list_json, "print JSON");
+  list->add_flag("--mutants", list_mutants, "include the mutant catalogue");
+
+  auto* verify =
+      app.add_subcommand("verify", "check implementations against the property catalogue");
+  std::string impls, op, properties, json_path;
+  int cases = 0, max_size = 100;
+  std::uint64_t seed = 0;
+  bool no_shrink = false, quiet = false, mutants = false;
+  verify->add_option("--impl", impls, "implementations, comma-separated (default: all built in)");
+  verify->add_option(
+      "--op", op, "only this operation: masks, softmax, attention, cross_entropy, lm_labels, mlm");
+  verify->add_option("--property", properties, "only these properties, comma-separated");
+  verify->add_option("--cases", cases, "cases per property (default 100, or MASKCHECK_CASES)")
+      ->check(CLI::Range(1, 1000000));
+  auto* seed_opt =
+      verify->add_option("--seed", seed, "seed of the run (default: MASKCHECK_SEED or random)");
+  verify->add_option("--max-size", max_size, "largest rapidcheck size (default 100)")
+      ->check(CLI::Range(0, 10000));
+  verify->add_flag("--no-shrink", no_shrink, "report the first failing case without shrinking it");
+  verify->add_flag("--quiet", quiet, "print only failures and the summary");
+  verify->add_flag("--mutants", mutants,
+                   "run against the mutant catalogue instead of the built-in implementations");
+  verify->add_option("--json", json_path, "write the results as JSON to FILE");
+
+  auto* report = app.add_subcommand("report", "turn result JSON files into a Markdown report");
+  std::vector<std::string> inputs;
+  std::string out_dir;
+  report->add_option("results", inputs, "verify JSON files")->required()->check(CLI::ExistingFile);
+  report->add_option("--out", out_dir, "output directory")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);  // prints the message
+    return kExitUsage;
+  }
+
+  try {
+    if (*list) {
+      return cmd_list(mc::builtin_registry(), list_json, list_mutants);
+    }
+    if (*verify) {
+      mc::VerifyConfig config;
+      config.cases = cases > 0 ? cases : mc::cases_from_env(100);
+      if (*seed_opt) {
+        config.seed = seed;
+      } else if (auto s = mc::seed_from_env()) {
+        config.seed = *s;
+      } else {
+        config.seed = (std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
+      }
+      config.max_size = max_size;
+      config.shrink = !no_shrink;
+      config.impls = impls;
+      if (!op.empty()) config.op = mc::op_from_string(op);
+      config.properties = split_commas(properties);
+      const mc::Registry registry = mutants ? mc::mutant_registry() : mc::builtin_registry();
+      return cmd_verify(registry, config, json_path, quiet || mutants, mutants);
+    }
+    if (*report) {
+      std::vector<nlohmann::json> docs;
+      for (const auto& path : inputs) docs.push_back(mc::read_json_file(path));
+      const std::string md = mc::reports::markdown_report(docs);
+      mc::write_file_atomic(out_dir + "/report.md", md);
+      std::cout << "wrote " << out_dir << "/report.md\n";
+      return 0;
+    }
+  } catch (const mc::InvalidArgument& e) {
+    std::cerr << "maskcheck: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "maskcheck: " << e.what() << "\n";
+    return kExitUsage;
+  }
+  return kExitUsage;
+}
