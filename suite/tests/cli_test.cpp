@@ -1,0 +1,130 @@
+// The maskcheck command line: exit codes (0 pass, 1 property failure, 2 usage or input error),
+// seed and replay printed first, JSON output, clear messages for bad input.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "maskcheck/suite/io.hpp"
+
+namespace {
+
+struct CliResult {
+  int code = -1;
+  std::string out;  // stdout and stderr
+};
+
+CliResult maskcheck_cli(const std::string& args) {
+  const std::string cmd = std::string(MASKCHECK_CLI) + " " + args + " 2>&1";
+  CliResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string temp_path(const std::string& name) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("maskcheck_cli_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+
+TEST(Cli, listJsonNamesTheReferenceAndItsOperations) {
+  const CliResult r = maskcheck_cli("list --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  bool found = false;
+  for (const auto& impl : j.at("implementations"))
+    if (impl.at("name") == "reference") {
+      found = true;
+      std::vector<std::string> ops;
+      for (const auto& o : impl.at("operations")) ops.push_back(o.at("op"));
+      EXPECT_EQ(ops, (std::vector<std::string>{"masks", "softmax", "attention", "cross_entropy",
+                                               "lm_labels", "mlm"}));
+    }
+  EXPECT_TRUE(found);
+  EXPECT_GT(j.at("properties").size(), 30u);
+}
+
+TEST(Cli, verifyPrintsSeedAndReplayFirstAndWritesJson) {
+  const std::string json = temp_path("verify.json");
+  const CliResult r =
+      maskcheck_cli("verify --impl reference --op mlm --cases 5 --seed 42 --json " + json);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.rfind("maskcheck verify: seed 42,", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("replay: maskcheck verify --impl reference --op mlm --seed 42 --cases 5"),
+            std::string::npos)
+      << r.out;
+  const auto j = maskcheck::read_json_file(json);
+  EXPECT_EQ(j.at("schema"), "maskcheck.verify/1");
+  EXPECT_EQ(j.at("seed"), 42);
+  EXPECT_EQ(j.at("summary").at("failed"), 0);
+  EXPECT_GT(j.at("summary").at("passed").get<int>(), 0);
+  for (const auto& row : j.at("results")) {
+    EXPECT_EQ(row.at("implementation"), "reference");
+    EXPECT_EQ(row.at("op"), "mlm");
+    EXPECT_TRUE(row.contains("max_errors"));
+  }
+}
+
+TEST(Cli, failingPropertyExitsOneWithShrunkCounterexample) {
+  const CliResult r = maskcheck_cli(
+      "verify --mutants --impl mutant:causal-off-by-one --property "
+      "masks.agreesWithReference --cases 50 --seed 1");
+  // Against mutants the exit code reports the kill rate: killed is success.
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("shrunk counterexample"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Kill rate: 1/1"), std::string::npos) << r.out;
+}
+
+TEST(Cli, usageAndInputErrorsExitTwo) {
+  for (const std::string args :
+       {"", "verify --impl no-such-impl", "verify --cases 0", "verify --op nope", "verify --bogus",
+        "verify --property no.such.property", "report /nonexistent.json --out /tmp/x",
+        "list --unknown"}) {
+    const CliResult r = maskcheck_cli(args);
+    EXPECT_EQ(r.code, 2) << "maskcheck " << args << "\n" << r.out;
+    EXPECT_FALSE(r.out.empty()) << args;
+  }
+  const CliResult unknown = maskcheck_cli("verify --impl no-such-impl");
+  EXPECT_NE(unknown.out.find("no-such-impl"), std::string::npos) << unknown.out;
+}
+
+TEST(Cli, reportRejectsUnreadableJsonAndWritesMarkdown) {
+  const std::string bad = temp_path("bad.json");
+  std::ofstream(bad) << "{ not json";
+  CliResult r = maskcheck_cli("report " + bad + " --out " + temp_path("out"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("cannot parse"), std::string::npos) << r.out;
+
+  const std::string good = temp_path("good.json");
+  ASSERT_EQ(
+      maskcheck_cli("verify --impl reference --op lm_labels --cases 3 --seed 7 --json " + good)
+          .code,
+      0);
+  r = maskcheck_cli("report " + good + " --out " + temp_path("report"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream md(temp_path("report") + "/report.md");
+  std::stringstream ss;
+  ss << md.rdbuf();
+  EXPECT_NE(ss.str().find("| lm_labels.agreesWithReference | pass 3 |"), std::string::npos)
+      << ss.str();
+}
+
+TEST(Cli, invalidEnvironmentKnobIsAnInputError) {
+  const CliResult r =
+      maskcheck_cli("verify --impl reference --op mlm --seed 1 2>&1; MASKCHECK_CASES=abc " +
+                    std::string(MASKCHECK_CLI) + " verify --op mlm");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("MASKCHECK_CASES"), std::string::npos) << r.out;
+}
+
+}  // namespace

@@ -1,0 +1,394 @@
+// Unit tests of the reference: storage formats, Philox, the predicate against an independent
+// clause-by-clause formulation, validation messages, and hand-computed results of each operation.
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "maskcheck/reference/reference.hpp"
+#include "maskcheck/suite/generators.hpp"
+
+namespace mc = maskcheck;
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// ---- storage formats ---------------------------------------------------------------------
+
+TEST(DType, halfEncodesKnownBitPatterns) {
+  EXPECT_EQ(mc::half(1.0).bits, 0x3C00);
+  EXPECT_EQ(mc::half(-2.0).bits, 0xC000);
+  EXPECT_EQ(mc::half(65504.0).bits, 0x7BFF);
+  EXPECT_EQ(mc::half(65519.0).bits, 0x7BFF);  // below the halfway point to 65536
+  EXPECT_EQ(mc::half(65520.0).bits, 0x7C00);  // halfway rounds to even: infinity
+  EXPECT_EQ(mc::half(-1e9).bits, 0xFC00);
+  EXPECT_EQ(mc::half(std::ldexp(1.0, -24)).bits, 0x0001);      // smallest subnormal
+  EXPECT_EQ(mc::half(std::ldexp(1.0, -25)).bits, 0x0000);      // tie between 0 and 1 quantum: even
+  EXPECT_EQ(mc::half(3 * std::ldexp(1.0, -25)).bits, 0x0002);  // tie between 1 and 2: even
+  EXPECT_EQ(mc::half(1.0 + std::ldexp(1.0, -11)).bits, 0x3C00);      // tie: even
+  EXPECT_EQ(mc::half(1.0 + 3 * std::ldexp(1.0, -11)).bits, 0x3C02);  // tie: even
+  EXPECT_TRUE(std::isnan(static_cast<double>(mc::half(std::nan("")))));
+  EXPECT_EQ(static_cast<double>(mc::half::from_bits(0x7BFF)), 65504.0);
+  EXPECT_EQ(static_cast<double>(mc::half::from_bits(0x0001)), std::ldexp(1.0, -24));
+}
+
+TEST(DType, bfloat16EncodesKnownBitPatterns) {
+  EXPECT_EQ(mc::bfloat16(1.0).bits, 0x3F80);
+  EXPECT_EQ(mc::bfloat16(1.0 + std::ldexp(1.0, -8)).bits, 0x3F80);      // tie: even
+  EXPECT_EQ(mc::bfloat16(1.0 + 3 * std::ldexp(1.0, -8)).bits, 0x3F82);  // tie: even
+  EXPECT_EQ(mc::bfloat16(-1e9).bits, 0xCE6E);
+  EXPECT_EQ(mc::bfloat16(3.5e38).bits, 0x7F80);  // past the largest finite value: infinity
+  EXPECT_EQ(static_cast<double>(mc::bfloat16::from_bits(0x7F7F)), mc::max_finite(mc::DType::bf16));
+}
+
+TEST(DType, roundTripsEveryHalfAndBfloat16Value) {
+  for (std::uint32_t b = 0; b < 0x10000; ++b) {
+    const auto h = mc::half::from_bits(static_cast<std::uint16_t>(b));
+    const double x = static_cast<double>(h);
+    if (!std::isnan(x)) {
+      ASSERT_EQ(mc::half(x).bits, b);
+      ASSERT_EQ(static_cast<double>(mc::half(static_cast<float>(x))), x);
+    }
+    const auto bf = mc::bfloat16::from_bits(static_cast<std::uint16_t>(b));
+    const double y = static_cast<double>(bf);
+    if (!std::isnan(y)) {
+      ASSERT_EQ(mc::bfloat16(y).bits, b);
+      float f = static_cast<float>(y);
+      std::uint32_t fb;
+      std::memcpy(&fb, &f, 4);
+      ASSERT_EQ(fb >> 16, b);  // bfloat16 is the top half of an fp32
+    }
+  }
+}
+
+TEST(DType, parsesNamesAndRejectsOthers) {
+  EXPECT_EQ(mc::dtype_from_string("bf16"), mc::DType::bf16);
+  EXPECT_EQ(mc::dtype_from_string("float16"), mc::DType::f16);
+  EXPECT_THROW(mc::dtype_from_string("f8"), mc::InvalidArgument);
+}
+
+// ---- Philox4x32-10: the Random123 known-answer vectors -----------------------------------
+
+TEST(Philox, matchesRandom123KnownAnswers) {
+  auto check = [](mc::U32x4 ctr, std::uint32_t k0, std::uint32_t k1, mc::U32x4 want) {
+    const mc::U32x4 got = mc::philox4x32_10(ctr, k0, k1);
+    EXPECT_EQ(got.x, want.x);
+    EXPECT_EQ(got.y, want.y);
+    EXPECT_EQ(got.z, want.z);
+    EXPECT_EQ(got.w, want.w);
+  };
+  check({0, 0, 0, 0}, 0, 0, {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8});
+  check({0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}, 0xffffffff, 0xffffffff,
+        {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd});
+  check({0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}, 0xa4093822, 0x299f31d0,
+        {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1});
+}
+
+TEST(Philox, thresholdsAndUniformToken) {
+  EXPECT_EQ(mc::probability_threshold(0.0), 0u);
+  EXPECT_EQ(mc::probability_threshold(1.0), std::uint64_t{1} << 32);
+  EXPECT_EQ(mc::probability_threshold(0.5), std::uint64_t{1} << 31);
+  EXPECT_EQ(mc::uniform_token(0, 10), 0);
+  EXPECT_EQ(mc::uniform_token(0xffffffffu, 10), 9);
+}
+
+// ---- the predicate against the clauses written out literally -----------------------------
+
+// Document index of position i (relative to the valid start) under cu, by linear scan; the
+// last document starting at or before i, so empty documents are skipped.
+std::int64_t doc_of(const std::vector<std::int32_t>& cu, std::int64_t i) {
+  std::int64_t d = 0;
+  for (std::size_t j = 0; j + 1 < cu.size(); ++j)
+    if (cu[j] <= i) d = static_cast<std::int64_t>(j);
+  return d;
+}
+
+bool textbook_visible(const mc::MaskSpec& m, std::int64_t b, std::int64_t q, std::int64_t k) {
+  const std::int64_t ql = m.q_len(b), kl = m.k_len(b);
+  const std::int64_t q0 = m.padding == mc::PaddingSide::left ? m.Lq - ql : 0;
+  const std::int64_t k0 = m.padding == mc::PaddingSide::left ? m.Lk - kl : 0;
+  if (!(q0 <= q && q < q0 + ql)) return false;  // padded query
+  if (!(k0 <= k && k < k0 + kl)) return false;  // padded key
+  std::int64_t qi = q - q0, ki = k - k0, sq = ql, sk = kl;
+  if (m.has_documents()) {
+    const auto& cq = m.cu_seqlens_q[b];
+    const auto& ck = m.cu_seqlens_k[b];
+    const std::int64_t dq = doc_of(cq, qi);
+    if (ki < ck[dq] || ki >= ck[dq + 1]) return false;  // another document
+    qi -= cq[dq];
+    ki -= ck[dq];
+    sq = cq[dq + 1] - cq[dq];
+    sk = ck[dq + 1] - ck[dq];
+  }
+  const std::int64_t offset = m.alignment == mc::Alignment::bottom_right ? sk - sq : 0;
+  if (m.causal && ki > qi + offset) return false;
+  if (m.window) {
+    if (m.window->left != mc::kUnbounded && ki < qi + offset - m.window->left) return false;
+    if (m.window->right != mc::kUnbounded && ki > qi + offset + m.window->right) return false;
+  }
+  return true;
+}
+
+RC_GTEST_PROP(Predicate, agreesWithTheClausesWrittenOut, (const mc::MaskSpec& m)) {
+  const mc::FlatMask flat(m);
+  const mc::MaskView v = flat.view();
+  for (std::int64_t b = 0; b < m.B; ++b)
+    for (std::int64_t q = 0; q < m.Lq; ++q)
+      for (std::int64_t k = 0; k < m.Lk; ++k)
+        RC_ASSERT(mc::visible(v, b, q, k) == textbook_visible(m, b, q, k));
+}
+
+RC_GTEST_PROP(Predicate, tileHelpersAgreeWithElementwisePredicate, (const mc::MaskSpec& m)) {
+  const mc::FlatMask flat(m);
+  const mc::MaskView v = flat.view();
+  const std::int64_t tq = *rc::gen::inRange<std::int64_t>(1, 20),
+                     tk = *rc::gen::inRange<std::int64_t>(1, 20);
+  for (std::int64_t b = 0; b < m.B; ++b)
+    for (std::int64_t q0 = 0; q0 < m.Lq; q0 += tq) {
+      const std::int64_t q1 = std::min(m.Lq, q0 + tq);
+      const mc::KeyRange span = mc::tile_key_span(v, b, q0, q1);
+      for (std::int64_t k0 = 0; k0 < m.Lk; k0 += tk) {
+        const std::int64_t k1 = std::min(m.Lk, k0 + tk);
+        bool all = true;
+        for (std::int64_t q = q0; q < q1; ++q)
+          for (std::int64_t k = k0; k < k1; ++k) {
+            const bool vis = mc::visible(v, b, q, k);
+            all = all && vis;
+            if (vis) RC_ASSERT(span.contains(k));  // the span holds every visible key
+          }
+        RC_ASSERT(mc::tile_fully_visible(v, b, q0, q1, k0, k1) == all);
+      }
+    }
+}
+
+TEST(Predicate, bottomRightAndTopLeftDifferWhenLqNotLk) {
+  mc::MaskSpec m;
+  m.Lq = 2;
+  m.Lk = 4;
+  m.causal = true;
+  const mc::FlatMask br(m);
+  EXPECT_EQ(mc::visible_keys(br.view(), 0, 0).end, 3);  // the last query sees the last key
+  EXPECT_EQ(mc::visible_keys(br.view(), 0, 1).end, 4);
+  m.alignment = mc::Alignment::top_left;
+  const mc::FlatMask tl(m);
+  EXPECT_EQ(mc::visible_keys(tl.view(), 0, 0).end, 1);
+  // Lq > Lk bottom-right: the first Lq - Lk queries see nothing.
+  mc::MaskSpec n;
+  n.Lq = 4;
+  n.Lk = 2;
+  n.causal = true;
+  const mc::FlatMask nm(n);
+  EXPECT_TRUE(mc::visible_keys(nm.view(), 0, 0).empty());
+  EXPECT_TRUE(mc::visible_keys(nm.view(), 0, 1).empty());
+  EXPECT_EQ(mc::visible_keys(nm.view(), 0, 2).size(), 1);
+}
+
+// ---- validation names the field and the value --------------------------------------------
+
+template <class F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const mc::InvalidArgument& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(Validation, badInputsNameTheFieldAndValue) {
+  mc::MaskSpec m;
+  m.B = 2;
+  m.Lq = m.Lk = 8;
+  m.k_lens = {3, 9};
+  EXPECT_EQ(error_of([&] { m.validate(); }),
+            "invalid argument: k_lens[1] = 9 (must be in [0, Lk=8])");
+  m.k_lens = {3, -1};
+  EXPECT_NE(error_of([&] { m.validate(); }).find("k_lens[1] = -1"), std::string::npos);
+  m.k_lens = {3};
+  EXPECT_NE(error_of([&] { m.validate(); }).find("k_lens.size() = 1"), std::string::npos);
+  m.k_lens.clear();
+  m.window = mc::Window{-1, 0};
+  EXPECT_NE(error_of([&] { m.validate(); }).find("window.left = -1"), std::string::npos);
+  m.window.reset();
+  m.cu_seqlens_q = m.cu_seqlens_k = {{0, 5, 3, 8}, {0, 8}};
+  EXPECT_NE(error_of([&] { m.validate(); }).find("cu_seqlens_q[0][2] = 3"), std::string::npos);
+  m.cu_seqlens_q = m.cu_seqlens_k = {{0, 5, 7}, {0, 8}};
+  EXPECT_NE(error_of([&] { m.validate(); }).find("cu_seqlens_q[0].back() = 7"), std::string::npos);
+
+  mc::AttentionProblem a;
+  a.mask.Lq = a.mask.Lk = 4;
+  a.H = 6;
+  a.Hkv = 4;
+  EXPECT_NE(error_of([&] { a.validate(); }).find("H % Hkv = 2"), std::string::npos);
+
+  mc::LossProblem l;
+  l.N = 3;
+  l.V = 5;
+  const std::vector<std::int64_t> labels{1, -100, 5};
+  EXPECT_EQ(error_of([&] { mc::ref::validate_loss_inputs(l, labels, {}); }),
+            "invalid argument: labels[2] = 5 (must be in [0, V=5) or ignore_index=-100)");
+  const std::vector<std::int64_t> negative{1, -7, 2};
+  EXPECT_NE(
+      error_of([&] { mc::ref::validate_loss_inputs(l, negative, {}); }).find("labels[1] = -7"),
+      std::string::npos);
+  const std::vector<float> x(15);
+  EXPECT_NE(error_of([&] {
+              mc::ref::cross_entropy<float, double>(l, std::span<const float>(x.data(), 14), labels,
+                                                    {}, {});
+            }).find("logits.size() = 14"),
+            std::string::npos);
+}
+
+// ---- operations on hand-computed examples -------------------------------------------------
+
+TEST(Masks, additiveEncodingsPerDtypeAndDecodingOfSums) {
+  EXPECT_EQ(mc::masking_value(mc::MaskEncoding::additive_1e9, mc::DType::f16), -kInf);
+  EXPECT_EQ(mc::masking_value(mc::MaskEncoding::additive_lowest, mc::DType::f16), -65504.0);
+  EXPECT_EQ(mc::masking_value(mc::MaskEncoding::additive_1e4, mc::DType::bf16), -9984.0);
+  // HF adds a padding mask and a causal mask: lowest + lowest overflows to -inf in fp16 and
+  // still decodes as masked; a single lowest decodes as masked too.
+  const std::vector<double> sums{0.0, -65504.0, -kInf};
+  EXPECT_EQ(mc::ref::decode_mask(sums, mc::MaskEncoding::additive_lowest, mc::DType::f16),
+            (std::vector<std::uint8_t>{1, 0, 0}));
+  EXPECT_THROW(mc::ref::decode_mask(std::vector<double>{std::nan("")}, mc::MaskEncoding::keep,
+                                    mc::DType::f32),
+               mc::InvalidArgument);
+}
+
+TEST(Masks, lengthsRoundTripAndRejectNonPaddingRows) {
+  const std::vector<std::int32_t> lengths{0, 2, 4};
+  for (auto side : {mc::PaddingSide::right, mc::PaddingSide::left}) {
+    const auto keep = mc::ref::keep_from_lengths(lengths, 4, side);
+    EXPECT_EQ(mc::ref::lengths_from_keep(keep, 3, 4, side), lengths);
+  }
+  const std::vector<std::uint8_t> holes{1, 0, 1, 0};
+  EXPECT_THROW(mc::ref::lengths_from_keep(holes, 1, 4, mc::PaddingSide::right),
+               mc::InvalidArgument);
+  EXPECT_EQ(mc::ref::keep_from_ids(std::vector<std::int64_t>{5, 2, 0, 0}, 0),
+            (std::vector<std::uint8_t>{1, 1, 0, 0}));
+}
+
+TEST(Masks, packUnpackRoundTrip) {
+  const std::vector<std::int32_t> lengths{2, 0, 3};
+  std::vector<double> padded(3 * 3 * 2);
+  for (std::size_t i = 0; i < padded.size(); ++i) padded[i] = static_cast<double>(i);
+  for (auto side : {mc::PaddingSide::right, mc::PaddingSide::left}) {
+    const auto packed = mc::ref::pack(padded, lengths, 3, 2, side);
+    EXPECT_EQ(packed.cu_seqlens, (std::vector<std::int32_t>{0, 2, 2, 5}));
+    const auto back = mc::ref::unpack(packed.values, packed.cu_seqlens, 3, 2, side, -1.0);
+    const auto keep = mc::ref::keep_from_lengths(lengths, 3, side);
+    for (std::size_t i = 0; i < back.size(); ++i)
+      EXPECT_EQ(back[i], keep[i / 2] ? padded[i] : -1.0) << i;
+  }
+}
+
+TEST(Softmax, equalScoresGiveUniformRowsAndEmptyRowsZero) {
+  mc::SoftmaxProblem p;
+  p.mask.Lq = 2;
+  p.mask.Lk = 4;
+  p.mask.q_lens = {1};
+  p.mask.k_lens = {3};
+  const std::vector<double> x(8, 2.5);
+  std::vector<double> y(8);
+  mc::ref::masked_softmax<double, double>(p, x, y);
+  EXPECT_EQ(y, (std::vector<double>{1 / 3., 1 / 3., 1 / 3., 0, 0, 0, 0, 0}));
+}
+
+TEST(Attention, averagesVisibleValuesAndEmptyRowsAreZeroWithLseMinusInf) {
+  mc::AttentionProblem p;
+  p.mask.Lq = 2;
+  p.mask.Lk = 3;
+  p.mask.causal = true;
+  p.mask.alignment = mc::Alignment::top_left;
+  p.D = 1;
+  p.mask.Lq = 3;
+  p.mask.q_lens = {2};  // the third query is padding
+  const std::vector<double> q(3, 0.0), k(3, 0.0), v{1.0, 2.0, 4.0};
+  std::vector<double> out(3), lse(3);
+  mc::ref::attention_forward<double, double>(p, q, k, v, out, lse);
+  EXPECT_EQ(out, (std::vector<double>{1.0, 1.5, 0.0}));
+  EXPECT_EQ(lse[0], 0.0);
+  EXPECT_DOUBLE_EQ(lse[1], std::log(2.0));
+  EXPECT_EQ(lse[2], -kInf);
+}
+
+TEST(CrossEntropy, handComputedLossGradientAndAllIgnored) {
+  mc::LossProblem p;
+  p.N = 2;
+  p.V = 2;
+  const std::vector<double> x{0.0, 0.0, 5.0, -5.0};
+  const std::vector<std::int64_t> labels{0, -100};
+  std::vector<double> g(4, 99.0);
+  const auto o = mc::ref::cross_entropy<double, double>(p, x, labels, {}, g);
+  EXPECT_DOUBLE_EQ(o.loss, std::log(2.0));
+  EXPECT_EQ(o.count, 1);
+  EXPECT_EQ(g, (std::vector<double>{-0.5, 0.5, 0.0, 0.0}));
+  const std::vector<std::int64_t> none{-100, -100};
+  const auto z = mc::ref::cross_entropy<double, double>(p, x, none, {}, g);
+  EXPECT_EQ(z.loss, 0.0);  // PyTorch gives NaN here: a documented deviation
+  EXPECT_EQ(z.count, 0);
+  // Label smoothing eps: loss = (1 - eps) nll + eps * mean_j(-log p_j).
+  p.label_smoothing = 0.2;
+  p.N = 1;
+  const auto s = mc::ref::cross_entropy<double, double>(p, std::vector<double>{0.0, std::log(3.0)},
+                                                        std::vector<std::int64_t>{1}, {}, {});
+  EXPECT_NEAR(s.loss, 0.8 * std::log(4.0 / 3.0) + 0.2 * 0.5 * (std::log(4.0) + std::log(4.0 / 3.0)),
+              1e-15);
+}
+
+TEST(LmLabels, shiftIgnorePaddingAndPromptKeepEosEqualToPad) {
+  mc::LmLabelsProblem p;
+  p.B = 2;
+  p.L = 5;
+  // EOS == pad == 0. Sequence 0: [7 8 9 0(EOS)] + pad; sequence 1 left-padded: [pad 5 6 0(EOS)]...
+  const std::vector<std::int64_t> ids{7, 8, 9, 0, 0, /**/ 0, 0, 5, 6, 0};
+  const std::vector<std::uint8_t> keep{1, 1, 1, 1, 0, /**/ 0, 0, 1, 1, 1};
+  const auto labels = mc::ref::lm_labels(p, ids, keep, std::vector<std::int32_t>{2, 0});
+  EXPECT_EQ(labels,
+            (std::vector<std::int64_t>{-100, 9, 0, -100, -100, /**/ -100, -100, 6, 0, -100}));
+}
+
+TEST(Mlm, extremeRatesAndSplits) {
+  mc::MlmProblem p;
+  p.B = 1;
+  p.L = 6;
+  p.V = 100;
+  p.mask_id = 3;
+  const std::vector<std::int64_t> ids{1, 10, 11, 12, 2, 0};
+  const std::vector<std::uint8_t> keep{1, 1, 1, 1, 1, 0}, special{1, 0, 0, 0, 1, 0};
+  p.p = 1.0;
+  p.p_mask = 1.0;
+  p.p_random = 0.0;
+  auto o = mc::ref::mlm_mask(p, ids, keep, special, {});
+  EXPECT_EQ(o.ids, (std::vector<std::int64_t>{1, 3, 3, 3, 2, 0}));
+  EXPECT_EQ(o.labels, (std::vector<std::int64_t>{-100, 10, 11, 12, -100, -100}));
+  p.p_mask = 0.0;  // all kept
+  o = mc::ref::mlm_mask(p, ids, keep, special, {});
+  EXPECT_EQ(o.ids, ids);
+  p.p = 0.0;
+  o = mc::ref::mlm_mask(p, ids, keep, special, {});
+  EXPECT_EQ(o.labels, std::vector<std::int64_t>(6, -100));
+  p.p = 1.0;
+  p.max_predictions = 2;
+  o = mc::ref::mlm_mask(p, ids, keep, special, {});
+  int selected = 0;
+  for (auto l : o.labels) selected += l != -100;
+  EXPECT_EQ(selected, 2);
+  // Whole-word: tokens 2 and 3 continue the word starting at token 1.
+  p.max_predictions = 0;
+  p.p = 0.5;
+  p.whole_word = true;
+  const std::vector<std::uint8_t> cont{0, 0, 1, 1, 0, 0};
+  for (std::uint64_t seed = 0; seed < 64; ++seed) {
+    p.seed = seed;
+    o = mc::ref::mlm_mask(p, ids, keep, special, cont);
+    EXPECT_EQ(o.labels[1] == -100, o.labels[2] == -100);
+    EXPECT_EQ(o.labels[1] == -100, o.labels[3] == -100);
+  }
+  const std::vector<std::int64_t> bad{1, 100, 11, 12, 2, 0};
+  EXPECT_THROW(mc::ref::mlm_mask(p, bad, keep, special, cont), mc::InvalidArgument);
+}
+
+}  // namespace
