@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds the default preset (warnings are errors) and
+# runs every test, then builds the AddressSanitizer + UBSan preset and runs the tests again with
+# fewer cases. MASKCHECK_CI=1 (the default here) caps property case counts and benchmark sizes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. ci/setup.sh
+export MASKCHECK_CI=${MASKCHECK_CI:-1}
+start=$SECONDS
+
+cmake --preset default
+cmake --build --preset default
+ctest --preset default
+
+if [ "${MASKCHECK_SKIP_ASAN:-0}" != 1 ]; then
+  cmake --preset asan
+  cmake --build --preset asan
+  ctest --preset asan
+fi
+echo "ci/test.sh: all tests passed in $((SECONDS - start)) s"
