@@ -2,26 +2,6 @@
 
 namespace maskcheck::ref {
 
-void validate_loss_inputs(const LossProblem& p, std::span<const std::int64_t> labels,
-                          std::span<const double> weights) {
-  require_size("labels", labels.size(), p.N);
-  for (std::int64_t i = 0; i < p.N; ++i)
-    if (labels[i] != p.ignore_index && (labels[i] < 0 || labels[i] >= p.V))
-      throw_invalid("labels[" + std::to_string(i) + "]", static_cast<long long>(labels[i]),
-                    "must be in [0, V=" + std::to_string(p.V) +
-                        ") or ignore_index=" + std::to_string(p.ignore_index));
-  if (p.weighted) {
-    require_size("weights", weights.size(), p.N);
-    for (std::int64_t i = 0; i < p.N; ++i)
-      if (!(weights[i] >= 0.0 && std::isfinite(weights[i])))
-        throw_invalid("weights[" + std::to_string(i) + "]", std::to_string(weights[i]),
-                      "must be finite and >= 0");
-  } else if (!weights.empty()) {
-    throw_invalid("weights.size()", static_cast<long long>(weights.size()),
-                  "must be 0 when the problem is not weighted");
-  }
-}
-
 std::vector<std::int64_t> lm_labels(const LmLabelsProblem& p, std::span<const std::int64_t> ids,
                                     std::span<const std::uint8_t> keep,
                                     std::span<const std::int32_t> prompt_lens) {

@@ -5,27 +5,7 @@
 
 namespace maskcheck {
 
-MlmThresholds mlm_thresholds(const MlmProblem& p) {
-  return MlmThresholds{probability_threshold(p.p), probability_threshold(p.p_mask),
-                       probability_threshold(p.p_mask + p.p_random)};
-}
-
 namespace ref {
-
-void validate_mlm_inputs(const MlmProblem& p, std::span<const std::int64_t> ids,
-                         std::span<const std::uint8_t> keep, std::span<const std::uint8_t> special,
-                         std::span<const std::uint8_t> continuation) {
-  p.validate();
-  const std::int64_t n = checked_numel("ids", {p.B, p.L});
-  require_size("ids", ids.size(), n);
-  require_size("keep", keep.size(), n);
-  require_size("special", special.size(), n);
-  if (p.whole_word) require_size("continuation", continuation.size(), n);
-  for (std::int64_t i = 0; i < n; ++i)
-    if (keep[i] && (ids[i] < 0 || ids[i] >= p.V))
-      throw_invalid("ids[" + std::to_string(i) + "]", static_cast<long long>(ids[i]),
-                    "a valid token must be in [0, V=" + std::to_string(p.V) + ")");
-}
 
 MlmOutput mlm_mask(const MlmProblem& p, std::span<const std::int64_t> ids,
                    std::span<const std::uint8_t> keep, std::span<const std::uint8_t> special,

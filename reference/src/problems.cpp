@@ -175,6 +175,46 @@ MaskView FlatMask::view() const {
   return v;
 }
 
+void validate_loss_inputs(const LossProblem& p, std::span<const std::int64_t> labels,
+                          std::span<const double> weights) {
+  require_size("labels", labels.size(), p.N);
+  for (std::int64_t i = 0; i < p.N; ++i)
+    if (labels[i] != p.ignore_index && (labels[i] < 0 || labels[i] >= p.V))
+      throw_invalid("labels[" + std::to_string(i) + "]", static_cast<long long>(labels[i]),
+                    "must be in [0, V=" + std::to_string(p.V) +
+                        ") or ignore_index=" + std::to_string(p.ignore_index));
+  if (p.weighted) {
+    require_size("weights", weights.size(), p.N);
+    for (std::int64_t i = 0; i < p.N; ++i)
+      if (!(weights[i] >= 0.0 && std::isfinite(weights[i])))
+        throw_invalid("weights[" + std::to_string(i) + "]", std::to_string(weights[i]),
+                      "must be finite and >= 0");
+  } else if (!weights.empty()) {
+    throw_invalid("weights.size()", static_cast<long long>(weights.size()),
+                  "must be 0 when the problem is not weighted");
+  }
+}
+
+void validate_mlm_inputs(const MlmProblem& p, std::span<const std::int64_t> ids,
+                         std::span<const std::uint8_t> keep, std::span<const std::uint8_t> special,
+                         std::span<const std::uint8_t> continuation) {
+  p.validate();
+  const std::int64_t n = checked_numel("ids", {p.B, p.L});
+  require_size("ids", ids.size(), n);
+  require_size("keep", keep.size(), n);
+  require_size("special", special.size(), n);
+  if (p.whole_word) require_size("continuation", continuation.size(), n);
+  for (std::int64_t i = 0; i < n; ++i)
+    if (keep[i] && (ids[i] < 0 || ids[i] >= p.V))
+      throw_invalid("ids[" + std::to_string(i) + "]", static_cast<long long>(ids[i]),
+                    "a valid token must be in [0, V=" + std::to_string(p.V) + ")");
+}
+
+MlmThresholds mlm_thresholds(const MlmProblem& p) {
+  return MlmThresholds{probability_threshold(p.p), probability_threshold(p.p_mask),
+                       probability_threshold(p.p_mask + p.p_random)};
+}
+
 std::string to_string(PaddingSide s) {
   return s == PaddingSide::left ? "left" : "right";
 }

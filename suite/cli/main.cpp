@@ -9,6 +9,7 @@
 #include <iostream>
 #include <random>
 
+#include <fmt/core.h>
 #include <CLI/CLI.hpp>
 
 #include "maskcheck/reference/common.hpp"
@@ -178,9 +179,9 @@ int cmd_verify(const mc::Registry& registry, mc::VerifyConfig config, const std:
         if (quiet && o.status == mc::Status::passed) return;
         const double elapsed =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        std::printf("[%3zu/%zu] %-8s %-12s %-48s %5d cases %6.2fs  (elapsed %.0fs)\n", i + 1, n,
-                    std::string(mc::to_string(o.status)).c_str(), o.implementation.c_str(),
-                    o.property.c_str(), o.cases, o.seconds, elapsed);
+        fmt::print("[{:>3}/{}] {:<8} {:<12} {:<48} {:>5} cases {:>6.2f}s  (elapsed {:.0f}s)\n",
+                   i + 1, n, mc::to_string(o.status), o.implementation, o.property, o.cases,
+                   o.seconds, elapsed);
         std::fflush(stdout);
       });
   const double seconds =

@@ -68,7 +68,7 @@ void add_loss_properties(std::vector<Property>& out) {
          if (!draw(impl, lim, c)) return;
          const auto d = make_data(c);
          const LossProblem& p = c.problem;
-         const int kind = *rc::gen::inRange(0, 3).as("garbage kind");
+         const int kind = *rc::gen::resize(100, rc::gen::inRange(0, 3)).as("garbage kind");
          const double g = kind == 0   ? std::numeric_limits<double>::quiet_NaN()
                           : kind == 1 ? std::numeric_limits<double>::infinity()
                                       : round_to(c.dtype, max_finite(c.dtype) / 2);

@@ -109,7 +109,7 @@ void add_softmax_properties(std::vector<Property>& out) {
          SoftmaxCase c;
          if (!draw(impl, lim, c)) return;
          const auto d = make_data(c);
-         const int kind = *rc::gen::inRange(0, 4).as("garbage kind");
+         const int kind = *rc::gen::resize(100, rc::gen::inRange(0, 4)).as("garbage kind");
          const auto keep = ref::build_keep_mask(c.problem.mask);
          const MaskSpec& m = c.problem.mask;
          auto x = d.x;

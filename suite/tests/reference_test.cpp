@@ -227,11 +227,11 @@ TEST(Validation, badInputsNameTheFieldAndValue) {
   l.N = 3;
   l.V = 5;
   const std::vector<std::int64_t> labels{1, -100, 5};
-  EXPECT_EQ(error_of([&] { mc::ref::validate_loss_inputs(l, labels, {}); }),
+  EXPECT_EQ(error_of([&] { mc::validate_loss_inputs(l, labels, {}); }),
             "invalid argument: labels[2] = 5 (must be in [0, V=5) or ignore_index=-100)");
   const std::vector<std::int64_t> negative{1, -7, 2};
   EXPECT_NE(
-      error_of([&] { mc::ref::validate_loss_inputs(l, negative, {}); }).find("labels[1] = -7"),
+      error_of([&] { mc::validate_loss_inputs(l, negative, {}); }).find("labels[1] = -7"),
       std::string::npos);
   const std::vector<float> x(15);
   EXPECT_NE(error_of([&] {

@@ -41,10 +41,6 @@ A weighted_mean(std::span<const double> values, std::span<const double> weights)
   return den > 0 ? num / den : A(0);
 }
 
-// Validates labels and weights of a loss problem (shared by every implementation's front door).
-void validate_loss_inputs(const LossProblem& p, std::span<const std::int64_t> labels,
-                          std::span<const double> weights);
-
 template <class S, class A>
 LossOutput<A> cross_entropy(const LossProblem& p, std::span<const S> logits,
                             std::span<const std::int64_t> labels, std::span<const double> weights,

@@ -20,8 +20,6 @@
 
 namespace maskcheck {
 
-MlmThresholds mlm_thresholds(const MlmProblem& p);
-
 namespace ref {
 
 struct MlmOutput {
@@ -33,11 +31,6 @@ struct MlmOutput {
 MlmOutput mlm_mask(const MlmProblem& p, std::span<const std::int64_t> ids,
                    std::span<const std::uint8_t> keep, std::span<const std::uint8_t> special,
                    std::span<const std::uint8_t> continuation);
-
-// Validates the inputs of an MLM problem (shared by every implementation's front door).
-void validate_mlm_inputs(const MlmProblem& p, std::span<const std::int64_t> ids,
-                         std::span<const std::uint8_t> keep, std::span<const std::uint8_t> special,
-                         std::span<const std::uint8_t> continuation);
 
 }  // namespace ref
 }  // namespace maskcheck

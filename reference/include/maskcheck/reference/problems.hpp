@@ -19,10 +19,12 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "maskcheck/reference/common.hpp"
+#include "maskcheck/reference/philox.hpp"
 
 namespace maskcheck {
 
@@ -134,6 +136,16 @@ struct MlmProblem {
   std::int64_t ignore_index = kDefaultIgnoreIndex;
   void validate() const;
 };
+
+// Validation of an operation's inputs beyond its shapes, shared by every implementation's front
+// door: labels in [0, V) or ignore_index, weights finite and >= 0; valid MLM tokens in [0, V).
+void validate_loss_inputs(const LossProblem& p, std::span<const std::int64_t> labels,
+                          std::span<const double> weights);
+void validate_mlm_inputs(const MlmProblem& p, std::span<const std::int64_t> ids,
+                         std::span<const std::uint8_t> keep, std::span<const std::uint8_t> special,
+                         std::span<const std::uint8_t> continuation);
+// The integer thresholds every MLM implementation compares Philox draws against.
+MlmThresholds mlm_thresholds(const MlmProblem& p);
 
 std::string to_string(PaddingSide s);
 std::string to_string(Alignment a);
