@@ -10,19 +10,6 @@
 namespace maskcheck {
 namespace {
 
-template <class S>
-std::vector<S> to_s(std::span<const double> x) {
-  std::vector<S> v(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) v[i] = to_storage<S>(x[i]);
-  return v;
-}
-template <class S>
-std::vector<double> to_d(const std::vector<S>& x) {
-  std::vector<double> v(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) v[i] = to_double(x[i]);
-  return v;
-}
-
 // A mutant whose bug lives in mask construction: every masked operation uses its broken mask.
 class MaskBug : public ReferenceImplementation {
  public:
@@ -40,10 +27,10 @@ class MaskBug : public ReferenceImplementation {
     const auto k = keep(p.mask);
     return dispatch_dtype(t, [&](auto tag) {
       using S = decltype(tag);
-      const auto xs = to_s<S>(x);
+      const auto xs = to_storage_vec<S>(x);
       std::vector<S> y(xs.size());
       ref::masked_softmax<S, double>(p, k, std::span<const S>(xs), std::span<S>(y));
-      return to_d(y);
+      return to_double_vec(y);
     });
   }
   AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
@@ -53,13 +40,13 @@ class MaskBug : public ReferenceImplementation {
     const auto m = keep(p.mask);
     return dispatch_dtype(t, [&](auto tag) {
       using S = decltype(tag);
-      const auto qs = to_s<S>(q), ks = to_s<S>(k), vs = to_s<S>(v);
+      const auto qs = to_storage_vec<S>(q), ks = to_storage_vec<S>(k), vs = to_storage_vec<S>(v);
       std::vector<S> out(qs.size());
       std::vector<double> lse(want_lse ? static_cast<std::size_t>(p.lse_numel()) : 0);
       ref::attention_forward<S, double>(p, m, std::span<const S>(qs), std::span<const S>(ks),
                                         std::span<const S>(vs), std::span<S>(out),
                                         std::span<double>(lse));
-      return AttentionResult{to_d(out), lse};
+      return AttentionResult{to_double_vec(out), lse};
     });
   }
 

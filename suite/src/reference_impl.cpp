@@ -5,20 +5,6 @@
 namespace maskcheck {
 namespace {
 
-template <class S>
-std::vector<S> to_storage_vec(std::span<const double> x) {
-  std::vector<S> v(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) v[i] = to_storage<S>(x[i]);
-  return v;
-}
-
-template <class S>
-std::vector<double> to_double_vec(const std::vector<S>& x) {
-  std::vector<double> v(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) v[i] = to_double(x[i]);
-  return v;
-}
-
 template <class S, class A>
 std::vector<double> softmax_as(const SoftmaxProblem& p, std::span<const double> x) {
   p.validate();

@@ -13,6 +13,20 @@ namespace maskcheck {
 
 enum class Precision { exact, naive };
 
+// Registry-boundary doubles <-> storage type S (exact: the doubles are representable in S).
+template <class S>
+std::vector<S> to_storage_vec(std::span<const double> x) {
+  std::vector<S> v(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) v[i] = to_storage<S>(x[i]);
+  return v;
+}
+template <class S>
+std::vector<double> to_double_vec(const std::vector<S>& x) {
+  std::vector<double> v(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) v[i] = to_double(x[i]);
+  return v;
+}
+
 std::vector<double> reference_softmax(const SoftmaxProblem& p, DType t, std::span<const double> x,
                                       Precision prec);
 AttentionResult reference_attention(const AttentionProblem& p, DType t, std::span<const double> q,
