@@ -1,5 +1,6 @@
 #include "maskcheck/reference/problems.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "maskcheck/reference/predicate.hpp"
@@ -104,6 +105,43 @@ std::int64_t AttentionProblem::kv_numel() const {
 std::int64_t AttentionProblem::lse_numel() const {
   return checked_numel("lse", {mask.B, H, mask.Lq});
 }
+
+AttentionProblem VarlenAttentionProblem::padded() const {
+  validate();
+  AttentionProblem p;
+  p.H = H;
+  p.Hkv = Hkv;
+  p.D = D;
+  p.scale = scale;
+  MaskSpec& m = p.mask;
+  m.B = static_cast<std::int64_t>(cu_seqlens_q.size()) - 1;
+  for (std::int64_t b = 0; b < m.B; ++b) {
+    m.q_lens.push_back(cu_seqlens_q[b + 1] - cu_seqlens_q[b]);
+    m.k_lens.push_back(cu_seqlens_k[b + 1] - cu_seqlens_k[b]);
+  }
+  m.Lq = m.q_lens.empty() ? 0 : *std::max_element(m.q_lens.begin(), m.q_lens.end());
+  m.Lk = m.k_lens.empty() ? 0 : *std::max_element(m.k_lens.begin(), m.k_lens.end());
+  m.causal = causal;
+  m.alignment = alignment;
+  m.window = window;
+  return p;
+}
+
+void VarlenAttentionProblem::validate() const {
+  auto check_cu = [](const char* name, const std::vector<std::int32_t>& cu) {
+    require(!cu.empty(), std::string(name) + ".size()", 0, "must be >= 1 (B + 1 offsets)");
+    require(cu[0] == 0, std::string(name) + "[0]", cu[0], "must be 0");
+    for (std::size_t i = 1; i < cu.size(); ++i)
+      require(cu[i] >= cu[i - 1], std::string(name) + "[" + std::to_string(i) + "]", cu[i],
+              "must be non-decreasing (previous " + std::to_string(cu[i - 1]) + ")");
+  };
+  check_cu("cu_seqlens_q", cu_seqlens_q);
+  check_cu("cu_seqlens_k", cu_seqlens_k);
+  require(cu_seqlens_k.size() == cu_seqlens_q.size(), "cu_seqlens_k.size()",
+          static_cast<long long>(cu_seqlens_k.size()),
+          "must equal cu_seqlens_q.size() = " + std::to_string(cu_seqlens_q.size()));
+}
+
 
 void LossProblem::validate() const {
   require(N >= 0, "N", N, "must be >= 0");

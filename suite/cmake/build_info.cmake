@@ -4,7 +4,9 @@
 set(commit "unknown")
 set(dirty 0)
 find_package(Git QUIET)
-if(GIT_FOUND)
+if(DEFINED ENV{MASKCHECK_GIT_COMMIT})  # a copy of the tree without .git (e.g. a GPU machine)
+  set(commit "$ENV{MASKCHECK_GIT_COMMIT}")
+elseif(GIT_FOUND)
   execute_process(COMMAND "${GIT_EXECUTABLE}" rev-parse HEAD WORKING_DIRECTORY "${SRC}"
                   OUTPUT_VARIABLE out RESULT_VARIABLE rc OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
   if(rc EQUAL 0)

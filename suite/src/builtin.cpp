@@ -5,10 +5,17 @@
 
 namespace maskcheck {
 
+#ifdef MASKCHECK_WITH_CUDA
+std::shared_ptr<const Implementation> make_cuda_implementation();  // suite/adapters/cuda
+#endif
+
 const Registry& builtin_registry() {
   static const Registry registry = [] {
     Registry r;
     r.add(std::make_shared<ReferenceImplementation>());
+#ifdef MASKCHECK_WITH_CUDA
+    r.add(make_cuda_implementation());
+#endif
     return r;
   }();
   return registry;

@@ -535,6 +535,86 @@ void add_attention_properties(std::vector<Property>& out) {
                                      p, c.dtype);
                  }});
 
+  out.push_back(
+      {"attention.varlenEqualsPadded", Op::attention,
+       "the packed (varlen) layout with no padding, one sequence per document, gives the padded "
+       "layout's valid rows",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         const AttentionProblem& p = c.problem;
+         const MaskSpec& m = p.mask;
+         // Segments: each document, or each sequence's valid range without documents.
+         struct Segment {
+           std::int64_t b, q0, q_len, k0, k_len;
+         };
+         std::vector<Segment> segs;
+         for (std::int64_t b = 0; b < m.B; ++b) {
+           const std::int64_t q0 = valid_begin(m.padding, m.Lq, m.q_len(b));
+           const std::int64_t k0 = valid_begin(m.padding, m.Lk, m.k_len(b));
+           if (!m.has_documents()) {
+             segs.push_back({b, q0, m.q_len(b), k0, m.k_len(b)});
+             continue;
+           }
+           for (std::size_t d = 0; d + 1 < m.cu_seqlens_q[b].size(); ++d)
+             segs.push_back(
+                 {b, q0 + m.cu_seqlens_q[b][d], m.cu_seqlens_q[b][d + 1] - m.cu_seqlens_q[b][d],
+                  k0 + m.cu_seqlens_k[b][d], m.cu_seqlens_k[b][d + 1] - m.cu_seqlens_k[b][d]});
+         }
+         VarlenAttentionProblem vp;
+         vp.H = p.H;
+         vp.Hkv = p.Hkv;
+         vp.D = p.D;
+         vp.causal = m.causal;
+         vp.alignment = m.alignment;
+         vp.window = m.window;
+         vp.scale = p.effective_scale();
+         vp.cu_seqlens_q = {0};
+         vp.cu_seqlens_k = {0};
+         for (const auto& sg : segs) {
+           vp.cu_seqlens_q.push_back(static_cast<std::int32_t>(vp.cu_seqlens_q.back() + sg.q_len));
+           vp.cu_seqlens_k.push_back(static_cast<std::int32_t>(vp.cu_seqlens_k.back() + sg.k_len));
+         }
+         if (!supported(impl.supports_attention_varlen(vp, c.dtype, c.want_lse))) return;
+         const auto d = make_data(c);
+         const Rows rows{p};
+         const std::int64_t Tq = vp.total_q(), Tk = vp.total_k();
+         std::vector<double> qp(Tq * p.H * p.D), kp(Tk * p.Hkv * p.D), vpk(Tk * p.Hkv * p.D);
+         for (std::size_t s = 0; s < segs.size(); ++s) {
+           const Segment& sg = segs[s];
+           for (std::int64_t i = 0; i < sg.q_len; ++i)
+             for (std::int64_t h = 0; h < p.H; ++h)
+               std::copy_n(d.q.begin() + rows.out(sg.b, h, sg.q0 + i), p.D,
+                           qp.begin() + ((vp.cu_seqlens_q[s] + i) * p.H + h) * p.D);
+           for (std::int64_t j = 0; j < sg.k_len; ++j)
+             for (std::int64_t h = 0; h < p.Hkv; ++h) {
+               std::copy_n(d.k.begin() + rows.kv(sg.b, h, sg.k0 + j), p.D,
+                           kp.begin() + ((vp.cu_seqlens_k[s] + j) * p.Hkv + h) * p.D);
+               std::copy_n(d.v.begin() + rows.kv(sg.b, h, sg.k0 + j), p.D,
+                           vpk.begin() + ((vp.cu_seqlens_k[s] + j) * p.Hkv + h) * p.D);
+             }
+         }
+         const auto got = impl.attention_varlen(vp, c.dtype, qp, kp, vpk, c.want_lse);
+         const auto full = run(impl, c, p, d);
+         AttentionResult want{std::vector<double>(qp.size()),
+                              std::vector<double>(c.want_lse ? Tq * p.H : 0)};
+         for (std::size_t s = 0; s < segs.size(); ++s) {
+           const Segment& sg = segs[s];
+           for (std::int64_t i = 0; i < sg.q_len; ++i)
+             for (std::int64_t h = 0; h < p.H; ++h) {
+               std::copy_n(full.out.begin() + rows.out(sg.b, h, sg.q0 + i), p.D,
+                           want.out.begin() + ((vp.cu_seqlens_q[s] + i) * p.H + h) * p.D);
+               if (c.want_lse)
+                 want.lse[h * Tq + vp.cu_seqlens_q[s] + i] = full.lse[rows.lse(sg.b, h, sg.q0 + i)];
+             }
+         }
+         expect(check_consistent("varlen out", Shape{{"t", "h", "d"}, {Tq, p.H, p.D}}, got.out,
+                                 want.out, c.dtype));
+         if (c.want_lse)
+           expect(check_consistent("varlen lse", Shape{{"h", "t"}, {p.H, Tq}}, got.lse, want.lse,
+                                   c.dtype));
+       }});
+
   out.push_back({"attention.deterministic", Op::attention,
                  "two runs on the same inputs are bitwise identical",
                  [](const Implementation& impl, const CaseLimits& lim) {

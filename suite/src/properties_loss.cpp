@@ -179,6 +179,20 @@ void add_loss_properties(std::vector<Property>& out) {
        }});
 
   out.push_back(
+      {"cross_entropy.deterministic", Op::cross_entropy,
+       "two runs on the same inputs are bitwise identical (no order-dependent reductions)",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         LossCase c;
+         if (!draw(impl, lim, c)) return;
+         const auto d = make_data(c);
+         const LossProblem& p = c.problem;
+         const auto a = run(impl, c, p, d), b = run(impl, c, p, d);
+         expect(check_exact("loss, count, weight_sum", kScalars, scalars(b), scalars(a)));
+         expect(check_exact("losses", rows_shape(p.N), b.losses, a.losses));
+         expect(check_exact("dlogits", logits_shape(p.N, p.V), b.dlogits, a.dlogits));
+       }});
+
+  out.push_back(
       {"cross_entropy.rejectsOutOfRangeLabels", Op::cross_entropy,
        "a label outside [0, V) other than ignore_index is an error (InvalidArgument), not garbage",
        [](const Implementation& impl, const CaseLimits& lim) {

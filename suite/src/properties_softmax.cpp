@@ -177,6 +177,16 @@ void add_softmax_properties(std::vector<Property>& out) {
        }});
 
   out.push_back(
+      {"softmax.deterministic", Op::softmax, "two runs on the same inputs are bitwise identical",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         SoftmaxCase c;
+         if (!draw(impl, lim, c)) return;
+         const auto d = make_data(c);
+         expect(check_exact("y", softmax_shape(c.problem), impl.softmax(c.problem, c.dtype, d.x),
+                            impl.softmax(c.problem, c.dtype, d.x)));
+       }});
+
+  out.push_back(
       {"softmax.independentOfBatchNeighbours", Op::softmax,
        "changing the other sequences of the batch changes no bit of a sequence's output",
        [](const Implementation& impl, const CaseLimits& lim) {

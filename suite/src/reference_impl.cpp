@@ -135,6 +135,27 @@ AttentionResult ReferenceImplementation::attention(const AttentionProblem& p, DT
       t, [&](auto s) { return attention_as<decltype(s), double>(p, q, k, v, want_lse); });
 }
 
+Support ReferenceImplementation::supports_attention_varlen(const VarlenAttentionProblem&, DType,
+                                                           bool) const {
+  return Support::yes();
+}
+AttentionResult ReferenceImplementation::attention_varlen(const VarlenAttentionProblem& p, DType t,
+                                                          std::span<const double> q,
+                                                          std::span<const double> k,
+                                                          std::span<const double> v,
+                                                          bool want_lse) const {
+  return dispatch_dtype(t, [&](auto tag) {
+    using S = decltype(tag);
+    const auto qs = to_storage_vec<S>(q), ks = to_storage_vec<S>(k), vs = to_storage_vec<S>(v);
+    std::vector<S> out(qs.size());
+    std::vector<double> lse(want_lse ? static_cast<std::size_t>(p.H * p.total_q()) : 0);
+    ref::attention_forward_varlen<S, double>(p, std::span<const S>(qs), std::span<const S>(ks),
+                                             std::span<const S>(vs), std::span<S>(out),
+                                             std::span<double>(lse));
+    return AttentionResult{to_double_vec(out), lse};
+  });
+}
+
 Support ReferenceImplementation::supports_cross_entropy(const LossProblem&, DType) const {
   return Support::yes();
 }

@@ -83,6 +83,15 @@ AttentionResult Implementation::attention(const AttentionProblem&, DType, std::s
                                           bool) const {
   unsupported(Op::attention);
 }
+Support Implementation::supports_attention_varlen(const VarlenAttentionProblem&, DType,
+                                                  bool) const {
+  return Support::no(name() + " does not provide the packed (varlen) attention layout");
+}
+AttentionResult Implementation::attention_varlen(const VarlenAttentionProblem&, DType,
+                                                 std::span<const double>, std::span<const double>,
+                                                 std::span<const double>, bool) const {
+  unsupported(Op::attention);
+}
 Support Implementation::supports_cross_entropy(const LossProblem&, DType) const {
   return not_provided(*this, Op::cross_entropy);
 }

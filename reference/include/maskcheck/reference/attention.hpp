@@ -78,4 +78,52 @@ void attention_forward(const AttentionProblem& p, std::span<const S> q, std::spa
   attention_forward<S, A>(p, std::span<const std::uint8_t>(keep), q, k, v, out, lse);
 }
 
+// Packed (varlen) layout: each sequence run alone through the padded reference.
+//   q, out: [T_q, H, D], k, v: [T_k, Hkv, D], lse: [H, T_q] (optional)
+template <class S, class A>
+void attention_forward_varlen(const VarlenAttentionProblem& p, std::span<const S> q,
+                              std::span<const S> k, std::span<const S> v, std::span<S> out,
+                              std::span<A> lse) {
+  p.validate();
+  const std::int64_t H = p.H, Hkv = p.Hkv, D = p.D;
+  require_size("q", q.size(), checked_numel("q", {p.total_q(), H, D}));
+  require_size("k", k.size(), checked_numel("k", {p.total_k(), Hkv, D}));
+  require_size("v", v.size(), checked_numel("v", {p.total_k(), Hkv, D}));
+  require_size("out", out.size(), checked_numel("out", {p.total_q(), H, D}));
+  if (!lse.empty()) require_size("lse", lse.size(), checked_numel("lse", {H, p.total_q()}));
+  for (std::int64_t b = 0; b < p.batch(); ++b) {
+    const std::int64_t q0 = p.cu_seqlens_q[b], k0 = p.cu_seqlens_k[b];
+    AttentionProblem one;
+    one.H = H;
+    one.Hkv = Hkv;
+    one.D = D;
+    one.scale = p.scale;
+    one.mask.Lq = p.cu_seqlens_q[b + 1] - q0;
+    one.mask.Lk = p.cu_seqlens_k[b + 1] - k0;
+    one.mask.causal = p.causal;
+    one.mask.alignment = p.alignment;
+    one.mask.window = p.window;
+    // [rows, heads, D] -> [heads, rows, D] and back.
+    std::vector<S> qs(static_cast<std::size_t>(one.q_numel())), ks(static_cast<std::size_t>(one.kv_numel())),
+        vs(ks.size()), os(qs.size());
+    std::vector<A> ls(lse.empty() ? 0 : static_cast<std::size_t>(one.lse_numel()));
+    for (std::int64_t h = 0; h < H; ++h)
+      for (std::int64_t i = 0; i < one.mask.Lq; ++i)
+        for (std::int64_t d = 0; d < D; ++d) qs[(h * one.mask.Lq + i) * D + d] = q[((q0 + i) * H + h) * D + d];
+    for (std::int64_t h = 0; h < Hkv; ++h)
+      for (std::int64_t j = 0; j < one.mask.Lk; ++j)
+        for (std::int64_t d = 0; d < D; ++d) {
+          ks[(h * one.mask.Lk + j) * D + d] = k[((k0 + j) * Hkv + h) * D + d];
+          vs[(h * one.mask.Lk + j) * D + d] = v[((k0 + j) * Hkv + h) * D + d];
+        }
+    attention_forward<S, A>(one, std::span<const S>(qs), std::span<const S>(ks), std::span<const S>(vs),
+                            std::span<S>(os), std::span<A>(ls));
+    for (std::int64_t h = 0; h < H; ++h)
+      for (std::int64_t i = 0; i < one.mask.Lq; ++i) {
+        for (std::int64_t d = 0; d < D; ++d) out[((q0 + i) * H + h) * D + d] = os[(h * one.mask.Lq + i) * D + d];
+        if (!lse.empty()) lse[h * p.total_q() + q0 + i] = ls[h * one.mask.Lq + i];
+      }
+  }
+}
+
 }  // namespace maskcheck::ref

@@ -91,6 +91,24 @@ struct AttentionProblem {
   std::int64_t lse_numel() const;
 };
 
+// Attention in the packed (varlen) layout, with no padding at all: sequence b owns rows
+// [cu_seqlens_q[b], cu_seqlens_q[b+1]) of q, out: [T_q, H, D] and rows [cu_seqlens_k[b],
+// cu_seqlens_k[b+1]) of k, v: [T_k, Hkv, D]; lse: [H, T_q]. Causal and window apply per sequence.
+// It equals the padded problem of padded(): the sequences right-padded to the longest.
+struct VarlenAttentionProblem {
+  std::int64_t H = 1, Hkv = 1, D = 1;
+  std::vector<std::int32_t> cu_seqlens_q, cu_seqlens_k;  // [B + 1] each
+  bool causal = false;
+  Alignment alignment = Alignment::bottom_right;
+  std::optional<Window> window;
+  std::optional<double> scale;
+  std::int64_t batch() const { return static_cast<std::int64_t>(cu_seqlens_q.size()) - 1; }
+  std::int64_t total_q() const { return cu_seqlens_q.empty() ? 0 : cu_seqlens_q.back(); }
+  std::int64_t total_k() const { return cu_seqlens_k.empty() ? 0 : cu_seqlens_k.back(); }
+  AttentionProblem padded() const;  // validates
+  void validate() const;
+};
+
 // Cross-entropy. logits: [N, V], labels: [N], weights: [N] (optional, >= 0).
 // l_i = -(1 - eps) log p_i[y_i] - eps/V sum_j log p_i[j] for labels != ignore_index;
 // none: w_i l_i per row (0 for ignored rows); sum: sum_i w_i l_i;

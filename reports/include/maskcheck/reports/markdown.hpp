@@ -1,4 +1,5 @@
-// Markdown reports from maskcheck result files (verify JSON, schema maskcheck.verify/1).
+// Markdown reports from maskcheck result files: verify JSON (schema maskcheck.verify/1) and
+// Google Benchmark JSON (benchmark rows grouped by name, peers beside maskcheck with speedups).
 #pragma once
 
 #include <string>

@@ -60,6 +60,12 @@ class ReferenceImplementation : public Implementation {
                             std::span<const double> k, std::span<const double> v,
                             bool want_lse) const override;
 
+  Support supports_attention_varlen(const VarlenAttentionProblem& p, DType t,
+                                    bool want_lse) const override;
+  AttentionResult attention_varlen(const VarlenAttentionProblem& p, DType t,
+                                   std::span<const double> q, std::span<const double> k,
+                                   std::span<const double> v, bool want_lse) const override;
+
   Support supports_cross_entropy(const LossProblem& p, DType t) const override;
   LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                            std::span<const std::int64_t> labels, std::span<const double> weights,

@@ -91,6 +91,13 @@ class Implementation {
                                     std::span<const double> k, std::span<const double> v,
                                     bool want_lse) const;
 
+  // Attention in the packed (varlen) layout: q [T_q, H, D], k, v [T_k, Hkv, D], lse [H, T_q].
+  virtual Support supports_attention_varlen(const VarlenAttentionProblem& p, DType t,
+                                            bool want_lse) const;
+  virtual AttentionResult attention_varlen(const VarlenAttentionProblem& p, DType t,
+                                           std::span<const double> q, std::span<const double> k,
+                                           std::span<const double> v, bool want_lse) const;
+
   // Cross-entropy forward (+ backward when `backward`): logits [N, V], labels [N], weights [N].
   virtual Support supports_cross_entropy(const LossProblem& p, DType t) const;
   virtual LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,

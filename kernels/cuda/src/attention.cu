@@ -1,0 +1,593 @@
+// Masked attention forward on the GPU.
+//   padded: q [B, H, Lq, D], k, v [B, Hkv, Lk, D], out [B, H, Lq, D], lse [B, H, Lq] (fp32)
+//   packed (varlen, no padding): q [T_q, H, D], k, v [T_k, Hkv, D], out [T_q, H, D], lse [H, T_q]
+//   O = softmax(Q K^T * scale + mask) V; head h reads kv head h / (H / Hkv).
+// Each query row's visible keys are the interval visible_keys(mask, b, q) of the one predicate;
+// a row with none gets O = 0 and lse = -inf. Masks are never materialized.
+// Complexity: 4 * D FLOPs per visible (q, k) pair plus the masked remainder of boundary tiles;
+// memory O((Lq + Lk) * D) per (b, h).
+// Versions:
+//   rows_kernel  (fp32): one warp per query row, FMA over exactly the row's visible keys with an
+//                online softmax. Reads nothing outside the interval. Any D <= 256.
+//   flash_kernel (fp16/bf16): FlashAttention-2 style. A block owns 128 query rows of one (b, h)
+//                (4 warps x 32 rows; 8 x 16 for D > 128); K/V tiles of 64 keys (32 for
+//                D > 128) stream through shared memory
+//                (cp.async, double-buffered); S = Q K^T and O += P V run on tensor cores
+//                (mma.sync m16n8k16, fp32 accumulate); online softmax in registers with exp2.
+//                Tile skipping derives from the rows' intervals: only tiles inside the union of
+//                the block's intervals are visited, tiles inside every row's interval skip the
+//                per-element test, the rest (boundary tiles) apply it. Keys outside the
+//                sequence's valid range and Q rows without visible keys are loaded as zeros,
+//                so padding may hold anything (NaN included).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <climits>
+#include <cmath>
+#include <limits>
+
+#include "common.cuh"
+
+namespace maskcheck::cuda {
+namespace {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr int kMaxD = 256;
+
+// Where rows of q / k / v / out / lse live for sequence b and head h, in either layout.
+struct Layout {
+  bool packed = false;
+  const std::int32_t* cu_q = nullptr;  // packed: [B + 1], device
+  const std::int32_t* cu_k = nullptr;
+  std::int64_t H = 1, Hkv = 1, Lq = 0, Lk = 0, D = 1, total_q = 0;
+
+  __device__ std::int64_t q_row(std::int64_t b, std::int64_t h, std::int64_t i) const {
+    return packed ? ((cu_q[b] + i) * H + h) * D : ((b * H + h) * Lq + i) * D;
+  }
+  __device__ std::int64_t kv_row(std::int64_t b, std::int64_t hk, std::int64_t j) const {
+    return packed ? ((cu_k[b] + j) * Hkv + hk) * D : ((b * Hkv + hk) * Lk + j) * D;
+  }
+  __device__ std::int64_t q_stride() const { return packed ? H * D : D; }
+  __device__ std::int64_t kv_stride() const { return packed ? Hkv * D : D; }
+  __device__ std::int64_t lse_index(std::int64_t b, std::int64_t h, std::int64_t i) const {
+    return packed ? h * total_q + cu_q[b] + i : (b * H + h) * Lq + i;
+  }
+  // Query rows that exist for sequence b (padded: Lq; packed: the sequence's length).
+  __device__ std::int64_t q_extent(std::int64_t b) const {
+    return packed ? cu_q[b + 1] - cu_q[b] : Lq;
+  }
+};
+
+// The valid key range of sequence b in the layout's key coordinates.
+__device__ KeyRange valid_keys(const MaskView& m, std::int64_t b) {
+  const std::int64_t len = m.k_lens ? m.k_lens[b] : m.Lk;
+  const std::int64_t k0 = valid_begin(m.padding, m.Lk, len);
+  return KeyRange{k0, k0 + len};
+}
+
+// ---- v1: fp32, one warp per query row --------------------------------------------------------
+
+template <class T>
+__global__ void rows_kernel(const T* __restrict__ q, const T* __restrict__ k,
+                            const T* __restrict__ v, T* __restrict__ out, float* __restrict__ lse,
+                            MaskView mask, Layout lay, float scale_log2, std::int64_t group,
+                            std::int64_t rows) {
+  constexpr int kPer = kMaxD / 32;
+  const int lane = threadIdx.x % 32;
+  const std::int64_t warps = std::int64_t(gridDim.x) * (blockDim.x / 32);
+  for (std::int64_t r = std::int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; r < rows;
+       r += warps) {
+    const std::int64_t i = r % lay.Lq, h = (r / lay.Lq) % lay.H, b = r / (lay.Lq * lay.H);
+    if (i >= lay.q_extent(b)) continue;
+    const KeyRange range = visible_keys(mask, b, i);
+    const std::int64_t hk = h / group;
+    T* o = out + lay.q_row(b, h, i);
+    float qv[kPer], acc[kPer];
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const std::int64_t d = lane + 32 * u;
+      qv[u] = d < lay.D && !range.empty() ? detail::to_float(q[lay.q_row(b, h, i) + d]) * scale_log2
+                                          : 0.f;
+      acc[u] = 0.f;
+    }
+    float m = -INFINITY, l = 0.f;
+    for (std::int64_t j = range.begin; j < range.end; ++j) {
+      const T* kr = k + lay.kv_row(b, hk, j);
+      float dot = 0.f;
+#pragma unroll
+      for (int u = 0; u < kPer; ++u) {
+        const std::int64_t d = lane + 32 * u;
+        if (d < lay.D) dot = fmaf(qv[u], detail::to_float(kr[d]), dot);
+      }
+      dot = detail::warp_sum(dot);
+      const float m_new = fmaxf(m, dot);
+      const float alpha = exp2f(m - m_new), p = exp2f(dot - m_new);
+      l = l * alpha + p;
+      const T* vr = v + lay.kv_row(b, hk, j);
+#pragma unroll
+      for (int u = 0; u < kPer; ++u) {
+        const std::int64_t d = lane + 32 * u;
+        if (d < lay.D) acc[u] = fmaf(p, detail::to_float(vr[d]), acc[u] * alpha);
+      }
+      m = m_new;
+    }
+    const bool empty = range.empty();
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const std::int64_t d = lane + 32 * u;
+      if (d < lay.D) o[d] = detail::from_float<T>(empty ? 0.f : acc[u] / l);
+    }
+    if (lse && lane == 0) lse[lay.lse_index(b, h, i)] = empty ? -INFINITY : (m + log2f(l)) * kLn2;
+  }
+}
+
+// ---- v2: tensor cores --------------------------------------------------------------------------
+
+// Block shape per padded head dim: WARPS warps of MT m-tiles (16 rows each), BN keys per tile.
+// Two m-tiles per warp let every K/V fragment read from shared memory feed two mma's.
+template <int D_PAD>
+struct Config {
+  static constexpr int kMT = D_PAD > 128 ? 1 : 2;  // m-tiles per warp
+  static constexpr int kWarps = D_PAD > 128 ? 8 : 4;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kBM = 16 * kMT * kWarps;     // query rows per block (128)
+  static constexpr int kBN = D_PAD > 64 ? 32 : 64;  // keys per tile (fewer above D 64: registers)
+  static constexpr int kStride =
+      D_PAD + 8;  // halves per row: +16 bytes keeps ldmatrix conflict-free
+  static constexpr int kQ = kBM * kStride;
+  static constexpr int kKV = kBN * kStride;
+  static constexpr std::size_t kBytes =
+      sizeof(std::uint16_t) * (kQ + 4 * kKV) + 4 * kBM * sizeof(int);
+};
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool pred) {
+  const int bytes = pred ? 16 : 0;  // 0: zero-fill the 16 bytes, read nothing
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+  asm volatile("cp.async.wait_group 0;\n" ::);
+}
+
+__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// d += a (16x16, row) * b (16x8, col), fp32 accumulate.
+template <class T>
+__device__ __forceinline__ void mma16816(float (&d)[4], const std::uint32_t (&a)[4],
+                                         std::uint32_t b0, std::uint32_t b1) {
+  if constexpr (std::is_same_v<T, __half>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+template <class T>
+__device__ __forceinline__ std::uint32_t pack2(float lo, float hi) {
+  if constexpr (std::is_same_v<T, __half>) {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const std::uint32_t*>(&v);
+  } else {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const std::uint32_t*>(&v);
+  }
+}
+
+// Copies `rows` rows of a [*, D] operand starting at row `first` into a shared tile of D_PAD
+// columns; rows outside [valid_lo, valid_hi) (or with row_ok[r] == 0) and columns >= D become
+// zeros, so nothing outside the valid data is ever read.
+// VEC: 16-byte cp.async chunks (D % 8 == 0 and aligned pointers), else element by element; a
+// template parameter because both paths in one kernel cost the hot loop its registers.
+template <class T, int D_PAD, bool VEC>
+__device__ __forceinline__ void load_tile(T* __restrict__ tile, const T* __restrict__ base,
+                                          std::int64_t row_stride, std::int64_t first, int rows,
+                                          std::int64_t valid_lo, std::int64_t valid_hi,
+                                          std::int64_t D, const int* row_ok) {
+  using C = Config<D_PAD>;
+  if constexpr (VEC) {  // 16-byte chunks through cp.async (zero-filled where invalid)
+    constexpr int kChunks = D_PAD / 8;
+    for (int c = threadIdx.x; c < rows * kChunks; c += C::kThreads) {
+      const int r = c / kChunks, col = (c % kChunks) * 8;
+      const std::int64_t g = first + r;
+      const bool ok = g >= valid_lo && g < valid_hi && col < D && (row_ok == nullptr || row_ok[r]);
+      const T* src = ok ? base + g * row_stride + col : base;
+      cp_async16(tile + r * C::kStride + col, src, ok);
+    }
+  } else {
+    for (int c = threadIdx.x; c < rows * D_PAD; c += C::kThreads) {
+      const int r = c / D_PAD, col = c % D_PAD;
+      const std::int64_t g = first + r;
+      const bool ok = g >= valid_lo && g < valid_hi && col < D && (row_ok == nullptr || row_ok[r]);
+      tile[r * C::kStride + col] = ok ? base[g * row_stride + col] : detail::from_float<T>(0.f);
+    }
+  }
+}
+
+template <class T, int D_PAD, bool VEC>
+__global__ void __launch_bounds__(Config<D_PAD>::kThreads)
+    flash_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                 T* __restrict__ out, float* __restrict__ lse, MaskView mask, Layout lay,
+                 float scale_log2, std::int64_t group) {
+  using C = Config<D_PAD>;
+  constexpr int MT = C::kMT, kBM = C::kBM, kBN = C::kBN, kStride = C::kStride;
+  constexpr int kKSteps = D_PAD / 16;  // k-steps of S = Q K^T
+  constexpr int kDBlocks = D_PAD / 8;  // n-blocks of O
+  constexpr int kNB = kBN / 8;         // n-blocks of S
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* sQ = reinterpret_cast<T*>(smem_raw);
+  T* sK = sQ + C::kQ;       // two buffers
+  T* sV = sK + 2 * C::kKV;  // two buffers
+  int* row_lo = reinterpret_cast<int*>(sV + 2 * C::kKV);
+  int* row_hi = row_lo + kBM;
+  int* row_ok = row_hi + kBM;
+  int* red = row_ok + kBM;  // reduction scratch
+
+  const std::int64_t b = blockIdx.z, h = blockIdx.y;
+  // Heavier query tiles (later rows see more keys under a causal mask) start first.
+  const std::int64_t m0 = std::int64_t(gridDim.x - 1 - blockIdx.x) * kBM;
+  const std::int64_t extent = lay.q_extent(b);
+  if (m0 >= extent) return;
+  const std::int64_t hk = h / group;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+
+  // 1. Each row's visible keys from the one predicate; the block's span and full-tile bounds.
+  for (int r = tid; r < kBM; r += C::kThreads) {
+    const std::int64_t i = m0 + r;
+    KeyRange kr{0, 0};
+    if (i < extent) kr = visible_keys(mask, b, i);
+    row_lo[r] = static_cast<int>(kr.begin);
+    row_hi[r] = static_cast<int>(kr.end);
+    row_ok[r] = !kr.empty();
+  }
+  __syncthreads();
+  // Over rows with visible keys: span = [min lo, max hi) holds every visible key; a tile inside
+  // [max lo, min hi) is visible to every such row.
+  int span_lo = INT_MAX, span_hi = INT_MIN, full_lo = INT_MIN, full_hi = INT_MAX;
+  for (int r = tid; r < kBM; r += C::kThreads)
+    if (row_ok[r]) {
+      span_lo = min(span_lo, row_lo[r]);
+      full_lo = max(full_lo, row_lo[r]);
+      span_hi = max(span_hi, row_hi[r]);
+      full_hi = min(full_hi, row_hi[r]);
+    }
+  for (int o = 16; o > 0; o >>= 1) {
+    span_lo = min(span_lo, __shfl_xor_sync(0xffffffffu, span_lo, o));
+    span_hi = max(span_hi, __shfl_xor_sync(0xffffffffu, span_hi, o));
+    full_lo = max(full_lo, __shfl_xor_sync(0xffffffffu, full_lo, o));
+    full_hi = min(full_hi, __shfl_xor_sync(0xffffffffu, full_hi, o));
+  }
+  if (lane == 0) {
+    red[warp * 4 + 0] = span_lo;
+    red[warp * 4 + 1] = span_hi;
+    red[warp * 4 + 2] = full_lo;
+    red[warp * 4 + 3] = full_hi;
+  }
+  __syncthreads();
+  span_lo = INT_MAX, span_hi = INT_MIN, full_lo = INT_MIN, full_hi = INT_MAX;
+  for (int w = 0; w < C::kWarps; ++w) {
+    span_lo = min(span_lo, red[w * 4 + 0]);
+    span_hi = max(span_hi, red[w * 4 + 1]);
+    full_lo = max(full_lo, red[w * 4 + 2]);
+    full_hi = min(full_hi, red[w * 4 + 3]);
+  }
+  const int tiles = span_lo < span_hi ? (span_hi - span_lo + kBN - 1) / kBN : 0;
+
+  // 2. Q (rows without visible keys as zeros) and the first K/V tile.
+  const KeyRange kv_valid =
+      lay.packed ? KeyRange{0, lay.cu_k[b + 1] - lay.cu_k[b]} : valid_keys(mask, b);
+  const T* qb = q + lay.q_row(b, h, 0);
+  const T* kb = k + lay.kv_row(b, hk, 0);
+  const T* vb = v + lay.kv_row(b, hk, 0);
+  if (tiles > 0) {
+    load_tile<T, D_PAD, VEC>(sQ, qb, lay.q_stride(), m0, kBM, 0, extent, lay.D, row_ok);
+    load_tile<T, D_PAD, VEC>(sK, kb, lay.kv_stride(), span_lo, kBN, kv_valid.begin, kv_valid.end,
+                             lay.D, nullptr);
+    load_tile<T, D_PAD, VEC>(sV, vb, lay.kv_stride(), span_lo, kBN, kv_valid.begin, kv_valid.end,
+                             lay.D, nullptr);
+    cp_async_commit();
+  }
+
+  // This thread's rows: g and g + 8 of each of the warp's m-tiles, and their intervals.
+  const int g = lane / 4, t4 = lane % 4;
+  int lo[MT][2], hi[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const int r = (warp * MT + mt) * 16 + g + 8 * rr;
+      lo[mt][rr] = row_lo[r];
+      hi[mt][rr] = row_hi[r];
+    }
+
+  float o_acc[MT][kDBlocks][4];
+  float m_row[MT][2], l_row[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int db = 0; db < kDBlocks; ++db)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o_acc[mt][db][e] = 0.f;
+    m_row[mt][0] = m_row[mt][1] = -INFINITY;
+    l_row[mt][0] = l_row[mt][1] = 0.f;
+  }
+
+  for (int j = 0; j < tiles; ++j) {
+    cp_async_wait_all();
+    __syncthreads();  // tile j has landed; every warp is done with the other buffer
+    const int n0 = span_lo + j * kBN;
+    if (j + 1 < tiles) {
+      const int buf = (j + 1) & 1;
+      load_tile<T, D_PAD, VEC>(sK + buf * C::kKV, kb, lay.kv_stride(), n0 + kBN, kBN,
+                               kv_valid.begin, kv_valid.end, lay.D, nullptr);
+      load_tile<T, D_PAD, VEC>(sV + buf * C::kKV, vb, lay.kv_stride(), n0 + kBN, kBN,
+                               kv_valid.begin, kv_valid.end, lay.D, nullptr);
+      cp_async_commit();
+    }
+    const T* tK = sK + (j & 1) * C::kKV;
+    const T* tV = sV + (j & 1) * C::kKV;
+
+    // S = Q K^T for this warp's MT x 16 rows and the tile's keys.
+    float s[MT][kNB][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int nb = 0; nb < kNB; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[mt][nb][e] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < kKSteps; ++ks) {
+      std::uint32_t a[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+        ldmatrix_x4(a[mt],
+                    sQ + ((warp * MT + mt) * 16 + lane % 16) * kStride + ks * 16 + (lane / 16) * 8);
+#pragma unroll
+      for (int np = 0; np < kBN / 16; ++np) {
+        std::uint32_t bk[4];
+        ldmatrix_x4(bk, tK + (np * 16 + lane % 8 + (lane / 16) * 8) * kStride + ks * 16 +
+                            ((lane / 8) % 2) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma16816<T>(s[mt][2 * np], a[mt], bk[0], bk[1]);
+          mma16816<T>(s[mt][2 * np + 1], a[mt], bk[2], bk[3]);
+        }
+      }
+    }
+
+    // Scale; in boundary tiles mask element by element; online softmax per row.
+    const bool full = full_lo <= n0 && full_hi >= n0 + kBN;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+      for (int nb = 0; nb < kNB; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = n0 + nb * 8 + t4 * 2 + (e & 1);
+          const int rr = e >> 1;
+          const bool vis = full || (col >= lo[mt][rr] && col < hi[mt][rr]);
+          s[mt][nb][e] = vis ? s[mt][nb][e] * scale_log2 : -INFINITY;
+        }
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nb = 0; nb < kNB; ++nb)
+          mx = fmaxf(mx, fmaxf(s[mt][nb][2 * rr], s[mt][nb][2 * rr + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m_row[mt][rr], mx);
+        const float m_use = m_new == -INFINITY ? 0.f : m_new;  // no key yet: avoid -inf - -inf
+        const float alpha = exp2f(m_row[mt][rr] - m_use);
+        float sum = 0.f;
+#pragma unroll
+        for (int nb = 0; nb < kNB; ++nb) {
+          s[mt][nb][2 * rr] = exp2f(s[mt][nb][2 * rr] - m_use);
+          s[mt][nb][2 * rr + 1] = exp2f(s[mt][nb][2 * rr + 1] - m_use);
+          sum += s[mt][nb][2 * rr] + s[mt][nb][2 * rr + 1];
+        }
+        l_row[mt][rr] = l_row[mt][rr] * alpha + sum;
+        m_row[mt][rr] = m_new;
+#pragma unroll
+        for (int db = 0; db < kDBlocks; ++db) {
+          o_acc[mt][db][2 * rr] *= alpha;
+          o_acc[mt][db][2 * rr + 1] *= alpha;
+        }
+      }
+    }
+
+    // O += P V: P's accumulator layout is the A-operand layout of the next mma.
+#pragma unroll
+    for (int kb16 = 0; kb16 < kBN / 16; ++kb16) {
+      std::uint32_t a[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        a[mt][0] = pack2<T>(s[mt][2 * kb16][0], s[mt][2 * kb16][1]);
+        a[mt][1] = pack2<T>(s[mt][2 * kb16][2], s[mt][2 * kb16][3]);
+        a[mt][2] = pack2<T>(s[mt][2 * kb16 + 1][0], s[mt][2 * kb16 + 1][1]);
+        a[mt][3] = pack2<T>(s[mt][2 * kb16 + 1][2], s[mt][2 * kb16 + 1][3]);
+      }
+#pragma unroll
+      for (int dp = 0; dp < D_PAD / 16; ++dp) {
+        std::uint32_t bv[4];
+        ldmatrix_x4_trans(bv, tV + (kb16 * 16 + lane % 8 + ((lane / 8) % 2) * 8) * kStride +
+                                  dp * 16 + (lane / 16) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma16816<T>(o_acc[mt][2 * dp], a[mt], bv[0], bv[1]);
+          mma16816<T>(o_acc[mt][2 * dp + 1], a[mt], bv[2], bv[3]);
+        }
+      }
+    }
+  }
+
+  // 3. Normalize and write. Rows without visible keys write 0 and lse -inf whatever the
+  //    accumulators hold (full tiles let them compute on zeros).
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      float l = l_row[mt][rr];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const int r = (warp * MT + mt) * 16 + g + 8 * rr;
+      const std::int64_t i = m0 + r;
+      if (i >= extent) continue;
+      const bool empty = !row_ok[r] || l == 0.f;
+      const float inv = empty ? 0.f : 1.f / l;
+      T* o = out + lay.q_row(b, h, i);
+#pragma unroll
+      for (int db = 0; db < kDBlocks; ++db) {
+        const int col = db * 8 + t4 * 2;
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+          if (col + e < lay.D) o[col + e] = detail::from_float<T>(o_acc[mt][db][2 * rr + e] * inv);
+      }
+      if (lse && t4 == 0)
+        lse[lay.lse_index(b, h, i)] = empty ? -INFINITY : (m_row[mt][rr] + log2f(l)) * kLn2;
+    }
+}
+
+template <class T, int D_PAD, bool VEC>
+void launch_flash(const T* q, const T* k, const T* v, T* out, float* lse, const MaskView& mask,
+                  const Layout& lay, float scale_log2, std::int64_t group, std::int64_t B,
+                  std::int64_t max_q, cudaStream_t stream) {
+  using C = Config<D_PAD>;
+  static bool configured = false;  // one attribute call per instantiation (host-side, benign race)
+  if (!configured) {
+    check(cudaFuncSetAttribute(flash_kernel<T, D_PAD, VEC>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(C::kBytes)),
+          "attention: shared memory attribute");
+    configured = true;
+  }
+  const dim3 grid(static_cast<unsigned>((max_q + C::kBM - 1) / C::kBM),
+                  static_cast<unsigned>(lay.H), static_cast<unsigned>(B));
+  flash_kernel<T, D_PAD, VEC>
+      <<<grid, C::kThreads, C::kBytes, stream>>>(q, k, v, out, lse, mask, lay, scale_log2, group);
+  detail::check_launch("attention flash_kernel");
+}
+
+template <class T, int D_PAD>
+void launch_flash(const T* q, const T* k, const T* v, T* out, float* lse, const MaskView& mask,
+                  const Layout& lay, float scale_log2, std::int64_t group, std::int64_t B,
+                  std::int64_t max_q, bool vector_ok, cudaStream_t stream) {
+  if (vector_ok) {
+    launch_flash<T, D_PAD, true>(q, k, v, out, lse, mask, lay, scale_log2, group, B, max_q, stream);
+  } else {
+    launch_flash<T, D_PAD, false>(q, k, v, out, lse, mask, lay, scale_log2, group, B, max_q,
+                                  stream);
+  }
+}
+
+template <class T>
+void run(const T* q, const T* k, const T* v, T* out, float* lse, const MaskView& mask,
+         const Layout& lay, double scale, std::int64_t group, std::int64_t B, std::int64_t max_q,
+         cudaStream_t stream) {
+  const float scale_log2 = static_cast<float>(scale) * kLog2e;
+  if (B == 0 || lay.H == 0 || max_q == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    const std::int64_t rows = B * lay.H * lay.Lq;
+    const int threads = 256;
+    rows_kernel<T><<<detail::grid_for(rows * 32, threads), threads, 0, stream>>>(
+        q, k, v, out, lse, mask, lay, scale_log2, group, rows);
+    detail::check_launch("attention rows_kernel");
+  } else {
+    auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+    const bool vector_ok = lay.D % 8 == 0 && aligned(q) && aligned(k) && aligned(v);
+    if (lay.D <= 32) {
+      launch_flash<T, 32>(q, k, v, out, lse, mask, lay, scale_log2, group, B, max_q, vector_ok,
+                          stream);
+    } else if (lay.D <= 64) {
+      launch_flash<T, 64>(q, k, v, out, lse, mask, lay, scale_log2, group, B, max_q, vector_ok,
+                          stream);
+    } else if (lay.D <= 128) {
+      launch_flash<T, 128>(q, k, v, out, lse, mask, lay, scale_log2, group, B, max_q, vector_ok,
+                           stream);
+    } else {
+      launch_flash<T, 256>(q, k, v, out, lse, mask, lay, scale_log2, group, B, max_q, vector_ok,
+                           stream);
+    }
+  }
+}
+
+void check_limits(std::int64_t B, std::int64_t H, std::int64_t D) {
+  require(D <= kMaxD, "D", D, "the CUDA attention kernels take D <= 256");
+  require(H <= 65535, "H", H, "the CUDA attention kernels take H <= 65535");
+  require(B <= 65535, "B", B, "the CUDA attention kernels take B <= 65535");
+}
+
+}  // namespace
+
+void attention_forward(const AttentionProblem& p, const MaskView& mask, DType t, const void* q,
+                       const void* k, const void* v, void* out, float* lse, cudaStream_t stream) {
+  p.validate();
+  check_limits(p.mask.B, p.H, p.D);
+  Layout lay;
+  lay.H = p.H;
+  lay.Hkv = p.Hkv;
+  lay.Lq = p.mask.Lq;
+  lay.Lk = p.mask.Lk;
+  lay.D = p.D;
+  dispatch_cuda_dtype(t, [&](auto tag) {
+    using T = decltype(tag);
+    run<T>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+           static_cast<T*>(out), lse, mask, lay, p.effective_scale(), p.H / p.Hkv, p.mask.B,
+           p.mask.Lq, stream);
+  });
+}
+
+void attention_varlen(const VarlenAttentionProblem& p, const std::int32_t* cu_q,
+                      const std::int32_t* cu_k, DType t, const void* q, const void* k,
+                      const void* v, void* out, float* lse, cudaStream_t stream) {
+  const AttentionProblem padded = p.padded();  // validates; the mask of the equivalent padding
+  padded.validate();
+  check_limits(padded.mask.B, p.H, p.D);
+  // The predicate sees each sequence as right-padded to the longest one; the packed layout
+  // addresses only the rows that exist.
+  const DeviceMask dmask(padded.mask, stream);
+  Layout lay;
+  lay.packed = true;
+  lay.cu_q = cu_q;
+  lay.cu_k = cu_k;
+  lay.H = p.H;
+  lay.Hkv = p.Hkv;
+  lay.Lq = padded.mask.Lq;
+  lay.Lk = padded.mask.Lk;
+  lay.D = p.D;
+  lay.total_q = p.cu_seqlens_q.back();
+  dispatch_cuda_dtype(t, [&](auto tag) {
+    using T = decltype(tag);
+    run<T>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+           static_cast<T*>(out), lse, dmask.view(), lay, padded.effective_scale(), p.H / p.Hkv,
+           padded.mask.B, padded.mask.Lq, stream);
+  });
+  // dmask's buffers are freed on return: wait for the kernels that read them.
+  check(cudaStreamSynchronize(stream), "attention_varlen");
+}
+
+}  // namespace maskcheck::cuda

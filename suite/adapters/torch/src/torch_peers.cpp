@@ -1,0 +1,443 @@
+// LibTorch peers (see torch_peers.hpp). Every LibTorch call is wrapped by guarded(), which turns a
+// c10::Error into TorchError with LibTorch's message; nothing of LibTorch leaks out of this file.
+#include "maskcheck/adapters/torch_peers.hpp"
+
+#include <ATen/ATen.h>
+#include <ATen/core/Reduction.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/GradMode.h>
+#include <c10/core/InferenceMode.h>
+#include <c10/util/Exception.h>
+#include <torch/headeronly/version.h>
+
+#if __has_include(<c10/cuda/CUDACachingAllocator.h>)
+#include <c10/cuda/CUDACachingAllocator.h>
+#define MASKCHECK_TORCH_CUDA_ALLOCATOR 1
+#endif
+
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "maskcheck/reference/masks.hpp"
+
+namespace maskcheck::torch_peers {
+
+namespace {
+
+template <class F>
+decltype(auto) guarded(std::string_view what, F&& f) {
+  try {
+    return f();
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    throw TorchError(std::string(what) + ": " + msg);
+  }
+}
+
+at::ScalarType scalar_type(DType t) {
+  switch (t) {
+    case DType::f64:
+      return at::kDouble;
+    case DType::f32:
+      return at::kFloat;
+    case DType::f16:
+      return at::kHalf;
+    case DType::bf16:
+      return at::kBFloat16;
+  }
+  return at::kFloat;
+}
+
+at::Device device_of(Device d) {
+  // No index: from_blob finds the device that owns the pointer.
+  return d == Device::cuda ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+}
+
+at::TensorOptions options(DType t, Device d) {
+  return at::TensorOptions().dtype(scalar_type(t)).device(device_of(d));
+}
+
+// A tensor over caller-owned memory; LibTorch never frees it. Inputs are never written.
+at::Tensor wrap(const void* p, at::IntArrayRef sizes, DType t, Device d) {
+  return at::from_blob(const_cast<void*>(p), sizes, options(t, d));
+}
+
+at::Device concrete(const at::Tensor& like) {
+  return like.device();
+}
+
+// The boolean keep-mask [B, 1, Lq, Lk] (true = attend), built on the host from the one predicate
+// and uploaded once.
+at::Tensor keep_mask(const MaskSpec& spec, at::Device dev) {
+  std::vector<std::uint8_t> keep = ref::build_keep_mask(spec);
+  const at::Tensor host = at::from_blob(keep.data(), {spec.B, 1, spec.Lq, spec.Lk}, at::kByte);
+  // copy = true: the result owns its memory before `keep` dies.
+  return host.to(at::TensorOptions().device(dev).dtype(at::kBool), /*non_blocking=*/false,
+                 /*copy=*/true);
+}
+
+// The additive mask [B, 1, Lq, Lk] in dtype t: 0 where keep, `fill` elsewhere, with the last
+// axis' storage padded to a multiple of 16 elements (the memory-efficient kernel's alignment).
+at::Tensor additive_mask(const MaskSpec& spec, DType t, at::Device dev, double fill) {
+  const at::Tensor keep = keep_mask(spec, dev);
+  const std::int64_t padded = (spec.Lk + 15) / 16 * 16;
+  at::Tensor storage = at::empty({spec.B, 1, spec.Lq, padded},
+                                 at::TensorOptions().dtype(scalar_type(t)).device(dev));
+  at::Tensor bias = storage.narrow(3, 0, spec.Lk);
+  bias.fill_(fill);
+  bias.masked_fill_(keep, 0.0);
+  return bias;
+}
+
+std::vector<double> to_host_doubles(const at::Tensor& t) {
+  const at::Tensor h = t.contiguous().to(at::TensorOptions().device(at::kCPU).dtype(at::kDouble));
+  std::vector<double> out(static_cast<std::size_t>(h.numel()));
+  if (!out.empty()) std::memcpy(out.data(), h.data_ptr<double>(), out.size() * sizeof(double));
+  return out;
+}
+
+void require_cuda_device(Device d) {
+  if (d != Device::cuda) return;
+  std::string why;
+  if (!torch_cuda_available(&why)) throw Unsupported(why);
+}
+
+}  // namespace
+
+// ---- versions and devices -------------------------------------------------------------------
+
+std::string torch_version() {
+  return TORCH_VERSION;
+}
+
+std::string torch_cuda_version() {
+  try {
+    if (!at::detail::getCUDAHooks().hasCUDART()) return "";
+    const long v = at::detail::getCUDAHooks().versionCUDART();
+    return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+  } catch (const c10::Error&) {
+    return "";
+  }
+}
+
+std::string torch_cudnn_version() {
+  try {
+    if (!at::detail::getCUDAHooks().hasCuDNN()) return "";
+    return std::to_string(at::detail::getCUDAHooks().versionCuDNN());
+  } catch (const c10::Error&) {
+    return "";
+  }
+}
+
+bool torch_cuda_available(std::string* why) {
+  try {
+    if (!at::detail::getCUDAHooks().hasCUDART()) {
+      if (why) *why = "LibTorch was built without CUDA";
+      return false;
+    }
+    if (!at::hasCUDA() || at::getNumGPUs() == 0) {
+      if (why) *why = "LibTorch sees no CUDA device";
+      return false;
+    }
+    return true;
+  } catch (const c10::Error& e) {
+    if (why) *why = std::string("LibTorch CUDA: ") + e.what_without_backtrace();
+    return false;
+  }
+}
+
+void release_cached_memory() {
+#ifdef MASKCHECK_TORCH_CUDA_ALLOCATOR
+  if (torch_cuda_available()) {
+    guarded("release_cached_memory", [] { c10::cuda::CUDACachingAllocator::emptyCache(); });
+  }
+#endif
+}
+
+// ---- SDPA -----------------------------------------------------------------------------------
+
+std::string sdpa_supports(SdpaBackend b, Layout layout, const AttentionProblem& p, DType t,
+                          Device d) {
+  p.validate();
+  const std::string name(to_string(b));
+  if (b != SdpaBackend::math && d != Device::cuda) return name + " is a CUDA backend";
+  const bool half = t == DType::f16 || t == DType::bf16;
+  if ((b == SdpaBackend::flash || b == SdpaBackend::cudnn) && !half)
+    return name + " takes fp16 and bf16 only (got " + std::string(to_string(t)) + ")";
+  if (b == SdpaBackend::efficient && t == DType::f64) return "efficient takes fp32, fp16 and bf16";
+  if (b == SdpaBackend::flash && (p.D % 8 != 0 || p.D > 256))
+    return "flash needs a head dim that is a multiple of 8 and at most 256 (got " +
+           std::to_string(p.D) + ")";
+  if (b == SdpaBackend::cudnn && p.D % 8 != 0)
+    return "cudnn needs a head dim that is a multiple of 8 (got " + std::to_string(p.D) + ")";
+  const TorchMask m = translate_mask(p.mask, b, layout);
+  return m.unsupported;
+}
+
+struct SdpaPeer::Impl {
+  SdpaBackend backend;
+  Layout layout;
+  AttentionProblem p;
+  TorchMask mask;
+  std::string description;
+  double scale = 1;
+  at::Tensor q, k, v;              // as the backend takes them (flash: [B, L, H, D] views)
+  std::optional<at::Tensor> bias;  // additive form only
+  std::optional<at::Tensor> cu_q, cu_k;
+  std::int64_t max_q = 0, max_k = 0;
+  at::Tensor out;  // the last run's output, as the op returned it
+
+  // The output in the peer's layout: padded [B, H, Lq, D] or packed [total_q, H, D].
+  at::Tensor logical_output() const {
+    if (!out.defined()) throw TorchError("SdpaPeer: output() before run()");
+    if (backend == SdpaBackend::flash && layout == Layout::padded) return out.transpose(1, 2);
+    return out;
+  }
+};
+
+SdpaPeer::SdpaPeer(SdpaBackend b, Layout layout, const AttentionProblem& p, DType t, Device d,
+                   const void* q, const void* k, const void* v)
+    : impl_(std::make_unique<Impl>()) {
+  if (std::string why = sdpa_supports(b, layout, p, t, d); !why.empty()) throw Unsupported(why);
+  require_cuda_device(d);
+  Impl& s = *impl_;
+  s.backend = b;
+  s.layout = layout;
+  s.p = p;
+  s.mask = translate_mask(p.mask, b, layout);
+  s.scale = p.effective_scale();
+  const std::int64_t B = p.mask.B, Lq = p.mask.Lq, Lk = p.mask.Lk, H = p.H, Hkv = p.Hkv, D = p.D;
+  bool expanded = false;
+  guarded("SdpaPeer(" + std::string(to_string(b)) + ")", [&] {
+    if (layout == Layout::padded) {
+      s.q = wrap(q, {B, H, Lq, D}, t, d);
+      s.k = wrap(k, {B, Hkv, Lk, D}, t, d);
+      s.v = wrap(v, {B, Hkv, Lk, D}, t, d);
+      s.max_q = Lq;
+      s.max_k = Lk;
+      if (b == SdpaBackend::flash) {  // FlashAttention's layout is [B, L, H, D]: strided views
+        s.q = s.q.transpose(1, 2);
+        s.k = s.k.transpose(1, 2);
+        s.v = s.v.transpose(1, 2);
+      }
+    } else {
+      PackedSegments seg = packed_segments(p.mask);
+      s.q = wrap(q, {seg.total_q(), H, D}, t, d);
+      s.k = wrap(k, {seg.total_k(), Hkv, D}, t, d);
+      s.v = wrap(v, {seg.total_k(), Hkv, D}, t, d);
+      const auto n = static_cast<std::int64_t>(seg.cu_q.size());
+      const auto to_dev = at::TensorOptions().device(concrete(s.q)).dtype(at::kInt);
+      s.cu_q = at::from_blob(seg.cu_q.data(), {n}, at::kInt).to(to_dev, false, true);
+      s.cu_k = at::from_blob(seg.cu_k.data(), {n}, at::kInt).to(to_dev, false, true);
+      s.max_q = seg.max_q;
+      s.max_k = seg.max_k;
+    }
+    // Backends without grouped-query attention get the K/V heads expanded once.
+    if ((b == SdpaBackend::efficient || b == SdpaBackend::cudnn) && Hkv != H) {
+      s.k = s.k.repeat_interleave(H / Hkv, 1);
+      s.v = s.v.repeat_interleave(H / Hkv, 1);
+      expanded = true;
+    }
+    if (s.mask.form == MaskForm::additive) {
+      at::Tensor bias = additive_mask(p.mask, t, concrete(s.q), s.mask.fill);
+      // The memory-efficient op wants the bias at the scores' full shape (stride-0 heads).
+      if (b == SdpaBackend::efficient) bias = bias.expand({B, H, Lq, Lk});
+      s.bias = bias;
+    }
+  });
+  s.description = "torch " + std::string(to_string(b)) + " (" + TORCH_VERSION + "), " +
+                  std::string(to_string(layout)) + ", mask: " + s.mask.description +
+                  (expanded ? ", K/V heads expanded " + std::to_string(Hkv) + " -> " +
+                                  std::to_string(H) + " at construction"
+                            : std::string());
+}
+
+SdpaPeer::~SdpaPeer() = default;
+SdpaPeer::SdpaPeer(SdpaPeer&&) noexcept = default;
+SdpaPeer& SdpaPeer::operator=(SdpaPeer&&) noexcept = default;
+
+void SdpaPeer::run() {
+  Impl& s = *impl_;
+  guarded("SdpaPeer(" + std::string(to_string(s.backend)) + ").run", [&] {
+    c10::InferenceMode inference;
+    switch (s.backend) {
+      case SdpaBackend::math:
+        s.out = std::get<0>(at::_scaled_dot_product_attention_math(
+            s.q, s.k, s.v, s.bias, 0.0, s.mask.is_causal, std::nullopt, s.scale,
+            /*enable_gqa=*/s.p.H != s.p.Hkv));
+        break;
+      case SdpaBackend::flash:
+        s.out = std::get<0>(at::_flash_attention_forward(
+            s.q, s.k, s.v, s.cu_q, s.cu_k, s.max_q, s.max_k, 0.0, s.mask.is_causal,
+            /*return_debug_mask=*/false, s.scale, s.mask.window_left, s.mask.window_right));
+        break;
+      case SdpaBackend::efficient:
+        s.out = std::get<0>(at::_scaled_dot_product_efficient_attention(
+            s.q, s.k, s.v, s.bias, /*compute_log_sumexp=*/false, 0.0, s.mask.is_causal, s.scale));
+        break;
+      case SdpaBackend::cudnn:
+        s.out = std::get<0>(at::_scaled_dot_product_cudnn_attention(
+            s.q, s.k, s.v, s.bias, /*compute_log_sumexp=*/false, 0.0, s.mask.is_causal,
+            /*return_debug_mask=*/false, s.scale));
+        break;
+    }
+  });
+}
+
+std::vector<double> SdpaPeer::output() const {
+  return guarded("SdpaPeer.output", [&] { return to_host_doubles(impl_->logical_output()); });
+}
+
+void SdpaPeer::copy_output(void* dst) const {
+  guarded("SdpaPeer.copy_output", [&] {
+    const at::Tensor src = impl_->logical_output();
+    at::Tensor dst_t = at::from_blob(dst, src.sizes(), src.options());
+    dst_t.copy_(src);
+  });
+}
+
+const TorchMask& SdpaPeer::mask() const {
+  return impl_->mask;
+}
+const std::string& SdpaPeer::description() const {
+  return impl_->description;
+}
+
+// ---- softmax --------------------------------------------------------------------------------
+
+std::string softmax_supports(const SoftmaxProblem& p, DType, Device) {
+  p.validate();
+  return translate_softmax_mask(p.mask).unsupported;
+}
+
+struct SoftmaxPeer::Impl {
+  SoftmaxProblem p;
+  TorchMask mask;
+  std::string description;
+  at::Tensor x, y;
+  std::optional<at::Tensor> bias;
+};
+
+SoftmaxPeer::SoftmaxPeer(const SoftmaxProblem& p, DType t, Device d, const void* x, void* y)
+    : impl_(std::make_unique<Impl>()) {
+  if (std::string why = softmax_supports(p, t, d); !why.empty()) throw Unsupported(why);
+  require_cuda_device(d);
+  Impl& s = *impl_;
+  s.p = p;
+  s.mask = translate_softmax_mask(p.mask);
+  guarded("SoftmaxPeer", [&] {
+    const std::int64_t B = p.mask.B, H = p.H, Lq = p.mask.Lq, Lk = p.mask.Lk;
+    s.x = wrap(x, {B, H, Lq, Lk}, t, d);
+    s.y = wrap(y, {B, H, Lq, Lk}, t, d);
+    if (s.mask.form == MaskForm::additive)
+      s.bias = additive_mask(p.mask, t, s.x.device(), s.mask.fill);
+  });
+  s.description = std::string("torch softmax(x") + (p.scale != 1.0 ? " * scale" : "") +
+                  (s.bias ? " + mask" : "") + ", -1) (" + TORCH_VERSION +
+                  "), mask: " + s.mask.description;
+}
+
+SoftmaxPeer::~SoftmaxPeer() = default;
+SoftmaxPeer::SoftmaxPeer(SoftmaxPeer&&) noexcept = default;
+SoftmaxPeer& SoftmaxPeer::operator=(SoftmaxPeer&&) noexcept = default;
+
+void SoftmaxPeer::run() {
+  Impl& s = *impl_;
+  guarded("SoftmaxPeer.run", [&] {
+    c10::InferenceMode inference;
+    at::Tensor z = s.x;
+    if (s.p.scale != 1.0) z = z * s.p.scale;
+    if (s.bias) z = z + *s.bias;
+    at::softmax_out(s.y, z, -1);
+  });
+}
+
+const TorchMask& SoftmaxPeer::mask() const {
+  return impl_->mask;
+}
+const std::string& SoftmaxPeer::description() const {
+  return impl_->description;
+}
+
+// ---- cross-entropy --------------------------------------------------------------------------
+
+std::string cross_entropy_supports(const LossProblem& p, DType, Device) {
+  p.validate();
+  if (p.weighted) return "per-token weights: LibTorch's cross_entropy weights classes, not tokens";
+  return "";
+}
+
+struct CrossEntropyPeer::Impl {
+  LossProblem p;
+  std::string description;
+  at::Tensor logits;  // a leaf with requires_grad over the caller's buffer
+  at::Tensor labels;
+  at::Tensor loss;  // the last run's reduced loss (detached)
+};
+
+CrossEntropyPeer::CrossEntropyPeer(const LossProblem& p, DType t, Device d, const void* logits,
+                                   const std::int64_t* labels)
+    : impl_(std::make_unique<Impl>()) {
+  if (std::string why = cross_entropy_supports(p, t, d); !why.empty()) throw Unsupported(why);
+  require_cuda_device(d);
+  Impl& s = *impl_;
+  s.p = p;
+  guarded("CrossEntropyPeer", [&] {
+    s.logits = wrap(logits, {p.N, p.V}, t, d);
+    s.logits.requires_grad_(true);
+    s.labels = at::from_blob(const_cast<std::int64_t*>(labels), {p.N},
+                             at::TensorOptions().dtype(at::kLong).device(device_of(d)));
+  });
+  s.description = "torch cross_entropy(ignore_index=" + std::to_string(p.ignore_index) +
+                  ", reduction=" + to_string(p.reduction) +
+                  (p.label_smoothing != 0 ? ", label_smoothing" : "") +
+                  ") + backward, grad set to none between runs (" + TORCH_VERSION + ")";
+}
+
+CrossEntropyPeer::~CrossEntropyPeer() = default;
+CrossEntropyPeer::CrossEntropyPeer(CrossEntropyPeer&&) noexcept = default;
+CrossEntropyPeer& CrossEntropyPeer::operator=(CrossEntropyPeer&&) noexcept = default;
+
+void CrossEntropyPeer::run() {
+  Impl& s = *impl_;
+  guarded("CrossEntropyPeer.run", [&] {
+    c10::AutoGradMode grad_mode(true);
+    s.logits.mutable_grad().reset();
+    std::int64_t reduction = at::Reduction::Mean;
+    if (s.p.reduction == Reduction::sum) reduction = at::Reduction::Sum;
+    if (s.p.reduction == Reduction::none) reduction = at::Reduction::None;
+    at::Tensor loss = at::cross_entropy_loss(s.logits, s.labels, std::nullopt, reduction,
+                                             s.p.ignore_index, s.p.label_smoothing);
+    if (s.p.reduction == Reduction::none) loss = loss.sum();
+    loss.backward();
+    s.loss = loss.detach();
+  });
+}
+
+double CrossEntropyPeer::loss() const {
+  return guarded("CrossEntropyPeer.loss", [&] {
+    if (!impl_->loss.defined()) throw TorchError("CrossEntropyPeer: loss() before run()");
+    return impl_->loss.to(at::TensorOptions().device(at::kCPU).dtype(at::kDouble)).item<double>();
+  });
+}
+
+std::vector<double> CrossEntropyPeer::grad() const {
+  return grad_rows(0, impl_->p.N);
+}
+
+std::vector<double> CrossEntropyPeer::grad_rows(std::int64_t row_begin,
+                                                std::int64_t row_end) const {
+  return guarded("CrossEntropyPeer.grad", [&] {
+    const at::Tensor& g = impl_->logits.grad();
+    if (!g.defined()) throw TorchError("CrossEntropyPeer: grad() before run()");
+    return to_host_doubles(g.narrow(0, row_begin, row_end - row_begin));
+  });
+}
+
+const std::string& CrossEntropyPeer::description() const {
+  return impl_->description;
+}
+
+}  // namespace maskcheck::torch_peers
