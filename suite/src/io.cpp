@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 
@@ -52,7 +53,15 @@ nlohmann::json read_json_file(const std::string& path) {
   try {
     return nlohmann::json::parse(ss.str());
   } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error("cannot parse " + path + " as JSON: " + e.what());
+    // Google Benchmark writes non-finite counters as bare nan / inf, which JSON has no word
+    // for; read them as null rather than refusing the whole file.
+    static const std::regex non_finite(R"(:\s*-?(nan|NaN|inf|Inf|infinity|Infinity)\b)");
+    const std::string text = std::regex_replace(ss.str(), non_finite, ": null");
+    try {
+      return nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception&) {
+      throw std::runtime_error("cannot parse " + path + " as JSON: " + e.what());
+    }
   }
 }
 
