@@ -56,6 +56,9 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   [ -n "${CUDACXX:-}" ] && echo "export CUDACXX=\"$CUDACXX\""
   echo "export TORCH_CUDA_ARCH_LIST=\"$TORCH_CUDA_ARCH_LIST\""
 else
+  # Sourced: leave the caller's shell options (errexit, nounset, pipefail) as they were.
+  _mc_saved_options=$(set +o)
   _mc_setup
-  set +u
+  eval "$_mc_saved_options"
+  unset _mc_saved_options
 fi

@@ -2,12 +2,12 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <sstream>
 #include <stdexcept>
 
@@ -45,6 +45,32 @@ void write_json_atomic(const std::string& path, const nlohmann::json& j) {
   write_file_atomic(path, j.dump(2) + "\n");
 }
 
+namespace {
+
+// Replaces the values nan, -nan, inf, -inf, infinity (any case) that follow a ':' by null.
+std::string null_non_finite(const std::string& in) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size();) {
+    out += in[i];
+    if (in[i++] != ':') continue;
+    std::size_t j = i;
+    while (j < in.size() && (in[j] == ' ' || in[j] == '\t')) ++j;
+    std::size_t w = j + (j < in.size() && in[j] == '-');
+    std::size_t e = w;
+    while (e < in.size() && std::isalpha(static_cast<unsigned char>(in[e]))) ++e;
+    std::string word = in.substr(w, e - w);
+    for (char& c : word) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (word == "nan" || word == "inf" || word == "infinity") {
+      out += " null";
+      i = e;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
@@ -55,8 +81,7 @@ nlohmann::json read_json_file(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     // Google Benchmark writes non-finite counters as bare nan / inf, which JSON has no word
     // for; read them as null rather than refusing the whole file.
-    static const std::regex non_finite(R"(:\s*-?(nan|NaN|inf|Inf|infinity|Infinity)\b)");
-    const std::string text = std::regex_replace(ss.str(), non_finite, ": null");
+    const std::string text = null_non_finite(ss.str());
     try {
       return nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception&) {
