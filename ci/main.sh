@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds the default preset, verifies every built-in
-# implementation against the property catalogue and writes the report.
-#   OUT=dir (default build/report): where verify.json and report.md go
+# implementation against the property catalogue, runs the benchmarks behind the CPU targets and
+# writes the report.
+#   OUT=dir (default build/report): where verify.json, bench.json and report.md go
+#   BENCH=0: skip the benchmarks; BENCH_FILTER=RE: benchmark these rows instead of the curated
+#   set below (`build/bin/maskcheck_bench --benchmark_list_tests=true` lists them all)
 #   Extra arguments are passed to `maskcheck verify` (for example --cases 1000 or --seed 7).
-# Exit code: that of `maskcheck verify` (0 all passed, 1 a property failed), after the report
+# Exit code: that of `maskcheck verify` (0 all passed, 1 a property failed), or when it passed
+# that of `maskcheck bench` (1: a maskcheck kernel mismatched before timing), after the report
 # has been written either way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +23,27 @@ if [ ! -f "$out/verify.json" ]; then
   echo "ci/main.sh: maskcheck verify wrote no results (exit $status)" >&2
   exit "$status"
 fi
-build/bin/maskcheck report "$out/verify.json" --out "$out"
+
+# The rows behind the CPU targets, with their peers, 5 repetitions each (a few minutes on 2 cores):
+# the probes (triad bandwidth, FMA peak), fp32 masked softmax over rows of >= 1024 keys, fp32
+# attention D 64 / 128 at L 2048 with 50 % padding + causal, fp32 cross-entropy fwd+bwd at V 128k
+# with 50 % ignored, MLM over 1M tokens and mask construction.
+default_filter='^ceiling/cpu/|^cpu/softmax/f32/Lk(1024|8192|65536)/'
+default_filter+='|^cpu/attention/f32/D(64|128)/L2048/pad50/padding\+causal/'
+default_filter+='|^cpu/cross_entropy/f32/V131072/N[0-9]+/ignore50/|^cpu/mlm/|^cpu/build_mask/'
+bench_status=0
+reports=("$out/verify.json")
+if [ "${BENCH:-1}" != 0 ]; then
+  build/bin/maskcheck bench --filter "${BENCH_FILTER:-$default_filter}" --json "$out/bench.json" ||
+    bench_status=$?
+  # A run that did not finish leaves an older bench.json behind: report only this run's.
+  if [ "$out/bench.json" -nt "$out/verify.json" ]; then
+    reports+=("$out/bench.json")
+  else
+    echo "ci/main.sh: maskcheck bench wrote no results (exit $bench_status)" >&2
+  fi
+fi
+build/bin/maskcheck report "${reports[@]}" --out "$out"
 echo "ci/main.sh: report in $out/report.md"
+if [ "$status" -eq 0 ]; then status=$bench_status; fi
 exit "$status"

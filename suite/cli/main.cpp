@@ -3,11 +3,23 @@
 //   maskcheck list [--json]
 //   maskcheck verify [--impl a,b] [--op OP] [--property P,...] [--cases N] [--seed S] [--json FILE]
 //   maskcheck report RESULTS.json... --out DIR
-// Exit codes: 0 everything passed, 1 a property failed, 2 usage or input error.
+//   maskcheck bench [--filter RE] [--json FILE] [--repetitions N] [--min-time S] [-- ARGS...]
+// Exit codes: 0 everything passed, 1 a property failed, 2 usage or input error (bench: the exit
+// code of maskcheck_bench, 1 when a maskcheck kernel mismatched before timing).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <random>
+#include <regex>
 
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
@@ -220,6 +232,160 @@ int cmd_verify(const mc::Registry& registry, mc::VerifyConfig config, const std:
   return failed + errors > 0 ? kExitFailed : 0;
 }
 
+// ---- bench: runs maskcheck_bench, the benchmark binary built next to this executable ----------
+
+struct BenchOptions {
+  std::string filter, json;
+  int repetitions = 5;
+  double min_time = 0;  // 0: maskcheck_bench's default
+  std::vector<std::string> extra;
+};
+
+volatile std::sig_atomic_t g_bench_signal = 0;
+extern "C" void note_bench_signal(int sig) {
+  g_bench_signal = sig;
+}
+
+std::filesystem::path bench_binary() {
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) throw std::runtime_error("cannot resolve /proc/self/exe: " + ec.message());
+  return self.parent_path() / "maskcheck_bench";
+}
+
+// Forks and execs maskcheck_bench with `args` (its output goes straight to ours) and waits for
+// it. SIGINT and SIGTERM reach the child (same process group) while this process only notes
+// them, so that it can clean up after the child is gone. Returns the child's exit code, or
+// 128 + signal when it was killed.
+int run_child(const std::filesystem::path& bin, const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  struct sigaction note = {};
+  struct sigaction old_int = {};
+  struct sigaction old_term = {};
+  note.sa_handler = note_bench_signal;
+  sigemptyset(&note.sa_mask);
+  sigaction(SIGINT, nullptr, &old_int);
+  sigaction(SIGTERM, nullptr, &old_term);
+  // A signal this process was told to ignore (a background job's SIGINT) stays ignored by both.
+  if (old_int.sa_handler != SIG_IGN) sigaction(SIGINT, &note, nullptr);
+  if (old_term.sa_handler != SIG_IGN) sigaction(SIGTERM, &note, nullptr);
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    // Handled signals are reset to their default by exec; restore them explicitly anyway.
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+    ::execv(bin.c_str(), argv.data());
+    std::fprintf(stderr, "maskcheck: cannot run %s: %s\n", bin.c_str(), std::strerror(errno));
+    ::_exit(127);
+  }
+  int status = 0, rc = kExitUsage;
+  if (pid < 0) {
+    std::cerr << "maskcheck: cannot start " << bin.string() << ": " << std::strerror(errno) << "\n";
+  } else {
+    while (::waitpid(pid, &status, 0) < 0) {
+      if (errno == EINTR) continue;  // a noted signal: the child got it too
+      status = -1;
+      break;
+    }
+    if (status == -1)
+      rc = kExitFailed;
+    else if (WIFEXITED(status))
+      rc = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status))
+      rc = 128 + WTERMSIG(status);
+  }
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
+  return rc;
+}
+
+int cmd_bench(const BenchOptions& o) {
+  namespace fs = std::filesystem;
+  const fs::path bin = bench_binary();
+  if (!fs::exists(bin)) {
+    std::cerr << "maskcheck: the benchmark binary " << bin.string()
+              << " is missing: build the maskcheck_bench target (MASKCHECK_BUILD_BENCHMARKS=ON), "
+                 "which puts it next to maskcheck\n";
+    return kExitUsage;
+  }
+  if (!o.filter.empty()) {
+    try {
+      std::regex re(o.filter, std::regex::extended);
+    } catch (const std::regex_error& e) {
+      throw mc::InvalidArgument("--filter", o.filter,
+                                std::string("not a regular expression: ") + e.what());
+    }
+  }
+  std::vector<std::string> args{bin.string()};
+  if (!o.filter.empty()) args.push_back("--benchmark_filter=" + o.filter);
+  args.push_back("--benchmark_repetitions=" + std::to_string(o.repetitions));
+  // The console shows the aggregates (median, mean, stddev, cv); the JSON keeps every repetition
+  // too, for a significance test against a baseline.
+  if (o.repetitions > 1) args.push_back("--benchmark_display_aggregates_only=true");
+  if (o.min_time > 0) args.push_back(fmt::format("--benchmark_min_time={}", o.min_time));
+  // The JSON goes to a temporary file beside the target and is renamed into place only when the
+  // run finished and wrote valid JSON: an interrupted run never replaces a good file.
+  std::string tmp;
+  if (!o.json.empty()) {
+    const fs::path target(o.json);
+    if (target.has_parent_path()) {
+      std::error_code ec;
+      fs::create_directories(target.parent_path(), ec);
+      if (ec)
+        throw std::runtime_error("cannot create directory " + target.parent_path().string() + ": " +
+                                 ec.message());
+    }
+    tmp = o.json + ".tmp." + std::to_string(::getpid());
+    args.push_back("--benchmark_out=" + tmp);
+    args.push_back("--benchmark_out_format=json");
+  }
+  args.insert(args.end(), o.extra.begin(), o.extra.end());
+  std::string line;
+  for (const auto& a : args) line += (line.empty() ? "" : " ") + a;
+  std::cout << "maskcheck bench: " << line << std::endl;
+
+  const int rc = run_child(bin, args);
+  if (tmp.empty()) return rc;
+  std::error_code ec;
+  // 0: all results matched; 1: a maskcheck row mismatched, the results are still complete.
+  const bool finished = (rc == 0 || rc == kExitFailed) && g_bench_signal == 0;
+  std::string why;
+  if (!finished) {
+    why = g_bench_signal != 0 ? "interrupted" : "maskcheck_bench exited with " + std::to_string(rc);
+  } else if (!fs::exists(tmp, ec) || fs::file_size(tmp, ec) == 0) {
+    why = "maskcheck_bench wrote no results (no benchmark matched the filter?)";
+  } else {
+    try {
+      const nlohmann::json j = mc::read_json_file(tmp);
+      if (!j.contains("benchmarks") || !j.contains("context"))
+        why = "maskcheck_bench's output is not Google Benchmark JSON";
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+  }
+  if (!why.empty()) {
+    fs::remove(tmp, ec);
+    std::cerr << "maskcheck: " << why << "; " << o.json << " left unchanged\n";
+    return rc != 0 ? rc : kExitFailed;
+  }
+  if (const int fd = ::open(tmp.c_str(), O_RDONLY); fd >= 0) {  // on disk before the rename
+    ::fsync(fd);
+    ::close(fd);
+  }
+  fs::rename(tmp, o.json, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw std::runtime_error("cannot replace " + o.json + ": " + ec.message());
+  }
+  std::cout << "wrote " << o.json << "\n";
+  return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -264,6 +430,24 @@ int main(int argc, char** argv) {
   report->add_option("results", inputs, "verify JSON files")->required()->check(CLI::ExistingFile);
   report->add_option("--out", out_dir, "output directory")->required();
 
+  auto* bench = app.add_subcommand(
+      "bench", "run the benchmarks (maskcheck_bench beside this executable) and write their JSON");
+  BenchOptions bench_opts;
+  bench->add_option("--filter", bench_opts.filter,
+                    "regular expression over benchmark names (default: every benchmark)");
+  bench->add_option("--json", bench_opts.json,
+                    "write Google Benchmark JSON to FILE (replaced only by a finished run)");
+  bench
+      ->add_option("--repetitions", bench_opts.repetitions,
+                   "repetitions per benchmark, with median/mean/stddev/cv (default 5)")
+      ->check(CLI::Range(1, 1000));
+  bench
+      ->add_option("--min-time", bench_opts.min_time,
+                   "minimum seconds per repetition (default: maskcheck_bench's, 0.1)")
+      ->check(CLI::PositiveNumber);
+  bench->add_option("benchmark_args", bench_opts.extra,
+                    "further arguments for maskcheck_bench, after --");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -307,6 +491,7 @@ int main(int argc, char** argv) {
       std::cout << "wrote " << out_dir << "/report.md\n";
       return 0;
     }
+    if (*bench) return cmd_bench(bench_opts);
   } catch (const mc::InvalidArgument& e) {
     std::cerr << "maskcheck: " << e.what() << "\n";
     return kExitUsage;

@@ -5,6 +5,7 @@
 
 namespace maskcheck {
 
+std::shared_ptr<const Implementation> make_cpu_implementation();  // suite/adapters/cpu
 #ifdef MASKCHECK_WITH_CUDA
 std::shared_ptr<const Implementation> make_cuda_implementation();  // suite/adapters/cuda
 #endif
@@ -13,6 +14,7 @@ const Registry& builtin_registry() {
   static const Registry registry = [] {
     Registry r;
     r.add(std::make_shared<ReferenceImplementation>());
+    r.add(make_cpu_implementation());
 #ifdef MASKCHECK_WITH_CUDA
     r.add(make_cuda_implementation());
 #endif

@@ -128,3 +128,88 @@ TEST(Cli, invalidEnvironmentKnobIsAnInputError) {
 }
 
 }  // namespace
+
+namespace {
+
+// Google Benchmark writes non-finite counters as bare nan / inf; reports read them as null.
+TEST(Io, readsBenchmarkJsonWithNonFiniteCounters) {
+  const std::string path = temp_path("nonfinite.json");
+  std::ofstream(path) << R"({"context": {}, "benchmarks": [{"name": "x", "a": nan, "b": -inf, )"
+                         R"("c": Infinity, "label": "nan stays", "d": 1.5}]})";
+  const auto j = maskcheck::read_json_file(path);
+  const auto& b = j.at("benchmarks").at(0);
+  EXPECT_TRUE(b.at("a").is_null());
+  EXPECT_TRUE(b.at("b").is_null());
+  EXPECT_TRUE(b.at("c").is_null());
+  EXPECT_EQ(b.at("label"), "nan stays");
+  EXPECT_EQ(b.at("d"), 1.5);
+}
+
+}  // namespace
+
+namespace {
+
+#if MASKCHECK_HAVE_BENCH
+// MASKCHECK_CI=1 for the child processes of one test (the benchmarks' small sizes and probes).
+struct CiBudget {
+  CiBudget() { ::setenv("MASKCHECK_CI", "1", 1); }
+  ~CiBudget() { ::unsetenv("MASKCHECK_CI"); }
+};
+
+TEST(Cli, benchWritesJsonOnlyFromAFinishedRunAndRejectsBadFlags) {
+  const CiBudget ci;
+  const std::string json = temp_path("bench.json");
+  std::filesystem::remove(json);
+  CliResult r = maskcheck_cli("bench --filter '^ceiling/cpu/fma' --json " + json +
+                              " --repetitions 2 --min-time 0.001");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("--benchmark_repetitions=2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("wrote " + json), std::string::npos) << r.out;
+  const auto j = maskcheck::read_json_file(json);
+  EXPECT_TRUE(j.at("context").contains("cpu.fma_peak_gflops")) << j.at("context").dump();
+  EXPECT_TRUE(j.at("context").contains("cpu.triad_bandwidth_gbps"));
+  bool median = false;
+  ASSERT_FALSE(j.at("benchmarks").empty());
+  for (const auto& b : j.at("benchmarks")) {
+    EXPECT_EQ(b.at("name").get<std::string>().rfind("ceiling/cpu/fma", 0), 0u) << b.dump();
+    median = median || b.value("aggregate_name", "") == "median";
+  }
+  EXPECT_TRUE(median);
+
+  // A run that writes nothing (here: no benchmark matches) leaves the previous file as it was,
+  // and no temporary file behind.
+  const std::string before = j.dump();
+  r = maskcheck_cli("bench --filter '^no/such/benchmark$' --json " + json);
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("left unchanged"), std::string::npos) << r.out;
+  EXPECT_EQ(maskcheck::read_json_file(json).dump(), before);
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::filesystem::path(json).parent_path()))
+    EXPECT_EQ(e.path().filename().string().find("bench.json.tmp"), std::string::npos) << e.path();
+
+  for (const std::string args : {"bench --bogus", "bench --repetitions 0", "bench --min-time -1",
+                                 "bench --filter '('", "bench --json"}) {
+    r = maskcheck_cli(args);
+    EXPECT_EQ(r.code, 2) << "maskcheck " << args << "\n" << r.out;
+    EXPECT_FALSE(r.out.empty()) << args;
+  }
+
+  // Without maskcheck_bench beside it, `bench` says so (exit 2).
+  const std::string lone = temp_path("lone/maskcheck");
+  std::filesystem::create_directories(std::filesystem::path(lone).parent_path());
+  std::filesystem::copy_file(MASKCHECK_CLI, lone,
+                             std::filesystem::copy_options::overwrite_existing);
+  const std::string cmd = lone + " bench 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  std::array<char, 4096> buf;
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  const int status = pclose(p);
+  EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 2) << out;
+  EXPECT_NE(out.find("maskcheck_bench"), std::string::npos) << out;
+  EXPECT_NE(out.find("missing"), std::string::npos) << out;
+}
+#endif
+
+}  // namespace

@@ -24,6 +24,8 @@ std::string_view to_string(SdpaBackend b) {
       return "efficient";
     case SdpaBackend::cudnn:
       return "cudnn";
+    case SdpaBackend::dispatch:
+      return "dispatch";
   }
   return "?";
 }
@@ -42,6 +44,8 @@ std::string_view to_string(MaskForm f) {
       return "window";
     case MaskForm::varlen:
       return "varlen";
+    case MaskForm::boolean:
+      return "boolean";
     case MaskForm::additive:
       return "additive";
   }
@@ -185,7 +189,7 @@ TorchMask translate_mask(const MaskSpec& m, SdpaBackend b, Layout layout) {
     return t;
   }
 
-  // math, efficient, cudnn: a mask tensor, or is_causal where it is exact.
+  // math, efficient, cudnn, dispatch: a mask tensor, or is_causal where it is exact.
   if (s.masks_nothing()) {
     t.description = "no mask";
     return t;
@@ -194,6 +198,14 @@ TorchMask translate_mask(const MaskSpec& m, SdpaBackend b, Layout layout) {
     t.form = MaskForm::is_causal;
     t.is_causal = true;
     t.description = "is_causal=True (top-left == bottom-right since Lq == Lk)";
+    return t;
+  }
+  if (b == SdpaBackend::dispatch) {
+    // The public op takes the boolean mask as users pass it and converts it to -inf itself
+    // (per call, inside the timed region: that is what its callers pay).
+    t.form = MaskForm::boolean;
+    t.description = "boolean keep-mask [B=" + std::to_string(m.B) +
+                    ", 1, Lq, Lk] (true = attend), materialized once";
     return t;
   }
   return additive(m);

@@ -3,6 +3,8 @@
 #include "maskcheck/adapters/torch_peers.hpp"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/SDPBackend.h>
 #include <ATen/core/Reduction.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/GradMode.h>
@@ -98,6 +100,25 @@ std::vector<double> to_host_doubles(const at::Tensor& t) {
   return out;
 }
 
+// The name of the backend at::_fused_sdp_choice returned (at::SDPBackend's value).
+std::string sdp_backend_name(std::int64_t choice) {
+  switch (static_cast<at::SDPBackend>(choice)) {
+    case at::SDPBackend::error:
+      return "no backend";
+    case at::SDPBackend::math:
+      return "math";
+    case at::SDPBackend::flash_attention:
+      return "flash_attention";
+    case at::SDPBackend::efficient_attention:
+      return "efficient_attention";
+    case at::SDPBackend::cudnn_attention:
+      return "cudnn_attention";
+    case at::SDPBackend::overrideable:
+      return "overrideable";
+  }
+  return "backend " + std::to_string(choice);
+}
+
 void require_cuda_device(Device d) {
   if (d != Device::cuda) return;
   std::string why;
@@ -110,6 +131,10 @@ void require_cuda_device(Device d) {
 
 std::string torch_version() {
   return TORCH_VERSION;
+}
+
+int torch_num_threads() {
+  return at::get_num_threads();
 }
 
 std::string torch_cuda_version() {
@@ -162,7 +187,8 @@ std::string sdpa_supports(SdpaBackend b, Layout layout, const AttentionProblem& 
                           Device d) {
   p.validate();
   const std::string name(to_string(b));
-  if (b != SdpaBackend::math && d != Device::cuda) return name + " is a CUDA backend";
+  if (b != SdpaBackend::math && b != SdpaBackend::dispatch && d != Device::cuda)
+    return name + " is a CUDA backend";
   const bool half = t == DType::f16 || t == DType::bf16;
   if ((b == SdpaBackend::flash || b == SdpaBackend::cudnn) && !half)
     return name + " takes fp16 and bf16 only (got " + std::string(to_string(t)) + ")";
@@ -184,10 +210,11 @@ struct SdpaPeer::Impl {
   std::string description;
   double scale = 1;
   at::Tensor q, k, v;              // as the backend takes them (flash: [B, L, H, D] views)
-  std::optional<at::Tensor> bias;  // additive form only
+  std::optional<at::Tensor> bias;  // additive form, or the boolean mask (dispatch)
   std::optional<at::Tensor> cu_q, cu_k;
   std::int64_t max_q = 0, max_k = 0;
-  at::Tensor out;  // the last run's output, as the op returned it
+  at::Tensor out;      // the last run's output, as the op returned it
+  std::string chosen;  // dispatch: the backend LibTorch picks for these inputs
 
   // The output in the peer's layout: padded [B, H, Lq, D] or packed [total_q, H, D].
   at::Tensor logical_output() const {
@@ -246,9 +273,15 @@ SdpaPeer::SdpaPeer(SdpaBackend b, Layout layout, const AttentionProblem& p, DTyp
       if (b == SdpaBackend::efficient) bias = bias.expand({B, H, Lq, Lk});
       s.bias = bias;
     }
+    if (s.mask.form == MaskForm::boolean) s.bias = keep_mask(p.mask, concrete(s.q));
+    if (b == SdpaBackend::dispatch)
+      s.chosen = sdp_backend_name(
+          at::_fused_sdp_choice(s.q, s.k, s.v, s.bias, 0.0, s.mask.is_causal, s.scale, H != Hkv));
   });
-  s.description = "torch " + std::string(to_string(b)) + " (" + TORCH_VERSION + "), " +
-                  std::string(to_string(layout)) + ", mask: " + s.mask.description +
+  const std::string op = b == SdpaBackend::dispatch ? "scaled_dot_product_attention -> " + s.chosen
+                                                    : std::string(to_string(b));
+  s.description = "torch " + op + " (" + TORCH_VERSION + "), " + std::string(to_string(layout)) +
+                  ", mask: " + s.mask.description +
                   (expanded ? ", K/V heads expanded " + std::to_string(Hkv) + " -> " +
                                   std::to_string(H) + " at construction"
                             : std::string());
@@ -281,6 +314,10 @@ void SdpaPeer::run() {
         s.out = std::get<0>(at::_scaled_dot_product_cudnn_attention(
             s.q, s.k, s.v, s.bias, /*compute_log_sumexp=*/false, 0.0, s.mask.is_causal,
             /*return_debug_mask=*/false, s.scale));
+        break;
+      case SdpaBackend::dispatch:
+        s.out = at::scaled_dot_product_attention(s.q, s.k, s.v, s.bias, 0.0, s.mask.is_causal,
+                                                 s.scale, /*enable_gqa=*/s.p.H != s.p.Hkv);
         break;
     }
   });

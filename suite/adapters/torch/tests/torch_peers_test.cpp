@@ -203,6 +203,61 @@ TEST(TorchPeers, mathSdpaMatchesTheReferenceOnRowsWithVisibleKeys) {
   }
 }
 
+// ---- the public op (dispatch) on the CPU ------------------------------------------------------
+
+TEST(TorchMaskTranslation, dispatchTakesTheBooleanKeepMask) {
+  mc::MaskSpec pad = spec(2, 16, 16);
+  pad.q_lens = {16, 9};
+  pad.k_lens = {16, 9};
+  pad.causal = true;
+  const tp::TorchMask t = tp::translate_mask(pad, tp::SdpaBackend::dispatch);
+  EXPECT_EQ(t.form, tp::MaskForm::boolean);
+  EXPECT_FALSE(t.is_causal);
+  EXPECT_NE(tp::translate_mask(pad, tp::SdpaBackend::dispatch, tp::Layout::packed).unsupported, "");
+  mc::AttentionProblem p;
+  p.mask = pad;
+  p.D = 8;
+  for (mc::DType dt : {mc::DType::f32, mc::DType::bf16})
+    EXPECT_EQ(
+        tp::sdpa_supports(tp::SdpaBackend::dispatch, tp::Layout::padded, p, dt, tp::Device::cpu),
+        "");
+}
+
+// The public at::scaled_dot_product_attention with the boolean mask: on the CPU LibTorch picks
+// its flash kernel, which takes the mask; same cases as the math peer.
+TEST(TorchPeers, dispatchSdpaMatchesTheReferenceOnRowsWithVisibleKeys) {
+  for (const auto& c : attention_cases()) {
+    SCOPED_TRACE(c.name);
+    const mc::AttentionProblem& p = c.p;
+    const auto q = random_values(static_cast<std::size_t>(p.q_numel()), 1);
+    const auto k = random_values(static_cast<std::size_t>(p.kv_numel()), 2);
+    const auto v = random_values(static_cast<std::size_t>(p.kv_numel()), 3);
+    std::vector<double> want(q.size());
+    mc::ref::attention_forward<double, double>(p, q, k, v, std::span<double>(want),
+                                               std::span<double>());
+    tp::SdpaPeer peer(tp::SdpaBackend::dispatch, tp::Layout::padded, p, mc::DType::f64,
+                      tp::Device::cpu, q.data(), k.data(), v.data());
+    EXPECT_NE(peer.description().find("scaled_dot_product_attention -> "), std::string::npos)
+        << peer.description();
+    peer.run();
+    const std::vector<double> got = peer.output();
+    ASSERT_EQ(got.size(), want.size());
+    const mc::FlatMask flat(p.mask);
+    for (std::int64_t b = 0; b < p.mask.B; ++b)
+      for (std::int64_t h = 0; h < p.H; ++h)
+        for (std::int64_t i = 0; i < p.mask.Lq; ++i) {
+          if (mc::visible_keys(flat.view(), b, i).empty()) continue;
+          for (std::int64_t d = 0; d < p.D; ++d) {
+            const std::size_t idx =
+                static_cast<std::size_t>(((b * p.H + h) * p.mask.Lq + i) * p.D + d);
+            ASSERT_NEAR(got[idx], want[idx], 1e-10)
+                << "b=" << b << " h=" << h << " q=" << i << " d=" << d << " (" << peer.description()
+                << ")";
+          }
+        }
+  }
+}
+
 // ---- softmax + additive mask --------------------------------------------------------------
 
 TEST(TorchPeers, softmaxPlusAdditiveMaskMatchesTheReference) {

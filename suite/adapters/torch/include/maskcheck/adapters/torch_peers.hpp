@@ -28,6 +28,10 @@
 //   varlen      flash only, packed layout: cu_seqlens per segment (a sequence's valid tokens, or
 //               one document), causal / window inside each square segment. Padding disappears in
 //               the packing.
+//   boolean     dispatch only: the boolean keep-mask [B, 1, Lq, Lk] (true = attend), handed to
+//               the public at::scaled_dot_product_attention as users call it; LibTorch converts
+//               it to an additive mask on every call and picks the backend itself (on the CPU,
+//               its flash kernel).
 //   additive    a mask tensor [B, 1, Lq, Lk] (broadcast over heads) in the dtype: 0 where the
 //               keep-mask is true and -inf where it is false. The keep-mask is built on the host
 //               with ref::build_keep_mask (one predicate), uploaded once as a boolean tensor
@@ -74,6 +78,8 @@ std::string_view to_string(Device d);
 std::string torch_version();
 std::string torch_cuda_version();
 std::string torch_cudnn_version();
+// LibTorch's intra-op threads on the CPU (at::get_num_threads).
+int torch_num_threads();
 // Whether LibTorch sees a CUDA device; otherwise why not.
 bool torch_cuda_available(std::string* why = nullptr);
 // Returns LibTorch's cached CUDA memory to the driver (between benchmark cases, so that
@@ -82,11 +88,14 @@ void release_cached_memory();
 
 // ---- the one mask translation ---------------------------------------------------------------
 
-// Who receives the mask: an SDPA backend, or softmax(x + mask).
-enum class SdpaBackend : std::uint8_t { math, flash, efficient, cudnn };
+// Who receives the mask: an SDPA backend, or softmax(x + mask). `dispatch` is the public
+// at::scaled_dot_product_attention, which picks the backend itself (on the CPU: its flash kernel,
+// which takes a mask; on CUDA: whichever backend accepts the inputs).
+enum class SdpaBackend : std::uint8_t { math, flash, efficient, cudnn, dispatch };
 std::string_view to_string(SdpaBackend b);
 inline constexpr SdpaBackend kAllSdpaBackends[] = {SdpaBackend::math, SdpaBackend::flash,
-                                                   SdpaBackend::efficient, SdpaBackend::cudnn};
+                                                   SdpaBackend::efficient, SdpaBackend::cudnn,
+                                                   SdpaBackend::dispatch};
 
 // Where q, k, v, out live:
 //   padded  q, out: [B, H, Lq, D], k, v: [B, Hkv, Lk, D], contiguous (maskcheck's layout);
@@ -95,7 +104,7 @@ inline constexpr SdpaBackend kAllSdpaBackends[] = {SdpaBackend::math, SdpaBacken
 enum class Layout : std::uint8_t { padded, packed };
 std::string_view to_string(Layout l);
 
-enum class MaskForm : std::uint8_t { none, is_causal, window, varlen, additive };
+enum class MaskForm : std::uint8_t { none, is_causal, window, varlen, boolean, additive };
 std::string_view to_string(MaskForm f);
 
 struct TorchMask {
@@ -134,9 +143,11 @@ std::string sdpa_supports(SdpaBackend b, Layout layout, const AttentionProblem& 
 // Scaled dot-product attention with one backend forced, through its explicit LibTorch op
 // (at::_scaled_dot_product_attention_math, at::_flash_attention_forward (the op under
 // _scaled_dot_product_flash_attention, which also takes windows and cu_seqlens),
-// at::_scaled_dot_product_efficient_attention, at::_scaled_dot_product_cudnn_attention).
-// Grouped-query attention: math takes enable_gqa, flash takes fewer K/V heads natively;
-// efficient and cudnn get K/V heads expanded once at construction (a copy, described).
+// at::_scaled_dot_product_efficient_attention, at::_scaled_dot_product_cudnn_attention), or, for
+// `dispatch`, the public at::scaled_dot_product_attention with the boolean mask (padded layout
+// only; the description names the backend LibTorch chose, from at::_fused_sdp_choice).
+// Grouped-query attention: math and dispatch take enable_gqa, flash takes fewer K/V heads
+// natively; efficient and cudnn get K/V heads expanded once at construction (a copy, described).
 class SdpaPeer {
  public:
   SdpaPeer(SdpaBackend b, Layout layout, const AttentionProblem& p, DType t, Device d,

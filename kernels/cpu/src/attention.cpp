@@ -1,0 +1,722 @@
+// Masked attention forward on the CPU, flash-style, fp32 arithmetic.
+//   q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D], out: [B, H, Lq, D] (f32 or bf16 storage),
+//   lse: [B, H, Lq] fp32 or nullptr. O = softmax(Q K^T * scale + mask) V; head h reads kv head
+//   h / (H / Hkv). Each query row's visible keys are the interval visible_keys(mask, b, q) of the
+//   one predicate; a row with none gets O = 0 and lse = -inf. Masks are never materialized.
+// Complexity: 4 * D FLOPs per visible (q, k) pair, plus the masked remainder of boundary tiles
+//   (at most one key tile per register block of rows at each interval end); O((Lq + Lk) * D)
+//   memory traffic per (b, h) beyond that, and one packed copy of the valid K and V.
+// Versions:
+//   v1  this file: K^T and V of the valid keys packed once per call into key tiles of kBk keys
+//       (zeros outside the valid range, so padding is never read); OpenMP over (query tile, b, h),
+//       heaviest tiles first, dynamic; per query tile the rows' intervals give the key span
+//       (tiles outside are never touched) and, per register block of kR rows, which tiles are
+//       inside every row's interval (no per-element test) and which need lo <= k < hi; S = Q K^T
+//       and O += P V as kR x 4-vector FMA micro-kernels; online softmax in base 2 with a
+//       polynomial exp2 and selects (P = 0 exactly for masked pairs).
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "attention.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+// foreach_target.h re-includes this file once per SIMD target; hwy/highway.h must follow it.
+#include <hwy/aligned_allocator.h>
+#include <hwy/cache_control.h>
+#include <hwy/highway.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <vector>
+
+#include "maskcheck/kernels/cpu.hpp"
+
+#ifndef MASKCHECK_CPU_ATTENTION_SHARED
+#define MASKCHECK_CPU_ATTENTION_SHARED
+namespace maskcheck::cpu::attn {
+
+// Tile geometry of one SIMD target (the one chosen at run time is used for a whole call).
+struct Geometry {
+  std::int64_t bq = 1;  // query rows per work item
+  std::int64_t bk = 1;  // keys per key tile
+  std::int64_t dp = 1;  // D rounded up to whole vectors (row stride of packed V and of O)
+};
+
+// Everything a work item reads; built once per call.
+struct Problem {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* out = nullptr;
+  float* lse = nullptr;
+  MaskView mask;
+  bool bf16 = false;
+  std::int64_t H = 1, Hkv = 1, group = 1, D = 1;
+  // Scores are kept as raw dots of sign(scale) * q with k: negating Q is exact, so the running
+  // max and the differences dot - max carry no rounding of the scale; exp(scale * (s - max))
+  // = 2^((dot - max) * exp2_scale) with exp2_scale = |scale| * log2(e).
+  float qsign = 1;
+  float exp2_scale = 1;
+  Geometry g;
+  // f32 with D a multiple of the vector: O += P V reads V in place (rows of the valid range
+  // only); otherwise V is packed (widened, rows padded to dp) next to K^T.
+  bool v_direct = false;
+  bool stream = false;                 // f32 output rows written with non-temporal stores
+  float* pack = nullptr;               // packed tiles, see slab_stride
+  const std::int64_t* slab = nullptr;  // [B]: offset in pack of sequence b's kv head 0
+};
+
+// Floats per kv head of sequence b: K^T tiles [tiles, D, bk], then (unless v_direct) V tiles
+// [tiles, bk, dp].
+inline std::int64_t slab_stride(const Problem& pr, std::int64_t tiles) {
+  return tiles * pr.g.bk * (pr.D + (pr.v_direct ? 0 : pr.g.dp));
+}
+
+// Per-thread buffers of one call (sizes from the geometry, allocated once per thread).
+struct Scratch {
+  float* q =
+      nullptr;  // [bq, D]     the query tile times sign(scale), zero rows where no key is visible
+  float* o = nullptr;          // [bq, dp]    unnormalized output accumulators
+  float* m = nullptr;          // [bq]        running row max of the raw dots
+  float* l = nullptr;          // [bq, lanes] running row sums, one vector per row
+  float* p = nullptr;          // [bq, bk]    probabilities of the current key tile
+  float* alpha = nullptr;      // [bq]     the rows' rescale factors for the current key tile
+  std::int64_t* lo = nullptr;  // [bq] the rows' visible key intervals [lo, hi)
+  std::int64_t* hi = nullptr;
+};
+
+struct Sequence {
+  std::int64_t q0, q_len, k0, k_len;
+};
+inline Sequence sequence(const MaskView& m, std::int64_t b) {
+  const std::int64_t q_len = m.q_lens ? m.q_lens[b] : m.Lq;
+  const std::int64_t k_len = m.k_lens ? m.k_lens[b] : m.Lk;
+  return {valid_begin(m.padding, m.Lq, q_len), q_len, valid_begin(m.padding, m.Lk, k_len), k_len};
+}
+
+inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+  return (a + b - 1) / b;
+}
+inline constexpr double kLn2 = 0.6931471805599453;
+
+inline float bf16_to_float(std::uint16_t bits) {
+  return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16);
+}
+// Round to nearest even, as maskcheck::bfloat16 does (NaN stays NaN).
+inline std::uint16_t float_to_bf16(float x) {
+  const std::uint32_t u = std::bit_cast<std::uint32_t>(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40u);
+  return static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+inline float to_float(float x) {
+  return x;
+}
+inline float to_float(std::uint16_t bits) {
+  return bf16_to_float(bits);
+}
+
+}  // namespace maskcheck::cpu::attn
+#endif  // MASKCHECK_CPU_ATTENTION_SHARED
+
+HWY_BEFORE_NAMESPACE();
+namespace maskcheck::cpu::attn {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+constexpr std::int64_t kN = static_cast<std::int64_t>(hn::MaxLanes(DF()));
+// Register blocks: kR query rows x kC vectors of keys for S (kR * kC accumulators), kR rows x
+// kCV vectors of D for O. AVX-512 has 32 vector registers, the others 16.
+#if HWY_TARGET <= HWY_AVX3
+constexpr int kR = 6;
+#else
+constexpr int kR = 2;
+#endif
+constexpr int kC = 4;
+constexpr int kCV = 4;
+constexpr std::int64_t kBk = kC * kN;  // keys per tile: one S register block spans the tile
+constexpr std::int64_t kBq = 64;       // query rows per work item
+
+// 2^x for x <= 0 (lanes where x is -inf or NaN come out NaN or tiny: callers select them away):
+// x = n + f with n = round(x), |f| <= 1/2; 2^f by a degree-6 polynomial (relative error
+// < 1e-7); times 2^n by vscalefps on AVX-512, which flushes results below the smallest float to
+// 0, elsewhere by adding n to the exponent bits after clamping x to -125 (results below 2^-125
+// do not matter next to the row max's 1).
+HWY_INLINE VF Exp2(DF df, VF x) {
+#if HWY_TARGET <= HWY_AVX3
+  const VF n = hn::Round(x);
+#else
+  const hn::RebindToSigned<DF> di;
+  x = hn::Max(x, hn::Set(df, -125.0f));
+  const VF shifter = hn::Set(df, 12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  const VF t = hn::Add(x, shifter);
+  const VF n = hn::Sub(t, shifter);
+#endif
+  const VF f = hn::Sub(x, n);
+  VF p = hn::Set(df, 1.5370710752904415e-4f);
+  p = hn::MulAdd(p, f, hn::Set(df, 1.339985290542245e-3f));
+  p = hn::MulAdd(p, f, hn::Set(df, 9.618373587727547e-3f));
+  p = hn::MulAdd(p, f, hn::Set(df, 5.550329014658928e-2f));
+  p = hn::MulAdd(p, f, hn::Set(df, 2.4022647738456726e-1f));
+  p = hn::MulAdd(p, f, hn::Set(df, 6.931471824645996e-1f));
+  p = hn::MulAdd(p, f, hn::Set(df, 1.0f));
+#if HWY_TARGET <= HWY_AVX3
+  return VF{_mm512_scalef_ps(p.raw, n.raw)};
+#else
+  // The low bits of t hold n; shifted into the exponent field they scale p by 2^n.
+  const auto e = hn::ShiftLeft<23>(hn::BitCast(di, t));
+  return hn::BitCast(df, hn::Add(hn::BitCast(di, p), e));
+#endif
+}
+
+// kN consecutive elements widened to fp32 (bf16: the bits shifted into the upper half).
+HWY_INLINE VF LoadF32(DF df, const float* HWY_RESTRICT p) {
+  return hn::LoadU(df, p);
+}
+HWY_INLINE VF LoadF32(DF df, const std::uint16_t* HWY_RESTRICT p) {
+  const hn::Rebind<std::uint16_t, DF> d16;
+  const hn::RebindToUnsigned<DF> d32;
+  return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(d32, hn::LoadU(d16, p))));
+}
+
+// dst[0, n) = sign * src[0, n) in fp32.
+template <class S>
+HWY_INLINE void LoadRow(const S* HWY_RESTRICT src, std::int64_t n, float sign,
+                        float* HWY_RESTRICT dst) {
+  const DF df;
+  const VF vs = hn::Set(df, sign);
+  std::int64_t d = 0;
+  for (; d + kN <= n; d += kN) hn::StoreU(hn::Mul(LoadF32(df, src + d), vs), df, dst + d);
+  for (; d < n; ++d) dst[d] = to_float(src[d]) * sign;
+}
+
+// In-register transpose of a kN x kN block: log2(kN) rounds of splitting the row-major block,
+// seen as one array, into its even and then its odd elements. Each round rotates the element
+// index right by one bit; log2(kN) rounds swap the row and column bits.
+HWY_INLINE void Transpose(DF df, VF (&v)[kN]) {
+#if HWY_TARGET == HWY_SCALAR
+  (void)df;
+  (void)v;
+#else
+  for (std::int64_t width = 1; width < kN; width *= 2) {
+    VF t[kN];
+    for (std::int64_t j = 0; j < kN / 2; ++j) {
+      t[j] = hn::ConcatEven(df, v[2 * j + 1], v[2 * j]);
+      t[kN / 2 + j] = hn::ConcatOdd(df, v[2 * j + 1], v[2 * j]);
+    }
+    for (std::int64_t j = 0; j < kN; ++j) v[j] = t[j];
+  }
+#endif
+}
+
+// o[RN rows, CV vectors] = o * alpha + p[:, kb:ke] v[kb:ke, CV vectors] (one column chunk of O).
+template <int RN, int CV>
+HWY_INLINE void AccumulatePV(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v,
+                             std::int64_t vs, std::int64_t dp, std::int64_t kb, std::int64_t ke,
+                             const float* HWY_RESTRICT alpha, float* HWY_RESTRICT o) {
+  const DF df;
+  VF acc[RN][CV];
+  for (int r = 0; r < RN; ++r) {
+    const VF a = hn::Set(df, alpha[r]);
+    for (int c = 0; c < CV; ++c) acc[r][c] = hn::Mul(hn::Load(df, o + r * dp + c * kN), a);
+  }
+  for (std::int64_t key = kb; key < ke; ++key) {
+    const float* HWY_RESTRICT vr = v + key * vs;
+    VF vv[CV];
+    for (int c = 0; c < CV; ++c) vv[c] = hn::LoadU(df, vr + c * kN);
+    for (int r = 0; r < RN; ++r) {
+      const VF pb = hn::Set(df, p[r * kBk + key]);
+      for (int c = 0; c < CV; ++c) acc[r][c] = hn::MulAdd(pb, vv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < RN; ++r)
+    for (int c = 0; c < CV; ++c) hn::Store(acc[r][c], df, o + r * dp + c * kN);
+}
+
+// O = O * alpha + P V for RN rows over keys [kb, ke) of a tile (P is 0 outside them for every
+// row of the block), in chunks of kCV vectors of D.
+//   p: [RN, kBk], v: [kBk, row stride vs], o: [RN, dp].
+template <int RN>
+HWY_NOINLINE void BlockPV(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v, std::int64_t vs,
+                          std::int64_t dp, std::int64_t kb, std::int64_t ke,
+                          const float* HWY_RESTRICT alpha, float* HWY_RESTRICT o) {
+  const std::int64_t nv = dp / kN;
+  std::int64_t dv = 0;
+  for (; dv + kCV <= nv; dv += kCV)
+    AccumulatePV<RN, kCV>(p, v + dv * kN, vs, dp, kb, ke, alpha, o + dv * kN);
+  switch (nv - dv) {
+    case 1:
+      AccumulatePV<RN, 1>(p, v + dv * kN, vs, dp, kb, ke, alpha, o + dv * kN);
+      break;
+    case 2:
+      AccumulatePV<RN, 2>(p, v + dv * kN, vs, dp, kb, ke, alpha, o + dv * kN);
+      break;
+    case 3:
+      AccumulatePV<RN, 3>(p, v + dv * kN, vs, dp, kb, ke, alpha, o + dv * kN);
+      break;
+    default:
+      break;
+  }
+}
+
+// Scores of one key tile for RN query rows: S = Q K^T (RN x KC vectors of keys in registers),
+// then, for a boundary tile (MASKED), the select lo <= k < hi; online-softmax update of m and l;
+// P and the rows' rescale factors alpha written for BlockPV. Boundary tiles pass only the
+// vectors of keys some row of the block sees (KC < kC on a causal diagonal).
+//   q: [RN, D], kt: [D, row stride kBk], lo / hi: per row, relative to kt; p: [RN, stride kBk].
+template <int RN, bool MASKED, int KC = kC>
+HWY_NOINLINE void BlockScores(const float* HWY_RESTRICT q, std::int64_t D,
+                              const float* HWY_RESTRICT kt, const float* lo, const float* hi,
+                              float exp2_scale, float* HWY_RESTRICT m, float* HWY_RESTRICT l,
+                              float* HWY_RESTRICT p, float* HWY_RESTRICT alpha) {
+  const DF df;
+  VF s[RN][KC];
+  for (int r = 0; r < RN; ++r)
+    for (int c = 0; c < KC; ++c) s[r][c] = hn::Zero(df);
+  for (std::int64_t d = 0; d < D; ++d) {
+    const float* HWY_RESTRICT kr = kt + d * kBk;
+    VF kv[KC];
+    for (int c = 0; c < KC; ++c) kv[c] = hn::Load(df, kr + c * kN);
+    for (int r = 0; r < RN; ++r) {
+      const VF qb = hn::Set(df, q[r * D + d]);
+      for (int c = 0; c < KC; ++c) s[r][c] = hn::MulAdd(qb, kv[c], s[r][c]);
+    }
+  }
+
+  const VF neg_inf = hn::Set(df, -std::numeric_limits<float>::infinity());
+  const VF c2 = hn::Set(df, exp2_scale);
+  for (int r = 0; r < RN; ++r) {
+    hn::Mask<DF> visible[KC];
+    if constexpr (MASKED) {
+      const VF vlo = hn::Set(df, lo[r]), vhi = hn::Set(df, hi[r]);
+      for (int c = 0; c < KC; ++c) {
+        const VF key = hn::Iota(df, static_cast<float>(c * kN));
+        visible[c] = hn::And(hn::Ge(key, vlo), hn::Lt(key, vhi));
+        s[r][c] = hn::IfThenElse(visible[c], s[r][c], neg_inf);  // garbage and NaN drop out here
+      }
+    }
+    VF mx = s[r][0];
+    for (int c = 1; c < KC; ++c) mx = hn::Max(mx, s[r][c]);
+    mx = hn::MaxOfLanes(df, mx);
+    // P = 2^(s * c2 - mc2) with mc2 = fl(m * c2) for the row max m: the rounding of mc2 shifts
+    // every exponent of the row alike (it cancels in O / l and is undone by lse), and each
+    // exponent is rounded once, after the subtraction, so it stays exact near the max.
+    // No visible key yet: m = -inf; subtract 0 (every P is 0 then and O, l are still 0).
+    const VF m_old = hn::Set(df, m[r]);
+    const VF m_new = hn::Max(m_old, mx);
+    m[r] = hn::GetLane(m_new);
+    const VF mc2_old = hn::Mul(m_old, c2);
+    const VF mc2 = hn::Mul(hn::IfThenZeroElse(hn::Eq(m_new, neg_inf), m_new), c2);
+    // m_old = -inf (or NaN when c2 = 0) gives x = -200: alpha ~ 0 multiplies O = l = 0.
+    const VF a = Exp2(df, hn::Max(hn::Sub(mc2_old, mc2), hn::Set(df, -200.0f)));
+    alpha[r] = hn::GetLane(a);
+    VF sum = hn::Zero(df);
+    for (int c = 0; c < KC; ++c) {
+      VF e = Exp2(df, hn::MulSub(s[r][c], c2, mc2));
+      if constexpr (MASKED) e = hn::IfThenElseZero(visible[c], e);
+      sum = hn::Add(sum, e);
+      hn::Store(e, df, p + r * kBk + c * kN);
+    }
+    hn::Store(hn::MulAdd(hn::Load(df, l + r * kN), a, sum), df, l + r * kN);
+  }
+}
+
+// Runtime row count (1 .. kR) to a template argument.
+template <template <int> class F, class... Args>
+HWY_INLINE void WithRows(int rn, Args&&... args) {
+  switch (rn) {
+    case 1:
+      return F<1>::run(args...);
+#if HWY_TARGET <= HWY_AVX3
+    case 2:
+      return F<2>::run(args...);
+    case 3:
+      return F<3>::run(args...);
+    case 4:
+      return F<4>::run(args...);
+    case 5:
+      return F<5>::run(args...);
+    case 6:
+      return F<6>::run(args...);
+#else
+    case 2:
+      return F<2>::run(args...);
+#endif
+    default:
+      return;
+  }
+}
+static_assert(kR <= 6, "WithRows dispatches up to 6 rows");
+
+template <int RN>
+struct ScoresFull {
+  template <class... A>
+  static void run(A... a) {
+    BlockScores<RN, false>(a...);
+  }
+};
+template <int RN>
+struct ScoresMasked {
+  template <class... A>
+  static void run(int kc, A... a) {
+    static_assert(kC == 4, "ScoresMasked dispatches up to 4 vectors of keys");
+    switch (kc) {
+      case 1:
+        return BlockScores<RN, true, 1>(a...);
+      case 2:
+        return BlockScores<RN, true, 2>(a...);
+      case 3:
+        return BlockScores<RN, true, 3>(a...);
+      default:
+        return BlockScores<RN, true, 4>(a...);
+    }
+  }
+};
+template <int RN>
+struct PV {
+  template <class... A>
+  static void run(A... a) {
+    BlockPV<RN>(a...);
+  }
+};
+
+Geometry GetGeometry(std::int64_t D) {
+  return Geometry{kBq, kBk, ceil_div(std::max<std::int64_t>(D, 1), kN) * kN};
+}
+
+// Packs key tile kt of (b, kv head hk): K^T as [D, kBk] (and, unless v_direct, V as [kBk, dp]),
+// zeros for keys past the valid range and for columns D..dp. Only valid keys are read.
+template <class S>
+void PackTileT(const Problem& pr, std::int64_t b, std::int64_t hk, std::int64_t kt) {
+  const Sequence s = sequence(pr.mask, b);
+  const std::int64_t tiles = ceil_div(s.k_len, kBk);
+  if (kt >= tiles) return;
+  const std::int64_t D = pr.D, dp = pr.g.dp;
+  float* base = pr.pack + pr.slab[b] + hk * slab_stride(pr, tiles);
+  float* HWY_RESTRICT kt_tile = base + kt * kBk * D;
+  const std::int64_t first = s.k0 + kt * kBk;
+  const std::int64_t n = std::min(kBk, s.k0 + s.k_len - first);  // valid keys in this tile
+  const std::int64_t row0 = ((b * pr.Hkv + hk) * pr.mask.Lk + first) * D;
+  const S* HWY_RESTRICT k = static_cast<const S*>(pr.k) + row0;
+  const DF df;
+  const std::int64_t d_vec = D / kN * kN;
+  for (std::int64_t j0 = 0; j0 < kBk; j0 += kN) {
+    for (std::int64_t d0 = 0; d0 < d_vec; d0 += kN) {
+      VF rows[kN];
+      for (std::int64_t i = 0; i < kN; ++i)
+        rows[i] = j0 + i < n ? LoadF32(df, k + (j0 + i) * D + d0) : hn::Zero(df);
+      Transpose(df, rows);
+      for (std::int64_t i = 0; i < kN; ++i) hn::Store(rows[i], df, kt_tile + (d0 + i) * kBk + j0);
+    }
+    for (std::int64_t d = d_vec; d < D; ++d)
+      for (std::int64_t j = j0; j < j0 + kN; ++j)
+        kt_tile[d * kBk + j] = j < n ? to_float(k[j * D + d]) : 0.0f;
+  }
+  if (pr.v_direct) return;
+  float* HWY_RESTRICT v_tile = base + tiles * kBk * D + kt * kBk * dp;
+  const S* HWY_RESTRICT v = static_cast<const S*>(pr.v) + row0;
+  for (std::int64_t j = 0; j < kBk; ++j) {
+    float* vr = v_tile + j * dp;
+    std::int64_t d = 0;
+    if (j < n) {
+      for (; d + kN <= D; d += kN) hn::Store(LoadF32(df, v + j * D + d), df, vr + d);
+      for (; d < D; ++d) vr[d] = to_float(v[j * D + d]);
+    }
+    std::fill(vr + d, vr + dp, 0.0f);
+  }
+}
+
+void PackTile(const Problem& pr, std::int64_t b, std::int64_t hk, std::int64_t kt) {
+  if (pr.bf16) {
+    PackTileT<std::uint16_t>(pr, b, hk, kt);
+  } else {
+    PackTileT<float>(pr, b, hk, kt);
+  }
+}
+
+// Query tile t (rows q0 + t * kBq ...) of head h of sequence b.
+void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t h, std::int64_t t) {
+  const Sequence s = sequence(pr.mask, b);
+  const std::int64_t qa = s.q0 + t * kBq;
+  if (qa >= s.q0 + s.q_len) return;
+  const std::int64_t nr = std::min(kBq, s.q0 + s.q_len - qa);
+  const std::int64_t D = pr.D, dp = pr.g.dp, Lq = pr.mask.Lq, H = pr.H;
+  const std::int64_t hk = h / pr.group;
+
+  // 1. The rows' intervals from the one predicate; the tile's key span is their union.
+  std::int64_t span_lo = std::numeric_limits<std::int64_t>::max(), span_hi = 0;
+  for (std::int64_t i = 0; i < nr; ++i) {
+    const KeyRange kr = visible_keys(pr.mask, b, qa + i);
+    sc.lo[i] = kr.empty() ? 0 : kr.begin;
+    sc.hi[i] = kr.empty() ? 0 : kr.end;
+    if (!kr.empty()) {
+      span_lo = std::min(span_lo, kr.begin);
+      span_hi = std::max(span_hi, kr.end);
+    }
+  }
+  const std::int64_t row0 = (b * H + h) * Lq + qa;  // row index of the tile's first query
+  float* lse = pr.lse ? pr.lse + row0 : nullptr;
+
+  if (span_hi > span_lo) {
+    // 2. Q rows with visible keys, times sign(scale); the others as zeros (never read).
+    for (std::int64_t i = 0; i < nr; ++i) {
+      float* qr = sc.q + i * D;
+      if (sc.hi[i] > sc.lo[i]) {
+        const std::int64_t src = (row0 + i) * D;
+        if (pr.bf16) {
+          LoadRow(static_cast<const std::uint16_t*>(pr.q) + src, D, pr.qsign, qr);
+        } else {
+          LoadRow(static_cast<const float*>(pr.q) + src, D, pr.qsign, qr);
+        }
+      } else {
+        std::fill(qr, qr + D, 0.0f);
+      }
+    }
+    std::fill(sc.o, sc.o + nr * dp, 0.0f);
+    std::fill(sc.m, sc.m + nr, -std::numeric_limits<float>::infinity());
+    std::fill(sc.l, sc.l + nr * kN, 0.0f);
+
+    // 3. Key tiles of the span. Per register block of rows: skip tiles outside the block's
+    //    union, run tiles inside every row's interval unmasked, test the rest per element.
+    const std::int64_t tiles = ceil_div(s.k_len, kBk);
+    const float* base = pr.pack + pr.slab[b] + hk * slab_stride(pr, tiles);
+    const std::int64_t vs = pr.v_direct ? D : dp;  // row stride of the V rows read
+    const std::int64_t kt0 = (span_lo - s.k0) / kBk, kt1 = ceil_div(span_hi - s.k0, kBk);
+    const std::int64_t blocks = ceil_div(nr, kR);
+    std::int64_t blk_lo[kBq / kR + 1], blk_hi[kBq / kR + 1], blk_in_lo[kBq / kR + 1],
+        blk_in_hi[kBq / kR + 1];
+    for (std::int64_t bl = 0; bl < blocks; ++bl) {
+      blk_lo[bl] = std::numeric_limits<std::int64_t>::max();
+      blk_hi[bl] = std::numeric_limits<std::int64_t>::min();
+      blk_in_lo[bl] = std::numeric_limits<std::int64_t>::min();
+      blk_in_hi[bl] = std::numeric_limits<std::int64_t>::max();
+      for (std::int64_t i = bl * kR; i < std::min(nr, (bl + 1) * kR); ++i)
+        if (sc.hi[i] > sc.lo[i]) {
+          blk_lo[bl] = std::min(blk_lo[bl], sc.lo[i]);
+          blk_hi[bl] = std::max(blk_hi[bl], sc.hi[i]);
+          blk_in_lo[bl] = std::max(blk_in_lo[bl], sc.lo[i]);
+          blk_in_hi[bl] = std::min(blk_in_hi[bl], sc.hi[i]);
+        }
+    }
+    for (std::int64_t kt = kt0; kt < kt1; ++kt) {
+      const std::int64_t k_begin = s.k0 + kt * kBk, k_end = k_begin + kBk;
+      const float* kt_tile = base + kt * kBk * D;
+      const float* v_tile = pr.v_direct ? static_cast<const float*>(pr.v) +
+                                              ((b * pr.Hkv + hk) * pr.mask.Lk + k_begin) * D
+                                        : base + tiles * kBk * D + kt * kBk * dp;
+      // Scores and P of every block first, then O += P V: each phase keeps its panel (K^T or
+      // V, up to 32 KiB) in L1 across the blocks.
+      for (std::int64_t bl = 0; bl < blocks; ++bl) {
+        if (blk_hi[bl] <= k_begin || blk_lo[bl] >= k_end) continue;
+        const std::int64_t r0 = bl * kR;
+        const int rn = static_cast<int>(std::min<std::int64_t>(kR, nr - r0));
+        if (blk_in_lo[bl] <= k_begin && k_end <= blk_in_hi[bl]) {
+          WithRows<ScoresFull>(rn, sc.q + r0 * D, D, kt_tile, static_cast<const float*>(nullptr),
+                               static_cast<const float*>(nullptr), pr.exp2_scale, sc.m + r0,
+                               sc.l + r0 * kN, sc.p + r0 * kBk, sc.alpha + r0);
+        } else {
+          // Only the vectors of keys [c0, c1) that some row of the block sees.
+          const std::int64_t c0 = (std::max(k_begin, blk_lo[bl]) - k_begin) / kN;
+          const std::int64_t c1 = ceil_div(std::min(k_end, blk_hi[bl]) - k_begin, kN);
+          const std::int64_t first = k_begin + c0 * kN;
+          float lo[kR], hi[kR];  // relative to key `first`, clamped (exact in float)
+          for (int r = 0; r < rn; ++r) {
+            const bool ok = sc.hi[r0 + r] > sc.lo[r0 + r];
+            lo[r] = ok ? static_cast<float>(
+                             std::clamp<std::int64_t>(sc.lo[r0 + r] - first, -1, kBk + 1))
+                       : 0.0f;
+            hi[r] = ok ? static_cast<float>(
+                             std::clamp<std::int64_t>(sc.hi[r0 + r] - first, -1, kBk + 1))
+                       : 0.0f;
+          }
+          WithRows<ScoresMasked>(rn, static_cast<int>(c1 - c0), sc.q + r0 * D, D, kt_tile + c0 * kN,
+                                 static_cast<const float*>(lo), static_cast<const float*>(hi),
+                                 pr.exp2_scale, sc.m + r0, sc.l + r0 * kN,
+                                 sc.p + r0 * kBk + c0 * kN, sc.alpha + r0);
+        }
+      }
+      for (std::int64_t bl = 0; bl < blocks; ++bl) {
+        if (blk_hi[bl] <= k_begin || blk_lo[bl] >= k_end) continue;
+        const std::int64_t r0 = bl * kR;
+        const int rn = static_cast<int>(std::min<std::int64_t>(kR, nr - r0));
+        const std::int64_t kb = std::max(k_begin, blk_lo[bl]) - k_begin;
+        const std::int64_t ke = std::min(k_end, blk_hi[bl]) - k_begin;
+        WithRows<PV>(rn, static_cast<const float*>(sc.p + r0 * kBk), v_tile, vs, dp, kb, ke,
+                     static_cast<const float*>(sc.alpha + r0), sc.o + r0 * dp);
+      }
+    }
+  }
+
+  // 4. Normalize and write; rows without a visible key write 0 and lse -inf.
+  const DF df;
+  for (std::int64_t i = 0; i < nr; ++i) {
+    const bool ok = span_hi > span_lo && sc.hi[i] > sc.lo[i];
+    const float l = ok ? hn::GetLane(hn::SumOfLanes(df, hn::Load(df, sc.l + i * kN))) : 0.0f;
+    const bool empty = !ok || !(l > 0.0f);
+    const float inv = empty ? 0.0f : 1.0f / l;
+    const float* orow = sc.o + i * dp;
+    const std::int64_t dst = (row0 + i) * D;
+    if (pr.bf16) {
+      auto* out = static_cast<std::uint16_t*>(pr.out) + dst;
+      for (std::int64_t d = 0; d < D; ++d) out[d] = float_to_bf16(empty ? 0.0f : orow[d] * inv);
+    } else if (pr.stream) {
+      float* out = static_cast<float*>(pr.out) + dst;
+      const VF vinv = hn::Set(df, inv);
+      for (std::int64_t d = 0; d < D; d += kN)
+        hn::Stream(empty ? hn::Zero(df) : hn::Mul(hn::Load(df, orow + d), vinv), df, out + d);
+    } else {
+      float* out = static_cast<float*>(pr.out) + dst;
+      for (std::int64_t d = 0; d < D; ++d) out[d] = empty ? 0.0f : orow[d] * inv;
+    }
+    if (lse)
+      lse[i] =
+          empty
+              ? -std::numeric_limits<float>::infinity()
+              : static_cast<float>((double{sc.m[i] * pr.exp2_scale} + std::log2(double{l})) * kLn2);
+  }
+}
+
+// Padded query rows of head bh (= b * H + h): 0 and lse -inf.
+void ZeroPaddedRows(const Problem& pr, std::int64_t bh) {
+  const Sequence s = sequence(pr.mask, bh / pr.H);
+  const std::int64_t Lq = pr.mask.Lq, D = pr.D;
+  const DF df;
+  for (std::int64_t i = 0; i < Lq; ++i) {
+    if (i >= s.q0 && i < s.q0 + s.q_len) continue;
+    const std::int64_t row = bh * Lq + i;
+    if (pr.bf16) {
+      std::fill_n(static_cast<std::uint16_t*>(pr.out) + row * D, D, std::uint16_t{0});
+    } else if (pr.stream) {
+      float* out = static_cast<float*>(pr.out) + row * D;
+      for (std::int64_t d = 0; d < D; d += kN) hn::Stream(hn::Zero(df), df, out + d);
+    } else {
+      std::fill_n(static_cast<float*>(pr.out) + row * D, D, 0.0f);
+    }
+    if (pr.lse) pr.lse[row] = -std::numeric_limits<float>::infinity();
+  }
+}
+
+// Streaming (non-temporal) stores are fine as they are; the stream flush is what orders them
+// before the parallel region's barrier.
+void FlushStores() {
+  hwy::FlushStream();
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace maskcheck::cpu::attn
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace maskcheck::cpu {
+namespace attn {
+HWY_EXPORT(GetGeometry);
+HWY_EXPORT(PackTile);
+HWY_EXPORT(RunTile);
+HWY_EXPORT(ZeroPaddedRows);
+HWY_EXPORT(FlushStores);
+
+// The packed K/V tiles of the calling thread's last call, kept to avoid page faults per call; it
+// grows to the largest problem seen.
+struct PackBuffer {
+  hwy::AlignedFreeUniquePtr<float[]> data;
+  std::size_t size = 0;
+  float* get(std::size_t n) {
+    if (n > size) {
+      data = hwy::AllocateAligned<float>(n);
+      if (!data) throw std::bad_alloc();
+      size = n;
+    }
+    return data.get();
+  }
+};
+}  // namespace attn
+
+void attention_forward(const AttentionProblem& p, const MaskView& mask, DType t, const void* q,
+                       const void* k, const void* v, void* out, float* lse) {
+  p.validate();
+  require_cpu_dtype(t);
+  require(mask.B == p.mask.B && mask.Lq == p.mask.Lq && mask.Lk == p.mask.Lk, "mask", mask.B,
+          "the mask view must have the problem's B, Lq and Lk");
+  const std::int64_t B = p.mask.B, H = p.H, Hkv = p.Hkv, Lq = p.mask.Lq, D = p.D;
+  if (B == 0 || H == 0 || Lq == 0 || D == 0) return;
+
+  attn::Problem pr;
+  pr.q = q;
+  pr.k = k;
+  pr.v = v;
+  pr.out = out;
+  pr.lse = lse;
+  pr.mask = mask;
+  pr.bf16 = t == DType::bf16;
+  pr.H = H;
+  pr.Hkv = Hkv;
+  pr.group = H / Hkv;
+  pr.D = D;
+  const double scale = p.effective_scale();
+  pr.qsign = scale < 0 ? -1.0f : 1.0f;
+  pr.exp2_scale = static_cast<float>(std::fabs(scale) * 1.4426950408889634);
+  pr.g = HWY_DYNAMIC_DISPATCH(attn::GetGeometry)(D);
+  const attn::Geometry g = pr.g;
+  pr.v_direct = !pr.bf16 && g.dp == D;
+  // Outputs larger than the caches go around them (aligned full vectors only).
+  pr.stream = !pr.bf16 && g.dp == D && reinterpret_cast<std::uintptr_t>(out) % 64 == 0 &&
+              p.q_numel() * 4 >= (std::int64_t{16} << 20);
+
+  // Sequence b's slab: Hkv heads of ceil(k_len / bk) tiles of K^T [D, bk] then V [bk, dp].
+  std::vector<std::int64_t> slab(static_cast<std::size_t>(B));
+  std::int64_t total = 0, max_k_tiles = 0, max_q_tiles = 0;
+  for (std::int64_t b = 0; b < B; ++b) {
+    const attn::Sequence s = attn::sequence(mask, b);
+    const std::int64_t tiles = attn::ceil_div(s.k_len, g.bk);
+    slab[static_cast<std::size_t>(b)] = total;
+    total += Hkv * attn::slab_stride(pr, tiles);
+    max_k_tiles = std::max(max_k_tiles, tiles);
+    max_q_tiles = std::max(max_q_tiles, attn::ceil_div(s.q_len, g.bq));
+  }
+  thread_local attn::PackBuffer pack;
+  pr.pack = pack.get(static_cast<std::size_t>(std::max<std::int64_t>(total, 1)));
+  pr.slab = slab.data();
+
+  const std::int64_t pack_items = B * Hkv * max_k_tiles;
+  const std::int64_t heads = B * H;
+  const std::int64_t tile_items = heads * max_q_tiles;
+#pragma omp parallel
+  {
+    const std::size_t bq = static_cast<std::size_t>(g.bq);
+    auto sq = hwy::AllocateAligned<float>(bq * static_cast<std::size_t>(D));
+    auto so = hwy::AllocateAligned<float>(bq * static_cast<std::size_t>(g.dp));
+    auto sm = hwy::AllocateAligned<float>(bq);
+    auto sl = hwy::AllocateAligned<float>(bq * 64);
+    auto sp = hwy::AllocateAligned<float>(bq * static_cast<std::size_t>(g.bk));
+    auto sa = hwy::AllocateAligned<float>(bq);
+    auto slo = hwy::AllocateAligned<std::int64_t>(bq);
+    auto shi = hwy::AllocateAligned<std::int64_t>(bq);
+    const attn::Scratch sc{sq.get(), so.get(), sm.get(),  sl.get(),
+                           sp.get(), sa.get(), slo.get(), shi.get()};
+
+#pragma omp for schedule(dynamic, 4)
+    for (std::int64_t i = 0; i < pack_items; ++i) {
+      const std::int64_t kt = i % max_k_tiles, hk = (i / max_k_tiles) % Hkv,
+                         b = i / (max_k_tiles * Hkv);
+      HWY_DYNAMIC_DISPATCH(attn::PackTile)(pr, b, hk, kt);
+    }
+    // Head by head (consecutive items share K/V tiles in cache), each head's heaviest query
+    // tiles first (under a causal mask later rows see more keys), so that the last items are
+    // light ones; dynamic, so that uneven lengths balance too.
+#pragma omp for schedule(dynamic, 1) nowait
+    for (std::int64_t i = 0; i < tile_items; ++i) {
+      const std::int64_t tq = max_q_tiles - 1 - i % max_q_tiles, bh = i / max_q_tiles;
+      HWY_DYNAMIC_DISPATCH(attn::RunTile)(pr, sc, bh / H, bh % H, tq);
+    }
+    // Padded query rows: 0 and lse -inf.
+#pragma omp for schedule(static) nowait
+    for (std::int64_t bh = 0; bh < heads; ++bh) HWY_DYNAMIC_DISPATCH(attn::ZeroPaddedRows)(pr, bh);
+    if (pr.stream) HWY_DYNAMIC_DISPATCH(attn::FlushStores)();
+  }
+}
+
+}  // namespace maskcheck::cpu
+#endif  // HWY_ONCE

@@ -1,0 +1,143 @@
+// The CPU kernels beyond what the property catalogue reaches: every Highway target compiled in
+// and supported by this CPU (the catalogue only sees the best one), and the code paths that only
+// large problems take (softmax outputs streamed with non-temporal stores).
+#include <gtest/gtest.h>
+
+#include <hwy/targets.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "maskcheck/kernels/cpu.hpp"
+#include "maskcheck/suite/registry.hpp"
+
+namespace mc = maskcheck;
+
+namespace {
+
+const mc::Implementation& impl(const char* name) {
+  const auto p = mc::builtin_registry().find(name);
+  if (!p) throw std::runtime_error(std::string("no implementation ") + name);
+  return *p;
+}
+
+std::vector<double> uniform(std::size_t n, double lo, double hi, std::uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> d(static_cast<float>(lo), static_cast<float>(hi));
+  std::vector<double> v(n);
+  for (auto& x : v) x = d(gen);  // representable in f32
+  return v;
+}
+
+// Every entry within atol + rtol |want|; entries the reference gives exactly 0 (masked) must be
+// exactly +0.0.
+void expect_close(const std::vector<double>& got, const std::vector<double>& want, double atol,
+                  double rtol, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  int bad = 0;
+  for (std::size_t i = 0; i < got.size() && bad < 5; ++i) {
+    const bool exact_zero = want[i] == 0.0;
+    const bool ok = exact_zero ? (got[i] == 0.0 && !std::signbit(got[i]))
+                               : std::abs(got[i] - want[i]) <= atol + rtol * std::abs(want[i]);
+    if (!ok) {
+      ++bad;
+      ADD_FAILURE() << what << "[" << i << "] got " << got[i] << " want " << want[i];
+    }
+  }
+}
+
+mc::MaskSpec padded_causal(std::int64_t Lq, std::int64_t Lk) {
+  mc::MaskSpec m;
+  m.B = 2;
+  m.Lq = Lq;
+  m.Lk = Lk;
+  m.q_lens = {static_cast<std::int32_t>(Lq), static_cast<std::int32_t>(Lq / 2 + 1)};
+  m.k_lens = {static_cast<std::int32_t>(Lk), static_cast<std::int32_t>(Lk * 3 / 5)};
+  m.causal = true;
+  return m;
+}
+
+// Runs softmax, attention and cross-entropy of "cpu" and "reference" on one case each.
+void check_operations(const std::string& target) {
+  const auto& cpu = impl("cpu");
+  const auto& ref = impl("reference");
+  {
+    mc::SoftmaxProblem p;
+    p.mask = padded_causal(37, 1029);  // rows of odd length: unaligned tails in every path
+    p.H = 3;
+    p.scale = 0.7;
+    const auto x = uniform(static_cast<std::size_t>(p.numel()), -8, 8, 1);
+    expect_close(cpu.softmax(p, mc::DType::f32, x), ref.softmax(p, mc::DType::f64, x), 1e-6, 1e-5,
+                 target + " softmax f32");
+  }
+  for (const std::int64_t D : {64, 59}) {
+    mc::AttentionProblem p;
+    p.mask = padded_causal(70, 131);
+    p.mask.window = mc::Window{40, 3};
+    p.H = 4;
+    p.Hkv = 2;
+    p.D = D;
+    const auto q = uniform(static_cast<std::size_t>(p.q_numel()), -1, 1, 2);
+    const auto k = uniform(static_cast<std::size_t>(p.kv_numel()), -1, 1, 3);
+    const auto v = uniform(static_cast<std::size_t>(p.kv_numel()), -1, 1, 4);
+    const auto got = cpu.attention(p, mc::DType::f32, q, k, v, true);
+    const auto want = ref.attention(p, mc::DType::f64, q, k, v, true);
+    // Rows with no visible key: output 0 in both (checked exactly), lse -inf in both.
+    expect_close(got.out, want.out, 1e-5, 1e-4, target + " attention D" + std::to_string(D));
+    ASSERT_EQ(got.lse.size(), want.lse.size());
+    for (std::size_t i = 0; i < got.lse.size(); ++i) {
+      if (std::isinf(want.lse[i]))
+        EXPECT_EQ(got.lse[i], want.lse[i]) << target << " lse[" << i << "]";
+      else
+        EXPECT_NEAR(got.lse[i], want.lse[i], 1e-4) << target << " lse[" << i << "]";
+    }
+  }
+  {
+    mc::LossProblem p;
+    p.N = 9;
+    p.V = 3001;
+    p.label_smoothing = 0.1;
+    const auto logits = uniform(static_cast<std::size_t>(p.N * p.V), -20, 20, 5);
+    std::vector<std::int64_t> labels{0, -100, 3000, 17, -100, 5, 2999, -100, 1};
+    const auto got = cpu.cross_entropy(p, mc::DType::f32, logits, labels, {}, true);
+    const auto want = ref.cross_entropy(p, mc::DType::f64, logits, labels, {}, true);
+    EXPECT_NEAR(got.loss, want.loss, 1e-5 * std::abs(want.loss)) << target;
+    EXPECT_EQ(got.count, want.count) << target;
+    expect_close(got.dlogits, want.dlogits, 1e-8, 1e-4, target + " cross-entropy dlogits");
+  }
+}
+
+TEST(CpuKernels, everyCompiledSimdTargetAgreesWithTheReference) {
+  const std::vector<std::int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  ASSERT_FALSE(targets.empty());
+  for (const std::int64_t t : targets) {
+    hwy::SetSupportedTargetsForTest(t);
+    const std::string name = hwy::TargetName(t);
+    ASSERT_EQ(mc::cpu::simd_target(), name) << "the dispatch did not follow the target mock";
+    SCOPED_TRACE("Highway target " + name);
+    check_operations(name);
+  }
+  hwy::SetSupportedTargetsForTest(0);
+  std::cout << "checked " << targets.size()
+            << " Highway targets; best here: " << mc::cpu::simd_target() << "\n";
+}
+
+// f32 softmax outputs of 8 MiB and more are streamed (non-temporal stores, a per-thread row
+// buffer): rows whose length is not a multiple of the vector, padding and causal rows, rows with
+// no visible key, all through that path.
+TEST(CpuKernels, largeSoftmaxStreamsTheSameValues) {
+  mc::SoftmaxProblem p;
+  p.mask = padded_causal(640, 1027);
+  p.mask.q_lens[1] = 0;  // a sequence with no valid query: all its rows are zero
+  p.H = 2;
+  p.scale = 1.3;
+  ASSERT_GE(p.numel() * 4, std::int64_t{8} << 20) << "the case must take the streaming path";
+  const auto x = uniform(static_cast<std::size_t>(p.numel()), -30, 30, 6);
+  expect_close(impl("cpu").softmax(p, mc::DType::f32, x),
+               impl("reference").softmax(p, mc::DType::f64, x), 1e-6, 1e-5, "softmax");
+}
+
+}  // namespace
