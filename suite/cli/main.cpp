@@ -5,7 +5,8 @@
 //   maskcheck report RESULTS.json... --out DIR
 //   maskcheck bench [--filter RE] [--json FILE] [--repetitions N] [--min-time S] [-- ARGS...]
 // Exit codes: 0 everything passed, 1 a property failed, 2 usage or input error (bench: the exit
-// code of maskcheck_bench, 1 when a maskcheck kernel mismatched before timing).
+// code of maskcheck_bench, 1 when a maskcheck kernel mismatched before timing, 2 when the filter
+// matches no benchmark).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -355,10 +356,12 @@ int cmd_bench(const BenchOptions& o) {
   // 0: all results matched; 1: a maskcheck row mismatched, the results are still complete.
   const bool finished = (rc == 0 || rc == kExitFailed) && g_bench_signal == 0;
   std::string why;
+  bool matched_nothing = false;
   if (!finished) {
     why = g_bench_signal != 0 ? "interrupted" : "maskcheck_bench exited with " + std::to_string(rc);
   } else if (!fs::exists(tmp, ec) || fs::file_size(tmp, ec) == 0) {
     why = "maskcheck_bench wrote no results (no benchmark matched the filter?)";
+    matched_nothing = rc == 0;
   } else {
     try {
       const nlohmann::json j = mc::read_json_file(tmp);
@@ -371,7 +374,8 @@ int cmd_bench(const BenchOptions& o) {
   if (!why.empty()) {
     fs::remove(tmp, ec);
     std::cerr << "maskcheck: " << why << "; " << o.json << " left unchanged\n";
-    return rc != 0 ? rc : kExitFailed;
+    // A filter that matches nothing is a usage error, like a bad regular expression.
+    return matched_nothing ? kExitUsage : (rc != 0 ? rc : kExitFailed);
   }
   if (const int fd = ::open(tmp.c_str(), O_RDONLY); fd >= 0) {  // on disk before the rename
     ::fsync(fd);

@@ -180,7 +180,7 @@ TEST(Cli, benchWritesJsonOnlyFromAFinishedRunAndRejectsBadFlags) {
   // and no temporary file behind.
   const std::string before = j.dump();
   r = maskcheck_cli("bench --filter '^no/such/benchmark$' --json " + json);
-  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_EQ(r.code, 2) << r.out;  // matching nothing is a usage error
   EXPECT_NE(r.out.find("left unchanged"), std::string::npos) << r.out;
   EXPECT_EQ(maskcheck::read_json_file(json).dump(), before);
   for (const auto& e :
