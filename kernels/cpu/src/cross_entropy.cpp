@@ -54,15 +54,11 @@
 #define MASKCHECK_CPU_CROSS_ENTROPY_SHARED
 namespace maskcheck::cpu::ce_detail {
 
-// Logits per block: x and e of a block (8 + 8 KiB in f32) stay in L1 between the two sweeps.
-// Rows of more than kMaxBlocks * kBlock logits get proportionally larger blocks, so that the
-// block statistics live on the stack.
-constexpr std::int64_t kBlock = 2048;
-constexpr std::int64_t kMaxBlocks = 1024;
-// Below this many logits a call stays on the calling thread (the fork costs more).
-constexpr std::int64_t kParallelWork = std::int64_t{1} << 15;
-// Rows per chunk of the row loop: about this many logits.
-constexpr std::int64_t kChunkElements = std::int64_t{1} << 16;
+using simd::block_size;
+using simd::kBlock;
+using simd::kChunkElements;
+using simd::kMaxBlocks;
+using simd::kParallelWork;
 
 struct Args {
   std::int64_t N = 0, V = 1, ignore_index = kDefaultIgnoreIndex;
@@ -74,11 +70,6 @@ struct Args {
   float* losses = nullptr;
   void* dlogits = nullptr;
 };
-
-inline std::int64_t block_size(std::int64_t n) {
-  const std::int64_t per = (n + kMaxBlocks - 1) / kMaxBlocks;
-  return std::max(kBlock, (per + 63) / 64 * 64);
-}
 
 struct CrossEntropyTag {};
 inline float* row_buffers(std::int64_t threads, std::int64_t stride) {

@@ -4,6 +4,7 @@
 // Highway "-inl.h" include-guard toggle).
 #include <hwy/aligned_allocator.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <new>
@@ -11,6 +12,21 @@
 #ifndef MASKCHECK_CPU_SIMD_SHARED
 #define MASKCHECK_CPU_SIMD_SHARED
 namespace maskcheck::cpu::simd {
+
+// Blocked rows (softmax over keys, cross-entropy over logits): x and e of a block (8 + 8 KiB in
+// f32) stay in L1 between the max sweep and the exp sweep. Rows of more than kMaxBlocks * kBlock
+// elements get proportionally larger blocks, so that the block statistics live on the stack.
+constexpr std::int64_t kBlock = 2048;
+constexpr std::int64_t kMaxBlocks = 1024;
+// Below this many elements a call stays on the calling thread (the fork costs more).
+constexpr std::int64_t kParallelWork = std::int64_t{1} << 15;
+// Rows per chunk of the row loop: about this many elements.
+constexpr std::int64_t kChunkElements = std::int64_t{1} << 16;
+
+inline std::int64_t block_size(std::int64_t n) {
+  const std::int64_t per = (n + kMaxBlocks - 1) / kMaxBlocks;
+  return std::max(kBlock, (per + 63) / 64 * 64);
+}
 
 // fp32 row buffers: `threads` slices of `stride` floats. Allocated by the calling thread before
 // the parallel region (so that a failure throws std::bad_alloc there, not inside it) and kept
