@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include <rapidcheck.h>
@@ -27,6 +28,12 @@ std::string_view to_string(Status s) {
   return "?";
 }
 
+Status status_from_string(std::string_view s) {
+  for (Status st : {Status::passed, Status::failed, Status::skipped, Status::error})
+    if (to_string(st) == s) return st;
+  throw_invalid("status", std::string(s), "must be one of passed, failed, skipped, error");
+}
+
 std::uint64_t property_seed(std::uint64_t seed, std::string_view impl, std::string_view property) {
   std::uint64_t h = 1469598103934665603ull;  // FNV-1a over "impl/property"
   auto mix = [&h](std::string_view s) {
@@ -41,6 +48,21 @@ std::uint64_t property_seed(std::uint64_t seed, std::string_view impl, std::stri
   return z ^ (z >> 31);
 }
 
+namespace {
+
+// A word for a POSIX shell: as it is when it is plain, else in single quotes.
+std::string shell_word(const std::string& s) {
+  const bool plain = !s.empty() && s.find_first_not_of(
+                                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
+                                       "OPQRSTUVWXYZ0123456789_-+=.,/:@%") == std::string::npos;
+  if (plain) return s;
+  std::string q = "'";
+  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return q + "'";
+}
+
+}  // namespace
+
 std::string replay_command(const VerifyConfig& c, std::string_view impl,
                            std::string_view property) {
   std::ostringstream os;
@@ -49,6 +71,15 @@ std::string replay_command(const VerifyConfig& c, std::string_view impl,
     os << " --impl " << impl;
   else if (!c.impls.empty())
     os << " --impl " << c.impls;
+  // The plugins the replayed selection needs (one, or all of them for the whole run).
+  bool plugins = false;
+  for (const auto& p : c.plugins)
+    if (impl.empty() || impl == p.impl) {
+      os << " --plugin " << shell_word(p.path);
+      plugins = true;
+    }
+  if (plugins && c.plugin_timeout > 0) os << " --plugin-timeout " << c.plugin_timeout;
+  if (plugins && c.in_process) os << " --in-process";
   if (!property.empty()) {
     os << " --property " << property;
   } else {
@@ -192,10 +223,11 @@ VerifyPlan plan_verify(const Registry& registry, const VerifyConfig& config) {
 }
 
 std::vector<PropertyOutcome> run_verify(const VerifyPlan& plan, const VerifyConfig& config,
-                                        const ProgressFn& progress) {
+                                        const ProgressFn& progress, const PropertyRunner& runner) {
   std::vector<PropertyOutcome> results;
   for (std::size_t i = 0; i < plan.items.size(); ++i) {
-    results.push_back(run_property(*plan.items[i].first, *plan.items[i].second, config));
+    const auto& [impl, prop] = plan.items[i];
+    results.push_back(runner ? runner(*impl, *prop, config) : run_property(*impl, *prop, config));
     if (progress) progress(i, plan.items.size(), results.back());
   }
   return results;
@@ -233,33 +265,7 @@ nlohmann::json verify_json(const VerifyConfig& config, const std::vector<Propert
   for (const auto& o : results) {
     summary[std::string(to_string(o.status))] =
         summary[std::string(to_string(o.status))].get<int>() + 1;
-    json r;
-    r["implementation"] = o.implementation;
-    r["property"] = o.property;
-    r["op"] = std::string(to_string(o.op));
-    r["status"] = std::string(to_string(o.status));
-    r["cases"] = o.cases;
-    r["skipped_cases"] = o.skipped_cases;
-    r["skip_reasons"] = o.skip_reasons;
-    r["coverage"] = o.coverage;
-    r["seed"] = o.seed;
-    r["seconds"] = o.seconds;
-    r["replay"] = o.replay;
-    json errs = json::array();
-    for (const auto& e : o.max_errors)
-      errs.push_back({{"tensor", e.what},
-                      {"max_abs_err", e.max_abs_err},
-                      {"max_rel_err", e.max_rel_err},
-                      {"max_ratio_to_bound", e.max_ratio_to_bound}});
-    r["max_errors"] = errs;
-    if (!o.message.empty()) r["message"] = o.message;
-    if (!o.counterexample.empty()) {
-      json ce = json::array();
-      for (const auto& [type, value] : o.counterexample)
-        ce.push_back({{"type", type}, {"value", value}});
-      r["counterexample"] = ce;
-    }
-    rows.push_back(r);
+    rows.push_back(outcome_json(o));
   }
   j["summary"] = summary;
   j["results"] = rows;
@@ -274,6 +280,66 @@ nlohmann::json verify_json(const VerifyConfig& config, const std::vector<Propert
     j["kill_rate"] = {{"killed", killed}, {"total", verdicts.size()}};
   }
   return j;
+}
+
+nlohmann::json outcome_json(const PropertyOutcome& o) {
+  using nlohmann::json;
+  json r;
+  r["implementation"] = o.implementation;
+  r["property"] = o.property;
+  r["op"] = std::string(to_string(o.op));
+  r["status"] = std::string(to_string(o.status));
+  r["cases"] = o.cases;
+  r["skipped_cases"] = o.skipped_cases;
+  r["skip_reasons"] = o.skip_reasons;
+  r["coverage"] = o.coverage;
+  r["seed"] = o.seed;
+  r["seconds"] = o.seconds;
+  r["replay"] = o.replay;
+  json errs = json::array();
+  for (const auto& e : o.max_errors)
+    errs.push_back({{"tensor", e.what},
+                    {"max_abs_err", e.max_abs_err},
+                    {"max_rel_err", e.max_rel_err},
+                    {"max_ratio_to_bound", e.max_ratio_to_bound}});
+  r["max_errors"] = errs;
+  if (!o.message.empty()) r["message"] = o.message;
+  if (!o.counterexample.empty()) {
+    json ce = json::array();
+    for (const auto& [type, value] : o.counterexample)
+      ce.push_back({{"type", type}, {"value", value}});
+    r["counterexample"] = ce;
+  }
+  return r;
+}
+
+PropertyOutcome outcome_from_json(const nlohmann::json& r) {
+  // JSON has no infinity: nlohmann writes non-finite numbers as null, and the error maxima that
+  // can be non-finite only overflow upward.
+  auto error = [](const nlohmann::json& v) {
+    return v.is_null() ? std::numeric_limits<double>::infinity() : v.get<double>();
+  };
+  PropertyOutcome o;
+  o.implementation = r.at("implementation").get<std::string>();
+  o.property = r.at("property").get<std::string>();
+  o.op = op_from_string(r.at("op").get<std::string>());
+  o.status = status_from_string(r.at("status").get<std::string>());
+  o.cases = r.at("cases").get<int>();
+  o.skipped_cases = r.at("skipped_cases").get<int>();
+  o.skip_reasons = r.at("skip_reasons").get<std::map<std::string, int>>();
+  o.coverage = r.at("coverage").get<std::map<std::string, int>>();
+  o.seed = r.at("seed").get<std::uint64_t>();
+  o.seconds = r.at("seconds").get<double>();
+  o.replay = r.at("replay").get<std::string>();
+  for (const auto& e : r.at("max_errors"))
+    o.max_errors.push_back({e.at("tensor").get<std::string>(), error(e.at("max_abs_err")),
+                            error(e.at("max_rel_err")), error(e.at("max_ratio_to_bound"))});
+  o.message = r.value("message", std::string());
+  if (r.contains("counterexample"))
+    for (const auto& ce : r.at("counterexample"))
+      o.counterexample.emplace_back(ce.at("type").get<std::string>(),
+                                    ce.at("value").get<std::string>());
+  return o;
 }
 
 int cases_from_env(int fallback) {

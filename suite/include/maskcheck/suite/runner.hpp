@@ -21,6 +21,13 @@ namespace maskcheck {
 
 enum class Status { passed, failed, skipped, error };
 std::string_view to_string(Status s);
+Status status_from_string(std::string_view s);  // throws InvalidArgument
+
+// A plugin library in the run (maskcheck verify --plugin), named for replay commands.
+struct PluginRef {
+  std::string impl;  // "plugin:<name>"
+  std::string path;  // the library
+};
 
 struct VerifyConfig {
   std::uint64_t seed = 0;
@@ -30,6 +37,9 @@ struct VerifyConfig {
   std::string impls;                    // comma-separated, empty: all
   std::optional<Op> op;                 // only this operation
   std::vector<std::string> properties;  // only these properties (empty: all)
+  std::vector<PluginRef> plugins;       // plugin libraries of the run (replayed with --plugin)
+  double plugin_timeout = 0;            // --plugin-timeout in seconds; 0: the default
+  bool in_process = false;              // --in-process: plugins run in this process
 };
 
 struct PropertyOutcome {
@@ -68,8 +78,13 @@ VerifyPlan plan_verify(const Registry& registry, const VerifyConfig& config);
 
 using ProgressFn =
     std::function<void(std::size_t index, std::size_t total, const PropertyOutcome&)>;
+// Runs one item of a plan. The default is run_property in this process; `verify --plugin` runs
+// a plugin's properties in child processes instead.
+using PropertyRunner =
+    std::function<PropertyOutcome(const Implementation&, const Property&, const VerifyConfig&)>;
 std::vector<PropertyOutcome> run_verify(const VerifyPlan& plan, const VerifyConfig& config,
-                                        const ProgressFn& progress = {});
+                                        const ProgressFn& progress = {},
+                                        const PropertyRunner& runner = {});
 
 // Mutant runs: which properties killed (failed on) each mutant of the catalogue that ran.
 struct MutantVerdict {
@@ -83,6 +98,10 @@ std::vector<MutantVerdict> mutant_verdicts(const std::vector<PropertyOutcome>& r
 // Results as JSON (schema "maskcheck.verify/1"), with machine and build information.
 nlohmann::json verify_json(const VerifyConfig& config, const std::vector<PropertyOutcome>& results,
                            double seconds);
+// One row of its "results", and back (non-finite errors, written as null, read as +inf).
+// Throws nlohmann::json::exception or InvalidArgument on a malformed row.
+nlohmann::json outcome_json(const PropertyOutcome& o);
+PropertyOutcome outcome_from_json(const nlohmann::json& row);
 
 // Environment knobs shared by the CLI and the test executables.
 //   MASKCHECK_CASES  case count per property (and a cap on it)
