@@ -1,12 +1,16 @@
 // maskcheck: verify implementations of masked sequence-model operations against the reference
 // and write reports.
-//   maskcheck list [--json]
+//   maskcheck list [--json] [--mutants] [--plugin LIB.so]...
 //   maskcheck verify [--impl a,b] [--op OP] [--property P,...] [--cases N] [--seed S] [--json FILE]
+//                    [--plugin LIB.so]... [--plugin-timeout S] [--in-process] [--mutants]
 //   maskcheck report RESULTS.json... --out DIR
 //   maskcheck bench [--filter RE] [--json FILE] [--repetitions N] [--min-time S] [-- ARGS...]
 // Exit codes: 0 everything passed, 1 a property failed, 2 usage or input error (bench: the exit
 // code of maskcheck_bench, 1 when a maskcheck kernel mismatched before timing, 2 when the filter
 // matches no benchmark).
+// `--plugin` loads a library implementing maskcheck/plugin.h (in a child process: see
+// suite/plugin/include/maskcheck/suite/plugin_host.hpp); `maskcheck plugin-worker` is that child,
+// a hidden subcommand.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -30,6 +34,7 @@
 #include "maskcheck/suite/about.hpp"
 #include "maskcheck/suite/io.hpp"
 #include "maskcheck/suite/mutants.hpp"
+#include "maskcheck/suite/plugin_host.hpp"
 #include "maskcheck/suite/runner.hpp"
 
 namespace mc = maskcheck;
@@ -74,8 +79,10 @@ int cmd_list(const mc::Registry& registry, bool json, bool mutants) {
         for (auto t : impl->dtypes(op)) dts.push_back(std::string(mc::to_string(t)));
         ops.push_back({{"op", std::string(mc::to_string(op))}, {"dtypes", dts}});
       }
-      j["implementations"].push_back(
-          {{"name", impl->name()}, {"description", impl->description()}, {"operations", ops}});
+      nlohmann::json entry = {
+          {"name", impl->name()}, {"description", impl->description()}, {"operations", ops}};
+      if (const auto* info = mc::plugin::plugin_info(*impl)) entry["plugin"] = info->to_json();
+      j["implementations"].push_back(entry);
     }
     for (const auto& p : mc::property_catalogue())
       j["properties"].push_back(
@@ -184,11 +191,18 @@ int cmd_verify(const mc::Registry& registry, mc::VerifyConfig config, const std:
     throw mc::InvalidArgument("selection", "empty", "no property matches the selection");
   std::cout << "maskcheck verify: seed " << config.seed << ", " << config.cases
             << " cases per property, " << plan.items.size() << " properties\n"
-            << "replay: " << mc::replay_command(config) << "\n"
-            << std::flush;
+            << "replay: " << mc::replay_command(config) << "\n";
+  for (const auto& p : config.plugins)
+    std::cout << p.impl << ": " << registry.find(p.impl)->description() << "\n";
+  std::cout << std::flush;
+  // Plugins run in worker processes, unless --in-process loaded them here.
+  const mc::PropertyRunner runner = config.plugins.empty() || config.in_process
+                                        ? mc::PropertyRunner{}
+                                        : mc::plugin::run_property_isolated;
   const auto start = std::chrono::steady_clock::now();
-  const auto results =
-      mc::run_verify(plan, config, [&](std::size_t i, std::size_t n, const mc::PropertyOutcome& o) {
+  const auto results = mc::run_verify(
+      plan, config,
+      [&](std::size_t i, std::size_t n, const mc::PropertyOutcome& o) {
         if (quiet && o.status == mc::Status::passed) return;
         const double elapsed =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -196,7 +210,8 @@ int cmd_verify(const mc::Registry& registry, mc::VerifyConfig config, const std:
                    i + 1, n, mc::to_string(o.status), o.implementation, o.property, o.cases,
                    o.seconds, elapsed);
         std::fflush(stdout);
-      });
+      },
+      runner);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   print_summary(results);
@@ -211,7 +226,10 @@ int cmd_verify(const mc::Registry& registry, mc::VerifyConfig config, const std:
             << passed << " passed, " << failed << " failed, " << errors << " errors, " << skipped
             << " skipped in " << static_cast<int>(seconds) << "s (seed " << config.seed << ")\n";
   if (!json_path.empty()) {
-    mc::write_json_atomic(json_path, mc::verify_json(config, results, seconds));
+    nlohmann::json doc = mc::verify_json(config, results, seconds);
+    for (const auto& p : config.plugins)
+      doc["plugins"].push_back(mc::plugin::plugin_info(*registry.find(p.impl))->to_json());
+    mc::write_json_atomic(json_path, doc);
     std::cout << "wrote " << json_path << "\n";
   }
   if (mutants) {
@@ -390,6 +408,32 @@ int cmd_bench(const BenchOptions& o) {
   return rc;
 }
 
+// Adds the plugins at `paths` to the registry (probed in a worker, or loaded here with
+// --in-process) and to the run's selection: alone, or beside the implementations of --impl.
+void add_plugins(mc::Registry& registry, mc::VerifyConfig& config,
+                 const std::vector<std::string>& paths) {
+  std::vector<std::string> names;
+  for (const auto& given : paths) {
+    std::error_code ec;
+    const std::string path = std::filesystem::absolute(given, ec).string();
+    auto impl =
+        config.in_process
+            ? mc::plugin::load_plugin(path)
+            : mc::plugin::isolated_plugin(mc::plugin::probe_plugin(path, config.plugin_timeout));
+    if (registry.find(impl->name()))
+      throw mc::InvalidArgument("--plugin", given,
+                                "its name " + impl->name() + " is taken by another implementation");
+    registry.add(impl);
+    config.plugins.push_back({impl->name(), path});
+    names.push_back(impl->name());
+  }
+  auto selected = split_commas(config.impls);
+  for (const auto& n : names)
+    if (std::find(selected.begin(), selected.end(), n) == selected.end()) selected.push_back(n);
+  config.impls.clear();
+  for (const auto& n : selected) config.impls += (config.impls.empty() ? "" : ",") + n;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -403,8 +447,11 @@ int main(int argc, char** argv) {
   auto* list =
       app.add_subcommand("list", "list implementations, their operations and the properties");
   bool list_json = false, list_mutants = false;
+  std::vector<std::string> list_plugins;
   list->add_flag("--json", list_json, "print JSON");
   list->add_flag("--mutants", list_mutants, "include the mutant catalogue");
+  list->add_option("--plugin", list_plugins,
+                   "also list this plugin library (maskcheck/plugin.h); repeatable");
 
   auto* verify =
       app.add_subcommand("verify", "check implementations against the property catalogue");
@@ -427,6 +474,32 @@ int main(int argc, char** argv) {
   verify->add_flag("--mutants", mutants,
                    "run against the mutant catalogue instead of the built-in implementations");
   verify->add_option("--json", json_path, "write the results as JSON to FILE");
+  std::vector<std::string> plugin_paths;
+  double plugin_timeout = 0;
+  bool in_process = false;
+  verify->add_option("--plugin", plugin_paths,
+                     "verify this plugin library (maskcheck/plugin.h), as plugin:<name>, in child "
+                     "processes; repeatable; with --impl, beside those implementations");
+  verify
+      ->add_option("--plugin-timeout", plugin_timeout,
+                   "seconds a plugin's worker may go without finishing a call before it is killed "
+                   "and the property fails (default 60)")
+      ->check(CLI::PositiveNumber);
+  verify->add_flag("--in-process", in_process,
+                   "load plugins into this process: no isolation (a crash ends the run), for "
+                   "debuggers");
+
+  // The child process of --plugin (hidden: not part of the interface).
+  auto* worker = app.add_subcommand("plugin-worker", "")->group("");
+  mc::plugin::WorkerOptions worker_opts;
+  worker->add_option("--plugin", worker_opts.plugin)->required();
+  worker->add_option("--property", worker_opts.property);
+  worker->add_option("--seed", worker_opts.seed);
+  worker->add_option("--cases", worker_opts.cases);
+  worker->add_option("--max-size", worker_opts.max_size);
+  bool worker_no_shrink = false;
+  worker->add_flag("--no-shrink", worker_no_shrink);
+  worker->add_option("--result-fd", worker_opts.result_fd);
 
   auto* report = app.add_subcommand("report", "turn result JSON files into a Markdown report");
   std::vector<std::string> inputs;
@@ -466,8 +539,15 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (*worker) {
+      worker_opts.shrink = !worker_no_shrink;
+      mc::plugin::worker_main(worker_opts);
+    }
     if (*list) {
-      return cmd_list(mc::builtin_registry(), list_json, list_mutants);
+      mc::Registry registry = mc::builtin_registry();
+      mc::VerifyConfig unused;
+      add_plugins(registry, unused, list_plugins);
+      return cmd_list(registry, list_json, list_mutants);
     }
     if (*verify) {
       mc::VerifyConfig config;
@@ -484,7 +564,13 @@ int main(int argc, char** argv) {
       config.impls = impls;
       if (!op.empty()) config.op = mc::op_from_string(op);
       config.properties = split_commas(properties);
-      const mc::Registry registry = mutants ? mc::mutant_registry() : mc::builtin_registry();
+      config.plugin_timeout = plugin_timeout;
+      config.in_process = in_process;
+      if (mutants && !plugin_paths.empty())
+        throw mc::InvalidArgument("--plugin", plugin_paths.front(),
+                                  "cannot be combined with --mutants");
+      mc::Registry registry = mutants ? mc::mutant_registry() : mc::builtin_registry();
+      add_plugins(registry, config, plugin_paths);
       return cmd_verify(registry, config, json_path, quiet || mutants, mutants);
     }
     if (*report) {

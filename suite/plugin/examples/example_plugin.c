@@ -1,0 +1,423 @@
+// example_plugin.c: a complete maskcheck plugin (maskcheck/plugin.h), on the CPU, in plain C99.
+//
+// It provides the three operations of the ABI for float64, float32 and bfloat16:
+//   attention_forward  out = softmax(q k^T * scale + mask) v and its log-sum-exp
+//                      q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D]; O(B H Lq Lk D)
+//   softmax_forward    y = softmax(x * scale + mask), x, y: [B, H, Lq, Lk]; O(B H Lq Lk)
+//   cross_entropy      loss, per-row losses and dlogits, logits: [N, V]; O(N V)
+// with every mask feature of the ABI: padding on either side, causal in both alignments,
+// sliding windows, packed documents, grouped-query heads, and the keep tensor when the host
+// passes one. It declines (MASKCHECK_UNSUPPORTED, with the reason) what it does not do: float16,
+// and head dims above 256.
+//
+// It is written to be read, not to be fast: elements go through load() and store(), every sum
+// is in double, scores are recomputed rather than tiled. A real kernel replaces the loops; the
+// argument checks, the mask logic (visible_keys) and the status handling carry over.
+//
+// Build it alone (or with examples/CMakeLists.txt, against an installed maskcheck):
+//   cc -std=c99 -O2 -shared -fPIC -fvisibility=hidden -I<prefix>/include example_plugin.c
+//      -o libmaskcheck_example_plugin.so -lm
+// and test it:
+//   maskcheck verify --plugin ./libmaskcheck_example_plugin.so
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <maskcheck/plugin.h>
+
+enum { kMaxHeadDim = 256 };  // one output row is accumulated on the stack
+
+// ---- status and messages ---------------------------------------------------------------------
+
+static maskcheck_status fail(maskcheck_status status, char* msg, size_t msg_size, const char* fmt,
+                             ...) {
+  va_list args;
+  va_start(args, fmt);
+  if (msg && msg_size > 0) vsnprintf(msg, msg_size, fmt, args);
+  va_end(args);
+  return status;
+}
+
+// ---- elements --------------------------------------------------------------------------------
+
+static int is_dtype(DLDataType t, int code, int bits) {
+  return t.code == code && t.bits == bits && t.lanes == 1;
+}
+
+// The dtypes this plugin computes in: float64, float32, bfloat16.
+static int computes_in(DLDataType t) {
+  return is_dtype(t, kDLFloat, 64) || is_dtype(t, kDLFloat, 32) || is_dtype(t, kDLBfloat, 16);
+}
+
+// Element i of a float tensor (float64, float32 or bfloat16), as a double.
+static double load(const DLTensor* t, int64_t i) {
+  const char* base = (const char*)t->data + t->byte_offset;
+  if (t->dtype.bits == 64) return ((const double*)base)[i];
+  if (t->dtype.bits == 32) return ((const float*)base)[i];
+  // bfloat16 is the upper half of a float32.
+  uint32_t bits = (uint32_t)((const uint16_t*)base)[i] << 16;
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// Stores v into element i, rounding to nearest even.
+static void store(const DLTensor* t, int64_t i, double v) {
+  char* base = (char*)t->data + t->byte_offset;
+  if (t->dtype.bits == 64) {
+    ((double*)base)[i] = v;
+  } else if (t->dtype.bits == 32) {
+    ((float*)base)[i] = (float)v;
+  } else {
+    // Through float32: the double rounding this implies is off by at most a tie, far inside
+    // maskcheck's tolerance for bfloat16.
+    const float f = (float)v;
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    uint16_t h;
+    if ((bits & 0x7fffffffu) > 0x7f800000u)
+      h = (uint16_t)((bits >> 16) | 0x40u);  // NaN stays a quiet NaN
+    else
+      h = (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+    ((uint16_t*)base)[i] = h;
+  }
+}
+
+// ---- argument checks -------------------------------------------------------------------------
+
+// Checks one tensor: present, on the CPU, the dtype, and a compact row-major shape `shape`.
+static maskcheck_status check_tensor(const DLTensor* t, const char* name, DLDataType dtype,
+                                     int ndim, const int64_t* shape, char* msg, size_t msg_size) {
+  if (!t) return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "%s is missing", name);
+  if (t->device.device_type != kDLCPU)
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "%s is not on the CPU", name);
+  if (t->dtype.code != dtype.code || t->dtype.bits != dtype.bits || t->dtype.lanes != 1)
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "%s has dtype code %d bits %d", name,
+                t->dtype.code, t->dtype.bits);
+  if (t->ndim != ndim)
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "%s has %d dimensions, not %d", name,
+                t->ndim, ndim);
+  int64_t stride = 1;
+  for (int d = ndim - 1; d >= 0; --d) {
+    if (t->shape[d] != shape[d])
+      return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "%s.shape[%d] = %lld, expected %lld",
+                  name, d, (long long)t->shape[d], (long long)shape[d]);
+    if (t->strides && shape[d] > 1 && t->strides[d] != stride)
+      return fail(MASKCHECK_UNSUPPORTED, msg, msg_size, "%s is not compact row-major", name);
+    stride *= shape[d];
+  }
+  return MASKCHECK_OK;
+}
+
+// The dtype of log-sum-exp, per-row losses and weights: float64 beside float64, else float32.
+static DLDataType aux_dtype(DLDataType t) {
+  DLDataType a = {kDLFloat, (uint8_t)(t.bits == 64 ? 64 : 32), 1};
+  return a;
+}
+
+// ---- the mask ----------------------------------------------------------------------------------
+
+// The keys that query q of sequence b may see, as the interval [*lo, *hi) of padded key
+// positions (empty when *hi <= *lo): the intersection of the padding, document, causal and
+// window clauses of plugin.h. The interval form is what lets a kernel skip whole key tiles.
+static void visible_keys(const maskcheck_mask* m, int64_t b, int64_t q, int64_t* lo, int64_t* hi) {
+  const int64_t q_len = m->q_lens ? m->q_lens[b] : m->q_len;
+  const int64_t k_len = m->k_lens ? m->k_lens[b] : m->k_len;
+  const int left = m->padding == MASKCHECK_PADDING_LEFT;
+  const int64_t q0 = left ? m->q_len - q_len : 0;  // first valid query
+  const int64_t k0 = left ? m->k_len - k_len : 0;  // first valid key
+  *lo = *hi = 0;
+  if (q < q0 || q >= q0 + q_len) return;  // a padded query sees nothing
+  const int64_t qi = q - q0;
+
+  // The segment: the query's document (the last one starting at or before qi, which skips
+  // empty documents), or the whole valid range.
+  int64_t seg_q = 0, seg_q_len = q_len, seg_k = 0, seg_k_len = k_len;
+  if (m->doc_ptr) {
+    const int32_t* cq = m->cu_seqlens_q + m->doc_ptr[b];
+    const int32_t* ck = m->cu_seqlens_k + m->doc_ptr[b];
+    const int64_t docs = m->doc_ptr[b + 1] - m->doc_ptr[b] - 1;
+    int64_t d = 0;
+    for (int64_t i = 1; i < docs; ++i)
+      if (cq[i] <= qi) d = i;
+    seg_q = cq[d];
+    seg_q_len = cq[d + 1] - cq[d];
+    seg_k = ck[d];
+    seg_k_len = ck[d + 1] - ck[d];
+  }
+
+  // Causal and window, around the diagonal of the segment.
+  const int64_t shift = m->alignment == MASKCHECK_ALIGN_BOTTOM_RIGHT ? seg_k_len - seg_q_len : 0;
+  const int64_t diag = (qi - seg_q) + shift;
+  int64_t first = 0, end = seg_k_len;
+  if (m->causal && diag + 1 < end) end = diag + 1;
+  if (m->window_left != MASKCHECK_UNBOUNDED && diag - m->window_left > first)
+    first = diag - m->window_left;
+  if (m->window_right != MASKCHECK_UNBOUNDED && diag + m->window_right + 1 < end)
+    end = diag + m->window_right + 1;
+  if (end < first) end = first;
+  *lo = k0 + seg_k + first;
+  *hi = k0 + seg_k + end;
+}
+
+// The keys to scan for row (b, q), and whether key k among them is visible. With a keep tensor
+// (MASKCHECK_FLAG_KEEP_TENSOR) the tensor alone decides, as in a kernel that only takes a mask.
+static void row_keys(const maskcheck_mask* m, int64_t b, int64_t q, int64_t* lo, int64_t* hi) {
+  if (m->keep) {
+    *lo = 0;
+    *hi = m->k_len;
+  } else {
+    visible_keys(m, b, q, lo, hi);
+  }
+}
+static int sees(const maskcheck_mask* m, int64_t b, int64_t q, int64_t k) {
+  if (!m->keep) return 1;  // row_keys() returned exactly the visible interval
+  const uint8_t* keep = (const uint8_t*)m->keep->data + m->keep->byte_offset;
+  return keep[(b * m->q_len + q) * m->k_len + k] != 0;
+}
+
+static maskcheck_status check_mask(const maskcheck_mask* m, int64_t B, int64_t Lq, int64_t Lk,
+                                   char* msg, size_t msg_size) {
+  if (!m) return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "mask is missing");
+  if (m->batch != B || m->q_len != Lq || m->k_len != Lk)
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size,
+                "mask is [%lld, %lld, %lld], the tensors say [%lld, %lld, %lld]",
+                (long long)m->batch, (long long)m->q_len, (long long)m->k_len, (long long)B,
+                (long long)Lq, (long long)Lk);
+  if (m->keep) {
+    const DLDataType u8 = {kDLUInt, 8, 1};
+    const int64_t shape[3] = {B, Lq, Lk};
+    return check_tensor(m->keep, "mask.keep", u8, 3, shape, msg, msg_size);
+  }
+  return MASKCHECK_OK;
+}
+
+// ---- attention ---------------------------------------------------------------------------------
+
+static maskcheck_status example_attention(const maskcheck_attention_args* a, char* msg,
+                                          size_t msg_size) {
+  if (!a->q || a->q->ndim != 4 || !a->k || a->k->ndim != 4)
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "q and k must be 4-dimensional");
+  const DLDataType dt = a->q->dtype;
+  const int64_t B = a->q->shape[0], H = a->q->shape[1], Lq = a->q->shape[2], D = a->q->shape[3];
+  const int64_t Hkv = a->k->shape[1], Lk = a->k->shape[2];
+  if (!computes_in(dt))
+    return fail(MASKCHECK_UNSUPPORTED, msg, msg_size,
+                "example plugin: attention in float64, float32 and bfloat16 only");
+  if (D > kMaxHeadDim)
+    return fail(MASKCHECK_UNSUPPORTED, msg, msg_size,
+                "example plugin: head dim %lld > %d (an output row lives on the stack)",
+                (long long)D, kMaxHeadDim);
+  if (Hkv < 1 || H % Hkv != 0)
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size,
+                "H = %lld is not a multiple of Hkv = %lld", (long long)H, (long long)Hkv);
+  const int64_t q_shape[4] = {B, H, Lq, D}, kv_shape[4] = {B, Hkv, Lk, D},
+                lse_shape[3] = {B, H, Lq};
+  maskcheck_status s;
+  if ((s = check_tensor(a->q, "q", dt, 4, q_shape, msg, msg_size)) ||
+      (s = check_tensor(a->k, "k", dt, 4, kv_shape, msg, msg_size)) ||
+      (s = check_tensor(a->v, "v", dt, 4, kv_shape, msg, msg_size)) ||
+      (s = check_tensor(a->out, "out", dt, 4, q_shape, msg, msg_size)) ||
+      (a->lse && (s = check_tensor(a->lse, "lse", aux_dtype(dt), 3, lse_shape, msg, msg_size))) ||
+      (s = check_mask(a->mask, B, Lq, Lk, msg, msg_size)))
+    return s;
+  if (a->query) return MASKCHECK_OK;
+
+  double* score = (double*)malloc((size_t)(Lk > 0 ? Lk : 1) * sizeof(double));
+  if (!score) return fail(MASKCHECK_INTERNAL, msg, msg_size, "out of memory");
+  const int64_t group = H / Hkv;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < Lq; ++i) {
+        const int64_t row = (b * H + h) * Lq + i;            // of out and lse
+        const int64_t kv_head = (b * Hkv + h / group) * Lk;  // first key row of k and v
+        int64_t lo, hi;
+        row_keys(a->mask, b, i, &lo, &hi);
+        // Pass 1: the scores of the visible keys, and their maximum.
+        double max = -INFINITY;
+        int64_t visible = 0;
+        for (int64_t k = lo; k < hi; ++k) {
+          if (!sees(a->mask, b, i, k)) continue;
+          double dot = 0;
+          for (int64_t d = 0; d < D; ++d)
+            dot += load(a->q, row * D + d) * load(a->k, (kv_head + k) * D + d);
+          score[k] = dot * a->scale;
+          if (score[k] > max) max = score[k];
+          ++visible;
+        }
+        // Pass 2: the softmax-weighted sum of values. A row with no visible key is all zeros,
+        // with log-sum-exp -inf (not NaN: nothing is divided by a zero sum).
+        double acc[kMaxHeadDim] = {0}, sum = 0;
+        for (int64_t k = lo; k < hi && visible > 0; ++k) {
+          if (!sees(a->mask, b, i, k)) continue;
+          const double p = exp(score[k] - max);
+          sum += p;
+          for (int64_t d = 0; d < D; ++d) acc[d] += p * load(a->v, (kv_head + k) * D + d);
+        }
+        for (int64_t d = 0; d < D; ++d)
+          store(a->out, row * D + d, visible > 0 ? acc[d] / sum : 0.0);
+        if (a->lse) store(a->lse, row, visible > 0 ? max + log(sum) : -INFINITY);
+      }
+  free(score);
+  return MASKCHECK_OK;
+}
+
+// ---- softmax -----------------------------------------------------------------------------------
+
+static maskcheck_status example_softmax(const maskcheck_softmax_args* a, char* msg,
+                                        size_t msg_size) {
+  if (!a->x || a->x->ndim != 4)
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "x must be [B, H, Lq, Lk]");
+  const DLDataType dt = a->x->dtype;
+  const int64_t B = a->x->shape[0], H = a->x->shape[1], Lq = a->x->shape[2], Lk = a->x->shape[3];
+  if (!computes_in(dt))
+    return fail(MASKCHECK_UNSUPPORTED, msg, msg_size,
+                "example plugin: softmax in float64, float32 and bfloat16 only");
+  const int64_t shape[4] = {B, H, Lq, Lk};
+  maskcheck_status s;
+  if ((s = check_tensor(a->x, "x", dt, 4, shape, msg, msg_size)) ||
+      (s = check_tensor(a->y, "y", dt, 4, shape, msg, msg_size)) ||
+      (s = check_mask(a->mask, B, Lq, Lk, msg, msg_size)))
+    return s;
+  if (a->query) return MASKCHECK_OK;
+
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < Lq; ++i) {
+        const int64_t row = ((b * H + h) * Lq + i) * Lk;
+        int64_t lo, hi;
+        row_keys(a->mask, b, i, &lo, &hi);
+        double max = -INFINITY, sum = 0;
+        for (int64_t k = lo; k < hi; ++k)
+          if (sees(a->mask, b, i, k) && load(a->x, row + k) * a->scale > max)
+            max = load(a->x, row + k) * a->scale;
+        for (int64_t k = lo; k < hi; ++k)
+          if (sees(a->mask, b, i, k)) sum += exp(load(a->x, row + k) * a->scale - max);
+        // Masked entries are exactly 0; so is a whole row without a visible key (sum == 0).
+        for (int64_t k = 0; k < Lk; ++k) {
+          const int on = k >= lo && k < hi && sees(a->mask, b, i, k);
+          store(a->y, row + k, on ? exp(load(a->x, row + k) * a->scale - max) / sum : 0.0);
+        }
+      }
+  return MASKCHECK_OK;
+}
+
+// ---- cross-entropy
+// -------------------------------------------------------------------------------
+
+// log sum_j exp(logits[i, j])
+static double row_logsumexp(const DLTensor* logits, int64_t i, int64_t V) {
+  double max = -INFINITY, sum = 0;
+  for (int64_t j = 0; j < V; ++j)
+    if (load(logits, i * V + j) > max) max = load(logits, i * V + j);
+  for (int64_t j = 0; j < V; ++j) sum += exp(load(logits, i * V + j) - max);
+  return max + log(sum);
+}
+
+static maskcheck_status example_cross_entropy(const maskcheck_cross_entropy_args* a,
+                                              maskcheck_loss_totals* totals, char* msg,
+                                              size_t msg_size) {
+  if (!a->logits || a->logits->ndim != 2)
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "logits must be [N, V]");
+  const DLDataType dt = a->logits->dtype, i64 = {kDLInt, 64, 1};
+  const int64_t N = a->logits->shape[0], V = a->logits->shape[1];
+  if (!computes_in(dt))
+    return fail(MASKCHECK_UNSUPPORTED, msg, msg_size,
+                "example plugin: cross-entropy in float64, float32 and bfloat16 only");
+  const int64_t logits_shape[2] = {N, V}, rows[1] = {N};
+  maskcheck_status s;
+  if ((s = check_tensor(a->logits, "logits", dt, 2, logits_shape, msg, msg_size)) ||
+      (s = check_tensor(a->labels, "labels", i64, 1, rows, msg, msg_size)) ||
+      (a->weights &&
+       (s = check_tensor(a->weights, "weights", aux_dtype(dt), 1, rows, msg, msg_size))) ||
+      (s = check_tensor(a->losses, "losses", aux_dtype(dt), 1, rows, msg, msg_size)) ||
+      (a->dlogits && (s = check_tensor(a->dlogits, "dlogits", dt, 2, logits_shape, msg, msg_size))))
+    return s;
+  if (a->reduction < MASKCHECK_REDUCTION_NONE || a->reduction > MASKCHECK_REDUCTION_MEAN)
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "unknown reduction %d", a->reduction);
+  if (!(a->label_smoothing >= 0 && a->label_smoothing <= 1))
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "label_smoothing %g is not in [0, 1]",
+                a->label_smoothing);
+  if (a->query) return MASKCHECK_OK;
+
+  // Every label is a class or ignore_index, before anything is written.
+  const int64_t* labels = (const int64_t*)((const char*)a->labels->data + a->labels->byte_offset);
+  for (int64_t i = 0; i < N; ++i)
+    if (labels[i] != a->ignore_index && (labels[i] < 0 || labels[i] >= V))
+      return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size,
+                  "labels[%lld] = %lld is neither a class in [0, %lld) nor ignore_index %lld",
+                  (long long)i, (long long)labels[i], (long long)V, (long long)a->ignore_index);
+
+  // Forward: l_i = (1 - eps)(lse_i - x_iy) + eps (lse_i - mean_j x_ij), weighted.
+  const double eps = a->label_smoothing;
+  double total = 0, weight_sum = 0;
+  int64_t count = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    if (labels[i] == a->ignore_index) {
+      store(a->losses, i, 0.0);  // ignored rows are never read
+      continue;
+    }
+    const double lse = row_logsumexp(a->logits, i, V);
+    double row_mean = 0;
+    for (int64_t j = 0; j < V; ++j) row_mean += load(a->logits, i * V + j);
+    row_mean /= (double)V;
+    const double w = a->weights ? load(a->weights, i) : 1.0;
+    const double l =
+        w * ((1 - eps) * (lse - load(a->logits, i * V + labels[i])) + eps * (lse - row_mean));
+    store(a->losses, i, l);
+    total += l;
+    weight_sum += w;
+    ++count;
+  }
+  const int is_mean = a->reduction == MASKCHECK_REDUCTION_MEAN;
+  totals->loss = is_mean ? (weight_sum > 0 ? total / weight_sum : 0.0) : total;
+  totals->count = count;
+  totals->weight_sum = weight_sum;
+
+  // Backward of the reduced loss: (softmax - (1 - eps) onehot - eps / V) * w / norm.
+  if (a->dlogits) {
+    const double norm = is_mean ? weight_sum : 1.0;
+    for (int64_t i = 0; i < N; ++i) {
+      const int zero = labels[i] == a->ignore_index || norm == 0;
+      const double lse = zero ? 0 : row_logsumexp(a->logits, i, V);
+      const double w = a->weights ? load(a->weights, i) : 1.0;
+      for (int64_t j = 0; j < V; ++j) {
+        const double target = (j == labels[i] ? 1 - eps : 0.0) + eps / (double)V;
+        const double g = zero ? 0.0 : (exp(load(a->logits, i * V + j) - lse) - target) * w / norm;
+        store(a->dlogits, i * V + j, g);
+      }
+    }
+  }
+  return MASKCHECK_OK;
+}
+
+// ---- the table ---------------------------------------------------------------------------------
+
+#define EXAMPLE_DTYPES (MASKCHECK_DTYPE_F64 | MASKCHECK_DTYPE_F32 | MASKCHECK_DTYPE_BF16)
+
+static const maskcheck_plugin example = {
+    .abi_major = MASKCHECK_PLUGIN_ABI_VERSION_MAJOR,
+    .abi_minor = MASKCHECK_PLUGIN_ABI_VERSION_MINOR,
+    .name = "example",
+    .version = "1.0",
+    .description = "maskcheck's example plugin: plain C99 loops, double accumulation",
+    .device_type = kDLCPU,
+    .device_id = 0,
+    .flags = 0,
+    .attention_dtypes = EXAMPLE_DTYPES,
+    .softmax_dtypes = EXAMPLE_DTYPES,
+    .cross_entropy_dtypes = EXAMPLE_DTYPES,
+    .attention_forward = example_attention,
+    .softmax_forward = example_softmax,
+    .cross_entropy = example_cross_entropy,
+};
+
+// maskcheck's tests build variants of this plugin by including this file with
+// EXAMPLE_PLUGIN_NO_ENTRY and exporting an entry of their own.
+#ifndef EXAMPLE_PLUGIN_NO_ENTRY
+MASKCHECK_PLUGIN_EXPORT const maskcheck_plugin* maskcheck_plugin_v1(void) {
+  return &example;
+}
+#endif

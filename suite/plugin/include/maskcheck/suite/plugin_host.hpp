@@ -1,0 +1,99 @@
+// The host side of the plugin ABI (maskcheck/plugin.h): loading a plugin library into this
+// process as an Implementation named "plugin:<name>", and running its properties in child
+// processes so that a plugin that crashes or hangs fails instead of taking the run down.
+//
+// Isolation: the parent never loads the library. `probe_plugin` runs a worker (this executable,
+// `maskcheck plugin-worker`, found through /proc/self/exe) that loads it and reports what it
+// declares; `isolated_plugin` turns that into a stand-in Implementation for planning and
+// listing; `run_isolated` runs one property of it in a fresh worker and reads back the
+// PropertyOutcome. The worker reports before and after every plugin call, so a worker that
+// stays silent longer than the timeout is killed (SIGKILL) and the property fails naming the
+// call it was in; so does a worker that dies of a signal or exits without a result.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "maskcheck/suite/registry.hpp"
+#include "maskcheck/suite/runner.hpp"
+
+namespace maskcheck::plugin {
+
+// A library that cannot be used as a plugin: missing or unreadable, not a shared object, no
+// entry symbol, another ABI version, an invalid table, a crash or hang while loading. An input
+// error (maskcheck exits 2).
+class LoadError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// What a plugin declares (its maskcheck_plugin table), as plain data.
+struct PluginInfo {
+  std::string path;  // the library, as loaded
+  std::string name;  // the plugin's own name; the implementation is "plugin:<name>"
+  std::string version, description;
+  std::uint32_t abi_major = 0, abi_minor = 0;
+  std::int32_t device_type = 0, device_id = 0;  // DLDeviceType
+  bool keep_tensor = false;                     // MASKCHECK_FLAG_KEEP_TENSOR
+  std::vector<std::pair<Op, std::vector<DType>>> ops;
+
+  std::string impl_name() const { return "plugin:" + name; }
+  std::vector<Op> op_list() const;
+  std::vector<DType> dtypes(Op op) const;  // empty when the op is not provided
+  std::string device() const;              // "cpu", "cuda:0", ...
+  std::string summary() const;             // description, version, ABI, device, library
+  nlohmann::json to_json() const;
+  static PluginInfo from_json(const nlohmann::json& j);
+};
+
+// Default of --plugin-timeout: the longest a worker may stay silent (one plugin call, or the
+// work between two calls), in seconds.
+inline constexpr double kDefaultTimeout = 60;
+
+// Reported around every call into a plugin (the worker forwards these to its parent).
+struct CallObserver {
+  virtual ~CallObserver() = default;
+  // function: "attention_forward", ...; problem: a one-line description of the call.
+  virtual void before_call(const std::string& function, bool query, const std::string& problem) = 0;
+  virtual void after_call() = 0;
+};
+
+// Loads the plugin into this process (dlopen; it stays loaded while the implementation lives).
+// Throws LoadError. `observer`, when given, must outlive the implementation.
+std::shared_ptr<const Implementation> load_plugin(const std::string& path,
+                                                  CallObserver* observer = nullptr);
+// The info of an implementation made by load_plugin or isolated_plugin, else nullptr.
+const PluginInfo* plugin_info(const Implementation& impl);
+
+// Loads the plugin in a worker process and returns what it declares. Throws LoadError.
+PluginInfo probe_plugin(const std::string& path, double timeout_s);
+// A stand-in for a probed plugin: it answers name, description, ops and dtypes; its operations
+// are never called in this process (run_isolated runs them in a worker).
+std::shared_ptr<const Implementation> isolated_plugin(PluginInfo info);
+// A PropertyRunner: run_property, except that the properties of a probed plugin run in a worker
+// process each (see the header comment), with config.plugin_timeout.
+PropertyOutcome run_property_isolated(const Implementation& impl, const Property& prop,
+                                      const VerifyConfig& config);
+
+// The worker: `maskcheck plugin-worker` (a hidden subcommand). With `property` empty it
+// reports the plugin's info, otherwise the outcome of that property. Its messages go to
+// `result_fd`; with -1 only the result goes to standard output (for running it by hand, e.g.
+// under a debugger). Ends the process without running static destructors.
+struct WorkerOptions {
+  std::string plugin;
+  std::string property;
+  std::uint64_t seed = 0;
+  int cases = 100;
+  int max_size = 100;
+  bool shrink = true;
+  int result_fd = -1;
+};
+[[noreturn]] void worker_main(const WorkerOptions& options);
+
+}  // namespace maskcheck::plugin

@@ -1,0 +1,510 @@
+// Plugins in child processes. Both ends of the protocol live here:
+//
+//   parent (maskcheck verify --plugin)          worker (maskcheck plugin-worker, same binary)
+//   fork + exec /proc/self/exe plugin-worker -> loads the library, runs one property
+//                                            <- "call <function> <query|run> <problem>" per call
+//                                            <- "done" when the call returned
+//                                            <- "result <json>" (info, outcome or load_error)
+//
+// The worker's standard output and error go to a second pipe; the parent keeps their tail for
+// failure messages. The parent kills the worker's process group when no message arrived for the
+// timeout, and reports a worker that dies of a signal, exits without a result or times out as a
+// failed property, naming the plugin call it was in.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "maskcheck/plugin.h"
+#include "maskcheck/suite/plugin_host.hpp"
+#include "plugin_internal.hpp"
+
+namespace maskcheck::plugin {
+
+// ---- PluginInfo -----------------------------------------------------------------------------
+
+std::string PluginInfo::device() const {
+  switch (device_type) {
+    case kDLCPU:
+      return "cpu";
+    case kDLCUDA:
+      return "cuda:" + std::to_string(device_id);
+    default:
+      return "device type " + std::to_string(device_type) + ":" + std::to_string(device_id);
+  }
+}
+
+std::string PluginInfo::summary() const {
+  std::ostringstream os;
+  os << (description.empty() ? "plugin" : description) << " [";
+  if (!version.empty()) os << "version " << version << ", ";
+  os << "ABI " << abi_major << "." << abi_minor << ", " << device();
+  if (keep_tensor) os << ", keep-mask tensor";
+  os << ", " << path << "]";
+  return os.str();
+}
+
+std::vector<Op> PluginInfo::op_list() const {
+  std::vector<Op> v;
+  for (const auto& [op, dts] : ops) v.push_back(op);
+  return v;
+}
+
+std::vector<DType> PluginInfo::dtypes(Op op) const {
+  for (const auto& [o, dts] : ops)
+    if (o == op) return dts;
+  return {};
+}
+
+nlohmann::json PluginInfo::to_json() const {
+  nlohmann::json ops_json = nlohmann::json::array();
+  for (const auto& [op, dts] : ops) {
+    nlohmann::json d = nlohmann::json::array();
+    for (DType t : dts) d.push_back(std::string(to_string(t)));
+    ops_json.push_back({{"op", std::string(to_string(op))}, {"dtypes", d}});
+  }
+  return {{"path", path},
+          {"name", name},
+          {"version", version},
+          {"description", description},
+          {"abi", std::to_string(abi_major) + "." + std::to_string(abi_minor)},
+          {"abi_major", abi_major},
+          {"abi_minor", abi_minor},
+          {"device", device()},
+          {"device_type", device_type},
+          {"device_id", device_id},
+          {"keep_tensor", keep_tensor},
+          {"operations", ops_json}};
+}
+
+PluginInfo PluginInfo::from_json(const nlohmann::json& j) {
+  PluginInfo i;
+  i.path = j.at("path").get<std::string>();
+  i.name = j.at("name").get<std::string>();
+  i.version = j.at("version").get<std::string>();
+  i.description = j.at("description").get<std::string>();
+  i.abi_major = j.at("abi_major").get<std::uint32_t>();
+  i.abi_minor = j.at("abi_minor").get<std::uint32_t>();
+  i.device_type = j.at("device_type").get<std::int32_t>();
+  i.device_id = j.at("device_id").get<std::int32_t>();
+  i.keep_tensor = j.at("keep_tensor").get<bool>();
+  for (const auto& o : j.at("operations")) {
+    std::vector<DType> dts;
+    for (const auto& t : o.at("dtypes")) dts.push_back(dtype_from_string(t.get<std::string>()));
+    i.ops.emplace_back(op_from_string(o.at("op").get<std::string>()), std::move(dts));
+  }
+  return i;
+}
+
+const PluginInfo* plugin_info(const Implementation& impl) {
+  const auto* p = dynamic_cast<const detail::PluginBacked*>(&impl);
+  return p ? &p->info() : nullptr;
+}
+
+namespace {
+
+// ---- the worker's side ---------------------------------------------------------------------
+
+// Writes protocol lines to the parent (or only the result, to stdout, when run by hand).
+class Channel final : public CallObserver {
+ public:
+  explicit Channel(int fd) : fd_(fd) {}
+  void before_call(const std::string& function, bool query, const std::string& problem) override {
+    send("call " + function + (query ? " query " : " run ") + problem);
+  }
+  void after_call() override { send("done"); }
+  void result(const nlohmann::json& j) {
+    if (fd_ < 0) {
+      std::cout << j.dump(2) << std::endl;
+      return;
+    }
+    send("result " + j.dump());
+  }
+
+ private:
+  void send(std::string line) {
+    if (fd_ < 0) return;
+    for (char& ch : line)
+      if (ch == '\n') ch = ' ';
+    line += '\n';
+    const char* p = line.data();
+    std::size_t left = line.size();
+    while (left > 0) {
+      const ssize_t n = ::write(fd_, p, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) ::_exit(3);  // the parent is gone
+      p += n;
+      left -= static_cast<std::size_t>(n);
+    }
+  }
+  int fd_;
+};
+
+// ---- the parent's side ----------------------------------------------------------------------
+
+std::filesystem::path self_executable() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) throw std::runtime_error("cannot resolve /proc/self/exe: " + ec.message());
+  return p;
+}
+
+std::string signal_name(int sig) {
+  switch (sig) {
+    case SIGSEGV:
+      return "SIGSEGV";
+    case SIGABRT:
+      return "SIGABRT";
+    case SIGBUS:
+      return "SIGBUS";
+    case SIGFPE:
+      return "SIGFPE";
+    case SIGILL:
+      return "SIGILL";
+    case SIGKILL:
+      return "SIGKILL";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGTRAP:
+      return "SIGTRAP";
+    case SIGPIPE:
+      return "SIGPIPE";
+    default:
+      return "signal " + std::to_string(sig);
+  }
+}
+
+// What happened to one worker.
+struct WorkerRun {
+  bool result = false;  // a result line arrived
+  nlohmann::json json;  // its JSON
+  bool timed_out = false;
+  int signal = 0;        // the signal that ended it, or 0
+  int exit_code = -1;    // its exit code when it exited
+  std::string function;  // the last plugin call it announced: "attention_forward", ...
+  bool query = false;    // ... whether it was a query
+  std::string problem;   // ... and what it was asked
+  bool in_call = false;  // whether that call had not returned
+  int calls = 0;
+  std::string output;  // the tail of its standard output and error
+  double seconds = 0;
+};
+
+constexpr std::size_t kOutputTail = 16 * 1024;
+
+class Pipe {
+ public:
+  Pipe() {
+    if (::pipe2(fd_, O_CLOEXEC) != 0)
+      throw std::runtime_error(std::string("cannot create a pipe: ") + std::strerror(errno));
+  }
+  ~Pipe() {
+    close_read();
+    close_write();
+  }
+  int read_end() const { return fd_[0]; }
+  int write_end() const { return fd_[1]; }
+  void close_read() { close(fd_[0]); }
+  void close_write() { close(fd_[1]); }
+
+ private:
+  static void close(int& fd) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+  int fd_[2] = {-1, -1};
+};
+
+void handle_line(WorkerRun& run, const std::string& line) {
+  if (line.rfind("call ", 0) == 0) {
+    // "call <function> <query|run> <problem>"
+    std::istringstream in(line.substr(5));
+    std::string mode;
+    in >> run.function >> mode;
+    run.query = mode == "query";
+    std::getline(in >> std::ws, run.problem);
+    run.in_call = true;
+    ++run.calls;
+  } else if (line == "done") {
+    run.in_call = false;
+  } else if (line.rfind("result ", 0) == 0) {
+    run.json = nlohmann::json::parse(line.substr(7), nullptr, false);
+    run.result = !run.json.is_discarded();
+  }
+}
+
+// Runs `maskcheck plugin-worker <args>` and watches it (see the file comment).
+WorkerRun run_worker(std::vector<std::string> args, double timeout_s) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::string exe = self_executable().string();
+  Pipe messages, output;
+  args.insert(args.begin(),
+              {exe, "plugin-worker", "--result-fd", std::to_string(messages.write_end())});
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t parent = ::getpid();
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("cannot fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    // Only async-signal-safe calls until exec. Its own process group (a timeout kills whatever
+    // the plugin started too), and it dies with its parent.
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(126);
+    const int null = ::open("/dev/null", O_RDONLY);
+    if (null >= 0) ::dup2(null, 0);
+    ::dup2(output.write_end(), 1);
+    ::dup2(output.write_end(), 2);
+    ::fcntl(messages.write_end(), F_SETFD, 0);  // the one descriptor exec keeps open
+    ::execv(exe.c_str(), argv.data());
+    static const char msg[] = "maskcheck: cannot start the plugin worker\n";
+    (void)!::write(2, msg, sizeof msg - 1);
+    ::_exit(127);
+  }
+  messages.close_write();
+  output.close_write();
+
+  WorkerRun run;
+  std::string pending;
+  const auto timeout = std::chrono::duration<double>(timeout_s);
+  auto last_message = std::chrono::steady_clock::now();
+  bool messages_open = true, output_open = true, exited = false;
+  std::chrono::steady_clock::time_point drain_until;
+  int status = 0;
+  char buf[8192];
+  while (true) {
+    pollfd fds[2] = {{messages_open ? messages.read_end() : -1, POLLIN, 0},
+                     {output_open ? output.read_end() : -1, POLLIN, 0}};
+    const int ready = ::poll(fds, 2, exited ? 0 : 50);
+    if (ready < 0 && errno != EINTR)
+      throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
+    if (messages_open && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+      const ssize_t n = ::read(messages.read_end(), buf, sizeof buf);
+      if (n > 0) {
+        last_message = std::chrono::steady_clock::now();
+        pending.append(buf, static_cast<std::size_t>(n));
+        for (std::size_t eol; (eol = pending.find('\n')) != std::string::npos;) {
+          handle_line(run, pending.substr(0, eol));
+          pending.erase(0, eol + 1);
+        }
+      } else if (n == 0 || errno != EINTR) {
+        messages_open = false;
+      }
+    }
+    if (output_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      const ssize_t n = ::read(output.read_end(), buf, sizeof buf);
+      if (n > 0) {
+        run.output.append(buf, static_cast<std::size_t>(n));
+        if (run.output.size() > 2 * kOutputTail)
+          run.output.erase(0, run.output.size() - kOutputTail);
+      } else if (n == 0 || errno != EINTR) {
+        output_open = false;
+      }
+    }
+    if (exited) {
+      // Gone: read what is left in the pipes, briefly (descendants may hold them open).
+      if (ready <= 0 || std::chrono::steady_clock::now() > drain_until) break;
+      continue;
+    }
+    const pid_t w = ::waitpid(pid, &status, WNOHANG);
+    if (w == pid) {
+      exited = true;
+      drain_until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      continue;
+    }
+    if (std::chrono::steady_clock::now() - last_message > timeout) {
+      run.timed_out = true;
+      ::kill(-pid, SIGKILL);
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      exited = true;
+      drain_until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    }
+  }
+  if (!run.timed_out) {
+    if (WIFSIGNALED(status)) run.signal = WTERMSIG(status);
+    if (WIFEXITED(status)) run.exit_code = WEXITSTATUS(status);
+  }
+  ::kill(-pid, SIGKILL);  // whatever the plugin left running in the worker's process group
+  if (run.output.size() > kOutputTail) run.output.erase(0, run.output.size() - kOutputTail);
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return run;
+}
+
+// The last lines of the worker's output, indented, for a message.
+std::string output_tail(const std::string& output, std::size_t max_lines = 30) {
+  std::string s = output;
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  if (s.empty()) return {};
+  std::size_t pos = s.size(), lines = 0;
+  while (pos > 0 && lines < max_lines) {
+    pos = s.rfind('\n', pos - 1);
+    if (pos == std::string::npos) {
+      pos = 0;
+      break;
+    }
+    ++lines;
+  }
+  std::string tail = s.substr(pos == 0 ? 0 : pos + 1);
+  std::string out = "\n  worker output (last lines):";
+  std::istringstream in(tail);
+  for (std::string line; std::getline(in, line);) out += "\n    " + line;
+  return out;
+}
+
+// How a worker ended without a result, in words.
+std::string ending(const WorkerRun& run, double timeout_s) {
+  std::ostringstream os;
+  if (run.timed_out)
+    os << "the worker was silent for " << timeout_s << " s";
+  else if (run.signal)
+    os << "the worker died of " << signal_name(run.signal) << " (" << ::strsignal(run.signal)
+       << ")";
+  else
+    os << "the worker exited with status " << run.exit_code << " without a result";
+  return os.str();
+}
+
+// ... and where, for a property's failure.
+std::string failure_of(const WorkerRun& run, const std::string& impl, double timeout_s) {
+  std::ostringstream os;
+  os << (run.timed_out ? "timed out: " : "crashed: ") << ending(run, timeout_s);
+  if (run.calls == 0)
+    os << " before its first call into " << impl;
+  else
+    os << (run.in_call ? " inside " : " after ") << impl << " " << run.function
+       << (run.query ? " (a query, " : " (") << "call " << run.calls << ") on " << run.problem;
+  if (run.timed_out) os << "; killed it with SIGKILL";
+  return os.str();
+}
+
+double effective_timeout(double t) {
+  return t > 0 ? t : kDefaultTimeout;
+}
+
+// Stands in for a probed plugin in the parent. Its operations run in workers only.
+class IsolatedPlugin final : public Implementation, public detail::PluginBacked {
+ public:
+  explicit IsolatedPlugin(PluginInfo info) : info_(std::move(info)) {}
+  const PluginInfo& info() const override { return info_; }
+  std::string name() const override { return info_.impl_name(); }
+  std::string description() const override { return info_.summary(); }
+  std::vector<Op> ops() const override { return info_.op_list(); }
+  std::vector<DType> dtypes(Op op) const override { return info_.dtypes(op); }
+
+ private:
+  PluginInfo info_;
+};
+
+}  // namespace
+
+// ---- public entry points ----------------------------------------------------------------------
+
+PluginInfo probe_plugin(const std::string& path, double timeout_s) {
+  timeout_s = effective_timeout(timeout_s);
+  const WorkerRun run = run_worker({"--plugin", path}, timeout_s);
+  if (run.result && run.json.contains("info")) return PluginInfo::from_json(run.json.at("info"));
+  if (run.result && run.json.contains("load_error"))
+    throw LoadError(run.json.at("load_error").get<std::string>());
+  throw LoadError("plugin " + path + ": " +
+                  (run.timed_out ? "did not finish loading: " : "crashed while loading: ") +
+                  ending(run, timeout_s) + output_tail(run.output));
+}
+
+std::shared_ptr<const Implementation> isolated_plugin(PluginInfo info) {
+  return std::make_shared<IsolatedPlugin>(std::move(info));
+}
+
+PropertyOutcome run_property_isolated(const Implementation& impl, const Property& prop,
+                                      const VerifyConfig& config) {
+  const auto* proxy = dynamic_cast<const IsolatedPlugin*>(&impl);
+  // Built-ins, and properties the plugin cannot run (skipped without calling it), stay here.
+  if (!proxy || !impl.provides(prop.op) || impl.dtypes(prop.op).empty())
+    return run_property(impl, prop, config);
+
+  const double timeout_s = effective_timeout(config.plugin_timeout);
+  std::vector<std::string> args{"--plugin",   proxy->info().path,
+                                "--property", prop.name,
+                                "--seed",     std::to_string(config.seed),
+                                "--cases",    std::to_string(config.cases),
+                                "--max-size", std::to_string(config.max_size)};
+  if (!config.shrink) args.push_back("--no-shrink");
+  const WorkerRun run = run_worker(args, timeout_s);
+
+  PropertyOutcome o;
+  bool have = false;
+  if (run.result && run.json.contains("outcome")) {
+    try {
+      o = outcome_from_json(run.json.at("outcome"));
+      have = true;
+    } catch (const std::exception& e) {
+      o.message = std::string("unreadable result from the worker: ") + e.what();
+    }
+  }
+  if (!have) {
+    const std::string why =
+        run.result && run.json.contains("load_error")
+            ? run.json.at("load_error").get<std::string>()
+            : (o.message.empty() ? failure_of(run, impl.name(), timeout_s) : o.message);
+    o = PropertyOutcome{};
+    o.status = Status::failed;
+    o.message = why + output_tail(run.output) +
+                "\n  debug it in this process (under gdb, for instance): add --in-process to the "
+                "replay command";
+    o.seconds = run.seconds;
+  }
+  o.implementation = impl.name();
+  o.property = prop.name;
+  o.op = prop.op;
+  o.seed = property_seed(config.seed, o.implementation, o.property);
+  o.replay = replay_command(config, o.implementation, o.property);
+  return o;
+}
+
+namespace {
+[[noreturn]] void finish(Channel& channel, const nlohmann::json& j, int code) {
+  channel.result(j);
+  std::cout.flush();
+  std::fflush(nullptr);
+  ::_exit(code);  // no static destructors: the plugin's would run here too
+}
+}  // namespace
+
+void worker_main(const WorkerOptions& opt) {
+  Channel channel(opt.result_fd);
+  std::shared_ptr<const Implementation> impl;
+  try {
+    impl = load_plugin(opt.plugin, &channel);
+  } catch (const std::exception& e) {
+    finish(channel, {{"load_error", e.what()}}, 2);
+  }
+  if (opt.property.empty()) finish(channel, {{"info", plugin_info(*impl)->to_json()}}, 0);
+  const Property* prop = find_property(opt.property);
+  if (!prop) finish(channel, {{"load_error", "unknown property " + opt.property}}, 2);
+  VerifyConfig config;
+  config.seed = opt.seed;
+  config.cases = opt.cases;
+  config.max_size = opt.max_size;
+  config.shrink = opt.shrink;
+  config.plugins = {{impl->name(), opt.plugin}};
+  finish(channel, {{"outcome", outcome_json(run_property(*impl, *prop, config))}}, 0);
+}
+
+}  // namespace maskcheck::plugin

@@ -1,0 +1,769 @@
+// Loading a plugin (maskcheck/plugin.h) into this process and adapting it to the registry as
+// "plugin:<name>". Every call builds DLTensors from the registry's doubles in the case's dtype,
+// fills the outputs with NaN, surrounds every buffer with guard bytes, calls the plugin, and
+// then checks that the guards and the inputs are untouched before reading the outputs back.
+// A support question is the same call with args.query set and no data.
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <optional>
+#include <sstream>
+
+#include "maskcheck/plugin.h"
+#include "maskcheck/reference/predicate.hpp"
+#include "maskcheck/suite/cases.hpp"
+#include "maskcheck/suite/plugin_host.hpp"
+#include "maskcheck/suite/reference_impl.hpp"
+#include "plugin_internal.hpp"
+
+#ifdef MASKCHECK_PLUGIN_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace maskcheck::plugin {
+namespace {
+
+static_assert(sizeof(half) == 2 && sizeof(bfloat16) == 2, "16-bit storage must be 2 bytes");
+static_assert(kUnbounded == MASKCHECK_UNBOUNDED, "one spelling of an unbounded window side");
+
+constexpr std::uint32_t kKnownDtypes =
+    MASKCHECK_DTYPE_F64 | MASKCHECK_DTYPE_F32 | MASKCHECK_DTYPE_F16 | MASKCHECK_DTYPE_BF16;
+constexpr std::uint32_t kKnownFlags = MASKCHECK_FLAG_KEEP_TENSOR;
+
+std::uint32_t dtype_bit(DType t) {
+  switch (t) {
+    case DType::f64:
+      return MASKCHECK_DTYPE_F64;
+    case DType::f32:
+      return MASKCHECK_DTYPE_F32;
+    case DType::f16:
+      return MASKCHECK_DTYPE_F16;
+    case DType::bf16:
+      return MASKCHECK_DTYPE_BF16;
+  }
+  return 0;
+}
+
+DLDataType dl_dtype(DType t) {
+  switch (t) {
+    case DType::f64:
+      return {kDLFloat, 64, 1};
+    case DType::f32:
+      return {kDLFloat, 32, 1};
+    case DType::f16:
+      return {kDLFloat, 16, 1};
+    case DType::bf16:
+      return {kDLBfloat, 16, 1};
+  }
+  return {kDLFloat, 64, 1};
+}
+constexpr DLDataType kUInt8{kDLUInt, 8, 1};
+constexpr DLDataType kInt64{kDLInt, 64, 1};
+
+// The dtype of log-sum-exp, per-row losses and weights.
+DType aux_dtype(DType t) {
+  return t == DType::f64 ? DType::f64 : DType::f32;
+}
+
+std::string status_name(maskcheck_status s) {
+  switch (s) {
+    case MASKCHECK_OK:
+      return "OK";
+    case MASKCHECK_UNSUPPORTED:
+      return "UNSUPPORTED";
+    case MASKCHECK_INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case MASKCHECK_INTERNAL:
+      return "INTERNAL";
+  }
+  return "unknown status " + std::to_string(s);
+}
+
+// ---- device memory: the plugin's tensors live in host memory or, for CUDA plugins, on the GPU.
+
+class Device {
+ public:
+  explicit Device(const PluginInfo& info) : type_(info.device_type), id_(info.device_id) {
+#ifdef MASKCHECK_PLUGIN_CUDA
+    if (type_ == kDLCUDA) {
+      int n = 0;
+      if (cudaGetDeviceCount(&n) != cudaSuccess || n <= id_) {
+        cudaGetLastError();
+        unavailable_ = "no CUDA device " + std::to_string(id_) + " (" + std::to_string(n) +
+                       " visible) for plugin " + info.impl_name();
+      } else {
+        check(cudaSetDevice(id_), "cudaSetDevice");
+        check(cudaStreamCreate(&stream_), "cudaStreamCreate");
+      }
+    }
+#endif
+  }
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+  ~Device() {
+#ifdef MASKCHECK_PLUGIN_CUDA
+    if (stream_) cudaStreamDestroy(stream_);
+#endif
+  }
+
+  bool host() const {
+    return type_ == kDLCPU;
+  }
+  const std::string& unavailable() const {
+    return unavailable_;
+  }  // empty: usable
+  DLDevice dl() const {
+    return {static_cast<DLDeviceType>(type_), id_};
+  }
+  void* stream() const {
+#ifdef MASKCHECK_PLUGIN_CUDA
+    return stream_;
+#else
+    return nullptr;
+#endif
+  }
+
+  // Device memory of `bytes` (never called for host plugins).
+  void* allocate(std::size_t bytes) const {
+#ifdef MASKCHECK_PLUGIN_CUDA
+    void* p = nullptr;
+    check(cudaMalloc(&p, bytes), "cudaMalloc");
+    return p;
+#else
+    (void)bytes;
+    throw std::logic_error("device memory without CUDA");
+#endif
+  }
+  void release(void* p) const {
+#ifdef MASKCHECK_PLUGIN_CUDA
+    cudaFree(p);
+#else
+    (void)p;
+#endif
+  }
+  void upload(void* dst, const void* src, std::size_t bytes) const {
+#ifdef MASKCHECK_PLUGIN_CUDA
+    check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy to the device");
+#else
+    (void)dst, (void)src, (void)bytes;
+#endif
+  }
+  void download(void* dst, const void* src, std::size_t bytes) const {
+#ifdef MASKCHECK_PLUGIN_CUDA
+    check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy to the host");
+#else
+    (void)dst, (void)src, (void)bytes;
+#endif
+  }
+  // After a call: the plugin's work on the stream has finished (and did not fail).
+  void synchronize(const std::string& function) const {
+#ifdef MASKCHECK_PLUGIN_CUDA
+    if (stream_) check(cudaStreamSynchronize(stream_), function.c_str());
+#else
+    (void)function;
+#endif
+  }
+
+ private:
+#ifdef MASKCHECK_PLUGIN_CUDA
+  static void check(cudaError_t e, const char* what) {
+    if (e != cudaSuccess)
+      throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+  }
+  cudaStream_t stream_ = nullptr;
+#endif
+  std::int32_t type_;
+  std::int32_t id_;
+  std::string unavailable_;
+};
+
+// ---- tensors -------------------------------------------------------------------------------
+
+// One tensor handed to a plugin. For a real call its bytes sit between two guard zones of
+// kGuard bytes (which keep the data 256-byte aligned, as DLPack asks); a write past either end
+// of the tensor lands in a guard and is reported. For a query, data stays NULL.
+class Tensor {
+ public:
+  static constexpr std::size_t kGuard = 256;
+  static constexpr unsigned char kGuardByte = 0xA5;
+
+  Tensor(std::string name, DLDataType dtype, std::vector<std::int64_t> shape)
+      : name_(std::move(name)), shape_(std::move(shape)), strides_(shape_.size()) {
+    std::int64_t stride = 1;
+    for (std::size_t i = shape_.size(); i-- > 0;) {
+      strides_[i] = stride;
+      stride *= shape_[i];
+    }
+    numel_ = stride;
+    t_.data = nullptr;
+    t_.ndim = static_cast<int>(shape_.size());
+    t_.dtype = dtype;
+    t_.shape = shape_.data();
+    t_.strides = strides_.data();
+    t_.byte_offset = 0;
+  }
+  Tensor(const Tensor&) = delete;
+  Tensor& operator=(const Tensor&) = delete;
+  ~Tensor() {
+    if (device_mem_) device_->release(device_mem_);
+  }
+
+  const std::string& name() const { return name_; }
+  std::int64_t numel() const { return numel_; }
+  std::size_t bytes() const {
+    return static_cast<std::size_t>(numel_) * ((t_.dtype.bits + 7u) / 8u);
+  }
+  const DLTensor* dl() const { return &t_; }
+
+  // Gives the tensor its memory on `device` (a real call), holding `content` (bytes()).
+  void place(const Device& device, const void* content, bool input) {
+    device_ = &device;
+    host_.assign(kGuard + round_up(bytes()) + kGuard, kGuardByte);
+    if (bytes() > 0) std::memcpy(payload(), content, bytes());
+    if (input) original_.assign(payload(), payload() + bytes());
+    t_.device = device.dl();
+    if (device.host()) {
+      t_.data = payload();
+    } else {
+      // cudaMalloc returns 256-byte aligned memory, so the payload stays aligned too.
+      device_mem_ = device.allocate(host_.size());
+      t_.data = static_cast<unsigned char*>(device_mem_) + kGuard;
+      device.upload(device_mem_, host_.data(), host_.size());
+    }
+  }
+  // Only the shape, for a query.
+  void describe_on(const Device& device) { t_.device = device.dl(); }
+
+  // After a real call: fetch the bytes (device plugins) and check the guards and inputs.
+  void collect(const std::string& function) {
+    if (!device_) return;
+    if (!device_->host()) device_->download(host_.data(), device_mem_, host_.size());
+    const std::size_t end = kGuard + bytes();
+    for (std::size_t i = 0; i < host_.size(); ++i) {
+      if (i == kGuard) i = end;
+      if (i >= host_.size()) break;
+      if (host_[i] != kGuardByte) {
+        std::ostringstream os;
+        if (i < kGuard)
+          os << function << " wrote " << (kGuard - i) << " byte(s) before the start of " << name_;
+        else
+          os << function << " wrote past the end of " << name_ << " (" << bytes()
+             << " bytes): byte " << (i - end) << " after its last element was changed";
+        throw std::runtime_error(os.str());
+      }
+    }
+    if (!original_.empty() && std::memcmp(original_.data(), payload(), bytes()) != 0)
+      throw std::runtime_error(function + " modified its input " + name_ +
+                               " (inputs are read-only)");
+  }
+
+  const unsigned char* payload() const { return host_.data() + kGuard; }
+  unsigned char* payload() { return host_.data() + kGuard; }
+
+ private:
+  static constexpr std::size_t kAlign = 256;
+  static std::size_t round_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+  std::string name_;
+  std::vector<std::int64_t> shape_, strides_;
+  std::int64_t numel_ = 0;
+  DLTensor t_{};
+  // 256-byte aligned host storage: guard | payload (rounded up) | guard.
+  struct AlignedBytes {
+    std::vector<unsigned char> raw;
+    unsigned char* base = nullptr;
+    std::size_t n = 0;
+    void assign(std::size_t bytes, unsigned char fill) {
+      raw.assign(bytes + kAlign, fill);
+      const auto addr = reinterpret_cast<std::uintptr_t>(raw.data());
+      base = raw.data() + (kAlign - addr % kAlign) % kAlign;
+      n = bytes;
+    }
+    unsigned char* data() { return base; }
+    const unsigned char* data() const { return base; }
+    std::size_t size() const { return n; }
+    unsigned char& operator[](std::size_t i) { return base[i]; }
+  } host_;
+  std::vector<unsigned char> original_;
+  const Device* device_ = nullptr;
+  void* device_mem_ = nullptr;
+};
+
+// Values in dtype t as the bytes of its storage type, and back.
+std::vector<unsigned char> storage_bytes(std::span<const double> x, DType t) {
+  return dispatch_dtype(t, [&](auto tag) {
+    const auto s = to_storage_vec<decltype(tag)>(x);
+    std::vector<unsigned char> b(s.size() * sizeof(decltype(tag)));
+    if (!b.empty()) std::memcpy(b.data(), s.data(), b.size());
+    return b;
+  });
+}
+std::vector<double> storage_values(const Tensor& tensor, DType t) {
+  return dispatch_dtype(t, [&](auto tag) {
+    std::vector<decltype(tag)> s(static_cast<std::size_t>(tensor.numel()));
+    if (!s.empty()) std::memcpy(s.data(), tensor.payload(), tensor.bytes());
+    return to_double_vec(s);
+  });
+}
+template <class T>
+const void* raw(std::span<const T> v) {
+  return v.data();
+}
+
+// ---- the library ----------------------------------------------------------------------------
+
+// A dlopen()ed plugin. The library is never unloaded: plugins may leave threads, atexit
+// handlers or CUDA state behind, and unloading those is a classic crash at exit.
+struct Library {
+  void* handle = nullptr;
+  std::string path;
+};
+
+std::string where(const std::string& path) {
+  return "plugin " + path;
+}
+
+Library open_library(const std::string& given) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(given, ec)) throw LoadError(where(given) + ": no such file");
+  if (fs::is_directory(given, ec)) throw LoadError(where(given) + ": is a directory");
+  if (::access(given.c_str(), R_OK) != 0)
+    throw LoadError(where(given) + ": cannot read it: " + std::strerror(errno));
+  // An absolute path, so that dlopen never searches the library path for a bare file name.
+  const std::string path = fs::absolute(given, ec).string();
+  ::dlerror();
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle) {
+    const char* e = ::dlerror();
+    throw LoadError(where(given) +
+                    ": cannot load it as a shared library: " + (e ? e : "unknown dlopen error"));
+  }
+  return {handle, path};
+}
+
+const maskcheck_plugin* entry_table(const Library& lib, const std::string& given) {
+  ::dlerror();
+  void* sym = ::dlsym(lib.handle, MASKCHECK_PLUGIN_ENTRY_NAME);
+  if (!sym) {
+    // Another major version exports another symbol: say which.
+    for (int v = 2; v <= 9; ++v)
+      if (::dlsym(lib.handle, ("maskcheck_plugin_v" + std::to_string(v)).c_str()))
+        throw LoadError(where(given) + ": plugin ABI major version mismatch: it exports " +
+                        "maskcheck_plugin_v" + std::to_string(v) + " (ABI " + std::to_string(v) +
+                        ".x); this maskcheck speaks ABI " +
+                        std::to_string(MASKCHECK_PLUGIN_ABI_VERSION_MAJOR) + "." +
+                        std::to_string(MASKCHECK_PLUGIN_ABI_VERSION_MINOR));
+    throw LoadError(where(given) + ": no symbol " MASKCHECK_PLUGIN_ENTRY_NAME
+                                   ": not a maskcheck plugin (export `const maskcheck_plugin* "
+                                   "maskcheck_plugin_v1(void)` with C linkage and default "
+                                   "visibility; see maskcheck/plugin.h)");
+  }
+  maskcheck_plugin_entry_fn entry = nullptr;
+  static_assert(sizeof(entry) == sizeof(sym));
+  std::memcpy(&entry, &sym, sizeof(entry));  // object pointer -> function pointer (POSIX)
+  const maskcheck_plugin* table = entry();
+  if (!table) throw LoadError(where(given) + ": " MASKCHECK_PLUGIN_ENTRY_NAME "() returned NULL");
+  return table;
+}
+
+bool valid_name(const char* name) {
+  if (!name) return false;
+  const std::string_view s(name);
+  if (s.empty() || s.size() > 64) return false;
+  for (char ch : s)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.' || ch == '+' ||
+          ch == '-'))
+      return false;
+  return true;
+}
+
+std::string hex(std::uint32_t x) {
+  std::ostringstream os;
+  os << "0x" << std::hex << x;
+  return os.str();
+}
+
+// Checks the table against this maskcheck and reads it into a PluginInfo.
+PluginInfo read_table(const maskcheck_plugin& t, const std::string& given, const Library& lib) {
+  const std::string w = where(given);
+  const std::string ours = std::to_string(MASKCHECK_PLUGIN_ABI_VERSION_MAJOR) + "." +
+                           std::to_string(MASKCHECK_PLUGIN_ABI_VERSION_MINOR);
+  const std::string theirs = std::to_string(t.abi_major) + "." + std::to_string(t.abi_minor);
+  if (t.abi_major != MASKCHECK_PLUGIN_ABI_VERSION_MAJOR)
+    throw LoadError(w + ": plugin ABI version mismatch: the plugin reports ABI " + theirs +
+                    ", this maskcheck speaks ABI " + ours +
+                    " (rebuild the plugin against this maskcheck's maskcheck/plugin.h)");
+  if (t.abi_minor > MASKCHECK_PLUGIN_ABI_VERSION_MINOR)
+    throw LoadError(w + ": plugin ABI version mismatch: the plugin was built for ABI " + theirs +
+                    ", newer than this maskcheck's " + ours + " (use a newer maskcheck)");
+  if (!valid_name(t.name))
+    throw LoadError(w + ": invalid plugin name " +
+                    (t.name ? "\"" + std::string(t.name) + "\"" : std::string("(NULL)")) +
+                    " (1 to 64 of A-Z a-z 0-9 _ . + -)");
+  PluginInfo info;
+  info.path = lib.path;
+  info.name = t.name;
+  info.version = t.version ? t.version : "";
+  info.description = t.description ? t.description : "";
+  info.abi_major = t.abi_major;
+  info.abi_minor = t.abi_minor;
+  info.device_type = t.device_type;
+  info.device_id = t.device_id;
+  if (t.flags & ~kKnownFlags)
+    throw LoadError(w + ": unknown flags " + hex(t.flags & ~kKnownFlags) + " for ABI " + ours);
+  info.keep_tensor = (t.flags & MASKCHECK_FLAG_KEEP_TENSOR) != 0;
+
+  bool cuda_ok = false;
+#ifdef MASKCHECK_PLUGIN_CUDA
+  cuda_ok = true;
+#endif
+  if (t.device_type == kDLCUDA && !cuda_ok)
+    throw LoadError(w + ": unsupported device " + info.device() +
+                    ": this maskcheck was built without CUDA and passes only CPU tensors "
+                    "(build it with MASKCHECK_ENABLE_CUDA=ON)");
+  if (t.device_type != kDLCPU && t.device_type != kDLCUDA)
+    throw LoadError(w + ": unsupported device type " + std::to_string(t.device_type) +
+                    " (DLDeviceType): maskcheck passes kDLCPU" +
+                    (cuda_ok ? std::string(" or kDLCUDA") : std::string()) + " tensors");
+
+  struct OpDecl {
+    Op op;
+    const char* field;
+    std::uint32_t dtypes;
+    bool has_fn;
+    const char* fn;
+  };
+  const OpDecl decls[] = {
+      {Op::softmax, "softmax_dtypes", t.softmax_dtypes, t.softmax_forward != nullptr,
+       "softmax_forward"},
+      {Op::attention, "attention_dtypes", t.attention_dtypes, t.attention_forward != nullptr,
+       "attention_forward"},
+      {Op::cross_entropy, "cross_entropy_dtypes", t.cross_entropy_dtypes,
+       t.cross_entropy != nullptr, "cross_entropy"},
+  };
+  for (const auto& d : decls) {
+    if (d.dtypes & ~kKnownDtypes)
+      throw LoadError(w + ": " + d.field + " has unknown dtype bits " +
+                      hex(d.dtypes & ~kKnownDtypes));
+    if (d.dtypes == 0) continue;
+    if (!d.has_fn) throw LoadError(w + ": " + d.field + " is set but " + d.fn + " is NULL");
+    std::vector<DType> dts;
+    for (DType dt : {DType::f64, DType::f32, DType::f16, DType::bf16})
+      if (d.dtypes & dtype_bit(dt)) dts.push_back(dt);
+    info.ops.emplace_back(d.op, std::move(dts));
+  }
+  if (info.ops.empty())
+    throw LoadError(w +
+                    ": provides no operation (set attention_dtypes, softmax_dtypes or "
+                    "cross_entropy_dtypes and the matching function)");
+  return info;
+}
+
+// ---- calls ----------------------------------------------------------------------------------
+
+// The mask descriptor of a call, with the arrays it points into.
+class MaskArgs {
+ public:
+  MaskArgs(const MaskSpec& spec, bool keep_tensor, const Device& device, bool query) : flat_(spec) {
+    const MaskView v = flat_.view();
+    m_.batch = v.B;
+    m_.q_len = v.Lq;
+    m_.k_len = v.Lk;
+    m_.q_lens = v.q_lens;
+    m_.k_lens = v.k_lens;
+    m_.padding = v.padding == PaddingSide::left ? MASKCHECK_PADDING_LEFT : MASKCHECK_PADDING_RIGHT;
+    m_.causal = v.causal ? 1 : 0;
+    m_.alignment = v.alignment == Alignment::top_left ? MASKCHECK_ALIGN_TOP_LEFT
+                                                      : MASKCHECK_ALIGN_BOTTOM_RIGHT;
+    m_.window_left = v.window_left;
+    m_.window_right = v.window_right;
+    m_.doc_ptr = v.doc_ptr;
+    m_.cu_seqlens_q = v.doc_ptr ? v.cu_q : nullptr;
+    m_.cu_seqlens_k = v.doc_ptr ? v.cu_k : nullptr;
+    if (keep_tensor) {
+      keep_.emplace("mask.keep", kUInt8, std::vector<std::int64_t>{spec.B, spec.Lq, spec.Lk});
+      if (query) {
+        keep_->describe_on(device);
+      } else {
+        const auto keep = ref::build_keep_mask(spec);
+        keep_->place(device, keep.data(), true);
+      }
+      m_.keep = keep_->dl();
+    }
+  }
+  const maskcheck_mask* get() const { return &m_; }
+  void collect(const std::string& function) {
+    if (keep_) keep_->collect(function);
+  }
+
+ private:
+  FlatMask flat_;
+  maskcheck_mask m_{};
+  std::optional<Tensor> keep_;
+};
+
+class PluginImplementation final : public Implementation, public detail::PluginBacked {
+ public:
+  PluginImplementation(Library lib, const maskcheck_plugin* table, PluginInfo info,
+                       CallObserver* observer)
+      : lib_(std::move(lib)),
+        t_(*table),
+        info_(std::move(info)),
+        device_(info_),
+        observer_(observer) {}
+
+  const PluginInfo& info() const override { return info_; }
+
+  std::string name() const override { return info_.impl_name(); }
+  std::string description() const override { return info_.summary(); }
+  std::vector<Op> ops() const override { return info_.op_list(); }
+  std::vector<DType> dtypes(Op op) const override { return info_.dtypes(op); }
+
+  // ---- softmax: x, y [B, H, Lq, Lk]
+  Support supports_softmax(const SoftmaxProblem& p, DType t) const override {
+    if (auto s = precheck(Op::softmax, t); !s) return s;
+    return softmax_call(p, t, {}, nullptr);
+  }
+  std::vector<double> softmax(const SoftmaxProblem& p, DType t,
+                              std::span<const double> x) const override {
+    p.validate();
+    require_size("x", x.size(), p.numel());
+    std::vector<double> y;
+    softmax_call(p, t, x, &y);
+    return y;
+  }
+
+  // ---- attention: q [B, H, Lq, D], k, v [B, Hkv, Lk, D]
+  Support supports_attention(const AttentionProblem& p, DType t, bool want_lse) const override {
+    if (auto s = precheck(Op::attention, t); !s) return s;
+    return attention_call(p, t, {}, {}, {}, want_lse, nullptr);
+  }
+  AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
+                            std::span<const double> k, std::span<const double> v,
+                            bool want_lse) const override {
+    p.validate();
+    require_size("q", q.size(), p.q_numel());
+    require_size("k", k.size(), p.kv_numel());
+    require_size("v", v.size(), p.kv_numel());
+    AttentionResult r;
+    attention_call(p, t, q, k, v, want_lse, &r);
+    return r;
+  }
+
+  // ---- cross-entropy: logits [N, V], labels [N], weights [N]
+  Support supports_cross_entropy(const LossProblem& p, DType t) const override {
+    if (auto s = precheck(Op::cross_entropy, t); !s) return s;
+    return loss_call(p, t, {}, {}, {}, true, nullptr);
+  }
+  LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
+                           std::span<const std::int64_t> labels, std::span<const double> weights,
+                           bool backward) const override {
+    // Shapes only: label values are the plugin's to check (rejectsOutOfRangeLabels).
+    p.validate();
+    require_size("logits", logits.size(), checked_numel("logits", {p.N, p.V}));
+    require_size("labels", labels.size(), p.N);
+    require_size("weights", weights.size(), p.weighted ? p.N : 0);
+    LossResult r;
+    loss_call(p, t, logits, labels, weights, backward, &r);
+    return r;
+  }
+
+ private:
+  Support precheck(Op op, DType t) const {
+    const auto dts = dtypes(op);
+    if (std::find(dts.begin(), dts.end(), t) == dts.end())
+      return Support::no(name() + " does not take " + std::string(to_string(t)) + " for " +
+                         std::string(to_string(op)));
+    if (!device_.unavailable().empty()) return Support::no(device_.unavailable());
+    return Support::yes();
+  }
+
+  // A real call when `out` is set, else a query.
+  Support softmax_call(const SoftmaxProblem& p, DType t, std::span<const double> x,
+                       std::vector<double>* out) const {
+    const bool query = out == nullptr;
+    const MaskSpec& m = p.mask;
+    const std::vector<std::int64_t> shape{m.B, p.H, m.Lq, m.Lk};
+    Tensor xt("x", dl_dtype(t), shape), yt("y", dl_dtype(t), shape);
+    MaskArgs mask(m, info_.keep_tensor, device_, query);
+    if (query) {
+      shape_only(xt, yt);
+    } else {
+      xt.place(device_, storage_bytes(x, t).data(), true);
+      poison(yt, t);
+    }
+    maskcheck_softmax_args a{};
+    a.x = xt.dl();
+    a.y = yt.dl();
+    a.mask = mask.get();
+    a.scale = p.scale;
+    a.query = query ? 1 : 0;
+    a.stream = device_.stream();
+    std::ostringstream what;
+    what << "softmax " << to_string(t) << " H=" << p.H << " " << describe(m)
+         << " scale=" << p.scale;
+    const Support s = call("softmax_forward", query, what.str(), [&](char* msg, std::size_t n) {
+      return t_.softmax_forward(&a, msg, n);
+    });
+    if (query) return s;
+    for (Tensor* tensor : {&xt, &yt}) tensor->collect("softmax_forward");
+    mask.collect("softmax_forward");
+    *out = storage_values(yt, t);
+    return s;
+  }
+
+  Support attention_call(const AttentionProblem& p, DType t, std::span<const double> q,
+                         std::span<const double> k, std::span<const double> v, bool want_lse,
+                         AttentionResult* out) const {
+    const bool query = out == nullptr;
+    const MaskSpec& m = p.mask;
+    const std::vector<std::int64_t> qs{m.B, p.H, m.Lq, p.D}, kvs{m.B, p.Hkv, m.Lk, p.D};
+    Tensor qt("q", dl_dtype(t), qs), kt("k", dl_dtype(t), kvs), vt("v", dl_dtype(t), kvs),
+        ot("out", dl_dtype(t), qs), lt("lse", dl_dtype(aux_dtype(t)), {m.B, p.H, m.Lq});
+    MaskArgs mask(m, info_.keep_tensor, device_, query);
+    if (query) {
+      shape_only(qt, kt, vt, ot, lt);
+    } else {
+      qt.place(device_, storage_bytes(q, t).data(), true);
+      kt.place(device_, storage_bytes(k, t).data(), true);
+      vt.place(device_, storage_bytes(v, t).data(), true);
+      poison(ot, t);
+      if (want_lse) poison(lt, aux_dtype(t));
+    }
+    maskcheck_attention_args a{};
+    a.q = qt.dl();
+    a.k = kt.dl();
+    a.v = vt.dl();
+    a.out = ot.dl();
+    a.lse = want_lse ? lt.dl() : nullptr;
+    a.mask = mask.get();
+    a.scale = p.effective_scale();
+    a.query = query ? 1 : 0;
+    a.stream = device_.stream();
+    std::ostringstream what;
+    what << "attention " << to_string(t) << " H=" << p.H << " Hkv=" << p.Hkv << " D=" << p.D << " "
+         << describe(m) << " scale=" << a.scale << " lse=" << (want_lse ? 1 : 0);
+    const Support s = call("attention_forward", query, what.str(), [&](char* msg, std::size_t n) {
+      return t_.attention_forward(&a, msg, n);
+    });
+    if (query) return s;
+    for (Tensor* tensor : {&qt, &kt, &vt, &ot, &lt}) tensor->collect("attention_forward");
+    mask.collect("attention_forward");
+    out->out = storage_values(ot, t);
+    if (want_lse) out->lse = storage_values(lt, aux_dtype(t));
+    return s;
+  }
+
+  Support loss_call(const LossProblem& p, DType t, std::span<const double> logits,
+                    std::span<const std::int64_t> labels, std::span<const double> weights,
+                    bool backward, LossResult* out) const {
+    const bool query = out == nullptr;
+    const DType at = aux_dtype(t);
+    Tensor xt("logits", dl_dtype(t), {p.N, p.V}), yt("labels", kInt64, {p.N}),
+        wt("weights", dl_dtype(at), {p.N}), lt("losses", dl_dtype(at), {p.N}),
+        gt("dlogits", dl_dtype(t), {p.N, p.V});
+    if (query) {
+      shape_only(xt, yt, wt, lt, gt);
+    } else {
+      xt.place(device_, storage_bytes(logits, t).data(), true);
+      yt.place(device_, raw(labels), true);
+      if (p.weighted) wt.place(device_, storage_bytes(weights, at).data(), true);
+      poison(lt, at);
+      if (backward) poison(gt, t);
+    }
+    maskcheck_cross_entropy_args a{};
+    a.logits = xt.dl();
+    a.labels = yt.dl();
+    a.weights = p.weighted ? wt.dl() : nullptr;
+    a.losses = lt.dl();
+    a.dlogits = backward ? gt.dl() : nullptr;
+    a.ignore_index = p.ignore_index;
+    a.label_smoothing = p.label_smoothing;
+    a.reduction = p.reduction == Reduction::none  ? MASKCHECK_REDUCTION_NONE
+                  : p.reduction == Reduction::sum ? MASKCHECK_REDUCTION_SUM
+                                                  : MASKCHECK_REDUCTION_MEAN;
+    a.query = query ? 1 : 0;
+    a.stream = device_.stream();
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    maskcheck_loss_totals totals{nan, -1, nan};
+    std::ostringstream what;
+    what << "cross_entropy " << to_string(t) << " N=" << p.N << " V=" << p.V
+         << " ignore_index=" << p.ignore_index << " reduction=" << to_string(p.reduction)
+         << " smoothing=" << p.label_smoothing << " weighted=" << (p.weighted ? 1 : 0)
+         << " backward=" << (backward ? 1 : 0);
+    const Support s = call("cross_entropy", query, what.str(), [&](char* msg, std::size_t n) {
+      return t_.cross_entropy(&a, query ? nullptr : &totals, msg, n);
+    });
+    if (query) return s;
+    for (Tensor* tensor : {&xt, &yt, &wt, &lt, &gt}) tensor->collect("cross_entropy");
+    out->loss = totals.loss;
+    out->count = totals.count;
+    out->weight_sum = totals.weight_sum;
+    out->losses = storage_values(lt, at);
+    if (backward) out->dlogits = storage_values(gt, t);
+    return s;
+  }
+
+  template <class... T>
+  void shape_only(T&... tensors) const {
+    (tensors.describe_on(device_), ...);
+  }
+  // Outputs start as NaN: a plugin must write every element.
+  void poison(Tensor& tensor, DType t) const {
+    const std::vector<double> nan(static_cast<std::size_t>(tensor.numel()),
+                                  std::numeric_limits<double>::quiet_NaN());
+    tensor.place(device_, storage_bytes(nan, t).data(), false);
+  }
+
+  // Calls into the plugin and turns its status into a Support (queries) or an exception.
+  template <class F>
+  Support call(const std::string& function, bool query, const std::string& problem, F&& f) const {
+    std::array<char, 4096> msg{};
+    if (observer_) observer_->before_call(function, query, problem);
+    const maskcheck_status status = f(msg.data(), msg.size());
+    if (observer_) observer_->after_call();
+    msg.back() = '\0';
+    std::string text(msg.data());
+    if (status == MASKCHECK_OK) {
+      if (!query) device_.synchronize(name() + " " + function);
+      return Support::yes();
+    }
+    if (status == MASKCHECK_UNSUPPORTED) {
+      if (text.empty()) text = name() + " " + function + " declined without a reason";
+      if (query) return Support::no(text);
+      throw Unsupported(name() + " " + function +
+                        " declined a call its query accepted, or one the property derived from "
+                        "the drawn case (queries cover the drawn case): " +
+                        text);
+    }
+    const std::string head = name() + " " + function + (query ? " (query)" : "");
+    if (status == MASKCHECK_INVALID_ARGUMENT) throw InvalidArgument(head, "INVALID_ARGUMENT", text);
+    throw std::runtime_error(head + " returned " + status_name(status) +
+                             (text.empty() ? std::string() : ": " + text));
+  }
+
+  Library lib_;
+  maskcheck_plugin t_;  // a copy: the plugin cannot change its table behind our back
+  PluginInfo info_;
+  Device device_;
+  CallObserver* observer_;
+};
+
+}  // namespace
+
+std::shared_ptr<const Implementation> load_plugin(const std::string& path, CallObserver* observer) {
+  Library lib = open_library(path);
+  const maskcheck_plugin* table = entry_table(lib, path);
+  PluginInfo info = read_table(*table, path, lib);
+  return std::make_shared<PluginImplementation>(std::move(lib), table, std::move(info), observer);
+}
+
+}  // namespace maskcheck::plugin
