@@ -9,33 +9,14 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cli_run.hpp"
 #include "maskcheck/suite/io.hpp"
 
 namespace {
 
-struct CliResult {
-  int code = -1;
-  std::string out;  // stdout and stderr
-};
-
-CliResult maskcheck_cli(const std::string& args) {
-  const std::string cmd = std::string(MASKCHECK_CLI) + " " + args + " 2>&1";
-  CliResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-std::string temp_path(const std::string& name) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("maskcheck_cli_test_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
-}
+using maskcheck::testing::CliResult;
+using maskcheck::testing::maskcheck_cli;
+using maskcheck::testing::temp_path;
 
 TEST(Cli, listJsonNamesTheReferenceAndItsOperations) {
   const CliResult r = maskcheck_cli("list --json");

@@ -1,0 +1,87 @@
+// Test plugins: the example plugin (suite/plugin/examples) with one fault, chosen at compile
+// time. maskcheck's isolation must survive each of them, and its properties must catch the bug.
+//   FAULT_CRASH     attention_forward dereferences NULL (queries still answer)
+//   FAULT_HANG      attention_forward never returns
+//   FAULT_LOAD      the entry point itself crashes, while maskcheck loads the library
+//   FAULT_ABI       the table reports ABI FAULT_ABI_MAJOR.FAULT_ABI_MINOR
+//   FAULT_TOP_LEFT  the masking bug: causal attention always aligned top-left (PyTorch's
+//                   is_causal=True), whatever alignment the caller asked for
+//   FAULT_PICKY     declines attention over packed documents (UNSUPPORTED, with the reason)
+//   FAULT_OVERRUN   attention_forward writes one element past the end of `out`
+//   FAULT_KEEP      no fault: asks for the keep-mask tensor and reads only that
+#define _POSIX_C_SOURCE 200809L
+#include <unistd.h>
+
+#define EXAMPLE_PLUGIN_NO_ENTRY
+#include "example_plugin.c"
+
+#if defined(FAULT_CRASH)
+#define FAULT_NAME "crash"
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  if (a->query) return example_attention(a, msg, msg_size);
+  volatile int* volatile nowhere = NULL;
+  *nowhere = 1;
+  return MASKCHECK_OK;
+}
+#elif defined(FAULT_HANG)
+#define FAULT_NAME "hang"
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  if (a->query) return example_attention(a, msg, msg_size);
+  for (;;) pause();
+}
+#elif defined(FAULT_TOP_LEFT)
+#define FAULT_NAME "top_left"
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  maskcheck_mask m = *a->mask;
+  m.alignment = MASKCHECK_ALIGN_TOP_LEFT;
+  maskcheck_attention_args b = *a;
+  b.mask = &m;
+  return example_attention(&b, msg, msg_size);
+}
+#elif defined(FAULT_PICKY)
+#define FAULT_NAME "picky"
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  if (a->mask && a->mask->doc_ptr)
+    return fail(MASKCHECK_UNSUPPORTED, msg, msg_size, "picky plugin: no packed documents");
+  return example_attention(a, msg, msg_size);
+}
+#elif defined(FAULT_OVERRUN)
+#define FAULT_NAME "overrun"
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  const maskcheck_status s = example_attention(a, msg, msg_size);
+  if (s != MASKCHECK_OK || a->query) return s;
+  int64_t n = 1;
+  for (int d = 0; d < a->out->ndim; ++d) n *= a->out->shape[d];
+  store(a->out, n, 0.0);  // a tail tile without its bounds check
+  return s;
+}
+#else
+#define faulty_attention example_attention
+#endif
+
+MASKCHECK_PLUGIN_EXPORT const maskcheck_plugin* maskcheck_plugin_v1(void) {
+  static maskcheck_plugin p;
+  p = example;
+  p.attention_forward = faulty_attention;
+#ifdef FAULT_NAME
+  p.name = FAULT_NAME;
+#endif
+#if defined(FAULT_LOAD)
+  p.name = "load";
+  volatile int* volatile nowhere = NULL;
+  *nowhere = 1;
+#elif defined(FAULT_ABI_MAJOR)
+  p.name = "abi";
+  p.abi_major = FAULT_ABI_MAJOR;
+  p.abi_minor = FAULT_ABI_MINOR;
+#elif defined(FAULT_KEEP)
+  p.name = "keep";
+  p.flags = MASKCHECK_FLAG_KEEP_TENSOR;
+#endif
+  return &p;
+}
