@@ -208,7 +208,11 @@ TEST(Plugin, unusableLibrariesAreInputErrors) {
       EXPECT_TRUE(contains(r.out, message)) << cmd << path << "\n" << r.out;
     }
   }
-  const CliResult r = maskcheck_cli("verify --mutants --plugin " + std::string(EXAMPLE_PLUGIN));
+  CliResult r =
+      maskcheck_cli("verify --plugin " + test_plugin("load_hang") + " --plugin-timeout 1");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_TRUE(contains(r.out, "did not finish loading: the worker was silent for 1 s")) << r.out;
+  r = maskcheck_cli("verify --mutants --plugin " + std::string(EXAMPLE_PLUGIN));
   EXPECT_EQ(r.code, 2) << r.out;
 }
 

@@ -277,6 +277,7 @@ WorkerRun run_worker(std::vector<std::string> args, double timeout_s) {
     (void)!::write(2, msg, sizeof msg - 1);
     ::_exit(127);
   }
+  ::setpgid(pid, pid);  // as the child does, so that a kill of the group cannot miss it
   messages.close_write();
   output.close_write();
 
@@ -286,7 +287,6 @@ WorkerRun run_worker(std::vector<std::string> args, double timeout_s) {
   auto last_message = std::chrono::steady_clock::now();
   bool messages_open = true, output_open = true, exited = false;
   std::chrono::steady_clock::time_point drain_until;
-  int status = 0;
   char buf[8192];
   while (true) {
     pollfd fds[2] = {{messages_open ? messages.read_end() : -1, POLLIN, 0},
@@ -322,27 +322,30 @@ WorkerRun run_worker(std::vector<std::string> args, double timeout_s) {
       if (ready <= 0 || std::chrono::steady_clock::now() > drain_until) break;
       continue;
     }
-    const pid_t w = ::waitpid(pid, &status, WNOHANG);
-    if (w == pid) {
-      exited = true;
-      drain_until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-      continue;
-    }
-    if (std::chrono::steady_clock::now() - last_message > timeout) {
+    // Ended? WNOWAIT leaves it a zombie, so its process group id stays reserved until the
+    // kill below has reached whatever the plugin left running in the group.
+    siginfo_t info{};
+    const bool ended =
+        ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == pid;
+    if (!ended && std::chrono::steady_clock::now() - last_message > timeout) {
       run.timed_out = true;
       ::kill(-pid, SIGKILL);
       ::kill(pid, SIGKILL);
-      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
+    }
+    if (ended || run.timed_out) {
       exited = true;
       drain_until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     }
+  }
+  ::kill(-pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (!run.timed_out) {
     if (WIFSIGNALED(status)) run.signal = WTERMSIG(status);
     if (WIFEXITED(status)) run.exit_code = WEXITSTATUS(status);
   }
-  ::kill(-pid, SIGKILL);  // whatever the plugin left running in the worker's process group
   if (run.output.size() > kOutputTail) run.output.erase(0, run.output.size() - kOutputTail);
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return run;

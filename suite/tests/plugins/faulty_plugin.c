@@ -3,6 +3,7 @@
 //   FAULT_CRASH     attention_forward dereferences NULL (queries still answer)
 //   FAULT_HANG      attention_forward never returns
 //   FAULT_LOAD      the entry point itself crashes, while maskcheck loads the library
+//   FAULT_LOAD_HANG the entry point never returns
 //   FAULT_ABI       the table reports ABI FAULT_ABI_MAJOR.FAULT_ABI_MINOR
 //   FAULT_TOP_LEFT  the masking bug: causal attention always aligned top-left (PyTorch's
 //                   is_causal=True), whatever alignment the caller asked for
@@ -75,6 +76,8 @@ MASKCHECK_PLUGIN_EXPORT const maskcheck_plugin* maskcheck_plugin_v1(void) {
   p.name = "load";
   volatile int* volatile nowhere = NULL;
   *nowhere = 1;
+#elif defined(FAULT_LOAD_HANG)
+  for (;;) pause();
 #elif defined(FAULT_ABI_MAJOR)
   p.name = "abi";
   p.abi_major = FAULT_ABI_MAJOR;
