@@ -98,7 +98,10 @@
  * tensor's data == NULL (shapes, dtypes, devices and the mask description are as in the real
  * call). Answer MASKCHECK_OK if you would run it, or MASKCHECK_UNSUPPORTED with a reason. A
  * query must not touch tensor data. Declining in the real call after accepting the query fails
- * the case.
+ * the case. Some properties also run problems derived from the drawn case without a query of
+ * their own (a sequence alone, left padding for right, causal as the window (unbounded, 0), a
+ * window wider than the sequences); declining one of those fails the case too, so decline by
+ * what such derivations keep (dtype, head dim, heads, documents, sizes).
  *
  * Tensors: DLPack DLTensors with dtype lanes 1, byte_offset 0, strides always given (never NULL)
  * and compact row-major in ABI 1.0, data aligned to 256 bytes, on the device the plugin declared
@@ -114,8 +117,9 @@
  *
  * ABI versioning: the major version is part of the entry symbol's name and must equal
  * MASKCHECK_PLUGIN_ABI_VERSION_MAJOR; maskcheck accepts plugins built against its own minor
- * version or an older one (minor versions only add fields at the end of structs, which older
- * plugins leave unset and older maskcheck never passes).
+ * version or an older one, and refuses newer ones. Minor versions only append fields to the
+ * structs: maskcheck reads no table field newer than the plugin's abi_minor, and a plugin never
+ * needs the argument fields it does not know.
  */
 #ifndef MASKCHECK_PLUGIN_H_
 #define MASKCHECK_PLUGIN_H_
@@ -274,7 +278,8 @@ typedef struct maskcheck_plugin {
   const char* name;        /* 1-64 of [A-Za-z0-9_.+-]; maskcheck calls it "plugin:<name>" */
   const char* version;     /* free text (a release, a commit), or NULL */
   const char* description; /* one line, or NULL */
-  int32_t device_type;     /* DLDeviceType of every tensor: kDLCPU (or kDLCUDA) */
+  int32_t device_type;     /* DLDeviceType of every tensor: kDLCPU, or kDLCUDA (only with a
+                              maskcheck built with CUDA) */
   int32_t device_id;
   uint32_t flags; /* MASKCHECK_FLAG_* */
   /* Per operation: the dtypes it takes (MASKCHECK_DTYPE_* bits) and its function. An operation
