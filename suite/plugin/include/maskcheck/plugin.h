@@ -180,9 +180,9 @@ typedef int32_t maskcheck_status;
  * semantics above). Every field is always set; the arrays are host memory, valid during the
  * call, also in queries. */
 typedef struct maskcheck_mask {
-  int64_t batch;   /* B */
-  int64_t q_len;   /* Lq: padded queries per sequence */
-  int64_t k_len;   /* Lk: padded keys per sequence */
+  int64_t batch;         /* B */
+  int64_t q_len;         /* Lq: padded queries per sequence */
+  int64_t k_len;         /* Lk: padded keys per sequence */
   const int32_t* q_lens; /* [B] valid queries per sequence, or NULL: every sequence has Lq */
   const int32_t* k_lens; /* [B] valid keys per sequence, or NULL: every sequence has Lk */
   int32_t padding;       /* MASKCHECK_PADDING_RIGHT or _LEFT: where the valid range sits */
@@ -261,8 +261,8 @@ typedef struct maskcheck_loss_totals {
   double weight_sum; /* sum of their weights (count when unweighted) */
 } maskcheck_loss_totals;
 
-typedef maskcheck_status (*maskcheck_attention_fn)(const maskcheck_attention_args* args,
-                                                   char* msg, size_t msg_size);
+typedef maskcheck_status (*maskcheck_attention_fn)(const maskcheck_attention_args* args, char* msg,
+                                                   size_t msg_size);
 typedef maskcheck_status (*maskcheck_softmax_fn)(const maskcheck_softmax_args* args, char* msg,
                                                  size_t msg_size);
 /* totals is NULL in queries. */
