@@ -19,7 +19,9 @@
 
 namespace maskcheck {
 
-enum class Status { passed, failed, skipped, error };
+// deviation: every case passed, and some showed a named deviation (deviations.hpp); only a
+// strict run turns deviations into failures.
+enum class Status { passed, failed, skipped, error, deviation };
 std::string_view to_string(Status s);
 
 struct VerifyConfig {
@@ -30,6 +32,7 @@ struct VerifyConfig {
   std::string impls;                    // comma-separated, empty: all
   std::optional<Op> op;                 // only this operation
   std::vector<std::string> properties;  // only these properties (empty: all)
+  bool strict = false;                  // named deviations fail (deviations.hpp)
 };
 
 struct PropertyOutcome {
@@ -41,7 +44,8 @@ struct PropertyOutcome {
   int skipped_cases = 0;  // cases the implementation did not support
   std::map<std::string, int> skip_reasons;
   std::map<std::string, int> coverage;
-  std::string message;                                              // failure or error description
+  std::map<std::string, int> deviations;  // named deviation -> cases that showed it
+  std::string message;                    // failure or error description
   std::vector<std::pair<std::string, std::string>> counterexample;  // (type, value)
   std::uint64_t seed = 0;  // the property's own rapidcheck seed
   double seconds = 0;
