@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds the default preset, verifies every built-in
-# implementation against the property catalogue, runs the benchmarks behind the CPU targets and
-# writes the report.
-#   OUT=dir (default build/report): where verify.json, bench.json and report.md go
+# The main job: installs what is missing, builds the default preset, verifies maskcheck's own
+# implementations (reference, CPU and CUDA kernels) against the property catalogue, verifies the
+# third-party LibTorch adapters (their findings are reported, they do not fail the job), runs the
+# benchmarks behind the CPU targets and writes the report.
+#   OUT=dir (default build/report): where verify.json, verify-third-party.json, bench.json and
+#   report.md go
 #   BENCH=0: skip the benchmarks; BENCH_FILTER=RE: benchmark these rows instead of the curated
 #   set below (`build/bin/maskcheck_bench --benchmark_list_tests=true` lists them all)
 #   Extra arguments are passed to `maskcheck verify` (for example --cases 1000 or --seed 7).
-# Exit code: that of `maskcheck verify` (0 all passed, 1 a property failed), or when it passed
+# Exit code: that of `maskcheck verify --impl own` (0 all passed, 1 a property failed), or when it passed
 # that of `maskcheck bench` (1: a maskcheck kernel mismatched before timing), after the report
 # has been written either way.
 set -euo pipefail
@@ -18,10 +20,21 @@ cmake --preset default
 cmake --build --preset default
 
 status=0
-build/bin/maskcheck verify --json "$out/verify.json" "$@" || status=$?
+rm -f "$out/verify.json" "$out/verify-third-party.json"
+build/bin/maskcheck verify --impl own --json "$out/verify.json" "$@" || status=$?
 if [ ! -f "$out/verify.json" ]; then
   echo "ci/main.sh: maskcheck verify wrote no results (exit $status)" >&2
   exit "$status"
+fi
+reports=("$out/verify.json")
+# LibTorch as an implementation under test: failures here are LibTorch's findings (see
+# suite/adapters/torch/tests/expected_verdicts.json), reported beside maskcheck's own results.
+third_status=0
+build/bin/maskcheck verify --impl third-party --quiet --json "$out/verify-third-party.json" "$@" ||
+  third_status=$?
+if [ -f "$out/verify-third-party.json" ]; then
+  reports+=("$out/verify-third-party.json")
+  echo "ci/main.sh: third-party implementations: exit $third_status (findings, not gating)"
 fi
 
 # The rows behind the CPU targets, with their peers, 5 repetitions each (a few minutes on 2 cores):
@@ -32,7 +45,6 @@ default_filter='^ceiling/cpu/|^cpu/softmax/f32/Lk(1024|8192|65536)/'
 default_filter+='|^cpu/attention/f32/D(64|128)/L2048/pad50/padding\+causal/'
 default_filter+='|^cpu/cross_entropy/f32/V131072/N[0-9]+/ignore50/|^cpu/mlm/|^cpu/build_mask/'
 bench_status=0
-reports=("$out/verify.json")
 if [ "${BENCH:-1}" != 0 ]; then
   build/bin/maskcheck bench --filter "${BENCH_FILTER:-$default_filter}" --json "$out/bench.json" ||
     bench_status=$?

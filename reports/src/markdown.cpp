@@ -31,6 +31,11 @@ std::string cell(const json& r) {
       s += " (" + std::to_string(r.at("skipped_cases").get<int>()) + " skipped)";
     return s;
   }
+  if (status == "deviation") {
+    std::string s = "pass " + std::to_string(r.at("cases").get<int>()) + ", deviation";
+    for (const auto& [name, n] : r.value("deviations", json::object()).items()) s += " " + name;
+    return s;
+  }
   if (status == "failed") return "**FAIL**";
   if (status == "error") return "**ERROR**";
   return "skip";
@@ -51,7 +56,8 @@ void verify_section(std::ostringstream& os, const json& doc) {
      << " cases per property) |\n";
   os << "| replay | `" << doc.value("replay", "") << "` |\n\n";
   const json& s = doc.at("summary");
-  os << "**" << s.value("passed", 0) << " passed, " << s.value("failed", 0) << " failed, "
+  os << "**" << s.value("passed", 0) << " passed, " << s.value("deviation", 0)
+     << " passed with named deviations, " << s.value("failed", 0) << " failed, "
      << s.value("error", 0) << " errors, " << s.value("skipped", 0) << " skipped** in "
      << static_cast<int>(doc.value("duration_s", 0.0)) << " s.\n\n";
 

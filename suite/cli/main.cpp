@@ -2,12 +2,13 @@
 // and write reports.
 //   maskcheck list [--json] [--mutants] [--plugin LIB.so]...
 //   maskcheck verify [--impl a,b] [--op OP] [--property P,...] [--cases N] [--seed S] [--json FILE]
-//                    [--plugin LIB.so]... [--plugin-timeout S] [--in-process] [--mutants]
+//                    [--strict] [--plugin LIB.so]... [--plugin-timeout S] [--in-process]
+//                    [--mutants]
 //   maskcheck report RESULTS.json... --out DIR
 //   maskcheck bench [--filter RE] [--json FILE] [--repetitions N] [--min-time S] [-- ARGS...]
-// Exit codes: 0 everything passed, 1 a property failed, 2 usage or input error (bench: the exit
-// code of maskcheck_bench, 1 when a maskcheck kernel mismatched before timing, 2 when the filter
-// matches no benchmark).
+// Exit codes: 0 everything passed (named deviations included, unless --strict), 1 a property
+// failed, 2 usage or input error (bench: the exit code of maskcheck_bench, 1 when a maskcheck
+// kernel mismatched before timing, 2 when the filter matches no benchmark).
 // `--plugin` loads a library implementing maskcheck/plugin.h (in a child process: see
 // suite/plugin/include/maskcheck/suite/plugin_host.hpp); `maskcheck plugin-worker` is that child,
 // a hidden subcommand.
@@ -123,6 +124,11 @@ std::string cell(const mc::PropertyOutcome& o) {
       return "skip";
     case mc::Status::error:
       return "ERROR";
+    case mc::Status::deviation: {
+      std::string names;
+      for (const auto& [name, n] : o.deviations) names += (names.empty() ? "" : ",") + name;
+      return "pass " + std::to_string(o.cases) + " dev " + names;
+    }
   }
   return "?";
 }
@@ -170,6 +176,16 @@ void print_summary(const std::vector<mc::PropertyOutcome>& results) {
       std::cout << "  " << o.implementation << " " << o.property << ": "
                 << (n > 0 ? std::to_string(n) + " x " : "") << reason << "\n";
     }
+  header = false;
+  for (const auto& o : results)
+    for (const auto& [name, n] : o.deviations) {
+      if (!header)
+        std::cout << "\nDeviations (named conventions on which libraries differ; --strict fails "
+                     "them):\n";
+      header = true;
+      std::cout << "  " << o.implementation << " " << o.property << ": " << name << " in " << n
+                << " case(s)\n";
+    }
   for (const auto& o : results) {
     if (o.status != mc::Status::failed && o.status != mc::Status::error) continue;
     std::cout << "\n"
@@ -215,16 +231,19 @@ int cmd_verify(const mc::Registry& registry, mc::VerifyConfig config, const std:
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   print_summary(results);
-  int failed = 0, errors = 0, passed = 0, skipped = 0;
+  int failed = 0, errors = 0, passed = 0, skipped = 0, deviations = 0;
   for (const auto& o : results) {
     failed += o.status == mc::Status::failed;
     errors += o.status == mc::Status::error;
     passed += o.status == mc::Status::passed;
     skipped += o.status == mc::Status::skipped;
+    deviations += o.status == mc::Status::deviation;
   }
   std::cout << "\n"
-            << passed << " passed, " << failed << " failed, " << errors << " errors, " << skipped
-            << " skipped in " << static_cast<int>(seconds) << "s (seed " << config.seed << ")\n";
+            << passed << " passed, " << deviations << " passed with named deviations, " << failed
+            << " failed, " << errors << " errors, " << skipped << " skipped in "
+            << static_cast<int>(seconds) << "s (seed " << config.seed
+            << (config.strict ? ", strict" : "") << ")\n";
   if (!json_path.empty()) {
     nlohmann::json doc = mc::verify_json(config, results, seconds);
     for (const auto& p : config.plugins)
@@ -459,7 +478,9 @@ int main(int argc, char** argv) {
   int cases = 0, max_size = 100;
   std::uint64_t seed = 0;
   bool no_shrink = false, quiet = false, mutants = false;
-  verify->add_option("--impl", impls, "implementations, comma-separated (default: all built in)");
+  verify->add_option("--impl", impls,
+                     "implementations, comma-separated: names, own (maskcheck's), third-party "
+                     "(LibTorch adapters), prefixes such as torch:* (default: all built in)");
   verify->add_option(
       "--op", op, "only this operation: masks, softmax, attention, cross_entropy, lm_labels, mlm");
   verify->add_option("--property", properties, "only these properties, comma-separated");
@@ -474,6 +495,11 @@ int main(int argc, char** argv) {
   verify->add_flag("--mutants", mutants,
                    "run against the mutant catalogue instead of the built-in implementations");
   verify->add_option("--json", json_path, "write the results as JSON to FILE");
+  bool strict = false;
+  verify->add_flag("--strict", strict,
+                   "named deviations (fully_masked_row_nan, empty_row_lse, all_ignored_mean_nan, "
+                   "top_left_causal) fail like any other difference (always on with --mutants)");
+
   std::vector<std::string> plugin_paths;
   double plugin_timeout = 0;
   bool in_process = false;
@@ -499,6 +525,7 @@ int main(int argc, char** argv) {
   worker->add_option("--max-size", worker_opts.max_size);
   bool worker_no_shrink = false;
   worker->add_flag("--no-shrink", worker_no_shrink);
+  worker->add_flag("--strict", worker_opts.strict);
   worker->add_option("--result-fd", worker_opts.result_fd);
 
   auto* report = app.add_subcommand("report", "turn result JSON files into a Markdown report");
@@ -564,6 +591,8 @@ int main(int argc, char** argv) {
       config.impls = impls;
       if (!op.empty()) config.op = mc::op_from_string(op);
       config.properties = split_commas(properties);
+      // A mutant is judged against the exact contract: a named deviation kills it too.
+      config.strict = strict || mutants;
       config.plugin_timeout = plugin_timeout;
       config.in_process = in_process;
       if (mutants && !plugin_paths.empty())

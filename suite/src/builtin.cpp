@@ -2,6 +2,9 @@
 // macros their CMake targets define, so the registry itself knows none of them.
 #include "maskcheck/suite/reference_impl.hpp"
 #include "maskcheck/suite/registry.hpp"
+#ifdef MASKCHECK_WITH_TORCH
+#include "maskcheck/adapters/torch_impl.hpp"
+#endif
 
 namespace maskcheck {
 
@@ -17,6 +20,9 @@ const Registry& builtin_registry() {
     r.add(make_cpu_implementation());
 #ifdef MASKCHECK_WITH_CUDA
     r.add(make_cuda_implementation());
+#endif
+#ifdef MASKCHECK_WITH_TORCH
+    for (auto& impl : make_torch_implementations()) r.add(std::move(impl));
 #endif
     return r;
   }();

@@ -235,7 +235,7 @@ Gen<AttentionCase> gen_attention_case(const CaseLimits& limits) {
     c.dtype = pick_dtype(limits);
     c.style = pick_style();
     c.data_seed = *gen::arbitrary<std::uint64_t>();
-    c.want_lse = chance(4, 1);
+    c.want_lse = limits.attention_lse && chance(4, 1);
     return c;
   });
 }

@@ -137,14 +137,24 @@ std::vector<std::shared_ptr<const Implementation>> Registry::select(std::string_
   while (pos <= names.size()) {
     const std::size_t comma = std::min(names.find(',', pos), names.size());
     const std::string_view n = names.substr(pos, comma - pos);
-    if (!n.empty()) {
+    auto add = [&out](const std::shared_ptr<const Implementation>& impl) {
+      if (std::find(out.begin(), out.end(), impl) == out.end()) out.push_back(impl);
+    };
+    if (n == "own" || n == "third-party") {
+      for (const auto& i : impls_)
+        if (i->third_party() == (n == "third-party")) add(i);
+    } else if (!n.empty() && n.back() == '*') {
+      for (const auto& i : impls_)
+        if (std::string_view(i->name()).substr(0, n.size() - 1) == n.substr(0, n.size() - 1))
+          add(i);
+    } else if (!n.empty()) {
       auto impl = find(n);
       if (!impl) {
         std::string known;
         for (const auto& i : impls_) known += (known.empty() ? "" : ", ") + i->name();
         throw_invalid("--impl", std::string(n), "unknown implementation; known: " + known);
       }
-      if (std::find(out.begin(), out.end(), impl) == out.end()) out.push_back(impl);
+      add(impl);
     }
     pos = comma + 1;
   }

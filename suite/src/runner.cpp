@@ -10,6 +10,8 @@
 
 #include "maskcheck/reference/common.hpp"
 #include "maskcheck/suite/about.hpp"
+#include "maskcheck/suite/deviations.hpp"
+#include "maskcheck/suite/forwarding.hpp"
 #include "maskcheck/suite/mutants.hpp"
 
 namespace maskcheck {
@@ -24,14 +26,18 @@ std::string_view to_string(Status s) {
       return "skipped";
     case Status::error:
       return "error";
+    case Status::deviation:
+      return "deviation";
   }
   return "?";
 }
 
 Status status_from_string(std::string_view s) {
-  for (Status st : {Status::passed, Status::failed, Status::skipped, Status::error})
+  for (Status st :
+       {Status::passed, Status::failed, Status::skipped, Status::error, Status::deviation})
     if (to_string(st) == s) return st;
-  throw_invalid("status", std::string(s), "must be one of passed, failed, skipped, error");
+  throw_invalid("status", std::string(s),
+                "must be one of passed, failed, skipped, error, deviation");
 }
 
 std::uint64_t property_seed(std::uint64_t seed, std::string_view impl, std::string_view property) {
@@ -92,6 +98,7 @@ std::string replay_command(const VerifyConfig& c, std::string_view impl,
   os << " --seed " << c.seed << " --cases " << c.cases;
   if (c.max_size != 100) os << " --max-size " << c.max_size;
   if (!c.shrink) os << " --no-shrink";
+  if (c.strict) os << " --strict";
   return os.str();
 }
 
@@ -119,6 +126,60 @@ void load_rapidcheck_configuration_quietly() {
   (void)loaded;
 }
 
+// Properties derive problems from the drawn case (another window, the sequence alone with extra
+// padding, ...). A derived problem the implementation cannot take ends the case as skipped, with
+// the implementation's reason, exactly like an unsupported draw: the guard asks supports() before
+// every call, so that no property has to.
+class SupportGuard : public ForwardingImplementation {
+ public:
+  using ForwardingImplementation::ForwardingImplementation;
+  std::vector<double> build_mask(const MaskSpec& spec, MaskEncoding e, DType t) const override {
+    require(supports_masks(spec, e, t));
+    return ForwardingImplementation::build_mask(spec, e, t);
+  }
+  std::vector<double> softmax(const SoftmaxProblem& p, DType t,
+                              std::span<const double> x) const override {
+    require(supports_softmax(p, t));
+    return ForwardingImplementation::softmax(p, t, x);
+  }
+  AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
+                            std::span<const double> k, std::span<const double> v,
+                            bool want_lse) const override {
+    require(supports_attention(p, t, want_lse));
+    return ForwardingImplementation::attention(p, t, q, k, v, want_lse);
+  }
+  AttentionResult attention_varlen(const VarlenAttentionProblem& p, DType t,
+                                   std::span<const double> q, std::span<const double> k,
+                                   std::span<const double> v, bool want_lse) const override {
+    require(supports_attention_varlen(p, t, want_lse));
+    return ForwardingImplementation::attention_varlen(p, t, q, k, v, want_lse);
+  }
+  LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
+                           std::span<const std::int64_t> labels, std::span<const double> weights,
+                           bool backward) const override {
+    require(supports_cross_entropy(p, t));
+    return ForwardingImplementation::cross_entropy(p, t, logits, labels, weights, backward);
+  }
+  std::vector<std::int64_t> lm_labels(const LmLabelsProblem& p, std::span<const std::int64_t> ids,
+                                      std::span<const std::uint8_t> keep,
+                                      std::span<const std::int32_t> prompt_lens) const override {
+    require(supports_lm_labels(p));
+    return ForwardingImplementation::lm_labels(p, ids, keep, prompt_lens);
+  }
+  MlmResult mlm(const MlmProblem& p, std::span<const std::int64_t> ids,
+                std::span<const std::uint8_t> keep, std::span<const std::uint8_t> special,
+                std::span<const std::uint8_t> continuation) const override {
+    require(supports_mlm(p));
+    return ForwardingImplementation::mlm(p, ids, keep, special, continuation);
+  }
+
+ private:
+  static void require(const Support& s) {
+    if (supported(s)) return;
+    RC_SUCCEED("skipped: " + s.reason);
+  }
+};
+
 std::string strip_quotes(std::string s) {
   if (s.size() >= 2 && s.front() == '"' && s.back() == '"') return s.substr(1, s.size() - 2);
   return s;
@@ -144,6 +205,7 @@ PropertyOutcome run_property(const Implementation& impl, const Property& prop,
 
   CaseLimits limits;
   limits.dtypes = impl.dtypes(prop.op);
+  limits.attention_lse = impl.attention_lse();
   if (limits.dtypes.empty()) {
     o.status = Status::skipped;
     o.skip_reasons["no dtype supported for " + std::string(to_string(prop.op))] = 0;
@@ -163,8 +225,17 @@ PropertyOutcome run_property(const Implementation& impl, const Property& prop,
   reset_error_ledger();
   load_rapidcheck_configuration_quietly();
   QuietListener listener;
-  const auto result =
-      rc::detail::checkTestable([&] { prop.check(impl, limits); }, meta, params, listener);
+  // The implementation under test is seen through the deviation policy: named deviations are
+  // tagged on the case (or fail it, in strict mode) and every other difference stays a failure.
+  const DeviationFilter filtered(impl, config.strict);
+  const SupportGuard guarded(filtered);
+  const auto result = rc::detail::checkTestable(
+      [&] {
+        reset_deviation_ledger();
+        prop.check(guarded, limits);
+        for (const auto& seen : deviation_ledger()) RC_TAG("deviation: " + seen.first);
+      },
+      meta, params, listener);
   o.max_errors = error_ledger();
 
   if (result.template is<rc::detail::SuccessResult>()) {
@@ -176,6 +247,8 @@ PropertyOutcome run_property(const Implementation& impl, const Property& prop,
         if (tag.rfind("skipped: ", 0) == 0) {
           o.skip_reasons[tag.substr(9)] += count;
           skipped = true;
+        } else if (tag.rfind("deviation: ", 0) == 0) {
+          o.deviations[tag.substr(11)] += count;
         } else {
           o.coverage[tag] += count;
         }
@@ -183,7 +256,9 @@ PropertyOutcome run_property(const Implementation& impl, const Property& prop,
       if (skipped) o.skipped_cases += count;
     }
     o.cases = s.numSuccess - o.skipped_cases;
-    o.status = o.cases > 0 ? Status::passed : Status::skipped;
+    o.status = o.cases == 0           ? Status::skipped
+               : o.deviations.empty() ? Status::passed
+                                      : Status::deviation;
   } else if (result.template is<rc::detail::FailureResult>()) {
     const auto& f = result.template get<rc::detail::FailureResult>();
     o.status = Status::failed;
@@ -218,7 +293,8 @@ VerifyPlan plan_verify(const Registry& registry, const VerifyConfig& config) {
   }
   for (const auto& impl : impls)
     for (const Property* p : props)
-      if (!config.op || p->op == *config.op) plan.items.emplace_back(impl, p);
+      if ((!config.op || p->op == *config.op) && impl->provides(p->op))
+        plan.items.emplace_back(impl, p);
   return plan;
 }
 
@@ -257,10 +333,11 @@ nlohmann::json verify_json(const VerifyConfig& config, const std::vector<Propert
   j["cases"] = config.cases;
   j["max_size"] = config.max_size;
   j["shrink"] = config.shrink;
+  j["strict"] = config.strict;
   j["replay"] = replay_command(config);
   j["duration_s"] = seconds;
   j["about"] = about_json();
-  json summary = {{"passed", 0}, {"failed", 0}, {"skipped", 0}, {"error", 0}};
+  json summary = {{"passed", 0}, {"failed", 0}, {"skipped", 0}, {"error", 0}, {"deviation", 0}};
   json rows = json::array();
   for (const auto& o : results) {
     summary[std::string(to_string(o.status))] =
@@ -293,6 +370,7 @@ nlohmann::json outcome_json(const PropertyOutcome& o) {
   r["skipped_cases"] = o.skipped_cases;
   r["skip_reasons"] = o.skip_reasons;
   r["coverage"] = o.coverage;
+  if (!o.deviations.empty()) r["deviations"] = o.deviations;
   r["seed"] = o.seed;
   r["seconds"] = o.seconds;
   r["replay"] = o.replay;
@@ -328,6 +406,7 @@ PropertyOutcome outcome_from_json(const nlohmann::json& r) {
   o.skipped_cases = r.at("skipped_cases").get<int>();
   o.skip_reasons = r.at("skip_reasons").get<std::map<std::string, int>>();
   o.coverage = r.at("coverage").get<std::map<std::string, int>>();
+  o.deviations = r.value("deviations", std::map<std::string, int>());
   o.seed = r.at("seed").get<std::uint64_t>();
   o.seconds = r.at("seconds").get<double>();
   o.replay = r.at("replay").get<std::string>();

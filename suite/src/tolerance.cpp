@@ -188,4 +188,9 @@ std::vector<ErrorRecord> error_ledger() {
   return v;
 }
 
+void restore_error_ledger(const std::vector<ErrorRecord>& records) {
+  ledger().clear();
+  for (const auto& r : records) ledger()[r.what] = r;
+}
+
 }  // namespace maskcheck

@@ -138,10 +138,9 @@ TEST(Plugin, hangIsKilledAtTheTimeoutAndTheRunGoesOn) {
 }
 
 TEST(Plugin, maskingBugIsCaught) {
-  // Causal or windowed attention always aligned top-left: wrong whenever a segment has
-  // Lq != Lk and bottom-right alignment was asked for.
-  const std::string json = temp_path("top_left.json");
-  const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("top_left") +
+  // The padding side ignored: left-padded batches are read as right-padded.
+  const std::string json = temp_path("right_padding.json");
+  const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("right_padding") +
                                     " --property attention.agreesWithReference,"
                                     "softmax.agreesWithReference --cases 100 --seed 1 --json " +
                                     json);
@@ -150,9 +149,26 @@ TEST(Plugin, maskingBugIsCaught) {
   const auto& att = rows.at("attention.agreesWithReference");
   EXPECT_EQ(att.at("status"), "failed") << att.dump();
   ASSERT_TRUE(att.contains("counterexample")) << att.dump();
-  EXPECT_TRUE(contains(att.at("counterexample").dump(), "align=bottom_right")) << att.dump();
+  EXPECT_TRUE(contains(att.at("counterexample").dump(), "padding=left")) << att.dump();
   EXPECT_EQ(rows.at("softmax.agreesWithReference").at("status"), "passed");
   EXPECT_TRUE(contains(r.out, "shrunk counterexample")) << r.out;
+}
+
+TEST(Plugin, namedDeviationsAreReportedAndStrictFailsThem) {
+  // Log-sum-exp +inf for an empty row is FlashAttention's convention, not a masking bug: a named
+  // deviation, which --strict (passed on to the workers) turns into a failure.
+  const std::string json = temp_path("lse_inf.json");
+  const std::string args = "verify --plugin " + test_plugin("lse_inf") +
+                           " --property attention.agreesWithReference --cases 100 --seed 1";
+  CliResult r = maskcheck_cli(args + " --json " + json);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto row =
+      rows_by_property(maskcheck::read_json_file(json)).at("attention.agreesWithReference");
+  EXPECT_EQ(row.at("status"), "deviation") << row.dump();
+  EXPECT_TRUE(row.at("deviations").contains("empty_row_lse")) << row.dump();
+  r = maskcheck_cli(args + " --strict");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "empty_row_lse")) << r.out;
 }
 
 TEST(Plugin, writePastAnOutputIsCaught) {
@@ -226,6 +242,7 @@ TEST(Plugin, listShowsWhatThePluginDeclares) {
       found = true;
       EXPECT_EQ(impl.at("plugin").at("device"), "cpu");
       EXPECT_EQ(impl.at("plugin").at("keep_tensor"), true);
+      EXPECT_EQ(impl.at("plugin").at("lse"), false);
       EXPECT_EQ(impl.at("operations").size(), 3u);
     }
   EXPECT_TRUE(found) << r.out;

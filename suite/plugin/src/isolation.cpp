@@ -51,6 +51,7 @@ std::string PluginInfo::summary() const {
   if (!version.empty()) os << "version " << version << ", ";
   os << "ABI " << abi_major << "." << abi_minor << ", " << device();
   if (keep_tensor) os << ", keep-mask tensor";
+  if (!lse) os << ", no log-sum-exp";
   os << ", " << path << "]";
   return os.str();
 }
@@ -85,6 +86,7 @@ nlohmann::json PluginInfo::to_json() const {
           {"device_type", device_type},
           {"device_id", device_id},
           {"keep_tensor", keep_tensor},
+          {"lse", lse},
           {"operations", ops_json}};
 }
 
@@ -99,6 +101,7 @@ PluginInfo PluginInfo::from_json(const nlohmann::json& j) {
   i.device_type = j.at("device_type").get<std::int32_t>();
   i.device_id = j.at("device_id").get<std::int32_t>();
   i.keep_tensor = j.at("keep_tensor").get<bool>();
+  i.lse = j.at("lse").get<bool>();
   for (const auto& o : j.at("operations")) {
     std::vector<DType> dts;
     for (const auto& t : o.at("dtypes")) dts.push_back(dtype_from_string(t.get<std::string>()));
@@ -409,6 +412,8 @@ class IsolatedPlugin final : public Implementation, public detail::PluginBacked 
   const PluginInfo& info() const override { return info_; }
   std::string name() const override { return info_.impl_name(); }
   std::string description() const override { return info_.summary(); }
+  bool third_party() const override { return true; }
+  bool attention_lse() const override { return info_.lse; }
   std::vector<Op> ops() const override { return info_.op_list(); }
   std::vector<DType> dtypes(Op op) const override { return info_.dtypes(op); }
 
@@ -449,6 +454,7 @@ PropertyOutcome run_property_isolated(const Implementation& impl, const Property
                                 "--cases",    std::to_string(config.cases),
                                 "--max-size", std::to_string(config.max_size)};
   if (!config.shrink) args.push_back("--no-shrink");
+  if (config.strict) args.push_back("--strict");
   const WorkerRun run = run_worker(args, timeout_s);
 
   PropertyOutcome o;
@@ -506,6 +512,7 @@ void worker_main(const WorkerOptions& opt) {
   config.cases = opt.cases;
   config.max_size = opt.max_size;
   config.shrink = opt.shrink;
+  config.strict = opt.strict;
   config.plugins = {{impl->name(), opt.plugin}};
   finish(channel, {{"outcome", outcome_json(run_property(*impl, *prop, config))}}, 0);
 }

@@ -35,7 +35,7 @@ static_assert(kUnbounded == MASKCHECK_UNBOUNDED, "one spelling of an unbounded w
 
 constexpr std::uint32_t kKnownDtypes =
     MASKCHECK_DTYPE_F64 | MASKCHECK_DTYPE_F32 | MASKCHECK_DTYPE_F16 | MASKCHECK_DTYPE_BF16;
-constexpr std::uint32_t kKnownFlags = MASKCHECK_FLAG_KEEP_TENSOR;
+constexpr std::uint32_t kKnownFlags = MASKCHECK_FLAG_KEEP_TENSOR | MASKCHECK_FLAG_NO_LSE;
 
 std::uint32_t dtype_bit(DType t) {
   switch (t) {
@@ -420,6 +420,7 @@ PluginInfo read_table(const maskcheck_plugin& t, const std::string& given, const
   if (t.flags & ~kKnownFlags)
     throw LoadError(w + ": unknown flags " + hex(t.flags & ~kKnownFlags) + " for ABI " + ours);
   info.keep_tensor = (t.flags & MASKCHECK_FLAG_KEEP_TENSOR) != 0;
+  info.lse = (t.flags & MASKCHECK_FLAG_NO_LSE) == 0;
 
   bool cuda_ok = false;
 #ifdef MASKCHECK_PLUGIN_CUDA
@@ -524,6 +525,8 @@ class PluginImplementation final : public Implementation, public detail::PluginB
 
   std::string name() const override { return info_.impl_name(); }
   std::string description() const override { return info_.summary(); }
+  bool third_party() const override { return true; }
+  bool attention_lse() const override { return info_.lse; }
   std::vector<Op> ops() const override { return info_.op_list(); }
   std::vector<DType> dtypes(Op op) const override { return info_.dtypes(op); }
 
@@ -740,9 +743,7 @@ class PluginImplementation final : public Implementation, public detail::PluginB
       if (text.empty()) text = name() + " " + function + " declined without a reason";
       if (query) return Support::no(text);
       throw Unsupported(name() + " " + function +
-                        " declined a call its query accepted, or one the property derived from "
-                        "the drawn case (queries cover the drawn case): " +
-                        text);
+                        " declined a call its query had accepted: " + text);
     }
     const std::string head = name() + " " + function + (query ? " (query)" : "");
     if (status == MASKCHECK_INVALID_ARGUMENT) throw InvalidArgument(head, "INVALID_ARGUMENT", text);

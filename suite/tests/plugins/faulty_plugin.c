@@ -5,11 +5,14 @@
 //   FAULT_LOAD      the entry point itself crashes, while maskcheck loads the library
 //   FAULT_LOAD_HANG the entry point never returns
 //   FAULT_ABI       the table reports ABI FAULT_ABI_MAJOR.FAULT_ABI_MINOR
-//   FAULT_TOP_LEFT  the masking bug: causal attention always aligned top-left (PyTorch's
-//                   is_causal=True), whatever alignment the caller asked for
+//   FAULT_LSE_INF   log-sum-exp +inf for fully masked rows, as FlashAttention writes it: a named
+//                   deviation (empty_row_lse), not a failure unless --strict
+//   FAULT_RIGHT_PADDING  the masking bug: the padding side is ignored, every batch is taken as
+//                   right-padded (a kernel written for training batches, fed left-padded prompts)
 //   FAULT_PICKY     declines attention over packed documents (UNSUPPORTED, with the reason)
 //   FAULT_OVERRUN   attention_forward writes one element past the end of `out`
-//   FAULT_KEEP      no fault: asks for the keep-mask tensor and reads only that
+//   FAULT_KEEP      no fault: asks for the keep-mask tensor and reads only that, and declares
+//                   that it has no log-sum-exp (and insists on never being asked for it)
 #define _POSIX_C_SOURCE 200809L
 #include <unistd.h>
 
@@ -32,12 +35,23 @@ static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char
   if (a->query) return example_attention(a, msg, msg_size);
   for (;;) pause();
 }
-#elif defined(FAULT_TOP_LEFT)
-#define FAULT_NAME "top_left"
+#elif defined(FAULT_LSE_INF)
+#define FAULT_NAME "lse_inf"
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  const maskcheck_status s = example_attention(a, msg, msg_size);
+  if (s != MASKCHECK_OK || a->query || !a->lse) return s;
+  const int64_t rows = a->lse->shape[0] * a->lse->shape[1] * a->lse->shape[2];
+  for (int64_t r = 0; r < rows; ++r)
+    if (load(a->lse, r) == -INFINITY) store(a->lse, r, INFINITY);
+  return s;
+}
+#elif defined(FAULT_RIGHT_PADDING)
+#define FAULT_NAME "right_padding"
 static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
                                          size_t msg_size) {
   maskcheck_mask m = *a->mask;
-  m.alignment = MASKCHECK_ALIGN_TOP_LEFT;
+  m.padding = MASKCHECK_PADDING_RIGHT;
   maskcheck_attention_args b = *a;
   b.mask = &m;
   return example_attention(&b, msg, msg_size);
@@ -60,6 +74,13 @@ static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char
   for (int d = 0; d < a->out->ndim; ++d) n *= a->out->shape[d];
   store(a->out, n, 0.0);  // a tail tile without its bounds check
   return s;
+}
+#elif defined(FAULT_KEEP)
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  if (a->lse) return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "lse despite NO_LSE");
+  if (!a->mask->keep) return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "no keep tensor");
+  return example_attention(a, msg, msg_size);
 }
 #else
 #define faulty_attention example_attention
@@ -84,7 +105,7 @@ MASKCHECK_PLUGIN_EXPORT const maskcheck_plugin* maskcheck_plugin_v1(void) {
   p.abi_minor = FAULT_ABI_MINOR;
 #elif defined(FAULT_KEEP)
   p.name = "keep";
-  p.flags = MASKCHECK_FLAG_KEEP_TENSOR;
+  p.flags = MASKCHECK_FLAG_KEEP_TENSOR | MASKCHECK_FLAG_NO_LSE;
 #endif
   return &p;
 }

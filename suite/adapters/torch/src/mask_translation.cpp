@@ -48,6 +48,24 @@ std::string_view to_string(MaskForm f) {
       return "boolean";
     case MaskForm::additive:
       return "additive";
+    case MaskForm::key_padding:
+      return "key_padding";
+  }
+  return "?";
+}
+
+std::string_view to_string(Convention c) {
+  switch (c) {
+    case Convention::sdpa_bool:
+      return "sdpa-bool";
+    case Convention::sdpa_additive:
+      return "sdpa-additive";
+    case Convention::sdpa_is_causal:
+      return "sdpa-is_causal";
+    case Convention::flash_cpu:
+      return "sdpa-flash-cpu";
+    case Convention::mha:
+      return "mha";
   }
   return "?";
 }
@@ -219,6 +237,68 @@ TorchMask translate_softmax_mask(const MaskSpec& m) {
     return t;
   }
   return additive(m);
+}
+
+TorchMask translate_for(Convention c, const MaskSpec& m) {
+  const SpecShape s = analyze(m);
+  TorchMask t;
+  if (s.masks_nothing()) {
+    t.description = "no mask";
+    return t;
+  }
+  switch (c) {
+    case Convention::sdpa_bool:
+      t.form = MaskForm::boolean;
+      t.description = "boolean attn_mask [B, 1, Lq, Lk] (true = attend)";
+      return t;
+    case Convention::sdpa_additive:
+    case Convention::flash_cpu:
+      return additive(m);
+    case Convention::sdpa_is_causal:
+      if (!s.plain_causal() || s.padding || s.documents) {
+        t.unsupported =
+            "is_causal=True without a mask tensor expresses plain causal masking only (no "
+            "padding, documents or windows; torch:sdpa-bool takes those)";
+        return t;
+      }
+      t.form = MaskForm::is_causal;
+      t.is_causal = true;
+      t.description = m.Lq == m.Lk ? "is_causal=True (top-left == bottom-right since Lq == Lk)"
+                                   : "is_causal=True, which is top-left aligned (Lq != Lk)";
+      return t;
+    case Convention::mha: {
+      // The C++ frontend's multi_head_attention_forward masks keys with key_padding_mask and
+      // ADDS attn_mask, which must be [Lq, Lk] (one mask for every sequence and head): unlike
+      // Python's, it takes neither a boolean nor a per-sequence attn_mask.
+      bool q_padding = false;
+      for (std::int64_t b = 0; b < m.B; ++b) {
+        q_padding = q_padding || m.q_len(b) < m.Lq;
+        t.key_padding = t.key_padding || m.k_len(b) < m.Lk;
+      }
+      if (q_padding)
+        t.unsupported =
+            "padded queries: multi_head_attention_forward masks keys only, so padded queries "
+            "still attend (the spec gives them zeros)";
+      else if (s.documents)
+        t.unsupported =
+            "documents: the C++ multi_head_attention_forward takes one additive attn_mask "
+            "[Lq, Lk] for every sequence";
+      else if (s.windowed() && t.key_padding)
+        t.unsupported =
+            "causal/window with padded keys: the diagonal moves with each sequence's length, but "
+            "the C++ multi_head_attention_forward takes one attn_mask [Lq, Lk] for every sequence";
+      if (!t.unsupported.empty()) return t;
+      t.form = MaskForm::key_padding;
+      t.attn_mask = s.windowed();
+      t.fill = kAdditiveFill;
+      t.description = std::string(t.key_padding ? "key_padding_mask [B, Lk] (true = ignore)" : "") +
+                      (t.key_padding && t.attn_mask ? " + " : "") +
+                      (t.attn_mask ? "additive attn_mask [Lq, Lk] (0 / -inf)" : "");
+      return t;
+    }
+  }
+  t.unsupported = "unknown convention";
+  return t;
 }
 
 }  // namespace maskcheck::torch_peers

@@ -17,88 +17,24 @@
 #define MASKCHECK_TORCH_CUDA_ALLOCATOR 1
 #endif
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <utility>
 
 #include "maskcheck/reference/masks.hpp"
+#include "torch_common.hpp"
 
 namespace maskcheck::torch_peers {
 
 namespace {
 
-template <class F>
-decltype(auto) guarded(std::string_view what, F&& f) {
-  try {
-    return f();
-  } catch (const c10::Error& e) {
-    std::string msg = e.what_without_backtrace();
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-    throw TorchError(std::string(what) + ": " + msg);
-  }
-}
-
-at::ScalarType scalar_type(DType t) {
-  switch (t) {
-    case DType::f64:
-      return at::kDouble;
-    case DType::f32:
-      return at::kFloat;
-    case DType::f16:
-      return at::kHalf;
-    case DType::bf16:
-      return at::kBFloat16;
-  }
-  return at::kFloat;
-}
-
-at::Device device_of(Device d) {
-  // No index: from_blob finds the device that owns the pointer.
-  return d == Device::cuda ? at::Device(at::kCUDA) : at::Device(at::kCPU);
-}
-
-at::TensorOptions options(DType t, Device d) {
-  return at::TensorOptions().dtype(scalar_type(t)).device(device_of(d));
-}
-
-// A tensor over caller-owned memory; LibTorch never frees it. Inputs are never written.
-at::Tensor wrap(const void* p, at::IntArrayRef sizes, DType t, Device d) {
-  return at::from_blob(const_cast<void*>(p), sizes, options(t, d));
-}
-
-at::Device concrete(const at::Tensor& like) {
-  return like.device();
-}
-
-// The boolean keep-mask [B, 1, Lq, Lk] (true = attend), built on the host from the one predicate
-// and uploaded once.
-at::Tensor keep_mask(const MaskSpec& spec, at::Device dev) {
-  std::vector<std::uint8_t> keep = ref::build_keep_mask(spec);
-  const at::Tensor host = at::from_blob(keep.data(), {spec.B, 1, spec.Lq, spec.Lk}, at::kByte);
-  // copy = true: the result owns its memory before `keep` dies.
-  return host.to(at::TensorOptions().device(dev).dtype(at::kBool), /*non_blocking=*/false,
-                 /*copy=*/true);
-}
-
-// The additive mask [B, 1, Lq, Lk] in dtype t: 0 where keep, `fill` elsewhere, with the last
-// axis' storage padded to a multiple of 16 elements (the memory-efficient kernel's alignment).
-at::Tensor additive_mask(const MaskSpec& spec, DType t, at::Device dev, double fill) {
-  const at::Tensor keep = keep_mask(spec, dev);
-  const std::int64_t padded = (spec.Lk + 15) / 16 * 16;
-  at::Tensor storage = at::empty({spec.B, 1, spec.Lq, padded},
-                                 at::TensorOptions().dtype(scalar_type(t)).device(dev));
-  at::Tensor bias = storage.narrow(3, 0, spec.Lk);
-  bias.fill_(fill);
-  bias.masked_fill_(keep, 0.0);
-  return bias;
-}
-
-std::vector<double> to_host_doubles(const at::Tensor& t) {
-  const at::Tensor h = t.contiguous().to(at::TensorOptions().device(at::kCPU).dtype(at::kDouble));
-  std::vector<double> out(static_cast<std::size_t>(h.numel()));
-  if (!out.empty()) std::memcpy(out.data(), h.data_ptr<double>(), out.size() * sizeof(double));
-  return out;
-}
+using namespace torch_detail;
 
 // The name of the backend at::_fused_sdp_choice returned (at::SDPBackend's value).
 std::string sdp_backend_name(std::int64_t choice) {
@@ -171,6 +107,32 @@ bool torch_cuda_available(std::string* why) {
     if (why) *why = std::string("LibTorch CUDA: ") + e.what_without_backtrace();
     return false;
   }
+}
+
+std::string guard_onednn_amx() {
+  static const std::string note = []() -> std::string {
+    if (const char* isa = std::getenv("ONEDNN_MAX_CPU_ISA"); isa && *isa) return "";
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      try {
+        c10::InferenceMode inference;
+        const at::Tensor q = at::ones({1, 2, 64, 8}, at::TensorOptions().dtype(at::kBFloat16));
+        const at::Tensor m = at::ones({1, 1, 64, 64}, at::TensorOptions().dtype(at::kBool));
+        (void)at::scaled_dot_product_attention(q, q, q, m);
+      } catch (...) {
+      }
+      ::_exit(0);
+    }
+    if (pid < 0) return "";
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGILL) return "";
+    ::setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_FP16", 0);
+    return "oneDNN capped at AVX512_CORE_FP16: its AMX kernels die with SIGILL on this machine";
+  }();
+  return note;
 }
 
 void release_cached_memory() {

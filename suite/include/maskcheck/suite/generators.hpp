@@ -19,6 +19,7 @@ struct CaseLimits {
   std::vector<DType> dtypes{DType::f64, DType::f32, DType::f16, DType::bf16};
   std::int64_t max_work = std::int64_t{1} << 21;  // B*H*Lq*Lk*D (attention), B*H*Lq*Lk, N*V
   std::int64_t max_len = 260;                     // longest random sequence
+  bool attention_lse = true;                      // attention cases may ask for the LSE
 };
 
 rc::Gen<std::int64_t> gen_length(std::int64_t max_len);  // tile edges, 0, 1, random

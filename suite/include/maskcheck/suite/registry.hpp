@@ -66,6 +66,10 @@ class Implementation {
   virtual std::string name() const = 0;
   virtual std::string description() const = 0;
   virtual std::vector<Op> ops() const = 0;
+  // Whether this is somebody else's implementation under test (a LibTorch adapter, a plugin)
+  // rather than one of maskcheck's own (the reference, the CPU and CUDA kernels): the CI gate of
+  // maskcheck's kernels runs its own; third-party verdicts are findings, compared to baselines.
+  virtual bool third_party() const { return false; }
   // Storage dtypes an operation accepts (generators draw cases among these).
   virtual std::vector<DType> dtypes(Op op) const;
   bool provides(Op op) const;
@@ -86,6 +90,9 @@ class Implementation {
                                       std::span<const double> x) const;
 
   // Attention forward: q [B, H, Lq, D], k, v [B, Hkv, Lk, D].
+  // Whether attention can return the log-sum-exp at all; without it, generators draw cases that
+  // do not ask for it (instead of drawing cases the implementation then skips).
+  virtual bool attention_lse() const { return true; }
   virtual Support supports_attention(const AttentionProblem& p, DType t, bool want_lse) const;
   virtual AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
                                     std::span<const double> k, std::span<const double> v,
@@ -126,7 +133,9 @@ class Registry {
   void add(std::shared_ptr<const Implementation> impl);  // names must be unique
   const std::vector<std::shared_ptr<const Implementation>>& all() const { return impls_; }
   std::shared_ptr<const Implementation> find(std::string_view name) const;  // nullptr if absent
-  // Resolves a comma-separated selection (empty: all); throws InvalidArgument on unknown names.
+  // Resolves a comma-separated selection (empty: all) of names, `own` (maskcheck's own
+  // implementations), `third-party` (adapters and plugins) and prefixes ending in '*' ("torch:*",
+  // which may match nothing); throws InvalidArgument on unknown names.
   std::vector<std::shared_ptr<const Implementation>> select(std::string_view names) const;
 
  private:

@@ -19,7 +19,9 @@
 
 namespace maskcheck {
 
-enum class Status { passed, failed, skipped, error };
+// deviation: every case passed, and some showed a named deviation (deviations.hpp); only a
+// strict run turns deviations into failures.
+enum class Status { passed, failed, skipped, error, deviation };
 std::string_view to_string(Status s);
 Status status_from_string(std::string_view s);  // throws InvalidArgument
 
@@ -37,6 +39,7 @@ struct VerifyConfig {
   std::string impls;                    // comma-separated, empty: all
   std::optional<Op> op;                 // only this operation
   std::vector<std::string> properties;  // only these properties (empty: all)
+  bool strict = false;                  // named deviations fail (deviations.hpp)
   std::vector<PluginRef> plugins;       // plugin libraries of the run (replayed with --plugin)
   double plugin_timeout = 0;            // --plugin-timeout in seconds; 0: the default
   bool in_process = false;              // --in-process: plugins run in this process
@@ -51,7 +54,8 @@ struct PropertyOutcome {
   int skipped_cases = 0;  // cases the implementation did not support
   std::map<std::string, int> skip_reasons;
   std::map<std::string, int> coverage;
-  std::string message;                                              // failure or error description
+  std::map<std::string, int> deviations;  // named deviation -> cases that showed it
+  std::string message;                    // failure or error description
   std::vector<std::pair<std::string, std::string>> counterexample;  // (type, value)
   std::uint64_t seed = 0;  // the property's own rapidcheck seed
   double seconds = 0;

@@ -92,5 +92,7 @@ struct ErrorRecord {
 };
 void reset_error_ledger();
 std::vector<ErrorRecord> error_ledger();
+// Replaces the ledger with `records` (a snapshot taken with error_ledger()).
+void restore_error_ledger(const std::vector<ErrorRecord>& records);
 
 }  // namespace maskcheck

@@ -97,11 +97,10 @@
  * Queries: before running a case, maskcheck calls the operation with args->query != 0 and every
  * tensor's data == NULL (shapes, dtypes, devices and the mask description are as in the real
  * call). Answer MASKCHECK_OK if you would run it, or MASKCHECK_UNSUPPORTED with a reason. A
- * query must not touch tensor data. Declining in the real call after accepting the query fails
- * the case. Some properties also run problems derived from the drawn case without a query of
- * their own (a sequence alone, left padding for right, causal as the window (unbounded, 0), a
- * window wider than the sequences); declining one of those fails the case too, so decline by
- * what such derivations keep (dtype, head dim, heads, documents, sizes).
+ * query must not touch tensor data. Every call is asked first, including the problems a property
+ * derives from the drawn case (a sequence alone, left padding for right, causal as the window
+ * (unbounded, 0), a wider window): declining any of them skips the case. Declining in the real
+ * call after accepting the query fails the case.
  *
  * Tensors: DLPack DLTensors with dtype lanes 1, byte_offset 0, strides always given (never NULL)
  * and compact row-major in ABI 1.0, data aligned to 256 bytes, on the device the plugin declared
@@ -162,6 +161,9 @@ typedef int32_t maskcheck_status;
 /* Pass every attention and softmax mask as a keep tensor (maskcheck_mask.keep) as well: for
  * kernels that take an explicit [B, Lq, Lk] mask rather than lengths and flags. */
 #define MASKCHECK_FLAG_KEEP_TENSOR (1u << 0)
+/* attention_forward never writes log-sum-exp: maskcheck draws only cases that do not ask for it
+ * (args->lse is always NULL). Without the flag about half the cases ask for it. */
+#define MASKCHECK_FLAG_NO_LSE (1u << 1)
 
 /* Enumerations of maskcheck_mask. */
 #define MASKCHECK_PADDING_RIGHT 0

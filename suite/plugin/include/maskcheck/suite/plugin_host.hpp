@@ -41,6 +41,7 @@ struct PluginInfo {
   std::uint32_t abi_major = 0, abi_minor = 0;
   std::int32_t device_type = 0, device_id = 0;  // DLDeviceType
   bool keep_tensor = false;                     // MASKCHECK_FLAG_KEEP_TENSOR
+  bool lse = true;                              // not MASKCHECK_FLAG_NO_LSE
   std::vector<std::pair<Op, std::vector<DType>>> ops;
 
   std::string impl_name() const { return "plugin:" + name; }
@@ -92,6 +93,7 @@ struct WorkerOptions {
   int cases = 100;
   int max_size = 100;
   bool shrink = true;
+  bool strict = false;  // named deviations fail (deviations.hpp)
   int result_fd = -1;
 };
 [[noreturn]] void worker_main(const WorkerOptions& options);

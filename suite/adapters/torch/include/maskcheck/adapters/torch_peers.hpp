@@ -82,6 +82,12 @@ std::string torch_cudnn_version();
 int torch_num_threads();
 // Whether LibTorch sees a CUDA device; otherwise why not.
 bool torch_cuda_available(std::string* why = nullptr);
+// Some virtual machines advertise AMX and let a process configure tiles, yet LibTorch's oneDNN
+// AMX kernels die there with SIGILL (seen on a Firecracker VM: bf16 SDPA, L 64). Once per
+// process, before LibTorch's first CPU operation: unless ONEDNN_MAX_CPU_ISA is set, runs a small
+// bf16 SDPA in a forked child and, when the child dies of SIGILL, caps oneDNN below AMX
+// (ONEDNN_MAX_CPU_ISA=AVX512_CORE_FP16). Returns a note saying so, or "".
+std::string guard_onednn_amx();
 // Returns LibTorch's cached CUDA memory to the driver (between benchmark cases, so that
 // maskcheck's own allocations find the memory free). No-op without CUDA.
 void release_cached_memory();
@@ -104,7 +110,15 @@ inline constexpr SdpaBackend kAllSdpaBackends[] = {SdpaBackend::math, SdpaBacken
 enum class Layout : std::uint8_t { padded, packed };
 std::string_view to_string(Layout l);
 
-enum class MaskForm : std::uint8_t { none, is_causal, window, varlen, boolean, additive };
+enum class MaskForm : std::uint8_t {
+  none,
+  is_causal,
+  window,
+  varlen,
+  boolean,
+  additive,
+  key_padding  // MHA: key_padding_mask [B, Lk] (true = ignore), plus attn_mask where needed
+};
 std::string_view to_string(MaskForm f);
 
 struct TorchMask {
@@ -112,15 +126,37 @@ struct TorchMask {
   bool is_causal = false;                   // is_causal argument (none / is_causal / varlen)
   std::optional<std::int64_t> window_left;  // flash window_size_left (nullopt: unbounded)
   std::optional<std::int64_t> window_right;
-  double fill = 0;          // additive: the value of masked entries (-inf)
-  std::string description;  // one line for labels and reports
-  std::string unsupported;  // non-empty: the consumer cannot express the spec exactly, and why
+  double fill = 0;           // additive: the value of masked entries (-inf)
+  bool key_padding = false;  // key_padding: some sequence has padded keys
+  bool attn_mask = false;    // key_padding: causal / window as an additive attn_mask [Lq, Lk]
+  std::string description;   // one line for labels and reports
+  std::string unsupported;   // non-empty: the consumer cannot express the spec exactly, and why
 };
 
 // How `spec` reaches SDPA backend `b` in `layout`, or why it cannot.
 TorchMask translate_mask(const MaskSpec& spec, SdpaBackend b, Layout layout = Layout::padded);
 // How `spec` reaches softmax(x + mask): none, or additive.
 TorchMask translate_softmax_mask(const MaskSpec& spec);
+
+// The conventions of the LibTorch implementations that `maskcheck verify` tests (torch_impl.hpp):
+//   sdpa_bool       public scaled_dot_product_attention, boolean attn_mask (true = attend).
+//   sdpa_additive   public scaled_dot_product_attention, additive float attn_mask (0 / -inf).
+//   sdpa_is_causal  public scaled_dot_product_attention, is_causal=True and no mask tensor: only
+//                   plain causal specs without padding, documents or windows. is_causal is
+//                   TOP-LEFT aligned; it is used for non-square problems too, where it differs from
+//                   the bottom-right spec, and the suite names that deviation top_left_causal.
+//   flash_cpu       at::_scaled_dot_product_flash_attention_for_cpu, additive attn_mask; it returns
+//                   the log-sum-exp.
+//   mha             torch::nn::functional::multi_head_attention_forward (the C++ frontend's):
+//                   key_padding_mask [B, Lk] with the OPPOSITE polarity (true = ignore) for padded
+//                   keys, and causal / windows as an ADDITIVE attn_mask [Lq, Lk] shared by every
+//                   sequence and head (the C++ function adds attn_mask to the scores: a boolean
+//                   one would be added as 0 / 1, and a 3-D one does not broadcast). Padded
+//                   queries, documents, and causal masks over padded keys (whose diagonal moves
+//                   with each sequence) are not expressible there.
+enum class Convention : std::uint8_t { sdpa_bool, sdpa_additive, sdpa_is_causal, flash_cpu, mha };
+std::string_view to_string(Convention c);
+TorchMask translate_for(Convention c, const MaskSpec& spec);
 
 // Segments of the packed layout: the documents when the spec has them, else each sequence's
 // valid tokens, in order. cu_q / cu_k: [segments + 1] offsets into the packed rows (a sequence's

@@ -1,0 +1,286 @@
+#include "maskcheck/suite/deviations.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include "maskcheck/reference/masks.hpp"
+#include "maskcheck/suite/properties.hpp"
+#include "maskcheck/suite/reference_impl.hpp"
+
+namespace maskcheck {
+
+const std::vector<DeviationPolicy>& deviation_catalogue() {
+  static const std::vector<DeviationPolicy> catalogue = {
+      {"fully_masked_row_nan",
+       {Op::softmax, Op::attention},
+       "a query with no visible key is NaN in every element instead of zeros (softmax of an "
+       "all -inf row: torch.softmax(x + mask), SDPA before PyTorch 2.5)"},
+      {"empty_row_lse",
+       {Op::attention},
+       "the log-sum-exp of a fully masked row is +inf (FlashAttention) or 0 (PyTorch's CPU flash "
+       "kernel) instead of -inf; NaN is never accepted"},
+      {"all_ignored_mean_nan",
+       {Op::cross_entropy},
+       "cross-entropy with reduction mean over rows that are all ignored is NaN (0 / 0, "
+       "torch.nn.functional.cross_entropy) instead of 0, and its gradient zero or NaN instead of "
+       "zero"},
+      {"top_left_causal",
+       {Op::softmax, Op::attention},
+       "causal masks and windows aligned top-left (k <= q, PyTorch is_causal=True) where "
+       "bottom-right was asked for; visible only where a segment has q_len != k_len"},
+  };
+  return catalogue;
+}
+
+namespace {
+
+thread_local std::map<std::string, int> t_ledger;
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// 1 where query q of sequence b sees no key: [B, Lq].
+std::vector<std::uint8_t> empty_rows(const MaskSpec& m) {
+  const std::vector<std::uint8_t> keep = ref::build_keep_mask(m);
+  std::vector<std::uint8_t> empty(static_cast<std::size_t>(m.B * m.Lq), 1);
+  for (std::int64_t r = 0; r < m.B * m.Lq; ++r)
+    for (std::int64_t k = 0; k < m.Lk && empty[r]; ++k)
+      if (keep[r * m.Lk + k]) empty[r] = 0;
+  return empty;
+}
+
+// Whether top-left and bottom-right alignment give different masks: a causal mask or a window,
+// asked bottom-right, over some segment (a sequence's valid range or a document) with
+// q_len != k_len.
+bool alignment_matters(const MaskSpec& m) {
+  if ((!m.causal && !m.window) || m.alignment != Alignment::bottom_right) return false;
+  for (std::int64_t b = 0; b < m.B; ++b) {
+    if (m.has_documents()) {
+      const auto& cq = m.cu_seqlens_q[b];
+      const auto& ck = m.cu_seqlens_k[b];
+      for (std::size_t i = 0; i + 1 < cq.size(); ++i)
+        if (cq[i + 1] - cq[i] != ck[i + 1] - ck[i]) return true;
+    } else if (m.q_len(b) != m.k_len(b)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Rows of `row_len` elements: those that `is_empty(row)` says are fully masked and are NaN in every
+// element become zeros. Returns how many, and the first one's index. A fully masked row of zeros
+// some of which are -0 (0 * v with v < 0) is the contract's zero row: it becomes +0 silently, so
+// that a property comparing bits does not read the sign of a masked value into it.
+template <class IsEmpty>
+std::int64_t zero_nan_rows(std::vector<double>& y, std::int64_t row_len, IsEmpty is_empty,
+                           std::int64_t& first) {
+  std::int64_t n = 0;
+  if (row_len == 0) return 0;
+  const auto rows = static_cast<std::int64_t>(y.size()) / row_len;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    if (!is_empty(r)) continue;
+    double* row = y.data() + r * row_len;
+    bool all_nan = true, all_zero = true;
+    for (std::int64_t i = 0; i < row_len; ++i) {
+      all_nan = all_nan && std::isnan(row[i]);
+      all_zero = all_zero && row[i] == 0.0;
+    }
+    if (all_zero) std::fill(row, row + row_len, 0.0);
+    if (!all_nan) continue;
+    std::fill(row, row + row_len, 0.0);
+    if (n++ == 0) first = r;
+  }
+  return n;
+}
+
+// LSE entries of empty rows that are +inf or 0 become -inf. Returns how many.
+template <class IsEmpty>
+std::int64_t fix_empty_lse(std::vector<double>& lse, IsEmpty is_empty, std::int64_t& first) {
+  std::int64_t n = 0;
+  for (std::int64_t r = 0; r < static_cast<std::int64_t>(lse.size()); ++r) {
+    if (!is_empty(r) || !(lse[r] == kInf || lse[r] == 0.0)) continue;
+    lse[r] = -kInf;
+    if (n++ == 0) first = r;
+  }
+  return n;
+}
+
+std::string count_text(std::int64_t n, const std::string& what) {
+  return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+}
+
+// The error ledger records the largest errors of the property's own checks; the filter's checks
+// must not appear there.
+class LedgerGuard {
+ public:
+  LedgerGuard() : saved_(error_ledger()) {}
+  ~LedgerGuard() { restore_error_ledger(saved_); }
+  LedgerGuard(const LedgerGuard&) = delete;
+  LedgerGuard& operator=(const LedgerGuard&) = delete;
+
+ private:
+  std::vector<ErrorRecord> saved_;
+};
+
+}  // namespace
+
+void reset_deviation_ledger() {
+  t_ledger.clear();
+}
+
+std::map<std::string, int> deviation_ledger() {
+  return t_ledger;
+}
+
+void DeviationFilter::observe(const std::string& name, const std::string& where) const {
+  if (strict_)
+    throw DeviationError("deviation " + name +
+                         " (strict mode fails every named deviation): " + where);
+  ++t_ledger[name];
+}
+
+std::vector<double> DeviationFilter::softmax(const SoftmaxProblem& p, DType t,
+                                             std::span<const double> x) const {
+  std::vector<double> y = inner().softmax(p, t, x);
+  if (static_cast<std::int64_t>(y.size()) != p.numel()) return y;  // the properties say so
+  const MaskSpec& m = p.mask;
+  const auto empty = empty_rows(m);
+  const Shape shape = softmax_shape(p);
+  std::int64_t first = 0;
+  // Row r of [B, H, Lq] is query r % Lq of sequence r / (H * Lq).
+  const auto is_empty = [&](std::int64_t r) { return empty[r / (p.H * m.Lq) * m.Lq + r % m.Lq]; };
+  if (const auto n = zero_nan_rows(y, m.Lk, is_empty, first); n > 0)
+    observe("fully_masked_row_nan", count_text(n, "fully masked row") + " all NaN, first " +
+                                        shape.coords(first * m.Lk) + " (the contract: zeros)");
+  if (alignment_matters(m)) {
+    LedgerGuard guard;
+    const auto want = reference_softmax(p, t, x, Precision::exact);
+    if (!check_close("y", shape, y, want, reference_softmax(p, t, x, Precision::naive), t).ok) {
+      SoftmaxProblem tl = p;
+      tl.mask.alignment = Alignment::top_left;
+      if (check_close("y", shape, y, reference_softmax(tl, t, x, Precision::exact),
+                      reference_softmax(tl, t, x, Precision::naive), t)
+              .ok) {
+        observe("top_left_causal",
+                "the output agrees with the top-left aligned mask, not the "
+                "bottom-right one asked for");
+        return ReferenceImplementation().softmax(p, t, x);
+      }
+    }
+  }
+  return y;
+}
+
+AttentionResult DeviationFilter::attention(const AttentionProblem& p, DType t,
+                                           std::span<const double> q, std::span<const double> k,
+                                           std::span<const double> v, bool want_lse) const {
+  AttentionResult r = inner().attention(p, t, q, k, v, want_lse);
+  if (static_cast<std::int64_t>(r.out.size()) != p.q_numel() ||
+      (want_lse && static_cast<std::int64_t>(r.lse.size()) != p.lse_numel()))
+    return r;
+  const MaskSpec& m = p.mask;
+  const auto empty = empty_rows(m);
+  // Row r of [B, H, Lq] is query r % Lq of sequence r / (H * Lq).
+  const auto is_empty = [&](std::int64_t row) {
+    return empty[row / (p.H * m.Lq) * m.Lq + row % m.Lq];
+  };
+  std::int64_t first = 0;
+  if (const auto n = zero_nan_rows(r.out, p.D, is_empty, first); n > 0)
+    observe("fully_masked_row_nan", count_text(n, "fully masked row") + " all NaN, first " +
+                                        attention_out_shape(p).coords(first * p.D) +
+                                        " (the contract: zeros)");
+  if (want_lse)
+    if (const auto n = fix_empty_lse(r.lse, is_empty, first); n > 0)
+      observe("empty_row_lse", count_text(n, "fully masked row") + " with lse +inf or 0, first " +
+                                   attention_lse_shape(p).coords(first) + " (the contract: -inf)");
+  if (alignment_matters(m)) {
+    LedgerGuard guard;
+    const Shape shape = attention_out_shape(p);
+    const auto want = reference_attention(p, t, q, k, v, false, Precision::exact);
+    const auto naive = reference_attention(p, t, q, k, v, false, Precision::naive);
+    if (!check_close("out", shape, r.out, want.out, naive.out, t).ok) {
+      AttentionProblem tl = p;
+      tl.mask.alignment = Alignment::top_left;
+      const auto want_tl = reference_attention(tl, t, q, k, v, false, Precision::exact);
+      const auto naive_tl = reference_attention(tl, t, q, k, v, false, Precision::naive);
+      if (check_close("out", shape, r.out, want_tl.out, naive_tl.out, t).ok) {
+        observe("top_left_causal",
+                "the output agrees with the top-left aligned mask, not the "
+                "bottom-right one asked for");
+        return ReferenceImplementation().attention(p, t, q, k, v, want_lse);
+      }
+    }
+  }
+  return r;
+}
+
+AttentionResult DeviationFilter::attention_varlen(const VarlenAttentionProblem& p, DType t,
+                                                  std::span<const double> q,
+                                                  std::span<const double> k,
+                                                  std::span<const double> v, bool want_lse) const {
+  AttentionResult r = inner().attention_varlen(p, t, q, k, v, want_lse);
+  const std::int64_t T = p.total_q();
+  if (static_cast<std::int64_t>(r.out.size()) != T * p.H * p.D ||
+      (want_lse && static_cast<std::int64_t>(r.lse.size()) != p.H * T))
+    return r;
+  // Packed row t of sequence b is query t - cu_seqlens_q[b] of the padded (right-padded) problem.
+  const AttentionProblem padded = p.padded();
+  const auto empty = empty_rows(padded.mask);
+  std::vector<std::uint8_t> token_empty(static_cast<std::size_t>(T));
+  for (std::int64_t b = 0; b < p.batch(); ++b)
+    for (std::int64_t tok = p.cu_seqlens_q[b]; tok < p.cu_seqlens_q[b + 1]; ++tok)
+      token_empty[tok] = empty[b * padded.mask.Lq + (tok - p.cu_seqlens_q[b])];
+  std::int64_t first = 0;
+  // out rows are [T_q, H]; lse is [H, T_q].
+  if (const auto n = zero_nan_rows(
+          r.out, p.D, [&](std::int64_t row) { return token_empty[row / p.H]; }, first);
+      n > 0)
+    observe("fully_masked_row_nan", count_text(n, "fully masked row") + " all NaN, first token " +
+                                        std::to_string(first / p.H) + " head " +
+                                        std::to_string(first % p.H) + " (the contract: zeros)");
+  if (want_lse)
+    if (const auto n = fix_empty_lse(
+            r.lse, [&](std::int64_t i) { return token_empty[i % T]; }, first);
+        n > 0)
+      observe("empty_row_lse", count_text(n, "fully masked row") +
+                                   " with lse +inf or 0, first head " + std::to_string(first / T) +
+                                   " token " + std::to_string(first % T) + " (the contract: -inf)");
+  if (alignment_matters(padded.mask)) {
+    LedgerGuard guard;
+    const ReferenceImplementation reference;
+    const Shape shape{{"t", "h", "d"}, {T, p.H, p.D}};
+    const auto want = reference.attention_varlen(p, t, q, k, v, want_lse);
+    if (!check_consistent("out", shape, r.out, want.out, t).ok) {
+      VarlenAttentionProblem tl = p;
+      tl.alignment = Alignment::top_left;
+      if (check_consistent("out", shape, r.out,
+                           reference.attention_varlen(tl, t, q, k, v, false).out, t)
+              .ok) {
+        observe("top_left_causal",
+                "the output agrees with the top-left aligned mask, not the "
+                "bottom-right one asked for");
+        return want;
+      }
+    }
+  }
+  return r;
+}
+
+LossResult DeviationFilter::cross_entropy(const LossProblem& p, DType t,
+                                          std::span<const double> logits,
+                                          std::span<const std::int64_t> labels,
+                                          std::span<const double> weights, bool backward) const {
+  LossResult r = inner().cross_entropy(p, t, logits, labels, weights, backward);
+  if (p.reduction != Reduction::mean || !std::isnan(r.loss)) return r;
+  for (const auto y : labels)
+    if (y != p.ignore_index) return r;  // some row contributes: NaN is a failure
+  bool grad_nan_or_zero = true;
+  for (const double g : r.dlogits) grad_nan_or_zero = grad_nan_or_zero && (std::isnan(g) || g == 0);
+  if (!grad_nan_or_zero) return r;  // a nonzero gradient is a failure
+  observe("all_ignored_mean_nan",
+          "mean over " + std::to_string(p.N) + " rows, all ignored, is NaN (the contract: 0)");
+  r.loss = 0;
+  std::fill(r.dlogits.begin(), r.dlogits.end(), 0.0);
+  return r;
+}
+
+}  // namespace maskcheck

@@ -1,0 +1,214 @@
+// The deviation policy: each named deviation is recognized exactly, normalized to the contract and
+// recorded (or fails in strict mode); everything else still reaches the properties unchanged.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "maskcheck/reference/masks.hpp"
+#include "maskcheck/suite/deviations.hpp"
+#include "maskcheck/suite/reference_impl.hpp"
+#include "maskcheck/suite/runner.hpp"
+
+namespace mc = maskcheck;
+
+namespace {
+
+const double kNaN = std::numeric_limits<double>::quiet_NaN();
+const double kInf = std::numeric_limits<double>::infinity();
+
+// Rows of fully masked queries as `fill` (NaN: torch.softmax(x + mask)), optionally only the
+// first element of each (a partial NaN row, which is no deviation).
+class EmptyRowsAs : public mc::ReferenceImplementation {
+ public:
+  EmptyRowsAs(double fill, bool whole_row, double lse_fill)
+      : fill_(fill), whole_(whole_row), lse_fill_(lse_fill) {}
+  std::string name() const override { return "test:empty-rows"; }
+  std::vector<double> softmax(const mc::SoftmaxProblem& p, mc::DType t,
+                              std::span<const double> x) const override {
+    auto y = ReferenceImplementation::softmax(p, t, x);
+    fill_rows(y, p.mask, p.H, p.mask.Lk);
+    return y;
+  }
+  mc::AttentionResult attention(const mc::AttentionProblem& p, mc::DType t,
+                                std::span<const double> q, std::span<const double> k,
+                                std::span<const double> v, bool want_lse) const override {
+    auto r = ReferenceImplementation::attention(p, t, q, k, v, want_lse);
+    fill_rows(r.out, p.mask, p.H, p.D);
+    for (auto& l : r.lse)
+      if (l == -kInf) l = lse_fill_;
+    return r;
+  }
+
+ private:
+  void fill_rows(std::vector<double>& y, const mc::MaskSpec& m, std::int64_t H,
+                 std::int64_t row_len) const {
+    const auto keep = mc::ref::build_keep_mask(m);
+    for (std::int64_t b = 0; b < m.B; ++b)
+      for (std::int64_t h = 0; h < H; ++h)
+        for (std::int64_t q = 0; q < m.Lq; ++q) {
+          bool empty = true;
+          for (std::int64_t k = 0; k < m.Lk; ++k) empty = empty && !keep[(b * m.Lq + q) * m.Lk + k];
+          if (!empty) continue;
+          const auto row = ((b * H + h) * m.Lq + q) * row_len;
+          for (std::int64_t i = 0; i < (whole_ ? row_len : std::min<std::int64_t>(row_len, 1)); ++i)
+            y[row + i] = fill_;
+        }
+  }
+  double fill_;
+  bool whole_;
+  double lse_fill_;
+};
+
+// A causal problem with padded keys: sequence 1 has 2 valid queries of 4 and no valid key, so
+// its queries see nothing.
+mc::AttentionProblem problem_with_empty_rows() {
+  mc::AttentionProblem p;
+  p.mask.B = 2;
+  p.mask.Lq = 4;
+  p.mask.Lk = 4;
+  p.mask.q_lens = {4, 2};
+  p.mask.k_lens = {4, 0};
+  p.H = 2;
+  p.Hkv = 2;
+  p.D = 3;
+  return p;
+}
+
+std::vector<double> ramp(std::int64_t n) {
+  std::vector<double> v(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i)
+    v[i] = std::ldexp(static_cast<double>((i * 37) % 17) - 8, -3);
+  return v;
+}
+
+TEST(Deviations, nanRowsOfFullyMaskedQueriesAreNamedAndZeroed) {
+  const EmptyRowsAs impl(kNaN, true, -kInf);
+  const mc::DeviationFilter filter(impl, /*strict=*/false);
+  const auto p = problem_with_empty_rows();
+  const auto q = ramp(p.q_numel()), kv = ramp(p.kv_numel());
+  mc::reset_deviation_ledger();
+  const auto got = filter.attention(p, mc::DType::f64, q, kv, kv, false);
+  const auto want = mc::ReferenceImplementation().attention(p, mc::DType::f64, q, kv, kv, false);
+  EXPECT_EQ(got.out, want.out);
+  EXPECT_EQ(mc::deviation_ledger().count("fully_masked_row_nan"), 1u);
+}
+
+TEST(Deviations, strictModeFailsTheDeviation) {
+  const EmptyRowsAs impl(kNaN, true, -kInf);
+  const mc::DeviationFilter filter(impl, /*strict=*/true);
+  const auto p = problem_with_empty_rows();
+  const auto q = ramp(p.q_numel()), kv = ramp(p.kv_numel());
+  EXPECT_THROW(filter.attention(p, mc::DType::f64, q, kv, kv, false), mc::DeviationError);
+}
+
+TEST(Deviations, partlyNanRowsAreNoDeviation) {
+  const EmptyRowsAs impl(kNaN, /*whole_row=*/false, -kInf);
+  const mc::DeviationFilter filter(impl, false);
+  const auto p = problem_with_empty_rows();
+  const auto q = ramp(p.q_numel()), kv = ramp(p.kv_numel());
+  mc::reset_deviation_ledger();
+  const auto got = filter.attention(p, mc::DType::f64, q, kv, kv, false);
+  EXPECT_TRUE(mc::deviation_ledger().empty());
+  EXPECT_TRUE(std::any_of(got.out.begin(), got.out.end(), [](double x) { return std::isnan(x); }));
+}
+
+TEST(Deviations, emptyRowLseInfOrZeroIsNamedButNanIsNot) {
+  const auto p = problem_with_empty_rows();
+  const auto q = ramp(p.q_numel()), kv = ramp(p.kv_numel());
+  for (const double lse : {kInf, 0.0, kNaN}) {
+    const EmptyRowsAs impl(0.0, true, lse);
+    const mc::DeviationFilter filter(impl, false);
+    mc::reset_deviation_ledger();
+    const auto got = filter.attention(p, mc::DType::f64, q, kv, kv, true);
+    const bool named = !std::isnan(lse);
+    EXPECT_EQ(mc::deviation_ledger().count("empty_row_lse"), named ? 1u : 0u) << lse;
+    // Sequence 1: 4 queries (2 valid, 2 padded) with no key, 2 heads.
+    EXPECT_EQ(std::count(got.lse.begin(), got.lse.end(), -kInf), named ? 8 : 0) << lse;
+  }
+}
+
+// Top-left causal where bottom-right was asked (PyTorch is_causal with Lq != Lk).
+class TopLeft : public mc::ReferenceImplementation {
+ public:
+  mc::AttentionResult attention(const mc::AttentionProblem& p, mc::DType t,
+                                std::span<const double> q, std::span<const double> k,
+                                std::span<const double> v, bool want_lse) const override {
+    mc::AttentionProblem tl = p;
+    tl.mask.alignment = mc::Alignment::top_left;
+    return ReferenceImplementation::attention(tl, t, q, k, v, want_lse);
+  }
+};
+
+TEST(Deviations, topLeftCausalIsNamedOnlyWhereAlignmentMatters) {
+  const TopLeft impl;
+  const mc::DeviationFilter filter(impl, false);
+  mc::AttentionProblem p;
+  p.mask.Lq = 3;
+  p.mask.Lk = 6;
+  p.mask.causal = true;
+  p.D = 2;
+  const auto q = ramp(p.q_numel()), kv = ramp(p.kv_numel());
+  mc::reset_deviation_ledger();
+  const auto got = filter.attention(p, mc::DType::f32, q, kv, kv, false);
+  EXPECT_EQ(mc::deviation_ledger().count("top_left_causal"), 1u);
+  EXPECT_EQ(got.out,
+            mc::ReferenceImplementation().attention(p, mc::DType::f32, q, kv, kv, false).out);
+  p.mask.Lk = 3;  // square: the two alignments agree, nothing to name
+  mc::reset_deviation_ledger();
+  filter.attention(p, mc::DType::f32, ramp(p.q_numel()), ramp(p.kv_numel()), ramp(p.kv_numel()),
+                   false);
+  EXPECT_TRUE(mc::deviation_ledger().empty());
+}
+
+// Cross-entropy mean over rows that are all ignored: NaN (torch) is named, NaN elsewhere is not.
+class MeanNan : public mc::ReferenceImplementation {
+ public:
+  mc::LossResult cross_entropy(const mc::LossProblem& p, mc::DType t,
+                               std::span<const double> logits, std::span<const std::int64_t> labels,
+                               std::span<const double> weights, bool backward) const override {
+    auto r = ReferenceImplementation::cross_entropy(p, t, logits, labels, weights, backward);
+    if (p.reduction == mc::Reduction::mean && r.count == 0) r.loss = kNaN;
+    if (p.reduction == mc::Reduction::sum) r.loss = kNaN;
+    return r;
+  }
+};
+
+TEST(Deviations, allIgnoredMeanNanIsNamedOtherNanIsNot) {
+  const MeanNan impl;
+  const mc::DeviationFilter filter(impl, false);
+  mc::LossProblem p;
+  p.N = 2;
+  p.V = 3;
+  const auto logits = ramp(6);
+  const std::vector<std::int64_t> ignored{-100, -100}, labels{1, -100};
+  mc::reset_deviation_ledger();
+  auto r = filter.cross_entropy(p, mc::DType::f64, logits, ignored, {}, true);
+  EXPECT_EQ(r.loss, 0.0);
+  EXPECT_EQ(mc::deviation_ledger().count("all_ignored_mean_nan"), 1u);
+  p.reduction = mc::Reduction::sum;
+  mc::reset_deviation_ledger();
+  r = filter.cross_entropy(p, mc::DType::f64, logits, labels, {}, true);
+  EXPECT_TRUE(std::isnan(r.loss));
+  EXPECT_TRUE(mc::deviation_ledger().empty());
+}
+
+// Through the runner: a passing property with a named deviation is Status::deviation, and a
+// strict run fails it.
+TEST(Deviations, runnerReportsDeviationsAndStrictFailsThem) {
+  const EmptyRowsAs impl(kNaN, true, -kInf);
+  const mc::Property* prop = mc::find_property("softmax.agreesWithReference");
+  ASSERT_NE(prop, nullptr);
+  mc::VerifyConfig config;
+  config.cases = 60;
+  config.seed = 7;
+  const auto lax = mc::run_property(impl, *prop, config);
+  EXPECT_EQ(lax.status, mc::Status::deviation) << lax.message;
+  EXPECT_GT(lax.deviations.count("fully_masked_row_nan"), 0u);
+  config.strict = true;
+  const auto strict = mc::run_property(impl, *prop, config);
+  EXPECT_EQ(strict.status, mc::Status::failed);
+  EXPECT_NE(strict.message.find("fully_masked_row_nan"), std::string::npos) << strict.message;
+}
+
+}  // namespace
