@@ -111,7 +111,7 @@ PluginInfo PluginInfo::from_json(const nlohmann::json& j) {
 }
 
 const PluginInfo* plugin_info(const Implementation& impl) {
-  const auto* p = dynamic_cast<const detail::PluginBacked*>(&impl);
+  const auto* p = dynamic_cast<const detail::PluginBase*>(&impl);
   return p ? &p->info() : nullptr;
 }
 
@@ -406,19 +406,9 @@ double effective_timeout(double t) {
 }
 
 // Stands in for a probed plugin in the parent. Its operations run in workers only.
-class IsolatedPlugin final : public Implementation, public detail::PluginBacked {
+class IsolatedPlugin final : public detail::PluginBase {
  public:
-  explicit IsolatedPlugin(PluginInfo info) : info_(std::move(info)) {}
-  const PluginInfo& info() const override { return info_; }
-  std::string name() const override { return info_.impl_name(); }
-  std::string description() const override { return info_.summary(); }
-  bool third_party() const override { return true; }
-  bool attention_lse() const override { return info_.lse; }
-  std::vector<Op> ops() const override { return info_.op_list(); }
-  std::vector<DType> dtypes(Op op) const override { return info_.dtypes(op); }
-
- private:
-  PluginInfo info_;
+  using PluginBase::PluginBase;
 };
 
 }  // namespace

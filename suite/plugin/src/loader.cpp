@@ -511,24 +511,15 @@ class MaskArgs {
   std::optional<Tensor> keep_;
 };
 
-class PluginImplementation final : public Implementation, public detail::PluginBacked {
+class PluginImplementation final : public detail::PluginBase {
  public:
   PluginImplementation(Library lib, const maskcheck_plugin* table, PluginInfo info,
                        CallObserver* observer)
-      : lib_(std::move(lib)),
+      : PluginBase(std::move(info)),
+        lib_(std::move(lib)),
         t_(*table),
-        info_(std::move(info)),
         device_(info_),
         observer_(observer) {}
-
-  const PluginInfo& info() const override { return info_; }
-
-  std::string name() const override { return info_.impl_name(); }
-  std::string description() const override { return info_.summary(); }
-  bool third_party() const override { return true; }
-  bool attention_lse() const override { return info_.lse; }
-  std::vector<Op> ops() const override { return info_.op_list(); }
-  std::vector<DType> dtypes(Op op) const override { return info_.dtypes(op); }
 
   // ---- softmax: x, y [B, H, Lq, Lk]
   Support supports_softmax(const SoftmaxProblem& p, DType t) const override {
@@ -753,7 +744,6 @@ class PluginImplementation final : public Implementation, public detail::PluginB
 
   Library lib_;
   maskcheck_plugin t_;  // a copy: the plugin cannot change its table behind our back
-  PluginInfo info_;
   Device device_;
   CallObserver* observer_;
 };

@@ -1,15 +1,27 @@
 // Shared between the loader and the isolation layer.
 #pragma once
 
+#include <utility>
+
 #include "maskcheck/suite/plugin_host.hpp"
 
 namespace maskcheck::plugin::detail {
 
-// Implementations backed by a plugin (loaded here, or a stand-in for one run in workers).
-class PluginBacked {
+// What every implementation backed by a plugin answers from its info: the one loaded into this
+// process (loader.cpp) and the stand-in for one run in workers (isolation.cpp).
+class PluginBase : public Implementation {
  public:
-  virtual ~PluginBacked() = default;
-  virtual const PluginInfo& info() const = 0;
+  explicit PluginBase(PluginInfo info) : info_(std::move(info)) {}
+  const PluginInfo& info() const { return info_; }
+  std::string name() const override { return info_.impl_name(); }
+  std::string description() const override { return info_.summary(); }
+  bool third_party() const override { return true; }
+  bool attention_lse() const override { return info_.lse; }
+  std::vector<Op> ops() const override { return info_.op_list(); }
+  std::vector<DType> dtypes(Op op) const override { return info_.dtypes(op); }
+
+ protected:
+  PluginInfo info_;
 };
 
 }  // namespace maskcheck::plugin::detail
