@@ -10,6 +10,7 @@
 #include "maskcheck/reference/common.hpp"
 #include "maskcheck/suite/about.hpp"
 #include "maskcheck/suite/mutants.hpp"
+#include "maskcheck/suite/recording.hpp"
 
 namespace maskcheck {
 
@@ -159,6 +160,19 @@ PropertyOutcome run_property(const Implementation& impl, const Property& prop,
     o.cases = f.numSuccess;
     o.message = f.description;
     o.counterexample = f.counterExample;
+    if (!config.counterexample_dir.empty()) {
+      // Exactly the shrunk case again, through a recorder, to save what the implementation got.
+      RecordingImplementation recorder(impl);
+      const auto again = rc::detail::checkTestable(
+          [&] {
+            recorder.begin_case();
+            prop.check(recorder, limits);
+          },
+          meta, params, listener,
+          std::unordered_map<std::string, rc::detail::Reproduce>{{meta.id, f.reproduce}});
+      save_counterexample(config.counterexample_dir, recorder,
+                          again.template is<rc::detail::FailureResult>(), o);
+    }
   } else if (result.template is<rc::detail::GaveUpResult>()) {
     const auto& g = result.template get<rc::detail::GaveUpResult>();
     o.status = Status::error;
@@ -259,6 +273,7 @@ nlohmann::json verify_json(const VerifyConfig& config, const std::vector<Propert
         ce.push_back({{"type", type}, {"value", value}});
       r["counterexample"] = ce;
     }
+    if (!o.counterexample_files.empty()) r["counterexample_files"] = o.counterexample_files;
     rows.push_back(r);
   }
   j["summary"] = summary;

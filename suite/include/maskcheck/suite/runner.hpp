@@ -30,6 +30,7 @@ struct VerifyConfig {
   std::string impls;                    // comma-separated, empty: all
   std::optional<Op> op;                 // only this operation
   std::vector<std::string> properties;  // only these properties (empty: all)
+  std::string counterexample_dir;       // save failing cases here (recording.hpp); empty: don't
 };
 
 struct PropertyOutcome {
@@ -46,7 +47,8 @@ struct PropertyOutcome {
   std::uint64_t seed = 0;  // the property's own rapidcheck seed
   double seconds = 0;
   std::vector<ErrorRecord> max_errors;
-  std::string replay;  // command line reproducing this property alone
+  std::string replay;                             // command line reproducing this property alone
+  std::vector<std::string> counterexample_files;  // .safetensors files of the failing case
 };
 
 // The rapidcheck seed of one (implementation, property) pair, derived from the run's seed so
