@@ -48,12 +48,6 @@ std::string known_dtypes() {
   return s;
 }
 
-std::string shape_string(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // numel * itemsize with overflow checks; nullopt when it does not fit in int64.
 std::optional<std::int64_t> byte_size(const std::vector<std::int64_t>& shape, std::size_t item) {
   std::int64_t n = 1;
@@ -204,6 +198,12 @@ std::optional<DType> storage_dtype(Dtype d) {
     default:
       return std::nullopt;
   }
+}
+
+std::string shape_string(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
 std::int64_t Tensor::numel() const {

@@ -45,6 +45,8 @@ struct Tensor {
   std::string describe() const;  // "F32[2, 3]"
 };
 
+std::string shape_string(const std::vector<std::int64_t>& shape);  // "[2, 3]"
+
 struct File {
   std::map<std::string, Tensor> tensors;
   std::map<std::string, std::string> metadata;
