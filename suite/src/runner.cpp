@@ -12,6 +12,7 @@
 #include "maskcheck/suite/deviations.hpp"
 #include "maskcheck/suite/forwarding.hpp"
 #include "maskcheck/suite/mutants.hpp"
+#include "maskcheck/suite/recording.hpp"
 
 namespace maskcheck {
 
@@ -232,6 +233,23 @@ PropertyOutcome run_property(const Implementation& impl, const Property& prop,
     o.cases = f.numSuccess;
     o.message = f.description;
     o.counterexample = f.counterExample;
+    if (!config.counterexample_dir.empty()) {
+      // Exactly the shrunk case again, through a recorder, to save what the implementation got.
+      // The recorder sits under the same deviation policy and support guard as the run, so the
+      // case fails again exactly as it did, and it records the implementation's own outputs.
+      RecordingImplementation recorder(impl);
+      const DeviationFilter recorded_filtered(recorder, config.strict);
+      const SupportGuard recorded_guarded(recorded_filtered);
+      const auto again = rc::detail::checkTestable(
+          [&] {
+            recorder.begin_case();
+            prop.check(recorded_guarded, limits);
+          },
+          meta, params, listener,
+          std::unordered_map<std::string, rc::detail::Reproduce>{{meta.id, f.reproduce}});
+      save_counterexample(config.counterexample_dir, recorder,
+                          again.template is<rc::detail::FailureResult>(), o);
+    }
   } else if (result.template is<rc::detail::GaveUpResult>()) {
     const auto& g = result.template get<rc::detail::GaveUpResult>();
     o.status = Status::error;
@@ -335,6 +353,7 @@ nlohmann::json verify_json(const VerifyConfig& config, const std::vector<Propert
         ce.push_back({{"type", type}, {"value", value}});
       r["counterexample"] = ce;
     }
+    if (!o.counterexample_files.empty()) r["counterexample_files"] = o.counterexample_files;
     rows.push_back(r);
   }
   j["summary"] = summary;
