@@ -2,13 +2,17 @@
 // and write reports.
 //   maskcheck list [--json] [--mutants] [--plugin LIB.so]...
 //   maskcheck verify [--impl a,b] [--op OP] [--property P,...] [--cases N] [--seed S] [--json FILE]
-//                    [--strict] [--plugin LIB.so]... [--plugin-timeout S] [--in-process]
-//                    [--mutants]
+//                    [--strict] [--mutants] [--counterexamples DIR | --no-counterexamples]
+//                    [--plugin LIB.so]... [--plugin-timeout S] [--in-process]
+//   maskcheck eval OP [--impl NAME] [--plugin LIB.so] --in CASE.safetensors
+//                  [--out RESULT.safetensors] [--quiet]
 //   maskcheck report RESULTS.json... --out DIR
 //   maskcheck bench [--filter RE] [--json FILE] [--repetitions N] [--min-time S] [-- ARGS...]
 // Exit codes: 0 everything passed (named deviations included, unless --strict), 1 a property
 // failed, 2 usage or input error (bench: the exit code of maskcheck_bench, 1 when a maskcheck
-// kernel mismatched before timing, 2 when the filter matches no benchmark).
+// kernel mismatched before timing, 2 when the filter matches no benchmark; eval: 0 ran and wrote
+// the result, 1 the implementation threw on a valid case, 2 unreadable or invalid case, wrong OP,
+// or a case the implementation does not support).
 // `--plugin` loads a library implementing maskcheck/plugin.h (in a child process: see
 // suite/plugin/include/maskcheck/suite/plugin_host.hpp); `maskcheck plugin-worker` is that child,
 // a hidden subcommand.
@@ -33,6 +37,7 @@
 #include "maskcheck/reference/common.hpp"
 #include "maskcheck/reports/markdown.hpp"
 #include "maskcheck/suite/about.hpp"
+#include "maskcheck/suite/call.hpp"
 #include "maskcheck/suite/io.hpp"
 #include "maskcheck/suite/mutants.hpp"
 #include "maskcheck/suite/plugin_host.hpp"
@@ -133,7 +138,8 @@ std::string cell(const mc::PropertyOutcome& o) {
   return "?";
 }
 
-void print_summary(const std::vector<mc::PropertyOutcome>& results) {
+void print_summary(const std::vector<mc::PropertyOutcome>& results,
+                   const mc::VerifyConfig& config) {
   std::vector<std::string> impls, props;
   for (const auto& o : results) {
     if (std::find(impls.begin(), impls.end(), o.implementation) == impls.end())
@@ -197,7 +203,23 @@ void print_summary(const std::vector<mc::PropertyOutcome>& results) {
         std::cout << "    " << type << ": " << value << "\n";
     }
     std::cout << "  " << o.message << "\n  replay: " << o.replay << "\n";
+    if (!o.counterexample_files.empty()) {
+      std::string target = "--impl " + o.implementation;
+      for (const auto& p : config.plugins)
+        if (p.impl == o.implementation) target += " --plugin " + p.path;
+      std::cout << "  counterexample files (replay: maskcheck eval " << mc::to_string(o.op) << " "
+                << target << " --in FILE --out RESULT):\n";
+      for (const auto& f : o.counterexample_files) std::cout << "    " << f << "\n";
+    }
   }
+}
+
+// Where verify saves counterexamples unless told: beside the --json file, else in the current
+// directory.
+std::string default_counterexample_dir(const std::string& json_path) {
+  if (json_path.empty()) return "maskcheck-counterexamples";
+  const auto parent = std::filesystem::path(json_path).parent_path();
+  return (parent / "counterexamples").string();
 }
 
 int cmd_verify(const mc::Registry& registry, mc::VerifyConfig config, const std::string& json_path,
@@ -230,7 +252,7 @@ int cmd_verify(const mc::Registry& registry, mc::VerifyConfig config, const std:
       runner);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  print_summary(results);
+  print_summary(results, config);
   int failed = 0, errors = 0, passed = 0, skipped = 0, deviations = 0;
   for (const auto& o : results) {
     failed += o.status == mc::Status::failed;
@@ -268,6 +290,108 @@ int cmd_verify(const mc::Registry& registry, mc::VerifyConfig config, const std:
     return errors == 0 && killed == static_cast<int>(verdicts.size()) ? 0 : kExitFailed;
   }
   return failed + errors > 0 ? kExitFailed : 0;
+}
+
+// ---- eval: one operation of one implementation on the tensors of a case file -----------------
+
+struct EvalOptions {
+  std::string op, impl = "reference", in, out, plugin;
+  bool impl_given = false;
+  bool quiet = false;
+};
+
+// Built-in implementations and the mutants (mutant:<id>).
+std::shared_ptr<const mc::Implementation> find_implementation(const std::string& name) {
+  if (auto impl = mc::builtin_registry().find(name)) return impl;
+  const mc::Registry mutants = mc::mutant_registry();
+  if (auto impl = mutants.find(name)) return impl;
+  if (name.rfind("plugin:", 0) == 0)
+    throw mc::InvalidArgument("--impl", name, "a plugin: name its library with --plugin LIB.so");
+  std::string known;
+  for (const auto& i : mc::builtin_registry().all())
+    known += (known.empty() ? "" : ", ") + i->name();
+  throw mc::InvalidArgument(
+      "--impl", name,
+      "unknown implementation; known: " + known + " and the mutants of maskcheck list --mutants");
+}
+
+// "F32[1, 2]" and, for small tensors, the values.
+std::string preview(const mc::safetensors::Tensor& t) {
+  std::string s = t.describe();
+  if (t.numel() > 16) return s;
+  std::vector<std::string> values;
+  if (mc::safetensors::is_floating(t.dtype)) {
+    for (double x : mc::safetensors::to_doubles(t, "")) values.push_back(fmt::format("{:.6g}", x));
+  } else {
+    for (std::int64_t x : mc::safetensors::to_int64(t, "")) values.push_back(std::to_string(x));
+  }
+  if (t.shape.empty()) return s + " = " + values.front();
+  std::string joined;
+  for (const auto& v : values) joined += (joined.empty() ? "" : ", ") + v;
+  return s + " = [" + joined + "]";
+}
+
+int cmd_eval(const EvalOptions& o) {
+  const mc::Op op = mc::op_from_string(o.op);
+  // A plugin runs in this process here: one call, nothing else to protect.
+  const auto impl = o.plugin.empty() ? find_implementation(o.impl)
+                                     : mc::plugin::load_plugin(std::filesystem::absolute(o.plugin));
+  if (!o.plugin.empty() && o.impl_given && o.impl != impl->name())
+    throw mc::InvalidArgument("--impl", o.impl, "the library of --plugin is " + impl->name());
+  const auto file = mc::safetensors::read_file(o.in);
+  if (const auto it = file.metadata.find(mc::kMetaOp);
+      it != file.metadata.end() && it->second != mc::to_string(op)) {
+    std::cerr << "maskcheck: " << o.in << " holds a " << it->second << " case, not " << o.op
+              << " (maskcheck eval " << it->second << " runs it)\n";
+    return kExitUsage;
+  }
+  const mc::CallInputs in = mc::decode_case(file, o.in);
+  try {
+    mc::validate_call(in);
+  } catch (const mc::InvalidArgument& e) {
+    std::cerr << "maskcheck: " << o.in << " is not a valid " << mc::to_string(mc::call_of(in))
+              << " case: " << e.what() << "\n";
+    return kExitUsage;
+  }
+  if (const mc::Support s = mc::supports_call(*impl, in); !s) {
+    std::cerr << "maskcheck: " << impl->name() << " does not support this case: " << s.reason
+              << "\n";
+    return kExitUsage;
+  }
+  mc::CallResult r;
+  try {
+    r = mc::run_call(*impl, in);
+  } catch (const std::exception& e) {
+    std::cerr << "maskcheck: " << impl->name() << " failed on " << o.in << ": " << e.what() << "\n";
+    return kExitFailed;
+  }
+  std::vector<std::string> notes;
+  mc::safetensors::File result;
+  result.tensors = mc::result_tensors(in, r, "", &notes);
+  const auto meta = mc::encode_case(in).metadata;  // the case as this run read it
+  for (const auto& key :
+       {mc::kMetaOp, mc::kMetaCall, mc::kMetaDtype, mc::kMetaProblem, mc::kMetaOptions}) {
+    if (const auto it = meta.find(key); it != meta.end()) result.metadata[key] = it->second;
+  }
+  result.metadata[mc::kMetaFormat] = std::string(mc::kResultFormat);
+  result.metadata["maskcheck.implementation"] = impl->name();
+  result.metadata["maskcheck.input"] = o.in;
+  result.metadata["maskcheck.version"] = mc::about_json()["maskcheck"].get<std::string>();
+  result.metadata["maskcheck.commit"] = mc::git_commit();
+  for (const auto& n : notes) std::cerr << "maskcheck: note: " << n << "\n";
+  if (!o.out.empty()) mc::safetensors::write_file(o.out, result);
+  if (!o.quiet) {
+    const std::string call(mc::to_string(mc::call_of(in)));
+    std::cout << "maskcheck eval " << o.op << (call != o.op ? " (" + call + ")" : "") << " --impl "
+              << impl->name() << " --in " << o.in
+              << "\n  problem: " << result.metadata[mc::kMetaProblem] << "\n";
+    if (const auto it = result.metadata.find(mc::kMetaDtype); it != result.metadata.end())
+      std::cout << "  dtype: " << it->second << "\n";
+    for (const auto& [name, t] : result.tensors)
+      std::cout << "  " << name << ": " << preview(t) << "\n";
+    if (!o.out.empty()) std::cout << "wrote " << o.out << "\n";
+  }
+  return 0;
 }
 
 // ---- bench: runs maskcheck_bench, the benchmark binary built next to this executable ----------
@@ -499,6 +623,36 @@ int main(int argc, char** argv) {
   verify->add_flag("--strict", strict,
                    "named deviations (fully_masked_row_nan, empty_row_lse, all_ignored_mean_nan, "
                    "top_left_causal) fail like any other difference (always on with --mutants)");
+  std::string counterexample_dir;
+  bool no_counterexamples = false;
+  auto* ce_opt = verify->add_option(
+      "--counterexamples", counterexample_dir,
+      "save each failing case as .safetensors files here (default: counterexamples/ beside "
+      "--json FILE, else ./maskcheck-counterexamples)");
+  verify->add_flag("--no-counterexamples", no_counterexamples, "save no counterexample files")
+      ->excludes(ce_opt);
+
+  auto* eval = app.add_subcommand(
+      "eval",
+      "run one operation of one implementation on the tensors of a .safetensors case (a "
+      "counterexample file of verify, or one written with safetensors.torch.save_file) and "
+      "write the result tensors");
+  EvalOptions eval_opts;
+  eval->add_option("op", eval_opts.op,
+                   "the case's operation: masks, softmax, attention, cross_entropy, lm_labels, "
+                   "mlm (must match its maskcheck.op)")
+      ->required();
+  auto* eval_impl = eval->add_option(
+      "--impl", eval_opts.impl,
+      "implementation: built-in (maskcheck list) or mutant:<id> (default reference)");
+  eval->add_option("--plugin", eval_opts.plugin,
+                   "evaluate this plugin library (maskcheck/plugin.h), loaded into this process "
+                   "(--impl, if given, must be its plugin:<name>)");
+  eval->add_option("--in", eval_opts.in, "the case file (.safetensors)")->required();
+  eval->add_option(
+      "--out", eval_opts.out,
+      "write the result tensors and metadata here (.safetensors, replaced atomically)");
+  eval->add_flag("--quiet", eval_opts.quiet, "print nothing but errors");
 
   std::vector<std::string> plugin_paths;
   double plugin_timeout = 0;
@@ -526,6 +680,7 @@ int main(int argc, char** argv) {
   bool worker_no_shrink = false;
   worker->add_flag("--no-shrink", worker_no_shrink);
   worker->add_flag("--strict", worker_opts.strict);
+  worker->add_option("--counterexamples", worker_opts.counterexample_dir);
   worker->add_option("--result-fd", worker_opts.result_fd);
 
   auto* report = app.add_subcommand("report", "turn result JSON files into a Markdown report");
@@ -593,6 +748,9 @@ int main(int argc, char** argv) {
       config.properties = split_commas(properties);
       // A mutant is judged against the exact contract: a named deviation kills it too.
       config.strict = strict || mutants;
+      if (!no_counterexamples)
+        config.counterexample_dir =
+            *ce_opt ? counterexample_dir : default_counterexample_dir(json_path);
       config.plugin_timeout = plugin_timeout;
       config.in_process = in_process;
       if (mutants && !plugin_paths.empty())
@@ -601,6 +759,10 @@ int main(int argc, char** argv) {
       mc::Registry registry = mutants ? mc::mutant_registry() : mc::builtin_registry();
       add_plugins(registry, config, plugin_paths);
       return cmd_verify(registry, config, json_path, quiet || mutants, mutants);
+    }
+    if (*eval) {
+      eval_opts.impl_given = eval_impl->count() > 0;
+      return cmd_eval(eval_opts);
     }
     if (*report) {
       std::vector<nlohmann::json> docs;

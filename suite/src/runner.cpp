@@ -13,6 +13,7 @@
 #include "maskcheck/suite/deviations.hpp"
 #include "maskcheck/suite/forwarding.hpp"
 #include "maskcheck/suite/mutants.hpp"
+#include "maskcheck/suite/recording.hpp"
 
 namespace maskcheck {
 
@@ -265,6 +266,23 @@ PropertyOutcome run_property(const Implementation& impl, const Property& prop,
     o.cases = f.numSuccess;
     o.message = f.description;
     o.counterexample = f.counterExample;
+    if (!config.counterexample_dir.empty()) {
+      // Exactly the shrunk case again, through a recorder, to save what the implementation got.
+      // The recorder sits under the same deviation policy and support guard as the run, so the
+      // case fails again exactly as it did, and it records the implementation's own outputs.
+      RecordingImplementation recorder(impl);
+      const DeviationFilter recorded_filtered(recorder, config.strict);
+      const SupportGuard recorded_guarded(recorded_filtered);
+      const auto again = rc::detail::checkTestable(
+          [&] {
+            recorder.begin_case();
+            prop.check(recorded_guarded, limits);
+          },
+          meta, params, listener,
+          std::unordered_map<std::string, rc::detail::Reproduce>{{meta.id, f.reproduce}});
+      save_counterexample(config.counterexample_dir, recorder,
+                          again.template is<rc::detail::FailureResult>(), o);
+    }
   } else if (result.template is<rc::detail::GaveUpResult>()) {
     const auto& g = result.template get<rc::detail::GaveUpResult>();
     o.status = Status::error;
@@ -388,6 +406,7 @@ nlohmann::json outcome_json(const PropertyOutcome& o) {
       ce.push_back({{"type", type}, {"value", value}});
     r["counterexample"] = ce;
   }
+  if (!o.counterexample_files.empty()) r["counterexample_files"] = o.counterexample_files;
   return r;
 }
 
@@ -418,6 +437,7 @@ PropertyOutcome outcome_from_json(const nlohmann::json& r) {
     for (const auto& ce : r.at("counterexample"))
       o.counterexample.emplace_back(ce.at("type").get<std::string>(),
                                     ce.at("value").get<std::string>());
+  o.counterexample_files = r.value("counterexample_files", std::vector<std::string>());
   return o;
 }
 

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "cli_run.hpp"
+#include "maskcheck/suite/call.hpp"
 #include "maskcheck/suite/io.hpp"
 
 namespace {
@@ -59,11 +60,99 @@ TEST(Cli, verifyPrintsSeedAndReplayFirstAndWritesJson) {
 TEST(Cli, failingPropertyExitsOneWithShrunkCounterexample) {
   const CliResult r = maskcheck_cli(
       "verify --mutants --impl mutant:causal-off-by-one --property "
-      "masks.agreesWithReference --cases 50 --seed 1");
+      "masks.agreesWithReference --cases 50 --seed 1 --counterexamples " +
+      temp_path("ce-masks"));
   // Against mutants the exit code reports the kill rate: killed is success.
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("shrunk counterexample"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Kill rate: 1/1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("counterexample files"), std::string::npos) << r.out;
+}
+
+// A failing case lands beside the JSON as .safetensors files that `eval` replays.
+TEST(Cli, counterexamplesGoBesideTheJsonAndReplayWithEval) {
+  const std::string dir = temp_path("ce-json");
+  std::filesystem::remove_all(dir);
+  const std::string json = dir + "/verify.json";
+  CliResult r = maskcheck_cli(
+      "verify --mutants --impl mutant:causal-off-by-one --property "
+      "attention.agreesWithReference --cases 50 --seed 2 --json " +
+      json);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = maskcheck::read_json_file(json);
+  const auto& files = j.at("results").at(0).at("counterexample_files");
+  ASSERT_FALSE(files.empty()) << j.dump(2);
+  const std::string file = files.at(0);
+  EXPECT_EQ(file.rfind(dir + "/counterexamples/mutant_causal-off-by-one__", 0), 0u) << file;
+  EXPECT_NE(r.out.find(file), std::string::npos) << r.out;
+
+  const std::string out = dir + "/result.safetensors";
+  r = maskcheck_cli("eval attention --impl mutant:causal-off-by-one --in " + file + " --out " +
+                    out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("out: F"), std::string::npos) << r.out;
+  const auto result = maskcheck::safetensors::read_file(out);
+  EXPECT_EQ(result.metadata.at("maskcheck.format"), "maskcheck.result/1");
+  EXPECT_EQ(result.metadata.at("maskcheck.implementation"), "mutant:causal-off-by-one");
+  // The mutant's replay reproduces what verify recorded from it.
+  const auto recorded = maskcheck::safetensors::read_file(file);
+  EXPECT_EQ(result.tensors.at("out").bytes, recorded.tensors.at("recorded.out").bytes);
+
+  // --no-counterexamples writes none.
+  std::filesystem::remove_all(dir);
+  r = maskcheck_cli(
+      "verify --mutants --impl mutant:causal-off-by-one --property "
+      "attention.agreesWithReference --cases 50 --seed 2 --no-counterexamples --json " +
+      json);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/counterexamples"));
+}
+
+TEST(Cli, evalRejectsBadInputWithExitTwo) {
+  namespace st = maskcheck::safetensors;
+  maskcheck::AttentionCall a;
+  a.problem.mask.Lq = 2;
+  a.problem.mask.Lk = 3;
+  a.dtype = maskcheck::DType::f64;
+  a.q = {1, 2};
+  a.k = a.v = {1, 2, 3};
+  const std::string attention = temp_path("attention.safetensors");
+  st::write_file(attention, maskcheck::encode_case(a));
+  ASSERT_EQ(maskcheck_cli("eval attention --in " + attention).code, 0);
+  maskcheck::SoftmaxCall s;
+  s.problem.mask.Lq = s.problem.mask.Lk = 1;
+  s.x = {0.5};
+  const std::string softmax = temp_path("softmax.safetensors");
+  st::write_file(softmax, maskcheck::encode_case(s));
+  auto invalid = a;
+  invalid.problem.mask.k_lens = {4};
+  const std::string bad_problem = temp_path("bad_problem.safetensors");
+  st::write_file(bad_problem, maskcheck::encode_case(invalid));
+  const std::string garbage = temp_path("garbage.safetensors");
+  std::ofstream(garbage) << "this is not a safetensors file at all";
+  const std::string truncated = temp_path("truncated.safetensors");
+  {
+    std::ifstream in(attention, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(truncated, std::ios::binary) << bytes.substr(0, bytes.size() - 5);
+  }
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"eval attention", "--in"},
+      {"eval --in " + attention, "op"},
+      {"eval conv --in " + attention, "conv"},
+      {"eval attention --in /nonexistent.safetensors", "cannot read"},
+      {"eval attention --in " + garbage, "header length"},
+      {"eval attention --in " + truncated, "truncated"},
+      {"eval attention --in " + softmax, "holds a softmax case"},
+      {"eval attention --impl no-such --in " + attention, "no-such"},
+      {"eval attention --in " + bad_problem, "k_lens[0]"},
+      {"eval attention --impl cpu --in " + attention, "does not support this case: cpu kernels"},
+      {"eval softmax --in " + softmax + " --out /proc/no/such/dir/r.safetensors", "cannot"}};
+  for (const auto& [args, expected] : cases) {
+    const CliResult r = maskcheck_cli(args);
+    EXPECT_EQ(r.code, 2) << "maskcheck " << args << "\n" << r.out;
+    EXPECT_NE(r.out.find(expected), std::string::npos) << "maskcheck " << args << "\n" << r.out;
+  }
 }
 
 TEST(Cli, usageAndInputErrorsExitTwo) {

@@ -152,6 +152,16 @@ TEST(Plugin, maskingBugIsCaught) {
   EXPECT_TRUE(contains(att.at("counterexample").dump(), "padding=left")) << att.dump();
   EXPECT_EQ(rows.at("softmax.agreesWithReference").at("status"), "passed");
   EXPECT_TRUE(contains(r.out, "shrunk counterexample")) << r.out;
+
+  // The worker saved the shrunk case; maskcheck eval replays it against the plugin.
+  ASSERT_TRUE(att.contains("counterexample_files")) << att.dump();
+  const std::string file = att.at("counterexample_files").at(0).get<std::string>();
+  EXPECT_TRUE(std::filesystem::exists(file)) << file;
+  const CliResult e = maskcheck_cli("eval attention --impl plugin:right_padding --plugin " +
+                                    test_plugin("right_padding") + " --in " + file);
+  EXPECT_EQ(e.code, 0) << e.out;
+  EXPECT_TRUE(contains(e.out, "--impl plugin:right_padding")) << e.out;
+  EXPECT_EQ(maskcheck_cli("eval attention --impl plugin:right_padding --in " + file).code, 2);
 }
 
 TEST(Plugin, namedDeviationsAreReportedAndStrictFailsThem) {
@@ -166,14 +176,15 @@ TEST(Plugin, namedDeviationsAreReportedAndStrictFailsThem) {
       rows_by_property(maskcheck::read_json_file(json)).at("attention.agreesWithReference");
   EXPECT_EQ(row.at("status"), "deviation") << row.dump();
   EXPECT_TRUE(row.at("deviations").contains("empty_row_lse")) << row.dump();
-  r = maskcheck_cli(args + " --strict");
+  r = maskcheck_cli(args + " --strict --no-counterexamples");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "empty_row_lse")) << r.out;
 }
 
 TEST(Plugin, writePastAnOutputIsCaught) {
   const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("overrun") +
-                                    " --property attention.agreesWithReference --cases 5 --seed 1");
+                                    " --property attention.agreesWithReference --cases 5 --seed 1 "
+                                    "--no-counterexamples");
   ASSERT_EQ(r.code, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "attention_forward wrote past the end of out")) << r.out;
 }

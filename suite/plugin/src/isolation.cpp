@@ -445,6 +445,10 @@ PropertyOutcome run_property_isolated(const Implementation& impl, const Property
                                 "--max-size", std::to_string(config.max_size)};
   if (!config.shrink) args.push_back("--no-shrink");
   if (config.strict) args.push_back("--strict");
+  if (!config.counterexample_dir.empty()) {
+    args.push_back("--counterexamples");
+    args.push_back(config.counterexample_dir);
+  }
   const WorkerRun run = run_worker(args, timeout_s);
 
   PropertyOutcome o;
@@ -503,6 +507,7 @@ void worker_main(const WorkerOptions& opt) {
   config.max_size = opt.max_size;
   config.shrink = opt.shrink;
   config.strict = opt.strict;
+  config.counterexample_dir = opt.counterexample_dir;
   config.plugins = {{impl->name(), opt.plugin}};
   finish(channel, {{"outcome", outcome_json(run_property(*impl, *prop, config))}}, 0);
 }

@@ -40,6 +40,7 @@ struct VerifyConfig {
   std::optional<Op> op;                 // only this operation
   std::vector<std::string> properties;  // only these properties (empty: all)
   bool strict = false;                  // named deviations fail (deviations.hpp)
+  std::string counterexample_dir;       // save failing cases here (recording.hpp); empty: don't
   std::vector<PluginRef> plugins;       // plugin libraries of the run (replayed with --plugin)
   double plugin_timeout = 0;            // --plugin-timeout in seconds; 0: the default
   bool in_process = false;              // --in-process: plugins run in this process
@@ -60,7 +61,8 @@ struct PropertyOutcome {
   std::uint64_t seed = 0;  // the property's own rapidcheck seed
   double seconds = 0;
   std::vector<ErrorRecord> max_errors;
-  std::string replay;  // command line reproducing this property alone
+  std::string replay;                             // command line reproducing this property alone
+  std::vector<std::string> counterexample_files;  // .safetensors files of the failing case
 };
 
 // The rapidcheck seed of one (implementation, property) pair, derived from the run's seed so

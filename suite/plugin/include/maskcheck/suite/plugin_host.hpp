@@ -93,7 +93,8 @@ struct WorkerOptions {
   int cases = 100;
   int max_size = 100;
   bool shrink = true;
-  bool strict = false;  // named deviations fail (deviations.hpp)
+  bool strict = false;             // named deviations fail (deviations.hpp)
+  std::string counterexample_dir;  // save failing cases here (recording.hpp); empty: don't
   int result_fd = -1;
 };
 [[noreturn]] void worker_main(const WorkerOptions& options);
