@@ -58,8 +58,8 @@ class MaskAfterSoftmax : public Named {
   }
 };
 
-// An additive mask in the storage dtype: the masked entries of `additive(p, t)` are added to
-// the scores and the row goes through framework_softmax.
+// An additive mask, additive(mask, dtype), added to the scores in the storage dtype; the rows go
+// through framework_softmax.
 class AdditiveMask : public Named {
  public:
   using AddFn = std::vector<double> (*)(const MaskSpec&, DType);
