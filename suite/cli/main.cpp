@@ -95,7 +95,10 @@ int cmd_list(const mc::Registry& registry, bool json, bool mutants) {
           {{"name", p.name}, {"op", std::string(mc::to_string(p.op))}, {"summary", p.summary}});
     if (mutants)
       for (const auto& m : mc::mutant_catalogue())
-        j["mutants"].push_back({{"name", m.impl->name()}, {"bug", m.bug}});
+        j["mutants"].push_back({{"name", m.impl->name()},
+                                {"op", std::string(mc::to_string(m.op))},
+                                {"bug", m.bug},
+                                {"description", m.impl->description()}});
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -112,7 +115,8 @@ int cmd_list(const mc::Registry& registry, bool json, bool mutants) {
   if (mutants) {
     std::cout << "\nMutants (" << mc::mutant_catalogue().size() << "):\n";
     for (const auto& m : mc::mutant_catalogue())
-      std::cout << "  " << m.impl->name() << ": " << m.bug << "\n";
+      std::cout << "  " << m.impl->name() << "  [" << mc::to_string(m.op) << "] " << m.bug
+                << "\n      " << m.impl->description() << "\n";
   }
   return 0;
 }
@@ -222,16 +226,25 @@ std::string default_counterexample_dir(const std::string& json_path) {
   return (parent / "counterexamples").string();
 }
 
-int cmd_verify(const mc::Registry& registry, mc::VerifyConfig config, const std::string& json_path,
+// The plugins a plan runs, once each, in order.
+std::vector<std::shared_ptr<const mc::Implementation>> plugins_of(const mc::VerifyPlan& plan) {
+  std::vector<std::shared_ptr<const mc::Implementation>> out;
+  for (const auto& item : plan.items)
+    if (mc::plugin::plugin_info(*item.first) &&
+        std::find(out.begin(), out.end(), item.first) == out.end())
+      out.push_back(item.first);
+  return out;
+}
+
+int cmd_verify(const mc::VerifyPlan& plan, mc::VerifyConfig config, const std::string& json_path,
                bool quiet, bool mutants) {
-  const auto plan = mc::plan_verify(registry, config);
   if (plan.items.empty())
     throw mc::InvalidArgument("selection", "empty", "no property matches the selection");
   std::cout << "maskcheck verify: seed " << config.seed << ", " << config.cases
             << " cases per property, " << plan.items.size() << " properties\n"
             << "replay: " << mc::replay_command(config) << "\n";
-  for (const auto& p : config.plugins)
-    std::cout << p.impl << ": " << registry.find(p.impl)->description() << "\n";
+  const auto plugins = plugins_of(plan);
+  for (const auto& impl : plugins) std::cout << impl->name() << ": " << impl->description() << "\n";
   std::cout << std::flush;
   // Plugins run in worker processes, unless --in-process loaded them here.
   const mc::PropertyRunner runner = config.plugins.empty() || config.in_process
@@ -268,8 +281,8 @@ int cmd_verify(const mc::Registry& registry, mc::VerifyConfig config, const std:
             << (config.strict ? ", strict" : "") << ")\n";
   if (!json_path.empty()) {
     nlohmann::json doc = mc::verify_json(config, results, seconds);
-    for (const auto& p : config.plugins)
-      doc["plugins"].push_back(mc::plugin::plugin_info(*registry.find(p.impl))->to_json());
+    for (const auto& impl : plugins)
+      doc["plugins"].push_back(mc::plugin::plugin_info(*impl)->to_json());
     mc::write_json_atomic(json_path, doc);
     std::cout << "wrote " << json_path << "\n";
   }
@@ -277,17 +290,19 @@ int cmd_verify(const mc::Registry& registry, mc::VerifyConfig config, const std:
     // Against mutants a failure is the goal: the run passes when every mutant is killed.
     const auto verdicts = mc::mutant_verdicts(results);
     int killed = 0;
-    std::cout << "\nMutants:\n";
+    std::cout << "\nMutants (killed: caught by at least one property):\n";
     for (const auto& v : verdicts) {
       killed += v.killed();
-      std::cout << "  " << (v.killed() ? "killed   " : "SURVIVED ") << v.name << " (" << v.bug
-                << ")";
-      if (v.killed())
-        std::cout << " by " << v.killed_by.size() << " properties, first " << v.killed_by.front();
-      std::cout << "\n";
+      std::cout << "  " << (v.killed() ? "killed   " : "SURVIVED ") << v.name << ": " << v.bug
+                << "\n";
+      std::string by;
+      for (const auto& p : v.killed_by) by += (by.empty() ? "" : ", ") + p;
+      std::cout << "           " << (v.killed() ? "by " + by : "by no property") << "\n";
     }
-    std::cout << "Kill rate: " << killed << "/" << verdicts.size() << "\n";
-    return errors == 0 && killed == static_cast<int>(verdicts.size()) ? 0 : kExitFailed;
+    const int total = static_cast<int>(verdicts.size());
+    fmt::print("Kill rate: {}/{} ({:.0f} %)\n", killed, total,
+               total > 0 ? 100.0 * killed / total : 100.0);
+    return errors == 0 && killed == total ? 0 : kExitFailed;
   }
   return failed + errors > 0 ? kExitFailed : 0;
 }
@@ -756,9 +771,11 @@ int main(int argc, char** argv) {
       if (mutants && !plugin_paths.empty())
         throw mc::InvalidArgument("--plugin", plugin_paths.front(),
                                   "cannot be combined with --mutants");
-      mc::Registry registry = mutants ? mc::mutant_registry() : mc::builtin_registry();
+      mc::Registry registry = mc::builtin_registry();
       add_plugins(registry, config, plugin_paths);
-      return cmd_verify(registry, config, json_path, quiet || mutants, mutants);
+      const mc::VerifyPlan plan =
+          mutants ? mc::plan_mutant_verify(config) : mc::plan_verify(registry, config);
+      return cmd_verify(plan, config, json_path, quiet || mutants, mutants);
     }
     if (*eval) {
       eval_opts.impl_given = eval_impl->count() > 0;

@@ -214,7 +214,9 @@ Gen<AttentionCase> gen_attention_case(const CaseLimits& limits) {
     const std::int64_t Lk = *gen_length(limits.max_len);
     const std::int64_t Lq = pick_lq(Lk, limits.max_len);
     std::int64_t B = *gen::inRange<std::int64_t>(1, 4);
-    std::int64_t Hkv = *gen::inRange<std::int64_t>(1, 3);
+    // Size-independent, so that grouped-query heads (Hkv > 1 with group > 1, where h / group
+    // and h % Hkv differ) also occur in the small early cases.
+    std::int64_t Hkv = pick<std::int64_t>({{1, 1}, {1, 2}});
     std::int64_t group = pick<std::int64_t>({{1, 1}, {1, 2}, {1, 3}});
     std::int64_t D = chance(2, 3) ? pick_of<std::int64_t>({32, 59, 64, 111, 128})
                                   : *gen::inRange<std::int64_t>(1, 17);

@@ -1,5 +1,7 @@
 // Properties of fused scale + mask + softmax.
 #include <rapidcheck.h>
+#include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -48,6 +50,33 @@ void add_softmax_properties(std::vector<Property>& out) {
                                       reference_softmax(c.problem, c.dtype, d.x, Precision::naive),
                                       c.dtype));
                  }});
+
+  out.push_back(
+      {"softmax.shiftInvariant", Op::softmax,
+       "adding a constant (+1024, -1024 or -8192) to every score leaves the softmax unchanged: "
+       "rows of huge or very negative scores agree with the unshifted fp64 reference "
+       "(FlashAttention rule)",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         SoftmaxCase c;
+         if (!draw(impl, lim, c)) return;
+         const double shift =
+             *rc::gen::map(rc::gen::resize(100, rc::gen::inRange(0, 3)), [](int i) {
+                return std::array{-1024.0, 1024.0, -8192.0}[i];
+              }).as("shift");
+         // Scores in [-64, 64] shifted by a power of two at least 16 times larger: x + shift
+         // rounds to a multiple of its own ulp, which the unshifted value is then a multiple of
+         // too, so both are exact in the dtype and differ by exactly `shift`.
+         auto lo = make_data(c).x;
+         std::vector<double> hi(lo.size());
+         for (std::size_t i = 0; i < lo.size(); ++i) {
+           hi[i] = round_to(c.dtype, std::clamp(lo[i], -64.0, 64.0) + shift);
+           lo[i] = hi[i] - shift;
+         }
+         expect(check_close("y (shifted by " + std::to_string(shift) + ")",
+                            softmax_shape(c.problem), impl.softmax(c.problem, c.dtype, hi),
+                            reference_softmax(c.problem, c.dtype, lo, Precision::exact),
+                            reference_softmax(c.problem, c.dtype, hi, Precision::naive), c.dtype));
+       }});
 
   out.push_back(
       {"softmax.rowsSumToOneOrAreZero", Op::softmax,

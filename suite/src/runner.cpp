@@ -342,6 +342,17 @@ std::vector<MutantVerdict> mutant_verdicts(const std::vector<PropertyOutcome>& r
   return verdicts;
 }
 
+VerifyPlan plan_mutant_verify(const VerifyConfig& config) {
+  VerifyPlan plan = plan_verify(mutant_registry(), config);
+  if (config.op || !config.properties.empty()) return plan;
+  std::erase_if(plan.items, [](const auto& item) {
+    for (const auto& m : mutant_catalogue())
+      if (m.impl == item.first) return m.op != item.second->op;
+    return false;
+  });
+  return plan;
+}
+
 nlohmann::json verify_json(const VerifyConfig& config, const std::vector<PropertyOutcome>& results,
                            double seconds) {
   using nlohmann::json;

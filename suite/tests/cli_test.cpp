@@ -155,6 +155,24 @@ TEST(Cli, evalRejectsBadInputWithExitTwo) {
   }
 }
 
+TEST(Cli, mutantsMeetTheirOperationsPropertiesAndASurvivorExitsOne) {
+  // Without --op or --property a mutant meets only the properties of its own operation.
+  const CliResult killed =
+      maskcheck_cli("verify --mutants --impl mutant:last-index-off-by-one --cases 10 --seed 1");
+  EXPECT_EQ(killed.code, 0) << killed.out;
+  EXPECT_NE(killed.out.find("by masks.paddingHelpersAgree\n"), std::string::npos) << killed.out;
+  EXPECT_EQ(killed.out.find("softmax."), std::string::npos) << killed.out;
+  EXPECT_NE(killed.out.find("Kill rate: 1/1 (100 %)"), std::string::npos) << killed.out;
+  // A property of another operation cannot kill it: the survivor makes the run fail.
+  const CliResult survived = maskcheck_cli(
+      "verify --mutants --impl mutant:gqa-head-modulo --property masks.agreesWithReference "
+      "--cases 5 --seed 1");
+  EXPECT_EQ(survived.code, 1) << survived.out;
+  EXPECT_NE(survived.out.find("SURVIVED mutant:gqa-head-modulo"), std::string::npos)
+      << survived.out;
+  EXPECT_NE(survived.out.find("Kill rate: 0/1 (0 %)"), std::string::npos) << survived.out;
+}
+
 TEST(Cli, usageAndInputErrorsExitTwo) {
   for (const std::string args :
        {"", "verify --impl no-such-impl", "verify --cases 0", "verify --op nope", "verify --bogus",

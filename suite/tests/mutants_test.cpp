@@ -1,6 +1,8 @@
 // The suite's power: every mutant in the catalogue must be caught by the property catalogue.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "maskcheck/suite/mutants.hpp"
 #include "maskcheck/suite/runner.hpp"
 
@@ -16,6 +18,7 @@ TEST_P(MutantTest, isKilledByTheCatalogue) {
   config.cases = mc::cases_from_env(100);
   config.seed = mc::seed_from_env().value_or(20261123);
   config.op = m.op;
+  config.strict = true;  // as verify --mutants: a named deviation kills a mutant too
   std::vector<std::string> killers;
   for (const auto& prop : mc::property_catalogue()) {
     if (prop.op != m.op) continue;
@@ -30,12 +33,44 @@ TEST_P(MutantTest, isKilledByTheCatalogue) {
   RecordProperty("killed_by", list);
 }
 
-// The three bugs the foundation must catch are in the catalogue.
+// The catalogue holds at least 20 mutants, among them every bug the suite promises to catch,
+// each named "mutant:<id>" with a one-sentence bug and a description of its mechanism.
 TEST(MutantCatalogue, holdsTheRequiredBugs) {
+  const auto& catalogue = mc::mutant_catalogue();
+  EXPECT_GE(catalogue.size(), 20u);
   std::vector<std::string> names;
-  for (const auto& m : mc::mutant_catalogue()) names.push_back(m.impl->name());
-  for (const char* required :
-       {"mutant:causal-off-by-one", "mutant:ignored-labels-in-mean", "mutant:padding-on-queries"})
+  for (const auto& m : catalogue) {
+    const std::string name = m.impl->name();
+    EXPECT_EQ(name.rfind("mutant:", 0), 0u) << name;
+    EXPECT_EQ(std::count(names.begin(), names.end(), name), 0) << "duplicate " << name;
+    EXPECT_FALSE(m.bug.empty()) << name;
+    EXPECT_FALSE(m.impl->description().empty()) << name;
+    EXPECT_TRUE(m.impl->provides(m.op)) << name;
+    names.push_back(name);
+  }
+  for (const char* required : {
+           "mutant:mask-after-softmax",           // mask applied after softmax
+           "mutant:causal-off-by-one",            // causal diagonal off by one
+           "mutant:top-left-causal",              // top-left vs bottom-right when Lq != Lk
+           "mutant:padding-on-queries",           // padding mask on queries only
+           "mutant:additive-1e4-mask",            // -1e4 mask in fp16 with large logits
+           "mutant:finite-min-sum",               // finite-min + finite-min overflow to -inf
+           "mutant:online-max-clamped-to-zero",   // first tile fully masked, running max 0
+           "mutant:window-off-by-one",            // window off by one
+           "mutant:ignored-labels-in-mean",       // ignored labels in the denominator
+           "mutant:ignored-gradient-not-zeroed",  // gradient not zeroed for ignored rows
+           "mutant:smoothing-on-ignored-rows",    // label smoothing applied to ignored rows
+           "mutant:pad-eos-label-masking",        // pad == eos label masking
+           "mutant:mlm-selects-special-tokens",   // MLM selecting special tokens ...
+           "mutant:mlm-selects-padding",          // ... or pads
+           "mutant:mlm-wrong-split",              // a wrong 80/10/10 split
+           "mutant:mlm-shared-rng-stream",        // one RNG stream shared by all sequences
+           "mutant:seqlen-k-off-by-one",          // lengths off by one
+           "mutant:left-padding-as-right",        // left padding treated as right
+           "mutant:gqa-head-modulo",              // GQA head mapping wrong
+           "mutant:nan-lse-empty-rows",           // NaN LSE on empty rows
+           "mutant:documents-leak",               // packed documents leaking across boundaries
+       })
     EXPECT_NE(std::find(names.begin(), names.end(), required), names.end()) << required;
 }
 

@@ -100,6 +100,10 @@ struct MutantVerdict {
   bool killed() const { return !killed_by.empty(); }
 };
 std::vector<MutantVerdict> mutant_verdicts(const std::vector<PropertyOutcome>& results);
+// The mutant catalogue's plan. Unless the selection names an operation or properties, each mutant
+// meets only the properties of the operation its bug lives in: its other operations are the
+// reference's and cannot fail.
+VerifyPlan plan_mutant_verify(const VerifyConfig& config);
 
 // Results as JSON (schema "maskcheck.verify/1"), with machine and build information.
 nlohmann::json verify_json(const VerifyConfig& config, const std::vector<PropertyOutcome>& results,

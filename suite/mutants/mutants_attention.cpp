@@ -1,0 +1,194 @@
+// Mutants of mask construction and masked attention: a wrong keep-mask (each masked operation
+// uses it), a wrong grouped-query head mapping, NaN log-sum-exp on rows with no visible key.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "maskcheck/reference/predicate.hpp"
+#include "maskcheck/reference/reference.hpp"
+#include "mutants_internal.hpp"
+
+namespace maskcheck::mutants {
+namespace {
+
+// A mutant whose bug lives in mask construction: every masked operation uses its broken mask.
+class MaskBug : public Named {
+ public:
+  using KeepFn = std::vector<std::uint8_t> (*)(MaskSpec);
+  MaskBug(std::string id, std::string how, KeepFn keep)
+      : Named(std::move(id), std::move(how)), keep_(keep) {}
+
+  std::vector<double> build_mask(const MaskSpec& spec, MaskEncoding e, DType t) const override {
+    return ref::encode_mask(keep_(spec), e, t);
+  }
+  std::vector<double> softmax(const SoftmaxProblem& p, DType t,
+                              std::span<const double> x) const override {
+    p.validate();
+    const auto k = keep_(p.mask);
+    return softmax_in_storage(t, x, [&](auto tag, auto xs, auto ys) {
+      ref::masked_softmax<decltype(tag), double>(p, k, xs, ys);
+    });
+  }
+  AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
+                            std::span<const double> k, std::span<const double> v,
+                            bool want_lse) const override {
+    p.validate();
+    const auto m = keep_(p.mask);
+    return dispatch_dtype(t, [&](auto tag) {
+      using S = decltype(tag);
+      const auto qs = to_storage_vec<S>(q), ks = to_storage_vec<S>(k), vs = to_storage_vec<S>(v);
+      std::vector<S> out(qs.size());
+      std::vector<double> lse(want_lse ? static_cast<std::size_t>(p.lse_numel()) : 0);
+      ref::attention_forward<S, double>(p, m, std::span<const S>(qs), std::span<const S>(ks),
+                                        std::span<const S>(vs), std::span<S>(out),
+                                        std::span<double>(lse));
+      return AttentionResult{to_double_vec(out), lse};
+    });
+  }
+
+ private:
+  KeepFn keep_;
+};
+
+// Causal diagonal off by one: each query also sees the next key (k <= diag + 1).
+std::vector<std::uint8_t> causal_off_by_one(MaskSpec s) {
+  if (s.causal) {
+    s.causal = false;
+    Window w = s.window.value_or(Window{});
+    w.right = std::min<std::int64_t>(w.right, 0) + 1;
+    s.window = w;
+  }
+  return ref::build_keep_mask(s);
+}
+
+// The padding mask transposed: the key lengths limit the queries, keys are never limited.
+std::vector<std::uint8_t> padding_on_queries(MaskSpec s) {
+  if (!s.k_lens.empty()) {
+    s.q_lens.assign(s.k_lens.begin(), s.k_lens.end());
+    for (auto& l : s.q_lens) l = static_cast<std::int32_t>(std::min<std::int64_t>(l, s.Lq));
+    s.k_lens.clear();
+    s.cu_seqlens_q.clear();  // documents no longer line up with the lengths
+    s.cu_seqlens_k.clear();
+  }
+  return ref::build_keep_mask(s);
+}
+
+// Top-left alignment where bottom-right was asked for (PyTorch is_causal with Lq != Lk).
+std::vector<std::uint8_t> top_left_always(MaskSpec s) {
+  s.alignment = Alignment::top_left;
+  return ref::build_keep_mask(s);
+}
+
+// Sliding window one key too wide on the left: diag - left - 1 <= k (a window "of left keys"
+// read as left keys besides the query's own, the Mistral sliding_window confusion).
+std::vector<std::uint8_t> window_off_by_one(MaskSpec s) {
+  if (s.window && s.window->left < kMaxWindow) ++s.window->left;
+  return ref::build_keep_mask(s);
+}
+
+// Key lengths one too long (cu_seqlens_k built from lengths + 1): every sequence with padding
+// sees one padded key, and the bottom-right diagonal moves with the length.
+std::vector<std::uint8_t> seqlen_k_off_by_one(MaskSpec s) {
+  for (std::size_t b = 0; b < s.k_lens.size(); ++b) {
+    if (s.k_lens[b] >= s.Lk) continue;
+    ++s.k_lens[b];
+    if (s.has_documents()) ++s.cu_seqlens_k[b].back();
+  }
+  return ref::build_keep_mask(s);
+}
+
+// Left padding treated as right padding: the valid block is assumed to start at position 0.
+std::vector<std::uint8_t> left_padding_as_right(MaskSpec s) {
+  s.padding = PaddingSide::right;
+  return ref::build_keep_mask(s);
+}
+
+// Packed documents ignored: a packed row is masked as one sequence, so the causal mask lets
+// every document see the documents before it.
+std::vector<std::uint8_t> documents_ignored(MaskSpec s) {
+  s.cu_seqlens_q.clear();
+  s.cu_seqlens_k.clear();
+  return ref::build_keep_mask(s);
+}
+
+// Grouped-query attention reading kv head h % Hkv instead of h / (H / Hkv).
+class GqaHeadModulo : public Named {
+ public:
+  using Named::Named;
+  AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
+                            std::span<const double> k, std::span<const double> v,
+                            bool want_lse) const override {
+    p.validate();
+    AttentionProblem mha = p;
+    mha.Hkv = p.H;
+    const std::int64_t rows = p.mask.Lk * p.D;
+    std::vector<double> km(static_cast<std::size_t>(mha.kv_numel())), vm(km.size());
+    for (std::int64_t b = 0; b < p.mask.B; ++b)
+      for (std::int64_t h = 0; h < p.H; ++h) {
+        const std::int64_t from = (b * p.Hkv + h % p.Hkv) * rows, to = (b * p.H + h) * rows;
+        std::copy_n(k.begin() + from, rows, km.begin() + to);
+        std::copy_n(v.begin() + from, rows, vm.begin() + to);
+      }
+    return ReferenceImplementation::attention(mha, t, q, km, vm, want_lse);
+  }
+};
+
+// Log-sum-exp of a row with no visible key computed as m + log(sum) with m = -inf and the sum
+// of exp(-inf - -inf): NaN, where the output row itself is guarded to zero.
+class NanLseOnEmptyRows : public Named {
+ public:
+  using Named::Named;
+  AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
+                            std::span<const double> k, std::span<const double> v,
+                            bool want_lse) const override {
+    AttentionResult r = ReferenceImplementation::attention(p, t, q, k, v, want_lse);
+    if (!want_lse) return r;
+    const FlatMask flat(p.mask);
+    for (std::int64_t b = 0; b < p.mask.B; ++b)
+      for (std::int64_t i = 0; i < p.mask.Lq; ++i)
+        if (visible_keys(flat.view(), b, i).empty())
+          for (std::int64_t h = 0; h < p.H; ++h)
+            r.lse[(b * p.H + h) * p.mask.Lq + i] = std::numeric_limits<double>::quiet_NaN();
+    return r;
+  }
+};
+
+}  // namespace
+
+void add_attention_mutants(std::vector<Mutant>& out) {
+  const Op op = Op::attention;
+  out.push_back(entry<MaskBug>(op, "causal diagonal off by one", "causal-off-by-one",
+                               "the causal diagonal is off by one: k <= q + offset + 1",
+                               causal_off_by_one));
+  out.push_back(entry<MaskBug>(
+      op, "padding mask applied to queries instead of keys", "padding-on-queries",
+      "the key-padding mask is applied to the queries instead of the keys", padding_on_queries));
+  out.push_back(entry<MaskBug>(
+      op, "top-left vs bottom-right confusion when Lq != Lk", "top-left-causal",
+      "causal and window always top-left aligned (is_causal=True)", top_left_always));
+  out.push_back(entry<MaskBug>(op, "sliding window off by one", "window-off-by-one",
+                               "the window's left edge admits one key too many: "
+                               "diag - left - 1 <= k",
+                               window_off_by_one));
+  out.push_back(entry<MaskBug>(op, "key lengths off by one", "seqlen-k-off-by-one",
+                               "key lengths are taken one too long (cu_seqlens_k from len + 1): "
+                               "one padded key becomes visible and the bottom-right diagonal moves",
+                               seqlen_k_off_by_one));
+  out.push_back(entry<MaskBug>(op, "left padding treated as right padding", "left-padding-as-right",
+                               "the valid tokens are assumed to start at position 0 whatever the "
+                               "padding side",
+                               left_padding_as_right));
+  out.push_back(entry<MaskBug>(op, "packed documents leak across boundaries", "documents-leak",
+                               "cu_seqlens are ignored: a packed row is masked as one sequence, "
+                               "so a document attends to the documents packed before it",
+                               documents_ignored));
+  out.push_back(
+      entry<GqaHeadModulo>(op, "GQA head mapping wrong", "gqa-head-modulo",
+                           "query head h reads kv head h % Hkv instead of h / (H / Hkv)"));
+  out.push_back(entry<NanLseOnEmptyRows>(
+      op, "NaN log-sum-exp on rows with no visible key", "nan-lse-empty-rows",
+      "a row with no visible key gets a zero output but log-sum-exp m + log(sum) with m = -inf "
+      "and sum = exp(-inf - (-inf)) = NaN"));
+}
+
+}  // namespace maskcheck::mutants
