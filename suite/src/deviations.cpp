@@ -143,14 +143,7 @@ std::vector<double> DeviationFilter::softmax(const SoftmaxProblem& p, DType t,
   std::vector<double> y = inner().softmax(p, t, x);
   if (static_cast<std::int64_t>(y.size()) != p.numel()) return y;  // the properties say so
   const MaskSpec& m = p.mask;
-  const auto empty = empty_rows(m);
   const Shape shape = softmax_shape(p);
-  std::int64_t first = 0;
-  // Row r of [B, H, Lq] is query r % Lq of sequence r / (H * Lq).
-  const auto is_empty = [&](std::int64_t r) { return empty[r / (p.H * m.Lq) * m.Lq + r % m.Lq]; };
-  if (const auto n = zero_nan_rows(y, m.Lk, is_empty, first); n > 0)
-    observe("fully_masked_row_nan", count_text(n, "fully masked row") + " all NaN, first " +
-                                        shape.coords(first * m.Lk) + " (the contract: zeros)");
   if (alignment_matters(m)) {
     LedgerGuard guard;
     const auto want = reference_softmax(p, t, x, Precision::exact);
@@ -167,6 +160,13 @@ std::vector<double> DeviationFilter::softmax(const SoftmaxProblem& p, DType t,
       }
     }
   }
+  const auto empty = empty_rows(m);
+  std::int64_t first = 0;
+  // Row r of [B, H, Lq] is query r % Lq of sequence r / (H * Lq).
+  const auto is_empty = [&](std::int64_t r) { return empty[r / (p.H * m.Lq) * m.Lq + r % m.Lq]; };
+  if (const auto n = zero_nan_rows(y, m.Lk, is_empty, first); n > 0)
+    observe("fully_masked_row_nan", count_text(n, "fully masked row") + " all NaN, first " +
+                                        shape.coords(first * m.Lk) + " (the contract: zeros)");
   return y;
 }
 
@@ -178,6 +178,30 @@ AttentionResult DeviationFilter::attention(const AttentionProblem& p, DType t,
       (want_lse && static_cast<std::int64_t>(r.lse.size()) != p.lse_numel()))
     return r;
   const MaskSpec& m = p.mask;
+  // Alignment first, on the raw result: a top-left result has LSE values (0, finite) in rows that
+  // are empty bottom-right, which the empty-row normalization below must not touch.
+  if (alignment_matters(m)) {
+    LedgerGuard guard;
+    // Output and log-sum-exp together: with tiny values the outputs of the two alignments can
+    // agree while the rows that see no key (LSE -inf) differ.
+    const auto agrees = [&](const AttentionProblem& ap) {
+      const auto want = reference_attention(ap, t, q, k, v, want_lse, Precision::exact);
+      const auto naive = reference_attention(ap, t, q, k, v, want_lse, Precision::naive);
+      return check_close("out", attention_out_shape(ap), r.out, want.out, naive.out, t).ok &&
+             (!want_lse ||
+              check_close("lse", attention_lse_shape(ap), r.lse, want.lse, naive.lse, t).ok);
+    };
+    if (!agrees(p)) {
+      AttentionProblem tl = p;
+      tl.mask.alignment = Alignment::top_left;
+      if (agrees(tl)) {
+        observe("top_left_causal",
+                "the output agrees with the top-left aligned mask, not the "
+                "bottom-right one asked for");
+        return ReferenceImplementation().attention(p, t, q, k, v, want_lse);
+      }
+    }
+  }
   const auto empty = empty_rows(m);
   // Row r of [B, H, Lq] is query r % Lq of sequence r / (H * Lq).
   const auto is_empty = [&](std::int64_t row) {
@@ -192,24 +216,6 @@ AttentionResult DeviationFilter::attention(const AttentionProblem& p, DType t,
     if (const auto n = fix_empty_lse(r.lse, is_empty, first); n > 0)
       observe("empty_row_lse", count_text(n, "fully masked row") + " with lse +inf or 0, first " +
                                    attention_lse_shape(p).coords(first) + " (the contract: -inf)");
-  if (alignment_matters(m)) {
-    LedgerGuard guard;
-    const Shape shape = attention_out_shape(p);
-    const auto want = reference_attention(p, t, q, k, v, false, Precision::exact);
-    const auto naive = reference_attention(p, t, q, k, v, false, Precision::naive);
-    if (!check_close("out", shape, r.out, want.out, naive.out, t).ok) {
-      AttentionProblem tl = p;
-      tl.mask.alignment = Alignment::top_left;
-      const auto want_tl = reference_attention(tl, t, q, k, v, false, Precision::exact);
-      const auto naive_tl = reference_attention(tl, t, q, k, v, false, Precision::naive);
-      if (check_close("out", shape, r.out, want_tl.out, naive_tl.out, t).ok) {
-        observe("top_left_causal",
-                "the output agrees with the top-left aligned mask, not the "
-                "bottom-right one asked for");
-        return ReferenceImplementation().attention(p, t, q, k, v, want_lse);
-      }
-    }
-  }
   return r;
 }
 
@@ -224,6 +230,24 @@ AttentionResult DeviationFilter::attention_varlen(const VarlenAttentionProblem& 
     return r;
   // Packed row t of sequence b is query t - cu_seqlens_q[b] of the padded (right-padded) problem.
   const AttentionProblem padded = p.padded();
+  if (alignment_matters(padded.mask)) {
+    LedgerGuard guard;
+    const ReferenceImplementation reference;
+    const Shape shape{{"t", "h", "d"}, {T, p.H, p.D}};
+    const auto want = reference.attention_varlen(p, t, q, k, v, want_lse);
+    if (!check_consistent("out", shape, r.out, want.out, t).ok) {
+      VarlenAttentionProblem tl = p;
+      tl.alignment = Alignment::top_left;
+      if (check_consistent("out", shape, r.out,
+                           reference.attention_varlen(tl, t, q, k, v, false).out, t)
+              .ok) {
+        observe("top_left_causal",
+                "the output agrees with the top-left aligned mask, not the "
+                "bottom-right one asked for");
+        return want;
+      }
+    }
+  }
   const auto empty = empty_rows(padded.mask);
   std::vector<std::uint8_t> token_empty(static_cast<std::size_t>(T));
   for (std::int64_t b = 0; b < p.batch(); ++b)
@@ -244,24 +268,6 @@ AttentionResult DeviationFilter::attention_varlen(const VarlenAttentionProblem& 
       observe("empty_row_lse", count_text(n, "fully masked row") +
                                    " with lse +inf or 0, first head " + std::to_string(first / T) +
                                    " token " + std::to_string(first % T) + " (the contract: -inf)");
-  if (alignment_matters(padded.mask)) {
-    LedgerGuard guard;
-    const ReferenceImplementation reference;
-    const Shape shape{{"t", "h", "d"}, {T, p.H, p.D}};
-    const auto want = reference.attention_varlen(p, t, q, k, v, want_lse);
-    if (!check_consistent("out", shape, r.out, want.out, t).ok) {
-      VarlenAttentionProblem tl = p;
-      tl.alignment = Alignment::top_left;
-      if (check_consistent("out", shape, r.out,
-                           reference.attention_varlen(tl, t, q, k, v, false).out, t)
-              .ok) {
-        observe("top_left_causal",
-                "the output agrees with the top-left aligned mask, not the "
-                "bottom-right one asked for");
-        return want;
-      }
-    }
-  }
   return r;
 }
 

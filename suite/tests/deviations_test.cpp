@@ -140,6 +140,24 @@ class TopLeft : public mc::ReferenceImplementation {
   }
 };
 
+// Zero values: the outputs of both alignments are all zero, only the log-sum-exp of the rows
+// that see no key tells them apart (the filter compared outputs only, and called this a failure).
+TEST(Deviations, topLeftCausalIsRecognizedByTheLseToo) {
+  const TopLeft impl;
+  const mc::DeviationFilter filter(impl, false);
+  mc::AttentionProblem p;
+  p.mask.Lq = 5;
+  p.mask.Lk = 2;
+  p.mask.causal = true;
+  p.D = 2;
+  const std::vector<double> zq(p.q_numel(), 0.0), zkv(p.kv_numel(), 0.0);
+  mc::reset_deviation_ledger();
+  const auto got = filter.attention(p, mc::DType::f32, zq, zkv, zkv, true);
+  EXPECT_EQ(mc::deviation_ledger().count("top_left_causal"), 1u);
+  EXPECT_EQ(got.lse,
+            mc::ReferenceImplementation().attention(p, mc::DType::f32, zq, zkv, zkv, true).lse);
+}
+
 TEST(Deviations, topLeftCausalIsNamedOnlyWhereAlignmentMatters) {
   const TopLeft impl;
   const mc::DeviationFilter filter(impl, false);
