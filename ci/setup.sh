@@ -56,9 +56,15 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   [ -n "${CUDACXX:-}" ] && echo "export CUDACXX=\"$CUDACXX\""
   echo "export TORCH_CUDA_ARCH_LIST=\"$TORCH_CUDA_ARCH_LIST\""
 else
-  # Sourced: leave the caller's shell options (errexit, nounset, pipefail) as they were.
-  _mc_saved_options=$(set +o)
+  # Sourced: leave the caller's shell options (errexit, nounset, pipefail) as they were. They are
+  # read here, not in a command substitution: bash resets errexit in $(...), so `$(set +o)` would
+  # restore errexit as off and let a calling script run on past a failing command.
+  _mc_saved_flags=$-
+  _mc_saved_pipefail=0
+  if shopt -qo pipefail; then _mc_saved_pipefail=1; fi
   _mc_setup
-  eval "$_mc_saved_options"
-  unset _mc_saved_options
+  case $_mc_saved_flags in *e*) set -e ;; *) set +e ;; esac
+  case $_mc_saved_flags in *u*) set -u ;; *) set +u ;; esac
+  if [ "$_mc_saved_pipefail" = 1 ]; then set -o pipefail; else set +o pipefail; fi
+  unset _mc_saved_flags _mc_saved_pipefail
 fi
