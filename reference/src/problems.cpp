@@ -142,7 +142,6 @@ void VarlenAttentionProblem::validate() const {
           "must equal cu_seqlens_q.size() = " + std::to_string(cu_seqlens_q.size()));
 }
 
-
 void LossProblem::validate() const {
   require(N >= 0, "N", N, "must be >= 0");
   require(V >= 1, "V", V, "must be >= 1");
@@ -211,6 +210,14 @@ MaskView FlatMask::view() const {
   v.cu_q = cu_q_.empty() ? nullptr : cu_q_.data();
   v.cu_k = cu_k_.empty() ? nullptr : cu_k_.data();
   return v;
+}
+
+void validate_attention_inputs(const AttentionProblem& p, std::size_t q_size, std::size_t k_size,
+                               std::size_t v_size) {
+  p.validate();
+  require_size("q", q_size, p.q_numel());
+  require_size("k", k_size, p.kv_numel());
+  require_size("v", v_size, p.kv_numel());
 }
 
 void validate_loss_inputs(const LossProblem& p, std::span<const std::int64_t> labels,

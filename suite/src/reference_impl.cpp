@@ -18,10 +18,7 @@ std::vector<double> softmax_as(const SoftmaxProblem& p, std::span<const double> 
 template <class S, class A>
 AttentionResult attention_as(const AttentionProblem& p, std::span<const double> q,
                              std::span<const double> k, std::span<const double> v, bool want_lse) {
-  p.validate();
-  require_size("q", q.size(), p.q_numel());
-  require_size("k", k.size(), p.kv_numel());
-  require_size("v", v.size(), p.kv_numel());
+  validate_attention_inputs(p, q.size(), k.size(), v.size());
   const auto qs = to_storage_vec<S>(q), ks = to_storage_vec<S>(k), vs = to_storage_vec<S>(v);
   std::vector<S> out(qs.size());
   std::vector<A> lse(want_lse ? static_cast<std::size_t>(p.lse_numel()) : 0);

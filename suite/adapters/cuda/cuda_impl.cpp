@@ -151,10 +151,7 @@ class CudaImplementation final : public Implementation {
   AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
                             std::span<const double> k, std::span<const double> v,
                             bool want_lse) const override {
-    p.validate();
-    require_size("q", q.size(), p.q_numel());
-    require_size("k", k.size(), p.kv_numel());
-    require_size("v", v.size(), p.kv_numel());
+    validate_attention_inputs(p, q.size(), k.size(), v.size());
     const cu::DeviceMask mask(p.mask);
     const auto dq = upload_values(q, t), dk = upload_values(k, t), dv = upload_values(v, t);
     cu::DeviceBuffer dout(q.size() * cu::dtype_bytes(t));

@@ -543,10 +543,7 @@ class PluginImplementation final : public detail::PluginBase {
   AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
                             std::span<const double> k, std::span<const double> v,
                             bool want_lse) const override {
-    p.validate();
-    require_size("q", q.size(), p.q_numel());
-    require_size("k", k.size(), p.kv_numel());
-    require_size("v", v.size(), p.kv_numel());
+    validate_attention_inputs(p, q.size(), k.size(), v.size());
     AttentionResult r;
     attention_call(p, t, q, k, v, want_lse, &r);
     return r;

@@ -16,6 +16,7 @@
 //   log-sum-exp -inf; never NaN.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -157,6 +158,9 @@ struct MlmProblem {
 
 // Validation of an operation's inputs beyond its shapes, shared by every implementation's front
 // door: labels in [0, V) or ignore_index, weights finite and >= 0; valid MLM tokens in [0, V).
+// The attention front door: validates the problem and the sizes of q, k and v.
+void validate_attention_inputs(const AttentionProblem& p, std::size_t q_size, std::size_t k_size,
+                               std::size_t v_size);
 void validate_loss_inputs(const LossProblem& p, std::span<const std::int64_t> labels,
                           std::span<const double> weights);
 void validate_mlm_inputs(const MlmProblem& p, std::span<const std::int64_t> ids,

@@ -70,9 +70,7 @@ void require_attention_inputs(const Support& s, const AttentionProblem& p,
                               std::span<const double> q, std::span<const double> k,
                               std::span<const double> v) {
   if (!s) throw Unsupported(s.reason);
-  require_size("q", q.size(), p.q_numel());
-  require_size("k", k.size(), p.kv_numel());
-  require_size("v", v.size(), p.kv_numel());
+  validate_attention_inputs(p, q.size(), k.size(), v.size());
 }
 
 // ---- attention on the CPU -------------------------------------------------------------------
