@@ -5,6 +5,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "maskcheck/reports/results.hpp"
+
 namespace maskcheck::reports {
 namespace {
 
@@ -24,21 +26,8 @@ std::string escape(std::string s) {
 }
 
 std::string cell(const json& r) {
-  const std::string status = r.at("status");
-  if (status == "passed") {
-    std::string s = "pass " + std::to_string(r.at("cases").get<int>());
-    if (r.value("skipped_cases", 0) > 0)
-      s += " (" + std::to_string(r.at("skipped_cases").get<int>()) + " skipped)";
-    return s;
-  }
-  if (status == "deviation") {
-    std::string s = "pass " + std::to_string(r.at("cases").get<int>()) + ", deviation";
-    for (const auto& [name, n] : r.value("deviations", json::object()).items()) s += " " + name;
-    return s;
-  }
-  if (status == "failed") return "**FAIL**";
-  if (status == "error") return "**ERROR**";
-  return "skip";
+  const std::string c = verify_cell(r);
+  return c == "FAIL" || c == "ERROR" ? "**" + c + "**" : c;
 }
 
 void verify_section(std::ostringstream& os, const json& doc) {
@@ -94,6 +83,8 @@ void verify_section(std::ostringstream& os, const json& doc) {
       for (const auto& ce : r.at("counterexample"))
         os << ce.at("type").get<std::string>() << ": " << ce.at("value").get<std::string>() << "\n";
     os << "```\nreplay: `" << r.value("replay", "") << "`\n";
+    for (const auto& f : r.value("counterexample_files", json::array()))
+      os << "\ncounterexample file: `" << f.get<std::string>() << "`\n";
   }
   any = false;
   for (const auto& r : doc.at("results"))
@@ -108,21 +99,6 @@ void verify_section(std::ostringstream& os, const json& doc) {
     }
 }
 
-std::string si(double x) {
-  const char* units[] = {"", "k", "M", "G", "T", "P"};
-  int u = 0;
-  double a = std::fabs(x);
-  while (a >= 1000.0 && u < 5) {
-    a /= 1000.0;
-    x /= 1000.0;
-    ++u;
-  }
-  std::ostringstream os;
-  os.precision(a >= 100 ? 4 : 3);
-  os << x << units[u];
-  return os.str();
-}
-
 std::string fixed(double x, int digits) {
   std::ostringstream os;
   os.setf(std::ios::fixed);
@@ -131,97 +107,37 @@ std::string fixed(double x, int digits) {
   return os.str();
 }
 
-// Google Benchmark names end in "/manual_time" or "/real_time" when a timing mode is set.
-std::string base_name(std::string n) {
-  for (const char* suffix : {"/manual_time", "/real_time"}) {
-    const std::string s(suffix);
-    if (n.size() > s.size() && n.compare(n.size() - s.size(), s.size(), s) == 0)
-      n.resize(n.size() - s.size());
-  }
-  return n;
-}
-
-double to_seconds(double t, const std::string& unit) {
-  if (unit == "ns") return t * 1e-9;
-  if (unit == "us") return t * 1e-6;
-  if (unit == "ms") return t * 1e-3;
-  return t;
-}
-
-struct BenchRow {
-  std::string group, impl;
-  double median_s = 0, cv = -1;
-  std::vector<std::pair<std::string, double>> counters;
-};
-
 void bench_section(std::ostringstream& os, const json& doc) {
   const json& ctx = doc.at("context");
   os << "## Benchmarks\n\n| | |\n|---|---|\n";
   for (const auto& [k, v] : ctx.items())
     if (v.is_string() || v.is_number()) os << "| " << k << " | " << escape(v.dump()) << " |\n";
   os << "\n";
-  // Median rows (or the single run when there are no aggregates), keyed by base name.
-  std::vector<BenchRow> rows;
-  auto find = [&](const std::string& name) -> BenchRow& {
-    for (auto& r : rows)
-      if (r.group + "/" + r.impl == name) return r;
-    BenchRow r;
-    const auto slash = name.rfind('/');
-    r.group = slash == std::string::npos ? name : name.substr(0, slash);
-    r.impl = slash == std::string::npos ? name : name.substr(slash + 1);
-    rows.push_back(r);
-    return rows.back();
-  };
-  const bool has_aggregates = [&] {
-    for (const auto& b : doc.at("benchmarks"))
-      if (b.value("run_type", "") == "aggregate") return true;
-    return false;
-  }();
-  for (const auto& b : doc.at("benchmarks")) {
-    if (b.contains("error_occurred") && b.at("error_occurred").get<bool>()) {
-      BenchRow& r = find(base_name(b.value("run_name", b.value("name", "?"))));
-      r.counters.push_back({"skipped: " + b.value("error_message", ""), 0});
-      continue;
-    }
-    const std::string agg = b.value("aggregate_name", "");
-    if (has_aggregates && agg != "median" && agg != "cv") continue;
-    BenchRow& r = find(base_name(b.value("run_name", b.value("name", "?"))));
-    if (agg == "cv") {
-      r.cv = b.value("real_time", 0.0);
-      continue;
-    }
-    r.median_s = to_seconds(b.value("real_time", 0.0), b.value("time_unit", "ns"));
-    for (const auto& [k, v] : b.items()) {
-      static const std::vector<std::string> standard{
-          "name",           "run_name",         "run_type",
-          "repetitions",    "repetition_index", "threads",
-          "iterations",     "real_time",        "cpu_time",
-          "time_unit",      "family_index",     "per_family_instance_index",
-          "aggregate_name", "aggregate_unit",   "label"};
-      if (v.is_number() && std::find(standard.begin(), standard.end(), k) == standard.end())
-        r.counters.push_back({k, v.get<double>()});
-    }
-  }
+  const BenchDoc bench = parse_bench(doc);
   std::string group;
   double own = 0;
   os << "| benchmark | implementation | median | cv | counters | maskcheck speedup "
         "|\n|---|---|---|---|---|---|\n";
-  for (const auto& r : rows) {
+  for (const auto& r : bench.rows) {
     if (r.group != group) {
       group = r.group;
-      own = 0;
-      for (const auto& o : rows)
-        if (o.group == group && o.impl == "maskcheck") own = o.median_s;
+      const BenchRow* o = bench.find(group + "/maskcheck");
+      own = o && o->ok() ? o->median_s : 0;
     }
-    std::string counters;
+    std::string counters = r.error.empty() ? "" : "skipped: " + r.error;
     for (const auto& [k, v] : r.counters)
-      counters += (counters.empty() ? "" : ", ") + k + (v != 0 ? "=" + si(v) : "");
+      counters += (counters.empty() ? "" : ", ") + k + "=" + format_si(v);
+    std::string cv = "-";
+    if (r.seconds.size() > 1) {
+      double mean = 0, var = 0;
+      for (double t : r.seconds) mean += t / static_cast<double>(r.seconds.size());
+      for (double t : r.seconds) var += (t - mean) * (t - mean);
+      cv = fixed(100 * std::sqrt(var / static_cast<double>(r.seconds.size() - 1)) / mean, 1) + "%";
+    }
     const std::string speedup =
-        r.impl != "maskcheck" && own > 0 && r.median_s > 0 ? fixed(r.median_s / own, 2) + "x" : "";
-    os << "| " << r.group << " | " << r.impl << " | "
-       << (r.median_s > 0 ? si(r.median_s) + "s" : "-") << " | "
-       << (r.cv >= 0 ? fixed(100 * r.cv, 1) + "%" : "-") << " | " << escape(counters) << " | "
-       << speedup << " |\n";
+        r.impl != "maskcheck" && own > 0 && r.ok() ? fixed(r.median_s / own, 2) + "x" : "";
+    os << "| " << r.group << " | " << r.impl << " | " << (r.ok() ? format_seconds(r.median_s) : "-")
+       << " | " << cv << " | " << escape(counters) << " | " << speedup << " |\n";
   }
   os << "\n";
 }
@@ -232,16 +148,10 @@ std::string markdown_report(const std::vector<json>& docs) {
   std::ostringstream os;
   os << "# maskcheck report\n\n";
   for (const auto& doc : docs) {
-    const std::string schema = doc.value("schema", "");
-    if (schema == "maskcheck.verify/1") {
+    if (doc_kind(doc) == DocKind::verify)
       verify_section(os, doc);
-    } else if (doc.contains("context") && doc.contains("benchmarks")) {
+    else
       bench_section(os, doc);
-    } else {
-      throw std::runtime_error(
-          "unknown result file (expected maskcheck.verify/1 or Google "
-          "Benchmark JSON)");
-    }
   }
   return os.str();
 }
