@@ -7,19 +7,24 @@
 // Order of a run: the seed (MASKCHECK_SEED, default 1) and the replay line; the context
 // providers (machine description, the copy-bandwidth ceiling); registration of every suite
 // (MASKCHECK_CI=1 registers small shapes); the benchmarks, each checked once before it is timed
-// (a mismatch skips the row with "mismatch: ..."); a summary of the checks. The exit status is 1
-// when a maskcheck implementation mismatched or failed, 0 otherwise (peers' deviations are
-// reported, not fatal). Without a GPU every CUDA row is skipped with the reason.
+// (a mismatch skips the row with "mismatch: ..."), with "benchmark k of n" and the time left on
+// stderr (a status line on a terminal, plain lines otherwise; MASKCHECK_PROGRESS=off silences it);
+// a summary of the checks. The exit status is 1 when a maskcheck implementation mismatched or
+// failed, 2 when the filter matched no benchmark, 0 otherwise (peers' deviations are reported,
+// not fatal). Without a GPU every CUDA row is skipped with the reason.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <memory>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "harness.hpp"
 #include "maskcheck/suite/about.hpp"
+#include "maskcheck/suite/progress.hpp"
 #if MASKCHECK_BENCH_TORCH
 #include "maskcheck/adapters/torch_peers.hpp"
 #endif
@@ -57,6 +62,50 @@ void maskcheck_context() {
 #endif
 }
 
+// Forwards to the display reporter Google Benchmark would have used (--benchmark_format) and shows
+// "benchmark k of n" with the time left after each benchmark (maskcheck/suite/progress.hpp): a
+// status line on a terminal, erased before every result line; plain lines on stderr in a log.
+class ProgressReporter : public benchmark::BenchmarkReporter {
+ public:
+  ProgressReporter(benchmark::BenchmarkReporter* inner, std::size_t total)
+      : inner_(inner), progress_("benchmarks", total, stderr) {}
+  bool ReportContext(const Context& context) override {
+    const bool go = inner_->ReportContext(context);
+    std::fflush(stdout);
+    progress_.update(0);
+    return go;
+  }
+  void ReportRuns(const std::vector<Run>& runs) override {
+    progress_.clear();
+    inner_->ReportRuns(runs);
+    std::fflush(stdout);
+    if (runs.empty()) return;
+    // One call per benchmark after its repetitions (without random interleaving).
+    progress_.update(++done_, runs.front().run_name.str());
+  }
+  void Finalize() override {
+    progress_.finish();
+    inner_->Finalize();
+  }
+
+ private:
+  benchmark::BenchmarkReporter* inner_;
+  maskcheck::Progress progress_;
+  std::size_t done_ = 0;
+};
+
+// Counts the benchmarks the filter selects: a pass whose reporter declines to run them
+// (RunSpecifiedBenchmarks returns the number matched before it asks the reporter).
+class CountOnly : public benchmark::BenchmarkReporter {
+ public:
+  CountOnly() { SetErrorStream(&quiet_); }
+  bool ReportContext(const Context&) override { return false; }
+  void ReportRuns(const std::vector<Run>&) override {}
+
+ private:
+  std::ostream quiet_{nullptr};  // its complaints come again from the real pass
+};
+
 }  // namespace
 
 MASKCHECK_BENCH_CONTEXT(maskcheck, maskcheck_context);
@@ -75,13 +124,34 @@ int main(int argc, char** argv) {
         return std::string_view(a).starts_with("--benchmark_min_time");
       }))
     args.insert(args.begin() + 1, min_time.data());
+  // Listing prints names only: no progress. (Read before Initialize, which consumes the flags.)
+  const bool listing = std::any_of(args.begin() + 1, args.end(), [](const char* a) {
+    const std::string_view v(a);
+    return v == "--benchmark_list_tests" || v == "--benchmark_list_tests=true" ||
+           v == "--benchmark_list_tests=1";
+  });
   int n = static_cast<int>(args.size());
   benchmark::Initialize(&n, args.data());
   if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 2;
   mb::run_context_providers();
   mb::register_all_suites();
-  benchmark::RunSpecifiedBenchmarks();
+  bool matched_nothing = false;
+  std::unique_ptr<benchmark::BenchmarkReporter> display(benchmark::CreateDefaultDisplayReporter());
+  if (listing) {
+    benchmark::RunSpecifiedBenchmarks(display.get());
+  } else {
+    CountOnly counter;
+    const std::size_t total = benchmark::RunSpecifiedBenchmarks(&counter);
+    if (total > 0) {
+      ProgressReporter reporter(display.get(), total);
+      benchmark::RunSpecifiedBenchmarks(&reporter);
+    } else {
+      benchmark::RunSpecifiedBenchmarks(display.get());  // prints why nothing matched
+      matched_nothing = true;
+    }
+  }
   mb::CaseCache::release();
   benchmark::Shutdown();
-  return mb::print_summary();
+  const int status = mb::print_summary();
+  return matched_nothing ? 2 : status;
 }

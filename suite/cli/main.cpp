@@ -41,6 +41,7 @@
 #include "maskcheck/suite/io.hpp"
 #include "maskcheck/suite/mutants.hpp"
 #include "maskcheck/suite/plugin_host.hpp"
+#include "maskcheck/suite/progress.hpp"
 #include "maskcheck/suite/runner.hpp"
 
 namespace mc = maskcheck;
@@ -251,18 +252,22 @@ int cmd_verify(const mc::VerifyPlan& plan, mc::VerifyConfig config, const std::s
                                         ? mc::PropertyRunner{}
                                         : mc::plugin::run_property_isolated;
   const auto start = std::chrono::steady_clock::now();
+  // Property k of n with the time left: a status line on a terminal, plain lines in a log.
+  mc::Progress progress("properties", plan.items.size(), stderr);
   const auto results = mc::run_verify(
       plan, config,
       [&](std::size_t i, std::size_t n, const mc::PropertyOutcome& o) {
-        if (quiet && o.status == mc::Status::passed) return;
-        const double elapsed =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        fmt::print("[{:>3}/{}] {:<8} {:<12} {:<48} {:>5} cases {:>6.2f}s  (elapsed {:.0f}s)\n",
-                   i + 1, n, mc::to_string(o.status), o.implementation, o.property, o.cases,
-                   o.seconds, elapsed);
-        std::fflush(stdout);
+        progress.clear();
+        if (!quiet || o.status != mc::Status::passed) {
+          fmt::print("[{:>3}/{}] {:<8} {:<12} {:<48} {:>5} cases {:>6.2f}s  ({})\n", i + 1, n,
+                     mc::to_string(o.status), o.implementation, o.property, o.cases, o.seconds,
+                     progress.timing(i + 1));
+          std::fflush(stdout);
+        }
+        progress.update(i + 1, o.implementation + " " + o.property);
       },
       runner);
+  progress.finish();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   print_summary(results, config);
@@ -534,7 +539,11 @@ int cmd_bench(const BenchOptions& o) {
   std::string why;
   bool matched_nothing = false;
   if (!finished) {
-    why = g_bench_signal != 0 ? "interrupted" : "maskcheck_bench exited with " + std::to_string(rc);
+    why = g_bench_signal != 0 ? "interrupted"
+          : rc == kExitUsage
+              ? "maskcheck_bench ran nothing (no benchmark matched the filter, or it did not know "
+                "an argument)"
+              : "maskcheck_bench exited with " + std::to_string(rc);
   } else if (!fs::exists(tmp, ec) || fs::file_size(tmp, ec) == 0) {
     why = "maskcheck_bench wrote no results (no benchmark matched the filter?)";
     matched_nothing = rc == 0;
