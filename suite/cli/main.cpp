@@ -286,6 +286,7 @@ int cmd_verify(const mc::VerifyPlan& plan, mc::VerifyConfig config, const std::s
             << (config.strict ? ", strict" : "") << ")\n";
   if (!json_path.empty()) {
     nlohmann::json doc = mc::verify_json(config, results, seconds);
+    doc["about"].update(mc::builtin_environment());
     for (const auto& impl : plugins)
       doc["plugins"].push_back(mc::plugin::plugin_info(*impl)->to_json());
     mc::write_json_atomic(json_path, doc);

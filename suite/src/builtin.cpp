@@ -1,9 +1,14 @@
 // The implementations compiled into this build. Optional parts add themselves here behind the
 // macros their CMake targets define, so the registry itself knows none of them.
+#include "maskcheck/suite/about.hpp"
 #include "maskcheck/suite/reference_impl.hpp"
 #include "maskcheck/suite/registry.hpp"
 #ifdef MASKCHECK_WITH_TORCH
 #include "maskcheck/adapters/torch_impl.hpp"
+#include "maskcheck/adapters/torch_peers.hpp"
+#endif
+#ifdef MASKCHECK_WITH_CUDA
+#include "maskcheck/kernels/cuda.hpp"
 #endif
 
 namespace maskcheck {
@@ -27,6 +32,33 @@ const Registry& builtin_registry() {
     return r;
   }();
   return registry;
+}
+
+nlohmann::json builtin_environment() {
+  nlohmann::json j;
+#ifdef MASKCHECK_WITH_TORCH
+  j["libtorch"] = torch_peers::torch_version();
+#else
+  j["libtorch"] = "not built";
+#endif
+#ifdef MASKCHECK_WITH_CUDA
+  std::string why;
+  if (cuda::device_available(&why)) {
+    const cuda::DeviceInfo d = cuda::device_info();
+    auto version = [](int v) {
+      return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+    };
+    j["gpu"] = d.name + " (sm_" + std::to_string(d.cc_major) + std::to_string(d.cc_minor) + ", " +
+               std::to_string(d.sm_count) + " SMs)";
+    j["gpu_driver"] =
+        "CUDA driver " + version(d.driver_version) + ", runtime " + version(d.runtime_version);
+  } else {
+    j["gpu"] = "none (" + why + ")";
+  }
+#else
+  j["gpu"] = "none (built without CUDA)";
+#endif
+  return j;
 }
 
 }  // namespace maskcheck

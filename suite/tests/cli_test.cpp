@@ -48,6 +48,11 @@ TEST(Cli, verifyPrintsSeedAndReplayFirstAndWritesJson) {
   const auto j = maskcheck::read_json_file(json);
   EXPECT_EQ(j.at("schema"), "maskcheck.verify/1");
   EXPECT_EQ(j.at("seed"), 42);
+  // Where it ran, for the report: machine, toolchain, commit, date, LibTorch and the GPU (or why
+  // there is none).
+  for (const char* key : {"cpu", "cores", "os", "compiler", "commit", "date", "libtorch", "gpu"})
+    EXPECT_TRUE(j.at("about").contains(key)) << key << " in " << j.at("about").dump();
+  EXPECT_FALSE(j.at("about").at("gpu").get<std::string>().empty());
   EXPECT_EQ(j.at("summary").at("failed"), 0);
   EXPECT_GT(j.at("summary").at("passed").get<int>(), 0);
   for (const auto& row : j.at("results")) {
