@@ -316,22 +316,29 @@ void compare_bench(Comparison& c, const json& base, const json& next) {
     if (!nd.find(r.name)) c.bench.push_back(compare_row(&r, nullptr, c.options, gate));
 
   // The gated row whose repetitions allow the least evidence: its smallest attainable p.
-  std::size_t untested = 0, gated = 0, min_m = 0, min_n = 0;
+  std::size_t untested = 0, aggregates_only = 0, gated = 0, min_m = 0, min_n = 0;
   double worst_p = 0;
   for (const auto& r : c.bench) {
     if (r.probe) continue;
     gated += r.gated;
-    if (r.verdict == BenchVerdict::untested) ++untested;
+    if (r.verdict == BenchVerdict::untested) {
+      ++untested;
+      aggregates_only += std::min(r.n_base, r.n_new) == 0;
+    }
     if (r.gated && r.test && r.test->exact && smallest_exact_p(r.n_base, r.n_new) > worst_p) {
       worst_p = smallest_exact_p(r.n_base, r.n_new);
       min_m = r.n_base;
       min_n = r.n_new;
     }
   }
-  if (untested > 0)
-    c.warnings.push_back(plural(untested, "row has", "rows have") +
+  if (untested > aggregates_only)
+    c.warnings.push_back(plural(untested - aggregates_only, "row has", "rows have") +
                          " fewer than 2 repetitions on a side and could not be tested (shown "
                          "as untested, never failed): run `maskcheck bench --repetitions 5`");
+  if (aggregates_only > 0)
+    c.warnings.push_back(plural(aggregates_only, "row", "rows") +
+                         " with aggregates only, no repetitions (Google Benchmark's "
+                         "--benchmark_report_aggregates_only): write the JSON without it");
   if (worst_p >= c.options.alpha)
     c.warnings.push_back("with " + std::to_string(min_m) + " vs " + std::to_string(min_n) +
                          " repetitions no p-value can fall below " + p_text(worst_p) +

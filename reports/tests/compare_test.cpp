@@ -265,6 +265,24 @@ TEST(Compare, singleRepetitionRowsAreUntestedNeverFailedButWarned) {
   EXPECT_NE(md.find("; 2 untested"), std::string::npos) << md;
 }
 
+// --benchmark_report_aggregates_only leaves medians but no repetitions to test.
+TEST(Compare, aggregatesOnlyFilesAreUntestedAndSaySo) {
+  json base = bench_doc({{"x/maskcheck", kBase}}), next = bench_doc({{"x/maskcheck", kBase}});
+  for (auto* d : {&base, &next}) {
+    json kept = json::array();
+    for (const auto& b : (*d)["benchmarks"])
+      if (b["run_type"] != "iteration") kept.push_back(b);
+    (*d)["benchmarks"] = kept;
+  }
+  const auto c = compare_results(bench_set(base, "a"), bench_set(next, "b"), {});
+  const auto& r = row(c, "x/maskcheck");
+  EXPECT_EQ(r.verdict, BenchVerdict::untested);
+  EXPECT_NEAR(r.ratio, 1.0, 1e-12);  // the median aggregates still give the change
+  const std::string md = compare_markdown(c);
+  EXPECT_NE(md.find("untested (no repetitions)"), std::string::npos) << md;
+  EXPECT_NE(md.find("1 row with aggregates only"), std::string::npos) << md;
+}
+
 TEST(Compare, tooFewRepetitionsForAlphaAreWarned) {
   // 3 vs 3: the smallest p is 1/20 = 0.05, never below alpha 0.05.
   const auto c =
