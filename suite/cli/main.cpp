@@ -8,11 +8,13 @@
 //                  [--out RESULT.safetensors] [--quiet]
 //   maskcheck report RESULTS.json... --out DIR
 //   maskcheck bench [--filter RE] [--json FILE] [--repetitions N] [--min-time S] [-- ARGS...]
+//   maskcheck compare BASELINE NEW [--max-slowdown 5%] [--alpha 0.05] [--gate RE] [--out FILE]
 // Exit codes: 0 everything passed (named deviations included, unless --strict), 1 a property
 // failed, 2 usage or input error (bench: the exit code of maskcheck_bench, 1 when a maskcheck
 // kernel mismatched before timing, 2 when the filter matches no benchmark; eval: 0 ran and wrote
 // the result, 1 the implementation threw on a valid case, 2 unreadable or invalid case, wrong OP,
-// or a case the implementation does not support).
+// or a case the implementation does not support; compare: 0 no regression, 1 a benchmark or
+// property regressed, 2 unreadable or mismatched inputs, bad flag values).
 // `--plugin` loads a library implementing maskcheck/plugin.h (in a child process: see
 // suite/plugin/include/maskcheck/suite/plugin_host.hpp); `maskcheck plugin-worker` is that child,
 // a hidden subcommand.
@@ -35,6 +37,7 @@
 #include <CLI/CLI.hpp>
 
 #include "maskcheck/reference/common.hpp"
+#include "maskcheck/reports/compare.hpp"
 #include "maskcheck/reports/markdown.hpp"
 #include "maskcheck/suite/about.hpp"
 #include "maskcheck/suite/call.hpp"
@@ -732,6 +735,32 @@ int main(int argc, char** argv) {
   bench->add_option("benchmark_args", bench_opts.extra,
                     "further arguments for maskcheck_bench, after --");
 
+  // compare: the CI gate (reports/include/maskcheck/reports/compare.hpp).
+  auto* compare = app.add_subcommand(
+      "compare",
+      "compare results with a baseline (the CI gate): benchmark rows by their median change and "
+      "a one-sided Mann-Whitney U test over the repetitions, properties by status; Markdown on "
+      "stdout; exit 1 when a benchmark or a property regressed");
+  std::string cmp_base, cmp_new, cmp_slowdown = "5%", cmp_out;
+  mc::reports::CompareOptions cmp_opts;
+  compare
+      ->add_option("baseline", cmp_base,
+                   "baseline: a verify or bench JSON file, or a directory holding verify.json "
+                   "and/or bench.json")
+      ->required();
+  compare->add_option("new", cmp_new, "the new results, of the same kind(s)")->required();
+  compare->add_option("--max-slowdown", cmp_slowdown,
+                      "a row regresses when its median is slower by more than this percentage "
+                      "(5% and 5 both mean 5 percent; >= 0; default 5%) and the slowdown is "
+                      "significant (p < --alpha)");
+  compare->add_option("--alpha", cmp_opts.alpha,
+                      "significance level of the one-sided test, in (0, 1) (default 0.05)");
+  compare->add_option("--gate", cmp_opts.gate,
+                      "ECMAScript regular expression searched in row names: the rows that can "
+                      "fail (default: every row; probe rows ceiling/... never gate); the others "
+                      "are informational");
+  compare->add_option("--out", cmp_out, "also write the Markdown to FILE (replaced atomically)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -800,6 +829,16 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*bench) return cmd_bench(bench_opts);
+    if (*compare) {
+      cmp_opts.max_slowdown = mc::reports::parse_percentage(cmp_slowdown);
+      const auto c = mc::reports::compare_results(
+          mc::reports::load_results(cmp_base, "BASELINE", mc::read_json_file),
+          mc::reports::load_results(cmp_new, "NEW", mc::read_json_file), cmp_opts);
+      const std::string md = mc::reports::compare_markdown(c);
+      if (!cmp_out.empty()) mc::write_file_atomic(cmp_out, md);
+      std::cout << md << std::flush;
+      return c.failed() ? kExitFailed : 0;
+    }
   } catch (const mc::InvalidArgument& e) {
     std::cerr << "maskcheck: " << e.what() << "\n";
     return kExitUsage;

@@ -305,4 +305,109 @@ TEST(Cli, benchWritesJsonOnlyFromAFinishedRunAndRejectsBadFlags) {
 }
 #endif
 
+// `maskcheck compare`: exit 0 without a regression, 1 with one, 2 for unusable input.
+nlohmann::json compare_bench_json(double factor) {
+  nlohmann::json doc{{"context", {{"maskcheck.commit", "0123456789ab"}}},
+                     {"benchmarks", nlohmann::json::array()}};
+  const double base[] = {1.00, 1.02, 0.99, 1.01, 0.98};
+  for (const std::string row : {"cpu/softmax/x/maskcheck", "cpu/softmax/x/torch"})
+    for (int k = 0; k < 5; ++k)
+      doc["benchmarks"].push_back({{"name", row + "/real_time"},
+                                   {"run_name", row + "/real_time"},
+                                   {"run_type", "iteration"},
+                                   {"repetitions", 5},
+                                   {"repetition_index", k},
+                                   {"real_time", base[k] * factor},
+                                   {"time_unit", "ms"}});
+  return doc;
+}
+
+TEST(Cli, compareExitsZeroOneOrTwoAndWritesTheMarkdown) {
+  const std::string base = temp_path("compare/base.json"), same = temp_path("compare/same.json"),
+                    slow = temp_path("compare/slow.json"), out = temp_path("compare/out.md");
+  maskcheck::write_json_atomic(base, compare_bench_json(1.0));
+  maskcheck::write_json_atomic(same, compare_bench_json(1.0));
+  maskcheck::write_json_atomic(slow, compare_bench_json(1.2));
+
+  CliResult r = maskcheck_cli("compare " + base + " " + same);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.rfind("**maskcheck compare: PASS** — no gated benchmark significantly slower "
+                        "than 5 % (alpha 0.05; 2 compared, geometric mean +0.0 %)\n",
+                        0),
+            0u)
+      << r.out;
+
+  std::filesystem::remove(out);
+  r = maskcheck_cli("compare " + base + " " + slow + " --out " + out);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_EQ(r.out.rfind("**maskcheck compare: FAIL** — 2 benchmarks significantly slower than "
+                        "5 % (alpha 0.05)\n",
+                        0),
+            0u)
+      << r.out;
+  std::ifstream in(out);
+  const std::string written((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(written, r.out);  // stdout and --out hold the same Markdown
+
+  // Only maskcheck's own rows gate: the slower LibTorch peer is shown, not failed.
+  r = maskcheck_cli("compare " + base + " " + slow + " --gate '/maskcheck[^/]*$'");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_EQ(r.out.rfind("**maskcheck compare: FAIL** — 1 benchmark significantly slower", 0), 0u)
+      << r.out;
+  // 20 % is within a 25 % threshold, written either way.
+  for (const std::string t : {"25", "25%"}) {
+    r = maskcheck_cli("compare " + base + " " + slow + " --max-slowdown " + t);
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("Regression: median slower by more than 25 %"), std::string::npos)
+        << r.out;
+  }
+
+  // Properties: passed -> failed is a regression, in directories as ci/main.sh writes them.
+  const std::string dir_a = temp_path("compare/a"), dir_b = temp_path("compare/b");
+  std::filesystem::create_directories(dir_a);
+  std::filesystem::create_directories(dir_b);
+  auto verify = [](const std::string& status) {
+    return nlohmann::json{{"schema", "maskcheck.verify/1"},
+                          {"about", {{"commit", "abc"}}},
+                          {"results",
+                           {{{"implementation", "cpu"},
+                             {"property", "attention.agreesWithReference"},
+                             {"status", status},
+                             {"message", "max error 0.5"}}}}};
+  };
+  maskcheck::write_json_atomic(dir_a + "/verify.json", verify("passed"));
+  maskcheck::write_json_atomic(dir_b + "/verify.json", verify("failed"));
+  r = maskcheck_cli("compare " + dir_a + " " + dir_b);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_EQ(r.out.rfind("**maskcheck compare: FAIL** — 1 property regressed\n", 0), 0u) << r.out;
+  r = maskcheck_cli("compare " + dir_b + " " + dir_a);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("**Fixed** (1)"), std::string::npos) << r.out;
+
+  // Usage and input errors: a message naming the problem, exit 2, no Markdown.
+  const std::vector<std::pair<std::string, std::string>> bad{
+      {"compare " + base, "new is required"},
+      {"compare " + base + " " + temp_path("compare/nope.json"), "NEW: no such file"},
+      {"compare " + dir_a + " " + slow, "the kinds must match"},
+      {"compare " + base + " " + same + " --max-slowdown -5", "--max-slowdown '-5'"},
+      {"compare " + base + " " + same + " --max-slowdown fast", "--max-slowdown 'fast'"},
+      {"compare " + base + " " + same + " --alpha 0", "--alpha must lie strictly between 0 and 1"},
+      {"compare " + base + " " + same + " --alpha 1.5", "--alpha"},
+      {"compare " + base + " " + same + " --gate '('", "is not a regular expression"},
+      {"compare " + base + " " + same + " --gate '^nothing$'", "matches no benchmark row"},
+      {"compare " + temp_path("compare") + " " + same, "holds neither verify.json nor bench.json"},
+  };
+  for (const auto& [args, message] : bad) {
+    r = maskcheck_cli(args);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.out;
+    EXPECT_NE(r.out.find(message), std::string::npos) << args << "\n" << r.out;
+    EXPECT_EQ(r.out.find("maskcheck compare:"), std::string::npos) << args << "\n" << r.out;
+  }
+
+  r = maskcheck_cli("compare --help");
+  EXPECT_EQ(r.code, 0) << r.out;
+  for (const std::string flag : {"--max-slowdown", "--alpha", "--gate", "--out"})
+    EXPECT_NE(r.out.find(flag), std::string::npos) << r.out;
+}
+
 }  // namespace
