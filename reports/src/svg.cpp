@@ -87,8 +87,8 @@ std::vector<double> log_ticks(double lo, double hi) {
 // Widens [lo, hi] (both > 0) to a factor of at least 5, around their geometric middle, so that
 // the axis has at least two 1-2-5 ticks.
 void widen_log_domain(double& lo, double& hi) {
-  lo /= 1.15;
-  hi *= 1.15;
+  lo /= 1.4;
+  hi *= 1.25;
   if (hi / lo < 5) {
     const double mid = std::sqrt(lo * hi);
     lo = mid / std::sqrt(5.0);
