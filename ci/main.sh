@@ -3,8 +3,8 @@
 # implementations (reference, CPU and CUDA kernels) against the property catalogue, verifies the
 # third-party LibTorch adapters (their findings are reported, they do not fail the job), runs the
 # benchmarks behind the CPU targets and writes the report.
-#   OUT=dir (default build/report): where verify.json, verify-third-party.json, bench.json and
-#   report.md go
+#   OUT=dir (default build/report): where verify.json, verify-third-party.json, bench.json,
+#   report.md and report.html go
 #   BENCH=0: skip the benchmarks; BENCH_FILTER=RE: benchmark these rows instead of the curated
 #   set below (`build/bin/maskcheck_bench --benchmark_list_tests=true` lists them all)
 #   Extra arguments are passed to `maskcheck verify` (for example --cases 1000 or --seed 7).
@@ -56,6 +56,6 @@ if [ "${BENCH:-1}" != 0 ]; then
   fi
 fi
 build/bin/maskcheck report "${reports[@]}" --out "$out"
-echo "ci/main.sh: report in $out/report.md"
+echo "ci/main.sh: report in $out/report.md and $out/report.html"
 if [ "$status" -eq 0 ]; then status=$bench_status; fi
 exit "$status"
