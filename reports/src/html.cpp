@@ -310,13 +310,23 @@ Facts verify_facts(const json& doc) {
   f.push_back({"CPU", have("cpu")});
   f.push_back({"cores", have("cores")});
   f.push_back({"SIMD target", missing()});
-  f.push_back({"GPU", missing("not recorded (verify files do not name the device)")});
-  f.push_back({"GPU driver, CUDA runtime", missing()});
+  // Newer verify files name the GPU ("none (why)" without one), its driver and LibTorch
+  // ("not built" without it); older ones do not.
+  const std::string gpu = about_str(about, "gpu");
+  const bool no_gpu = gpu.rfind("none", 0) == 0;
+  f.push_back({"GPU", gpu.empty() ? missing() : no_gpu ? missing(gpu) : Fact{gpu}});
+  const std::string driver = about_str(about, "gpu_driver");
+  f.push_back({"GPU driver, CUDA runtime", !driver.empty() ? Fact{driver}
+                                           : no_gpu        ? missing("none")
+                                                           : missing()});
+  const std::string libtorch = about_str(about, "libtorch");
   bool torch = false;
   for (const auto& r : member(doc, "results", true))
     if (r.value("implementation", "").rfind("torch:", 0) == 0) torch = true;
-  f.push_back({"LibTorch", torch ? missing("used (torch:* implementations); version not recorded")
-                                 : missing("not recorded")});
+  f.push_back({"LibTorch", libtorch == "not built" ? missing("none (not built)")
+                           : !libtorch.empty()     ? Fact{libtorch}
+                           : torch ? missing("used (torch:* implementations); version not recorded")
+                                   : missing()});
   std::string compiler = about_str(about, "compiler");
   if (!compiler.empty() && !about_str(about, "build_type").empty())
     compiler += ", " + about_str(about, "build_type");
@@ -878,6 +888,7 @@ void speedup_charts(Page& page, const BenchDoc& bench, const std::string& id) {
                    : std::string());
     c.subtitle = prefix_text(names.front(), common);
     c.x_label = "speedup = LibTorch time / maskcheck time [\u00d7, log axis]";
+    c.y_label = "benchmark \u00b7 LibTorch peer";
     c.log_x = true;
     c.tick_text = [](double v) {
       std::ostringstream os;
@@ -991,6 +1002,7 @@ void fraction_charts(Page& page, const BenchDoc& bench, const Limits& limits,
                    : std::string());
     c.subtitle = prefix_text(names.front(), common);
     c.x_label = "achieved / measured limit [fraction; 1.0 = the limit]";
+    c.y_label = "maskcheck benchmark";
     c.reference = 1;
     c.reference_label = "1.0: measured limit";
     c.tick_text = [](double v) { return fixed(v, v == std::floor(v) ? 1 : 2); };

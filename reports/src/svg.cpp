@@ -373,7 +373,7 @@ std::string line_chart(const XYChart& c) {
       const double px = x(p.x) + dodge;
       body << "<g class=\"point\"><title>" << escape(p.tip) << "</title>";
       if (std::isfinite(p.lo) && std::isfinite(p.hi) && p.hi > p.lo && (!y.log || p.lo > 0))
-        body << whisker_v(px, y(p.lo), y(p.hi), s.color);
+        body << whisker_v(px, y(std::max(p.lo, y.d0)), y(p.hi), s.color);
       body << marker(s.marker, px, y(p.y), s.color) << "</g>";
     }
     body << "</g>";
@@ -444,6 +444,9 @@ std::string bar_chart(const BarChart& c) {
        << "\" text-anchor=\"middle\">" << escape(c.x_label) << "</text></g>";
   body << "<text class=\"value-head\" x=\"" << num(width - value_col) << "\" y=\"" << num(top - 6)
        << "\">median</text>";
+  if (!c.y_label.empty())
+    body << "<text class=\"value-head rows-label\" x=\"" << num(left - 8) << "\" y=\""
+         << num(top - 6) << "\" text-anchor=\"end\">" << escape(c.y_label) << "</text>";
 
   body << "<g class=\"bars\">";
   for (std::size_t i = 0; i < c.bars.size(); ++i) {
@@ -461,7 +464,7 @@ std::string bar_chart(const BarChart& c) {
            << num(std::max(std::fabs(v - a), 1.5)) << "\" height=\"11\" fill=\"" << b.color
            << "\"/>";
       if (std::isfinite(b.lo) && std::isfinite(b.hi) && b.hi > b.lo && (!c.log_x || b.lo > 0))
-        body << whisker_h(x(b.lo), x(b.hi), cy, "#222");
+        body << whisker_h(x(std::max(b.lo, x.d0)), x(b.hi), cy, "#222");
     }
     body << "<text class=\"value\" x=\"" << num(width - value_col) << "\" y=\"" << num(cy + 4)
          << "\">" << escape(b.value_text) << "</text></g>";

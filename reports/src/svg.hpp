@@ -69,6 +69,7 @@ struct BarChart {
   std::string title;
   std::string subtitle;
   std::string x_label;  // with unit
+  std::string y_label;  // what the rows are, above their labels ("benchmark · peer")
   bool log_x = false;   // log10 axis; bars start at `reference` (or 1)
   std::function<std::string(double)> tick_text;
   double reference = std::numeric_limits<double>::quiet_NaN();  // a dashed vertical line

@@ -300,6 +300,22 @@ TEST(Html, verifyOnlyReportHasTheMatrixAndNoCharts) {
   EXPECT_NE(html.find("Named deviations"), std::string::npos);
 }
 
+TEST(Html, machineFactsComeFromTheVerifyFileWhenItHasThem) {
+  json v = verify_doc("reference", "attention.x", "passed");
+  v["about"]["gpu"] = "none (built without CUDA)";
+  v["about"]["libtorch"] = "2.11.0";
+  std::string html = mr::html_report({v});
+  EXPECT_NE(html.find("<td class=\"none\">none (built without CUDA)</td>"), std::string::npos);
+  EXPECT_NE(html.find("<td>2.11.0</td>"), std::string::npos);
+  v["about"]["gpu"] = "NVIDIA H100 (sm_90, 132 SMs)";
+  v["about"]["gpu_driver"] = "CUDA driver 13.0, runtime 13.0";
+  v["about"]["libtorch"] = "not built";
+  html = mr::html_report({v});
+  EXPECT_NE(html.find("<td>NVIDIA H100 (sm_90, 132 SMs)</td>"), std::string::npos);
+  EXPECT_NE(html.find("<td>CUDA driver 13.0, runtime 13.0</td>"), std::string::npos);
+  EXPECT_NE(html.find("<td class=\"none\">none (not built)</td>"), std::string::npos);
+}
+
 TEST(Html, failuresLinkTheirCounterexampleFilesRelativeToTheReport) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / ("reports_test_" + std::to_string(::getpid()));
