@@ -95,8 +95,15 @@ BenchDoc parse_bench(const json& doc) {
     const double t = b.contains("real_time") && b.at("real_time").is_number()
                          ? to_seconds(b.at("real_time").get<double>(), b.value("time_unit", "ns"))
                          : std::numeric_limits<double>::quiet_NaN();
+    if (b.contains("repetitions") && b.at("repetitions").is_number_integer())
+      r.repetitions = std::max(r.repetitions, b.at("repetitions").get<int>());
     const std::string run_type = b.value("run_type", "iteration");
     if (run_type == "aggregate") {
+      if (b.value("aggregate_name", "") == "stddev") {
+        r.stddev_s = t;
+        for (const auto& [k, v] : b.items())
+          if (!is_standard_field(k) && v.is_number()) r.counter_stddev[k] = v.get<double>();
+      }
       if (b.value("aggregate_name", "") != "median") continue;
       median_aggregate[name] = t;
       for (const auto& [k, v] : b.items())
@@ -116,6 +123,8 @@ BenchDoc parse_bench(const json& doc) {
     if (!r.error.empty()) {
       r.seconds.clear();
       r.counter_samples.clear();
+      r.stddev_s = std::numeric_limits<double>::quiet_NaN();
+      r.counter_stddev.clear();
       continue;
     }
     if (!r.seconds.empty()) {
@@ -190,7 +199,9 @@ std::string verify_cell(const json& r) {
   }
   if (status == "deviation") {
     std::string s = "pass " + std::to_string(cases) + ", deviation";
-    for (const auto& [name, n] : r.value("deviations", json::object()).items()) s += " " + name;
+    if (r.contains(
+            "deviations"))  // not r.value(...).items(): its temporary would not outlive the loop
+      for (const auto& [name, n] : r.at("deviations").items()) s += " " + name;
     return s;
   }
   if (status == "failed") return "FAIL";

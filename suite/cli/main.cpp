@@ -6,7 +6,7 @@
 //                    [--plugin LIB.so]... [--plugin-timeout S] [--in-process]
 //   maskcheck eval OP [--impl NAME] [--plugin LIB.so] --in CASE.safetensors
 //                  [--out RESULT.safetensors] [--quiet]
-//   maskcheck report RESULTS.json... --out DIR
+//   maskcheck report RESULTS.json... --out DIR      (writes DIR/report.md and DIR/report.html)
 //   maskcheck bench [--filter RE] [--json FILE] [--repetitions N] [--min-time S] [-- ARGS...]
 //   maskcheck compare BASELINE NEW [--max-slowdown 5%] [--alpha 0.05] [--gate RE] [--out FILE]
 // Exit codes: 0 everything passed (named deviations included, unless --strict), 1 a property
@@ -38,7 +38,9 @@
 
 #include "maskcheck/reference/common.hpp"
 #include "maskcheck/reports/compare.hpp"
+#include "maskcheck/reports/html.hpp"
 #include "maskcheck/reports/markdown.hpp"
+#include "maskcheck/reports/results.hpp"
 #include "maskcheck/suite/about.hpp"
 #include "maskcheck/suite/call.hpp"
 #include "maskcheck/suite/io.hpp"
@@ -579,6 +581,29 @@ int cmd_bench(const BenchOptions& o) {
   return rc;
 }
 
+// `report`: both pages are rendered before either is written, and each is written to a temporary
+// file and renamed into place, so that a bad input or a failed render leaves no half-written
+// report (nor a Markdown page beside a stale HTML one).
+int cmd_report(const std::vector<std::string>& inputs, const std::string& out_dir) {
+  std::vector<nlohmann::json> docs;
+  for (const auto& path : inputs) {
+    docs.push_back(mc::read_json_file(path));
+    mc::reports::doc_kind(docs.back(), path);  // names the file that is neither kind
+  }
+  const std::string md = mc::reports::markdown_report(docs);
+  mc::reports::HtmlOptions html_options;
+  html_options.sources = inputs;
+  html_options.out_dir = out_dir;
+  std::error_code ec;
+  html_options.cwd = std::filesystem::current_path(ec);
+  html_options.generated = mc::utc_now_iso8601();
+  const std::string html = mc::reports::html_report(docs, html_options);
+  mc::write_file_atomic(out_dir + "/report.md", md);
+  mc::write_file_atomic(out_dir + "/report.html", html);
+  std::cout << "wrote " << out_dir << "/report.md and " << out_dir << "/report.html\n";
+  return 0;
+}
+
 // Adds the plugins at `paths` to the registry (probed in a worker, or loaded here with
 // --in-process) and to the run's selection: alone, or beside the implementations of --impl.
 void add_plugins(mc::Registry& registry, mc::VerifyConfig& config,
@@ -711,11 +736,23 @@ int main(int argc, char** argv) {
   worker->add_option("--counterexamples", worker_opts.counterexample_dir);
   worker->add_option("--result-fd", worker_opts.result_fd);
 
-  auto* report = app.add_subcommand("report", "turn result JSON files into a Markdown report");
+  auto* report = app.add_subcommand(
+      "report",
+      "turn result JSON files into DIR/report.md and DIR/report.html (one self-contained page "
+      "with charts)");
   std::vector<std::string> inputs;
   std::string out_dir;
-  report->add_option("results", inputs, "verify JSON files")->required()->check(CLI::ExistingFile);
-  report->add_option("--out", out_dir, "output directory")->required();
+  report
+      ->add_option("results", inputs,
+                   "result files: verify JSON (maskcheck verify --json) and benchmark JSON "
+                   "(maskcheck bench --json), in the order the report shows them")
+      ->required()
+      ->check(CLI::ExistingFile);
+  report
+      ->add_option("--out", out_dir,
+                   "output directory (created if missing); report.md and report.html are "
+                   "replaced atomically")
+      ->required();
 
   auto* bench = app.add_subcommand(
       "bench", "run the benchmarks (maskcheck_bench beside this executable) and write their JSON");
@@ -820,14 +857,7 @@ int main(int argc, char** argv) {
       eval_opts.impl_given = eval_impl->count() > 0;
       return cmd_eval(eval_opts);
     }
-    if (*report) {
-      std::vector<nlohmann::json> docs;
-      for (const auto& path : inputs) docs.push_back(mc::read_json_file(path));
-      const std::string md = mc::reports::markdown_report(docs);
-      mc::write_file_atomic(out_dir + "/report.md", md);
-      std::cout << "wrote " << out_dir << "/report.md\n";
-      return 0;
-    }
+    if (*report) return cmd_report(inputs, out_dir);
     if (*bench) return cmd_bench(bench_opts);
     if (*compare) {
       cmp_opts.max_slowdown = mc::reports::parse_percentage(cmp_slowdown);

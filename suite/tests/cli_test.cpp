@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "cli_run.hpp"
 #include "maskcheck/suite/call.hpp"
@@ -191,7 +192,14 @@ TEST(Cli, usageAndInputErrorsExitTwo) {
   EXPECT_NE(unknown.out.find("no-such-impl"), std::string::npos) << unknown.out;
 }
 
-TEST(Cli, reportRejectsUnreadableJsonAndWritesMarkdown) {
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(Cli, reportRejectsUnreadableJsonAndWritesMarkdownAndHtml) {
   const std::string bad = temp_path("bad.json");
   std::ofstream(bad) << "{ not json";
   CliResult r = maskcheck_cli("report " + bad + " --out " + temp_path("out"));
@@ -205,11 +213,69 @@ TEST(Cli, reportRejectsUnreadableJsonAndWritesMarkdown) {
       0);
   r = maskcheck_cli("report " + good + " --out " + temp_path("report"));
   ASSERT_EQ(r.code, 0) << r.out;
-  std::ifstream md(temp_path("report") + "/report.md");
-  std::stringstream ss;
-  ss << md.rdbuf();
-  EXPECT_NE(ss.str().find("| lm_labels.agreesWithReference | pass 3 |"), std::string::npos)
-      << ss.str();
+  EXPECT_NE(r.out.find("report.html"), std::string::npos) << r.out;
+  const std::string md = slurp(temp_path("report") + "/report.md");
+  EXPECT_NE(md.find("| lm_labels.agreesWithReference | pass 3 |"), std::string::npos) << md;
+  // A verify file alone: the matrix, no charts.
+  const std::string html = slurp(temp_path("report") + "/report.html");
+  EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u) << html.substr(0, 200);
+  EXPECT_NE(html.find("lm_labels.agreesWithReference</th><td class=\"pass\""), std::string::npos)
+      << html;
+  EXPECT_EQ(html.find("<svg"), std::string::npos);
+  EXPECT_NE(html.find("</html>"), std::string::npos);
+}
+
+// A benchmark file gives charts; a file of neither kind, or an unwritable directory, is an input
+// error (exit 2) that leaves an earlier report as it was and no temporary files behind.
+TEST(Cli, reportDrawsBenchmarksAndWritesNothingOnBadInput) {
+  const std::string bench = temp_path("report_bench.json");
+  nlohmann::json rows = nlohmann::json::array();
+  for (int l : {512, 1024})
+    for (const std::string impl : {"maskcheck", "torch_sdpa"})
+      for (int rep = 0; rep < 2; ++rep) {
+        const std::string name = "cpu/attention/f32/D64/L" + std::to_string(l) +
+                                 "/pad50/padding+causal/" + impl + "/real_time";
+        const double t = (impl == "maskcheck" ? 1.0 : 3.0) * l * (1 + 0.1 * rep);
+        rows.push_back({{"name", name},
+                        {"run_name", name},
+                        {"run_type", "iteration"},
+                        {"repetitions", 2},
+                        {"real_time", t},
+                        {"time_unit", "us"},
+                        {"useful_FLOPS", 1e15 / t},
+                        {"bytes_per_second", 1e12 / t}});
+      }
+  std::ofstream(bench) << nlohmann::json{
+      {"context", {{"cpu.fma_peak_gflops", "100"}}},
+      {"benchmarks", rows}}.dump();
+  const std::string dir = temp_path("report_bench");
+  CliResult r = maskcheck_cli("report " + bench + " --out " + dir);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string html = slurp(dir + "/report.html");
+  EXPECT_NE(html.find("data-kind=\"throughput\""), std::string::npos);
+  EXPECT_NE(html.find("data-kind=\"speedup\""), std::string::npos);
+  EXPECT_NE(html.find("data-kind=\"limits\""), std::string::npos);
+  const std::string md = slurp(dir + "/report.md");
+
+  const std::string neither = temp_path("neither.json");
+  std::ofstream(neither) << R"({"hello": "world"})";
+  r = maskcheck_cli("report " + bench + " " + neither + " --out " + dir);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find(neither + ": unknown result file"), std::string::npos) << r.out;
+  EXPECT_EQ(slurp(dir + "/report.html"), html);
+  EXPECT_EQ(slurp(dir + "/report.md"), md);
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+
+  const std::string fresh = temp_path("report_none");
+  r = maskcheck_cli("report " + neither + " --out " + fresh);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(fresh + "/report.md"));
+  EXPECT_FALSE(std::filesystem::exists(fresh + "/report.html"));
+
+  r = maskcheck_cli("report " + bench + " --out /proc/no/such/dir");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("cannot"), std::string::npos) << r.out;
 }
 
 TEST(Cli, invalidEnvironmentKnobIsAnInputError) {

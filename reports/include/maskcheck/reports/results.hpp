@@ -8,6 +8,7 @@
 // the implementation (the last component), so a maskcheck row and its peers share a group.
 #pragma once
 
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -35,6 +36,12 @@ struct BenchRow {
   // median of each.
   std::map<std::string, std::vector<double>> counter_samples;
   std::map<std::string, double> counters;
+  // The repetitions the run asked for (Google Benchmark's `repetitions`; 0 when not recorded).
+  int repetitions = 0;
+  // The stddev aggregate of the time and of each counter, when the file has one: the only spread
+  // a file of aggregates alone (no per-repetition samples) records. NaN / absent otherwise.
+  double stddev_s = std::numeric_limits<double>::quiet_NaN();
+  std::map<std::string, double> counter_stddev;
   std::string error;  // error_message of a skipped row ("mismatch: ...", "no CUDA device: ...")
 
   bool ok() const { return error.empty() && median_s > 0; }
