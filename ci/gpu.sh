@@ -50,8 +50,10 @@ fi
 default_filter='^ceiling|^attention/bf16/D128/L(1024|2048|4096)/|^attention/f16/D64/L2048/|^softmax/(f16|bf16)/|^cross_entropy/bf16/|^mlm|^build_mask'
 if [ "${GPU_BENCH:-1}" != 0 ]; then
   log "benchmarks (filter ${BENCH_FILTER:-$default_filter})"
+  # Every repetition goes into the JSON (the console shows the aggregates): `maskcheck compare`
+  # tests a GPU baseline over them, and the report draws their spread.
   build-cuda/bin/maskcheck_bench --benchmark_repetitions="${BENCH_REPETITIONS:-5}" \
-    --benchmark_report_aggregates_only=true --benchmark_filter="${BENCH_FILTER:-$default_filter}" \
+    --benchmark_display_aggregates_only=true --benchmark_filter="${BENCH_FILTER:-$default_filter}" \
     --benchmark_out="$out/bench.json" --benchmark_out_format=json > "$out/bench.log" 2>&1 || status=1
   tail -n 30 "$out/bench.log"
 fi
