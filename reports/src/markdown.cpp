@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "maskcheck/reports/analysis.hpp"
 #include "maskcheck/reports/results.hpp"
 
 namespace maskcheck::reports {
@@ -107,6 +108,40 @@ std::string fixed(double x, int digits) {
   return os.str();
 }
 
+// The headline: maskcheck against LibTorch in the same run, with the fraction of the measured
+// limit that maskcheck reaches (analysis.hpp computes both, as for the HTML charts).
+void headline(std::ostringstream& os, const BenchDoc& bench) {
+  const auto speedups = torch_speedups(bench);
+  if (speedups.empty()) return;
+  const Limits limits = measured_limits(bench);
+  const auto fractions = limit_fractions(bench, limits);
+  os << "### Headline: maskcheck against LibTorch\n\n"
+        "| benchmark | maskcheck | LibTorch | speedup (range) | fraction of the measured limit "
+        "|\n|---|--:|--:|--:|---|\n";
+  for (const auto& s : speedups) {
+    std::string fraction = "-";
+    for (const auto& f : fractions)
+      if (f.row == s.own && f.fraction.ok())
+        fraction = fixed(f.fraction.median, 2) + " of " +
+                   (f.kind == Fraction::Kind::fma ? "FMA peak (useful FLOP/s)" : "bandwidth");
+    std::string range;
+    if (std::isfinite(s.ratio.lo) && std::isfinite(s.ratio.hi))
+      range = " (" + fixed(s.ratio.lo, 2) + "-" + fixed(s.ratio.hi, 2) + ")";
+    os << "| " << s.own->group << " | " << format_seconds(s.own->median_s) << " | "
+       << format_seconds(s.peer->median_s) << " " << s.peer->impl << " | **"
+       << fixed(s.ratio.median, 2) << "x**" << range << " | " << fraction << " |\n";
+  }
+  os << "\nMedians of the repetitions; the range pairs the slowest and fastest repetitions. "
+        "Limits: ";
+  std::string sep;
+  for (const Limit* l : {&limits.cpu_bandwidth, &limits.cpu_fma, &limits.gpu_bandwidth})
+    if (l->ok()) {
+      os << sep << format_si(l->value) << l->unit << " from " << l->source;
+      sep = "; ";
+    }
+  os << (sep.empty() ? "none measured" : "") << ".\n\n";
+}
+
 void bench_section(std::ostringstream& os, const json& doc) {
   const json& ctx = doc.at("context");
   os << "## Benchmarks\n\n| | |\n|---|---|\n";
@@ -114,6 +149,8 @@ void bench_section(std::ostringstream& os, const json& doc) {
     if (v.is_string() || v.is_number()) os << "| " << k << " | " << escape(v.dump()) << " |\n";
   os << "\n";
   const BenchDoc bench = parse_bench(doc);
+  headline(os, bench);
+  os << "### Every row\n\n";
   std::string group;
   double own = 0;
   os << "| benchmark | implementation | median | cv | counters | maskcheck speedup "

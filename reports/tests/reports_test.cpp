@@ -13,6 +13,7 @@
 
 #include "maskcheck/reports/analysis.hpp"
 #include "maskcheck/reports/html.hpp"
+#include "maskcheck/reports/markdown.hpp"
 #include "maskcheck/reports/results.hpp"
 
 namespace {
@@ -347,6 +348,38 @@ TEST(Html, unknownInputIsAnError) {
     EXPECT_NE(std::string(e.what()).find("x.json: unknown result file"), std::string::npos)
         << e.what();
   }
+}
+
+}  // namespace
+
+namespace {
+
+// The Markdown report's headline: every maskcheck row beside its LibTorch peer, with the speedup,
+// its range and the fraction of the limit measured by the probe rows of the same file.
+TEST(Markdown, headlineTableSpeedupsWithTheirRangeAndFraction) {
+  const std::string md = mr::markdown_report({sample_bench()});
+  const auto head = md.find("### Headline: maskcheck against LibTorch");
+  ASSERT_NE(head, std::string::npos) << md;
+  const std::string table = md.substr(head, md.find("### Every row") - head);
+  // Attention L1024: torch 4, 5, 6 s against maskcheck 1 s: 5x, range 4-6, FMA fraction
+  // 50 GFLOP/s over the FMA probe's median 200 GFLOP/s.
+  EXPECT_NE(
+      table.find("| cpu/attention/f32/D64/L1024/pad50/padding+causal | 1 s | 5 s torch_sdpa | "
+                 "**5.00x** (4.00-6.00) | 0.25 of FMA peak (useful FLOP/s) |"),
+      std::string::npos)
+      << table;
+  // Cross-entropy: 3x, memory-bound: 5 GB/s over the triad row's 20 GB/s.
+  EXPECT_NE(table.find("| cpu/cross_entropy/f32/V131072/N512/ignore50 | 1 s | 3 s torch | "
+                       "**3.00x** (3.00-3.00) | 0.25 of bandwidth |"),
+            std::string::npos)
+      << table;
+  // The reference is not LibTorch; the probes are not rows of the headline.
+  EXPECT_EQ(table.find("reference"), std::string::npos) << table;
+  EXPECT_EQ(table.find("| ceiling/"), std::string::npos) << table;
+  EXPECT_NE(table.find("from probe row ceiling/cpu/triad"), std::string::npos) << table;
+  // A verify file alone has no headline.
+  EXPECT_EQ(mr::markdown_report({verify_doc("cpu", "attention.x", "passed")}).find("Headline"),
+            std::string::npos);
 }
 
 }  // namespace
