@@ -23,7 +23,8 @@
 #   UPDATE_BASELINE=1  after a passing verify and bench, copy this run's verify.json and bench.json
 #                  into BASELINE instead of comparing (commit them; record on the machine kind
 #                  that CI runs on: timings from another machine are not comparable)
-#   MAX_SLOWDOWN   percent a median may grow before it can fail (default 5%)
+#   MAX_SLOWDOWN   percent a median may grow before it can fail (default 10%: on a shared 2-core VM
+#                  an unchanged tree drifted by up to +8 % between runs, significant at 5 x 5)
 #   ALPHA          significance level of the test (default 0.05)
 #   REPETITIONS    benchmark repetitions (default 5; the test needs >= 2, and 5 x 5 reaches
 #                  p = 0.004)
@@ -89,7 +90,7 @@ if [ "$update" = 1 ]; then
   fi
 else
   compare_status=0
-  "$mc" compare "$baseline" "$out" --max-slowdown "${MAX_SLOWDOWN:-5%}" --alpha "${ALPHA:-0.05}" \
+  "$mc" compare "$baseline" "$out" --max-slowdown "${MAX_SLOWDOWN:-10%}" --alpha "${ALPHA:-0.05}" \
     --gate "${GATE_ROWS:-/maskcheck[^/]*\$}" --out "$out/compare.md" || compare_status=$?
   if [ "$status" -eq 0 ]; then status=$compare_status; fi
 fi
