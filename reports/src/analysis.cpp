@@ -13,17 +13,6 @@ bool starts_with(const std::string& s, const std::string& prefix) {
   return s.rfind(prefix, 0) == 0;
 }
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t pos = 0;
-  while (true) {
-    const std::size_t slash = s.find('/', pos);
-    out.push_back(s.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos));
-    if (slash == std::string::npos) return out;
-    pos = slash + 1;
-  }
-}
-
 std::string join(const std::vector<std::string>& parts) {
   std::string s;
   for (const auto& p : parts) s += (s.empty() ? "" : "/") + p;
@@ -178,7 +167,7 @@ std::vector<Family> length_families(const BenchDoc& bench) {
     if (!r.ok() || is_probe_row(r) || r.group.empty()) continue;
     const auto metric = throughput_metric(r);
     if (!metric) continue;
-    Candidate c{&r, i, split(r.group), 0, "", 0, std::nullopt, *metric};
+    Candidate c{&r, i, name_components(r.group), 0, "", 0, std::nullopt, *metric};
     bool found = false;
     for (std::size_t k = 0; k < c.parts.size() && !found; ++k) {
       for (const std::string axis : {"Lk", "L"}) {

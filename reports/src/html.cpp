@@ -84,17 +84,6 @@ std::string tip_stat(const Stat& s, const std::function<std::string(double)>& f)
   return t + " (" + reps_text(s.n) + ")";
 }
 
-std::vector<std::string> split_path(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t pos = 0;
-  while (true) {
-    const std::size_t slash = s.find('/', pos);
-    out.push_back(s.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos));
-    if (slash == std::string::npos) return out;
-    pos = slash + 1;
-  }
-}
-
 std::string join_path(const std::vector<std::string>& parts, std::size_t from = 0) {
   std::string s;
   for (std::size_t i = from; i < parts.size(); ++i) s += (s.empty() ? "" : "/") + parts[i];
@@ -115,7 +104,7 @@ bool is_axis(const std::string& c) {
 
 // The name's components before its first axis: the operation and dtype ("cpu/attention/f32").
 std::string name_prefix(const std::string& group) {
-  const auto parts = split_path(group);
+  const auto parts = name_components(group);
   std::vector<std::string> head;
   for (const auto& p : parts) {
     if (is_axis(p)) break;
@@ -127,7 +116,7 @@ std::string name_prefix(const std::string& group) {
 // The name up to its length axis (L<n> or Lk<n>), else up to its first axis: rows that are
 // charted together when they fit.
 std::string length_block(const std::string& group) {
-  const auto parts = split_path(group);
+  const auto parts = name_components(group);
   for (std::size_t i = 0; i < parts.size(); ++i) {
     const auto& p = parts[i];
     const bool length =
@@ -143,10 +132,10 @@ std::string length_block(const std::string& group) {
 // The number of leading components that all `names` share (keeping at least one of each).
 std::size_t common_components(const std::vector<std::string>& names) {
   if (names.empty()) return 0;
-  auto first = split_path(names.front());
+  auto first = name_components(names.front());
   std::size_t n = first.size();
   for (const auto& name : names) {
-    const auto parts = split_path(name);
+    const auto parts = name_components(name);
     std::size_t k = 0;
     while (k < n && k < parts.size() && parts[k] == first[k]) ++k;
     n = k;
@@ -158,7 +147,7 @@ std::size_t common_components(const std::vector<std::string>& names) {
 // "cpu/attention/f32/..." for the first `common` components of `name`; empty for none.
 std::string prefix_text(const std::string& name, std::size_t common) {
   if (common == 0) return "";
-  const auto parts = split_path(name);
+  const auto parts = name_components(name);
   return join_path(std::vector<std::string>(parts.begin(),
                                             parts.begin() + static_cast<std::ptrdiff_t>(common))) +
          "/\u2026";
@@ -757,7 +746,7 @@ std::string whisker_meaning(const std::vector<Stat>& stats) {
 }
 
 std::string lq_of(const std::string& group) {
-  for (const auto& p : split_path(group))
+  for (const auto& p : name_components(group))
     if (p.size() > 2 && p.rfind("Lq", 0) == 0 && is_axis(p)) return p.substr(2);
   return "";
 }
@@ -905,7 +894,7 @@ void speedup_charts(Page& page, const BenchDoc& bench, const std::string& id) {
              "<th class=\"num\">peer</th><th class=\"num\">speedup</th>"
              "<th class=\"num\">spread</th><th class=\"num\">reps</th></tr>";
     for (const auto& s : chunk) {
-      const std::string rest = join_path(split_path(s.own->group), common);
+      const std::string rest = join_path(name_components(s.own->group), common);
       const Style st = page.palette.of(s.peer->impl);
       if (std::find(peers.begin(), peers.end(), s.peer->impl) == peers.end())
         peers.push_back(s.peer->impl);
@@ -1021,8 +1010,8 @@ void fraction_charts(Page& page, const BenchDoc& bench, const Limits& limits,
       const std::string unit = is_bw ? "B/s" : "FLOP/s";
       stats.push_back(f.fraction);
       svg::Bar b;
-      b.label = join_path(split_path(f.row->group),
-                          std::min(common, split_path(f.row->group).size() - 1)) +
+      b.label = join_path(name_components(f.row->group),
+                          std::min(common, name_components(f.row->group).size() - 1)) +
                 (f.row->impl == "maskcheck" ? "" : " \u00b7 " + f.row->impl);
       b.color = is_bw ? bw_color : fma_color;
       b.value = f.fraction.median;

@@ -138,6 +138,17 @@ BenchDoc parse_bench(const json& doc) {
   return out;
 }
 
+std::vector<std::string> name_components(const std::string& name) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (true) {
+    const std::size_t slash = name.find('/', pos);
+    out.push_back(name.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos));
+    if (slash == std::string::npos) return out;
+    pos = slash + 1;
+  }
+}
+
 double median(std::vector<double> v) {
   return quantile(std::move(v), 0.5);
 }

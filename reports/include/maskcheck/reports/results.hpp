@@ -58,6 +58,9 @@ struct BenchDoc {
 // Throws std::runtime_error for a document that is not Google Benchmark JSON.
 BenchDoc parse_bench(const nlohmann::json& doc);
 
+// The axes of a benchmark name, split at '/': {"cpu", "attention", "f32", "D64", ...}.
+std::vector<std::string> name_components(const std::string& name);
+
 // The median of `v` (mean of the middle two for an even count); NaN for an empty vector.
 double median(std::vector<double> v);
 // A linearly interpolated quantile, q in [0, 1]; NaN for an empty vector.
