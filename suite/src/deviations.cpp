@@ -1,5 +1,6 @@
 #include "maskcheck/suite/deviations.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -121,6 +122,44 @@ class LedgerGuard {
   std::vector<ErrorRecord> saved_;
 };
 
+// Agreement row by row: 1 where a row of `row_len` elements of `got` passes check_close against
+// that row of the references alone, with the row's own bound. One tensor-wide bound would let a
+// row of huge values (K and V near the dtype's maximum, where the naive reference overflows)
+// widen every row's bound until any output agrees.
+std::vector<std::uint8_t> rows_agree(std::span<const double> got, std::span<const double> want,
+                                     std::span<const double> naive, std::int64_t row_len, DType t) {
+  if (row_len <= 0) return {};
+  const Shape row{{"i"}, {row_len}};
+  std::vector<std::uint8_t> ok(got.size() / static_cast<std::size_t>(row_len));
+  for (std::size_t r = 0; r < ok.size(); ++r) {
+    const std::size_t at = r * static_cast<std::size_t>(row_len);
+    const auto n = static_cast<std::size_t>(row_len);
+    ok[r] =
+        check_close("row", row, got.subspan(at, n), want.subspan(at, n), naive.subspan(at, n), t)
+            .ok;
+  }
+  return ok;
+}
+
+void and_rows(std::vector<std::uint8_t>& a, const std::vector<std::uint8_t>& b) {
+  for (std::size_t r = 0; r < a.size(); ++r) a[r] = a[r] && b[r];
+}
+
+// Whether rows agreeing with the top-left reference (tl) where bottom-right (br) was asked are
+// evidence of top-left alignment: every row agrees with top-left, and some row that disagrees
+// with bottom-right has a top-left answer that a row seeing no key (zeros, lse -inf) would not
+// match. A wrong all-zero row agrees within atol with any top-left row of tiny values: no
+// evidence.
+bool top_left_evidence(const std::vector<std::uint8_t>& br, const std::vector<std::uint8_t>& tl,
+                       const std::vector<std::uint8_t>& tl_takes_empty) {
+  bool evidence = false;
+  for (std::size_t r = 0; r < tl.size(); ++r) {
+    if (!tl[r]) return false;
+    evidence = evidence || (!br[r] && !tl_takes_empty[r]);
+  }
+  return evidence;
+}
+
 }  // namespace
 
 void reset_deviation_ledger() {
@@ -146,13 +185,16 @@ std::vector<double> DeviationFilter::softmax(const SoftmaxProblem& p, DType t,
   const Shape shape = softmax_shape(p);
   if (alignment_matters(m)) {
     LedgerGuard guard;
-    const auto want = reference_softmax(p, t, x, Precision::exact);
-    if (!check_close("y", shape, y, want, reference_softmax(p, t, x, Precision::naive), t).ok) {
+    const auto br = rows_agree(y, reference_softmax(p, t, x, Precision::exact),
+                               reference_softmax(p, t, x, Precision::naive), m.Lk, t);
+    if (std::count(br.begin(), br.end(), 0) > 0) {
       SoftmaxProblem tl = p;
       tl.mask.alignment = Alignment::top_left;
-      if (check_close("y", shape, y, reference_softmax(tl, t, x, Precision::exact),
-                      reference_softmax(tl, t, x, Precision::naive), t)
-              .ok) {
+      const auto want = reference_softmax(tl, t, x, Precision::exact);
+      const auto naive = reference_softmax(tl, t, x, Precision::naive);
+      const std::vector<double> empty_out(y.size(), 0.0);
+      if (top_left_evidence(br, rows_agree(y, want, naive, m.Lk, t),
+                            rows_agree(empty_out, want, naive, m.Lk, t))) {
         observe("top_left_causal",
                 "the output agrees with the top-left aligned mask, not the "
                 "bottom-right one asked for");
@@ -184,17 +226,21 @@ AttentionResult DeviationFilter::attention(const AttentionProblem& p, DType t,
     LedgerGuard guard;
     // Output and log-sum-exp together: with tiny values the outputs of the two alignments can
     // agree while the rows that see no key (LSE -inf) differ.
-    const auto agrees = [&](const AttentionProblem& ap) {
+    const auto agrees = [&](const AttentionResult& got, const AttentionProblem& ap) {
       const auto want = reference_attention(ap, t, q, k, v, want_lse, Precision::exact);
       const auto naive = reference_attention(ap, t, q, k, v, want_lse, Precision::naive);
-      return check_close("out", attention_out_shape(ap), r.out, want.out, naive.out, t).ok &&
-             (!want_lse ||
-              check_close("lse", attention_lse_shape(ap), r.lse, want.lse, naive.lse, t).ok);
+      auto ok = rows_agree(got.out, want.out, naive.out, p.D, t);
+      if (want_lse) and_rows(ok, rows_agree(got.lse, want.lse, naive.lse, 1, t));
+      return ok;
     };
-    if (!agrees(p)) {
+    const auto br = agrees(r, p);
+    if (std::count(br.begin(), br.end(), 0) > 0) {
       AttentionProblem tl = p;
       tl.mask.alignment = Alignment::top_left;
-      if (agrees(tl)) {
+      AttentionResult empty;
+      empty.out.assign(r.out.size(), 0.0);
+      empty.lse.assign(r.lse.size(), -kInf);
+      if (top_left_evidence(br, agrees(r, tl), agrees(empty, tl))) {
         observe("top_left_causal",
                 "the output agrees with the top-left aligned mask, not the "
                 "bottom-right one asked for");

@@ -179,6 +179,86 @@ TEST(Deviations, topLeftCausalIsNamedOnlyWhereAlignmentMatters) {
   EXPECT_TRUE(mc::deviation_ledger().empty());
 }
 
+// The bottom-right answer plus an error of 1e6 in one row. Where inputs near the float maximum
+// put the naive top-left reference far off in one row (a score that overflows to -inf in float,
+// with the exact sum positive), one bound for the whole tensor admitted this output: the filter
+// named it top_left_causal and replaced the wrong output by the reference's (found by
+// attention.maskedKeysCannotLeak on the cpu kernel). Each row has its own bound now.
+class OffByOneRow : public mc::ReferenceImplementation {
+ public:
+  mc::AttentionResult attention(const mc::AttentionProblem& p, mc::DType t,
+                                std::span<const double> q, std::span<const double> k,
+                                std::span<const double> v, bool want_lse) const override {
+    auto r = ReferenceImplementation::attention(p, t, q, k, v, want_lse);
+    r.out[5 * p.D] += 1e6;
+    return r;
+  }
+};
+
+TEST(Deviations, topLeftCausalIsJudgedRowByRow) {
+  mc::AttentionProblem p;
+  p.mask.Lq = 6;
+  p.mask.Lk = 3;
+  p.mask.window = mc::Window{1, 0};
+  p.D = 4;
+  p.scale = 1.0;
+  // Bottom-right: query 3 sees key 0, query 4 keys 0-1, query 5 keys 1-2, queries 0-2 none.
+  // Top-left: query 0 sees key 0, query 1 keys 0-1, query 2 keys 1-2, query 3 key 2.
+  std::vector<double> q(p.q_numel(), 0.0), k(p.kv_numel(), 0.0), v(p.kv_numel(), 0.0);
+  for (int d = 0; d < 4; ++d) q[1 * 4 + d] = 1;  // query 1, top-left only, sees keys 0 and 1
+  // Key 0 (exact in float): the float dot product overflows to -inf at its second term, the
+  // exact one is +2^127.
+  k[0] = -0x1p127, k[1] = -0x1p127, k[2] = 0x1.8p127, k[3] = 0x1.8p127;
+  v[0] = 0x1p126;  // the exact top-left output of query 1 is 2^126, the naive float one 0
+  v[2 * 4] = 1;
+  const OffByOneRow impl;
+  for (const bool strict : {false, true}) {
+    const mc::DeviationFilter filter(impl, strict);
+    mc::reset_deviation_ledger();
+    mc::AttentionResult got;
+    ASSERT_NO_THROW(got = filter.attention(p, mc::DType::f32, q, k, v, false)) << strict;
+    EXPECT_TRUE(mc::deviation_ledger().empty()) << strict;
+    // The wrong output reaches the properties as it is.
+    EXPECT_EQ(got.out, impl.attention(p, mc::DType::f32, q, k, v, false).out) << strict;
+  }
+}
+
+// All-zero rows where the bottom-right rows are not: with the top-left rows below atol, zeros
+// agree with top-left, yet they are just as much a row that sees no key (the cpu kernel's answer
+// to scores near 1e35 once). No evidence of top-left alignment.
+class Zeros : public mc::ReferenceImplementation {
+ public:
+  mc::AttentionResult attention(const mc::AttentionProblem& p, mc::DType t,
+                                std::span<const double> q, std::span<const double> k,
+                                std::span<const double> v, bool want_lse) const override {
+    auto r = ReferenceImplementation::attention(p, t, q, k, v, want_lse);
+    std::fill(r.out.begin(), r.out.end(), 0.0);
+    return r;
+  }
+};
+
+TEST(Deviations, zeroRowsAreNoEvidenceOfTopLeftCausal) {
+  mc::AttentionProblem p;
+  p.mask.Lq = 1;
+  p.mask.Lk = 4;
+  p.mask.causal = true;  // bottom-right: the query sees keys 0-3; top-left: key 0
+  p.D = 2;
+  const std::vector<double> q(p.q_numel(), 0.0);
+  const std::vector<double> k(p.kv_numel(), 0.0);
+  const std::vector<double> v{0x1p-20, 0x1p-20, 1, 1, 1, 1, 1, 1};
+  const Zeros impl;
+  mc::reset_deviation_ledger();
+  const auto got = mc::DeviationFilter(impl, false).attention(p, mc::DType::f32, q, k, v, false);
+  EXPECT_TRUE(mc::deviation_ledger().empty());
+  EXPECT_EQ(got.out, std::vector<double>(2, 0.0));
+  // The top-left output of the same problem with values well above atol is named.
+  mc::reset_deviation_ledger();
+  const std::vector<double> v_big{0.5, 0.5, 1, 1, 1, 1, 1, 1};
+  const TopLeft top_left;
+  mc::DeviationFilter(top_left, false).attention(p, mc::DType::f32, q, k, v_big, false);
+  EXPECT_EQ(mc::deviation_ledger().count("top_left_causal"), 1u);
+}
+
 // Cross-entropy mean over rows that are all ignored: NaN (torch) is named, NaN elsewhere is not.
 class MeanNan : public mc::ReferenceImplementation {
  public:

@@ -14,6 +14,9 @@
 //   top_left_causal       Causal masks or windows aligned top-left (k <= q, PyTorch's
 //                         is_causal=True) where bottom-right (the last query sees the last key)
 //                         was asked for; they differ only where a segment has q_len != k_len.
+//                         Named when every output row agrees with the top-left reference (each
+//                         row against its own bound) and some row that disagrees with bottom-right
+//                         differs from a row that sees no key.
 //
 // The runner wraps the implementation under test in a DeviationFilter. It recognizes exactly these
 // patterns in the outputs, records each under its name, and hands the properties the output the
