@@ -301,21 +301,21 @@ HWY_NOINLINE void BlockScores(const float* HWY_RESTRICT q, std::int64_t D,
     VF mx = s[r][0];
     for (int c = 1; c < KC; ++c) mx = hn::Max(mx, s[r][c]);
     mx = hn::MaxOfLanes(df, mx);
-    // P = 2^(s * c2 - mc2) with mc2 = fl(m * c2) for the row max m: the rounding of mc2 shifts
-    // every exponent of the row alike (it cancels in O / l and is undone by lse), and each
-    // exponent is rounded once, after the subtraction, so it stays exact near the max.
+    // P = 2^((s - m) * c2) for the row max m: s - m is exact near the max (and <= 0), and the
+    // product's rounding is relative to the distance from the max, whatever |m|. (The fused
+    // s * c2 - fl(m * c2) shifted every exponent by the rounding of m * c2, up to 2^-25 |m c2|:
+    // scores near 1e30 then gave P = 0 or inf for the whole row.)
     // No visible key yet: m = -inf; subtract 0 (every P is 0 then and O, l are still 0).
     const VF m_old = hn::Set(df, m[r]);
     const VF m_new = hn::Max(m_old, mx);
     m[r] = hn::GetLane(m_new);
-    const VF mc2_old = hn::Mul(m_old, c2);
-    const VF mc2 = hn::Mul(hn::IfThenZeroElse(hn::Eq(m_new, neg_inf), m_new), c2);
-    // m_old = -inf (or NaN when c2 = 0) gives x = -200: alpha ~ 0 multiplies O = l = 0.
-    const VF a = Exp2(df, hn::Max(hn::Sub(mc2_old, mc2), hn::Set(df, -200.0f)));
+    const VF m_use = hn::IfThenZeroElse(hn::Eq(m_new, neg_inf), m_new);
+    // m_old = -inf (x = -inf, or NaN when c2 = 0) gives x = -200: alpha ~ 0 multiplies O = l = 0.
+    const VF a = Exp2(df, hn::Max(hn::Mul(hn::Sub(m_old, m_use), c2), hn::Set(df, -200.0f)));
     alpha[r] = hn::GetLane(a);
     VF sum = hn::Zero(df);
     for (int c = 0; c < KC; ++c) {
-      VF e = Exp2(df, hn::MulSub(s[r][c], c2, mc2));
+      VF e = Exp2(df, hn::Mul(hn::Sub(s[r][c], m_use), c2));
       if constexpr (MASKED) e = hn::IfThenElseZero(visible[c], e);
       sum = hn::Add(sum, e);
       hn::Store(e, df, p + r * kBk + c * kN);
@@ -575,7 +575,7 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
       lse[i] =
           empty
               ? -std::numeric_limits<float>::infinity()
-              : static_cast<float>((double{sc.m[i] * pr.exp2_scale} + std::log2(double{l})) * kLn2);
+              : static_cast<float>((double{sc.m[i]} * pr.exp2_scale + std::log2(double{l})) * kLn2);
   }
 }
 

@@ -10,9 +10,10 @@
 //   2. one sweep for an online (max, sum), a second for y = exp(s - m) / sum (the CUDA kernel's
 //      scheme): two exps per element, compute-bound on AVX-512 here.
 //   3. this file: the row in blocks of kBlock keys. Per block, a max sweep (from memory) and
-//      e = exp(scale * x - m_blk) (from L1), kept in fp32 (in y itself for f32, in a per-thread
-//      row buffer for bf16) with the block's sum; blocks combine in double, m = max m_blk,
-//      sum = sum_blk sum_blk exp(m_blk - m); then y = e * (exp(m_blk - m) / sum), from cache.
+//      e = exp(scale * x - m_blk) (from L1; see Exponent for how, huge scores included), kept in
+//      fp32 (in y itself for f32, in a per-thread row buffer for bf16) with the block's sum;
+//      blocks combine in double, m = max m_blk, sum = sum_blk sum_blk exp(m_blk - m); then
+//      y = e * (exp(m_blk - m) / sum), from cache.
 //   4. f32 outputs beyond the caches: the row is finished in a per-thread buffer and streamed to
 //      y with non-temporal stores (no read-for-ownership of y: 8 instead of 12 bytes of DRAM
 //      traffic per element). Causal rows of 1024 keys: 0.44 -> 0.71 of the triad bandwidth on a
@@ -90,56 +91,74 @@ using simd::LoadTail;
 using simd::StoreF32;
 using simd::StoreTail;
 
-// max_k fl(scale * x_k) over x: [len], len >= 1.
+// max_k sign * x_k over x: [len], len >= 1, with sign = +-1 the sign of the scale (exact: the
+// max of scale * x is scale times the max or the min of x).
 template <class T>
-HWY_INLINE float BlockMax(DF df, const T* HWY_RESTRICT x, std::int64_t len, VF scale) {
+HWY_INLINE float BlockMax(DF df, const T* HWY_RESTRICT x, std::int64_t len, VF sign) {
   const auto N = static_cast<std::int64_t>(hn::Lanes(df));
   const VF ninf = hn::Set(df, -std::numeric_limits<float>::infinity());
   VF m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
   std::int64_t i = 0;
   for (; i + 4 * N <= len; i += 4 * N) {
-    m0 = hn::Max(m0, hn::Mul(LoadF32(df, x + i), scale));
-    m1 = hn::Max(m1, hn::Mul(LoadF32(df, x + i + N), scale));
-    m2 = hn::Max(m2, hn::Mul(LoadF32(df, x + i + 2 * N), scale));
-    m3 = hn::Max(m3, hn::Mul(LoadF32(df, x + i + 3 * N), scale));
+    m0 = hn::Max(m0, hn::Mul(LoadF32(df, x + i), sign));
+    m1 = hn::Max(m1, hn::Mul(LoadF32(df, x + i + N), sign));
+    m2 = hn::Max(m2, hn::Mul(LoadF32(df, x + i + 2 * N), sign));
+    m3 = hn::Max(m3, hn::Mul(LoadF32(df, x + i + 3 * N), sign));
   }
-  for (; i + N <= len; i += N) m0 = hn::Max(m0, hn::Mul(LoadF32(df, x + i), scale));
+  for (; i + N <= len; i += N) m0 = hn::Max(m0, hn::Mul(LoadF32(df, x + i), sign));
   if (i < len) {
-    const VF v = hn::Mul(LoadTail(df, x + i, len - i), scale);
+    const VF v = hn::Mul(LoadTail(df, x + i, len - i), sign);
     m1 = hn::Max(m1, hn::IfThenElse(hn::FirstN(df, static_cast<std::size_t>(len - i)), v, ninf));
   }
   return hn::GetLane(hn::MaxOfLanes(df, hn::Max(hn::Max(m0, m1), hn::Max(m2, m3))));
 }
 
-// e = exp(scale * x - m) over x, e: [len] (one rounding for scale * x - m: its error is relative
-// to the distance from the max, not to |s|); returns sum e. Meanwhile the next block, next[0,
+// The exponent of x in a block whose largest scale * x is at xm, as one or two roundings:
+// Fused: fl(scale * x - mc) with mc = fl(scale * xm): one rounding, relative to the distance
+//   from the max; every exponent carries mc's rounding alike, which cancels in e / sum as long as
+//   it is small: used while |mc| < 2^19 (rounding <= 2^-5).
+// Otherwise fl(fl(x - xm) * scale): x - xm is exact near xm and the product's rounding is relative
+//   to the distance too. The fused form carried the rounding of scale * xm, about 1e23 for scores
+//   near 1e30, into every exponent: exp overflowed or vanished on the whole row.
+template <bool kFused>
+struct Exponent {
+  VF a, b;  // fused: scale, -mc; otherwise: xm, scale
+  HWY_INLINE VF operator()(VF x) const {
+    if constexpr (kFused) {
+      return hn::MulAdd(x, a, b);
+    } else {
+      return hn::Mul(hn::Sub(x, a), b);
+    }
+  }
+};
+
+// e = exp(exponent(x)) over x, e: [len]; returns sum e. Meanwhile the next block, next[0,
 // next_len), is prefetched: this sweep computes from L1, so the next block's memory reads overlap
 // it instead of stalling the next max sweep (the hardware prefetcher sees no misses here).
-template <class T>
-HWY_INLINE float BlockExp(DF df, const T* HWY_RESTRICT x, float* e, std::int64_t len, VF scale,
-                          float m, const T* next, std::int64_t next_len) {
+template <class T, bool kFused>
+HWY_INLINE float BlockExp(DF df, const T* HWY_RESTRICT x, float* e, std::int64_t len,
+                          Exponent<kFused> ex, const T* next, std::int64_t next_len) {
   const auto N = static_cast<std::int64_t>(hn::Lanes(df));
-  const VF neg_m = hn::Set(df, -m);
   VF s0 = hn::Zero(df), s1 = hn::Zero(df);
   std::int64_t i = 0;
   for (; i + 2 * N <= len; i += 2 * N) {
     // Every line of next (N elements are at most 64 bytes), nothing past it.
     if (i < next_len) hwy::Prefetch(next + i);
     if (i + N < next_len) hwy::Prefetch(next + i + N);
-    const VF e0 = hn::Exp(df, hn::MulAdd(LoadF32(df, x + i), scale, neg_m));
-    const VF e1 = hn::Exp(df, hn::MulAdd(LoadF32(df, x + i + N), scale, neg_m));
+    const VF e0 = hn::Exp(df, ex(LoadF32(df, x + i)));
+    const VF e1 = hn::Exp(df, ex(LoadF32(df, x + i + N)));
     hn::StoreU(e0, df, e + i);
     hn::StoreU(e1, df, e + i + N);
     s0 = hn::Add(s0, e0);
     s1 = hn::Add(s1, e1);
   }
   for (; i + N <= len; i += N) {
-    const VF e0 = hn::Exp(df, hn::MulAdd(LoadF32(df, x + i), scale, neg_m));
+    const VF e0 = hn::Exp(df, ex(LoadF32(df, x + i)));
     hn::StoreU(e0, df, e + i);
     s0 = hn::Add(s0, e0);
   }
   if (i < len) {
-    const VF v = hn::Exp(df, hn::MulAdd(LoadTail(df, x + i, len - i), scale, neg_m));
+    const VF v = hn::Exp(df, ex(LoadTail(df, x + i, len - i)));
     const VF e0 = hn::IfThenElseZero(hn::FirstN(df, static_cast<std::size_t>(len - i)), v);
     StoreTail(df, e0, e + i, len - i);
     s1 = hn::Add(s1, e0);
@@ -192,25 +211,36 @@ HWY_INLINE void StreamScale(DF df, const float* HWY_RESTRICT src, float* HWY_RES
 // (f32 only), y is written with non-temporal stores from e.
 template <class T>
 HWY_INLINE void SoftmaxRow(DF df, const T* HWY_RESTRICT x, T* y, float* e, std::int64_t n, VF scale,
-                           const T* next, std::int64_t next_n, bool stream) {
+                           VF sign, const T* next, std::int64_t next_n, bool stream) {
   const std::int64_t blk = block_size(n);
   const std::int64_t blocks = (n + blk - 1) / blk;
-  float bmax[kMaxBlocks], bsum[kMaxBlocks];
+  // Per block: the sum of e and the offset of its exponents (e = exp(scale * x - off)), in double.
+  float bsum[kMaxBlocks];
+  double off[kMaxBlocks];
+  const float scale_f = hn::GetLane(scale), sign_f = hn::GetLane(sign);
   for (std::int64_t k = 0; k < blocks; ++k) {
     const std::int64_t lo = k * blk, len = std::min(blk, n - lo);
     const bool last = k + 1 == blocks;
-    bmax[k] = BlockMax(df, x + lo, len, scale);
-    bsum[k] = BlockExp(df, x + lo, e + lo, len, scale, bmax[k], last ? next : x + lo + blk,
-                       last ? next_n : std::min(blk, n - lo - blk));
+    const T* nx = last ? next : x + lo + blk;
+    const std::int64_t nn = last ? next_n : std::min(blk, n - lo - blk);
+    const float xm = sign_f * BlockMax(df, x + lo, len, sign);  // scale * x is largest at xm
+    const float mc = scale_f * xm;
+    if (std::fabs(mc) < 0x1p19f) {
+      off[k] = mc;
+      bsum[k] = BlockExp(df, x + lo, e + lo, len, Exponent<true>{scale, hn::Set(df, -mc)}, nx, nn);
+    } else {
+      off[k] = double{scale_f} * xm;
+      bsum[k] = BlockExp(df, x + lo, e + lo, len, Exponent<false>{hn::Set(df, xm), scale}, nx, nn);
+    }
   }
   // Combine the blocks in double, in block order.
   double m = -std::numeric_limits<double>::infinity();
-  for (std::int64_t k = 0; k < blocks; ++k) m = std::max(m, static_cast<double>(bmax[k]));
+  for (std::int64_t k = 0; k < blocks; ++k) m = std::max(m, off[k]);
   double sum = 0;
-  for (std::int64_t k = 0; k < blocks; ++k) sum += bsum[k] * std::exp(bmax[k] - m);
+  for (std::int64_t k = 0; k < blocks; ++k) sum += bsum[k] * std::exp(off[k] - m);
   for (std::int64_t k = 0; k < blocks; ++k) {
     const std::int64_t lo = k * blk, len = std::min(blk, n - lo);
-    const auto c = static_cast<float>(std::exp(bmax[k] - m) / sum);
+    const auto c = static_cast<float>(std::exp(off[k] - m) / sum);
     if constexpr (std::is_same_v<T, float>) {
       if (stream) {
         StreamScale(df, e + lo, y + lo, len, c);
@@ -248,6 +278,7 @@ void MaskedSoftmaxT(const Args& a) {
   {
     const DF df;
     const VF scale = hn::Set(df, a.scale);
+    const VF sign = hn::Set(df, a.scale < 0 ? -1.0f : 1.0f);
     float* const buffer = buffers != nullptr ? buffers + omp_get_thread_num() * stride : nullptr;
 #pragma omp for schedule(static, 1)
     for (std::int64_t c = 0; c < chunks; ++c) {
@@ -263,7 +294,7 @@ void MaskedSoftmaxT(const Args& a) {
               StreamScale(df, nullptr, yr, Lk, 0.0f);
             } else {
               StreamScale(df, nullptr, yr, r.begin, 0.0f);
-              SoftmaxRow(df, xr + r.begin, yr + r.begin, buffer, r.size(), scale,
+              SoftmaxRow(df, xr + r.begin, yr + r.begin, buffer, r.size(), scale, sign,
                          xr + Lk + next.begin, next.size(), true);
               StreamScale(df, nullptr, yr + r.end, Lk - r.end, 0.0f);
             }
@@ -283,7 +314,7 @@ void MaskedSoftmaxT(const Args& a) {
           } else {
             e = buffer;
           }
-          SoftmaxRow(df, xr + r.begin, yr + r.begin, e, r.size(), scale, xr + Lk + next.begin,
+          SoftmaxRow(df, xr + r.begin, yr + r.begin, e, r.size(), scale, sign, xr + Lk + next.begin,
                      next.size(), false);
         }
         r = next;
