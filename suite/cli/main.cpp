@@ -655,9 +655,10 @@ int main(int argc, char** argv) {
   int cases = 0, max_size = 100;
   std::uint64_t seed = 0;
   bool no_shrink = false, quiet = false, mutants = false;
-  verify->add_option("--impl", impls,
-                     "implementations, comma-separated: names, own (maskcheck's), third-party "
-                     "(LibTorch adapters), prefixes such as torch:* (default: all built in)");
+  verify->add_option(
+      "--impl", impls,
+      "implementations, comma-separated: names, own (maskcheck's), third-party "
+      "(LibTorch adapters), prefixes such as torch:*, mutant:<id> (default: all built in)");
   verify->add_option(
       "--op", op, "only this operation: masks, softmax, attention, cross_entropy, lm_labels, mlm");
   verify->add_option("--property", properties, "only these properties, comma-separated");
@@ -849,6 +850,14 @@ int main(int argc, char** argv) {
                                   "cannot be combined with --mutants");
       mc::Registry registry = mc::builtin_registry();
       add_plugins(registry, config, plugin_paths);
+      // A mutant named in --impl runs like any implementation (the replay command of a mutant's
+      // failure): its failures print in full and exit 1. Only named ones: "own" and the default
+      // selection never include mutants.
+      if (!mutants) {
+        const mc::Registry catalogue = mc::mutant_registry();
+        for (const auto& name : split_commas(impls))
+          if (auto m = catalogue.find(name); m && !registry.find(name)) registry.add(m);
+      }
       const mc::VerifyPlan plan =
           mutants ? mc::plan_mutant_verify(config) : mc::plan_verify(registry, config);
       return cmd_verify(plan, config, json_path, quiet || mutants, mutants);

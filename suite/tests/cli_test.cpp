@@ -75,6 +75,29 @@ TEST(Cli, failingPropertyExitsOneWithShrunkCounterexample) {
   EXPECT_NE(r.out.find("counterexample files"), std::string::npos) << r.out;
 }
 
+// The replay command a mutant's failure prints (without --mutants) runs that mutant like any
+// implementation: the failure in full, exit 1. It used to stop at "unknown implementation".
+TEST(Cli, replayOfAMutantFailureRunsTheMutant) {
+  const std::string args =
+      "--property attention.agreesWithReference --cases 50 --seed 1 --no-counterexamples";
+  CliResult r = maskcheck_cli("verify --mutants --impl mutant:causal-off-by-one " + args);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string replay = "replay: maskcheck verify --impl mutant:causal-off-by-one ";
+  const auto at = r.out.find(replay);
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const auto end = r.out.find('\n', at);
+  const std::string line = r.out.substr(at + 17, end - at - 17);  // after "replay: maskcheck "
+  r = maskcheck_cli(line + " --no-counterexamples");
+  EXPECT_EQ(r.code, 1) << line << "\n" << r.out;
+  EXPECT_NE(r.out.find("FAILED mutant:causal-off-by-one attention.agreesWithReference"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("shrunk counterexample"), std::string::npos) << r.out;
+  // Only a mutant named in --impl joins: the default selection stays the built-ins.
+  r = maskcheck_cli("verify --impl own,mutant:nope " + args);
+  EXPECT_EQ(r.code, 2) << r.out;
+}
+
 // A failing case lands beside the JSON as .safetensors files that `eval` replays.
 TEST(Cli, counterexamplesGoBesideTheJsonAndReplayWithEval) {
   const std::string dir = temp_path("ce-json");
