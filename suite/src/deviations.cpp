@@ -125,18 +125,20 @@ class LedgerGuard {
 // Agreement row by row: 1 where a row of `row_len` elements of `got` passes check_close against
 // that row of the references alone, with the row's own bound. One tensor-wide bound would let a
 // row of huge values (K and V near the dtype's maximum, where the naive reference overflows)
-// widen every row's bound until any output agrees.
+// widen every row's bound until any output agrees. `rounding`: check_close's per-element rounding
+// bounds, or empty.
 std::vector<std::uint8_t> rows_agree(std::span<const double> got, std::span<const double> want,
-                                     std::span<const double> naive, std::int64_t row_len, DType t) {
+                                     std::span<const double> naive, std::int64_t row_len, DType t,
+                                     std::span<const double> rounding = {}) {
   if (row_len <= 0) return {};
   const Shape row{{"i"}, {row_len}};
   std::vector<std::uint8_t> ok(got.size() / static_cast<std::size_t>(row_len));
   for (std::size_t r = 0; r < ok.size(); ++r) {
     const std::size_t at = r * static_cast<std::size_t>(row_len);
     const auto n = static_cast<std::size_t>(row_len);
-    ok[r] =
-        check_close("row", row, got.subspan(at, n), want.subspan(at, n), naive.subspan(at, n), t)
-            .ok;
+    ok[r] = check_close("row", row, got.subspan(at, n), want.subspan(at, n), naive.subspan(at, n),
+                        t, rounding.empty() ? rounding : rounding.subspan(at, n))
+                .ok;
   }
   return ok;
 }
@@ -229,8 +231,9 @@ AttentionResult DeviationFilter::attention(const AttentionProblem& p, DType t,
     const auto agrees = [&](const AttentionResult& got, const AttentionProblem& ap) {
       const auto want = reference_attention(ap, t, q, k, v, want_lse, Precision::exact);
       const auto naive = reference_attention(ap, t, q, k, v, want_lse, Precision::naive);
-      auto ok = rows_agree(got.out, want.out, naive.out, p.D, t);
-      if (want_lse) and_rows(ok, rows_agree(got.lse, want.lse, naive.lse, 1, t));
+      const auto bound = attention_rounding_bound(ap, t, q, k, v, want_lse);
+      auto ok = rows_agree(got.out, want.out, naive.out, p.D, t, bound.out);
+      if (want_lse) and_rows(ok, rows_agree(got.lse, want.lse, naive.lse, 1, t, bound.lse));
       return ok;
     };
     const auto br = agrees(r, p);

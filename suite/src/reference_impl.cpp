@@ -1,5 +1,9 @@
 #include "maskcheck/suite/reference_impl.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
 #include "maskcheck/reference/reference.hpp"
 
 namespace maskcheck {
@@ -69,6 +73,96 @@ AttentionResult reference_attention(const AttentionProblem& p, DType t, std::spa
     return attention_as<S, std::conditional_t<std::is_same_v<S, double>, double, float>>(p, q, k, v,
                                                                                          want_lse);
   });
+}
+
+AttentionResult attention_rounding_bound(const AttentionProblem& p, DType t,
+                                         std::span<const double> q, std::span<const double> k,
+                                         std::span<const double> v, bool want_lse) {
+  validate_attention_inputs(p, q.size(), k.size(), v.size());
+  const double u = t == DType::f64 ? unit_roundoff(DType::f64) : unit_roundoff(DType::f32);
+  const double ut = unit_roundoff(t);
+  const double lambda = kRoundingLambda;
+  const std::int64_t B = p.mask.B, H = p.H, Lq = p.mask.Lq, Lk = p.mask.Lk, D = p.D;
+  const std::int64_t group = H / p.Hkv;
+  const double scale = p.effective_scale();
+  const auto keep = ref::build_keep_mask(p.mask);
+  AttentionResult r;
+  r.out.assign(static_cast<std::size_t>(p.q_numel()), 0.0);
+  if (want_lse) r.lse.assign(static_cast<std::size_t>(p.lse_numel()), 0.0);
+  // Per visible key j: s the exact score, mag = |scale| sum_d |q_d k_jd|, then ds the worst-case
+  // score error and a2 the sum of squared magnitudes of its rounding terms; w the probability.
+  std::vector<double> s(static_cast<std::size_t>(Lk)), mag(s.size()), ds(s.size()), a2(s.size()),
+      w(s.size());
+  std::vector<double> o(static_cast<std::size_t>(D));
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t h = 0; h < H; ++h) {
+      const std::int64_t hk = h / group;
+      for (std::int64_t i = 0; i < Lq; ++i) {
+        const std::uint8_t* kr = keep.data() + (b * Lq + i) * Lk;
+        const double* qi = q.data() + ((b * H + h) * Lq + i) * D;
+        double m = -std::numeric_limits<double>::infinity();
+        std::int64_t n = 0;
+        for (std::int64_t j = 0; j < Lk; ++j) {
+          if (!kr[j]) continue;
+          const double* kj = k.data() + ((b * p.Hkv + hk) * Lk + j) * D;
+          double dot = 0, sum_abs = 0;
+          for (std::int64_t d = 0; d < D; ++d) {
+            dot += qi[d] * kj[d];
+            sum_abs += std::fabs(qi[d] * kj[d]);
+          }
+          s[j] = scale * dot;
+          mag[j] = std::fabs(scale) * sum_abs;
+          m = std::max(m, s[j]);
+          ++n;
+        }
+        if (n == 0) continue;
+        double sum = 0;
+        for (std::int64_t j = 0; j < Lk; ++j)
+          if (kr[j]) sum += std::exp(s[j] - m);
+        std::fill(o.begin(), o.end(), 0.0);
+        const auto terms = static_cast<double>(D + 2);
+        for (std::int64_t j = 0; j < Lk; ++j) {
+          if (!kr[j]) continue;
+          w[j] = std::exp(s[j] - m) / sum;
+          const double sm = std::fabs(s[j] - m);
+          ds[j] = u * (terms * mag[j] + 2 * sm + 2);
+          a2[j] = terms * mag[j] * mag[j] + 2 * sm * sm + 2;
+          const double* vj = v.data() + ((b * p.Hkv + hk) * Lk + j) * D;
+          for (std::int64_t d = 0; d < D; ++d) o[d] += w[j] * vj[d];
+        }
+        const auto acc_terms = static_cast<double>(n + 2);
+        double* bo = r.out.data() + ((b * H + h) * Lq + i) * D;
+        for (std::int64_t d = 0; d < D; ++d) {
+          double worst = 0, var = 0, mass = 0;
+          for (std::int64_t j = 0; j < Lk; ++j) {
+            if (!kr[j]) continue;
+            const double vjd = v[static_cast<std::size_t>(((b * p.Hkv + hk) * Lk + j) * D + d)];
+            const double c = w[j] * std::fabs(vjd - o[d]);
+            worst += c * ds[j];
+            var += c * c * a2[j];
+            mass += w[j] * std::fabs(vjd);
+          }
+          const double size = mass + std::fabs(o[d]);
+          worst += acc_terms * u * size;
+          var += acc_terms * size * size;
+          bo[d] = ut * size + std::min(worst, lambda * u * std::sqrt(var));
+        }
+        if (want_lse) {
+          double worst = 0, var = 0;
+          for (std::int64_t j = 0; j < Lk; ++j)
+            if (kr[j]) {
+              worst += w[j] * ds[j];
+              var += w[j] * w[j] * a2[j];
+            }
+          worst += acc_terms * u;
+          var += acc_terms;
+          const double lse = m + std::log(sum);
+          r.lse[static_cast<std::size_t>((b * H + h) * Lq + i)] =
+              std::min(worst, lambda * u * std::sqrt(var)) + 2 * u * std::fabs(lse);
+        }
+      }
+    }
+  return r;
 }
 
 LossResult reference_cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,

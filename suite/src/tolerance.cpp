@@ -29,10 +29,10 @@ void require_same_size(const Shape& shape, std::size_t got, std::size_t want) {
   require_size("want", want, shape.numel());
 }
 
-void add_mismatch(CheckResult& r, std::int64_t i, double got, double want) {
+void add_mismatch(CheckResult& r, std::int64_t i, double got, double want, double allowed = 0) {
   r.ok = false;
   if (r.mismatches < CheckResult::kStopAt) {
-    r.first.push_back({i, got, want});
+    r.first.push_back({i, got, want, allowed});
     ++r.mismatches;
   }
 }
@@ -44,7 +44,7 @@ std::string fmt(double x) {
   return os.str();
 }
 
-// Shared element loop of the approximate checks; `allowed(want)` is the per-element bound.
+// Shared element loop of the approximate checks; `allowed(i, want)` is the per-element bound.
 template <class Allowed>
 CheckResult approximate(std::string_view what, const Shape& shape, std::span<const double> got,
                         std::span<const double> want, Allowed allowed) {
@@ -60,11 +60,11 @@ CheckResult approximate(std::string_view what, const Shape& shape, std::span<con
       continue;
     }
     const double err = std::fabs(g - w);
-    const double lim = allowed(w);
+    const double lim = allowed(i, w);
     r.max_abs_err = std::max(r.max_abs_err, err);
     if (w != 0) r.max_rel_err = std::max(r.max_rel_err, err / std::fabs(w));
     if (lim > 0) ratio = std::max(ratio, err / lim);
-    if (err > lim) add_mismatch(r, static_cast<std::int64_t>(i), g, w);
+    if (err > lim) add_mismatch(r, static_cast<std::int64_t>(i), g, w, lim);
   }
   record(r.what, r.max_abs_err, r.max_rel_err, ratio);
   return r;
@@ -114,29 +114,34 @@ std::string CheckResult::report() const {
      << (mismatches == 1 ? "" : "s") << " of " << shape.numel();
   if (bound > 0 || naive_abs_err > 0)
     os << " (max |err| " << fmt(max_abs_err) << ", allowed 2*naive " << fmt(naive_abs_err)
-       << " + eps = " << fmt(bound) << ")";
+       << " + eps = " << fmt(bound)
+       << (rounding_bound ? ", or the element's first-order rounding bound" : "") << ")";
   else if (max_abs_err > 0)
     os << " (max |err| " << fmt(max_abs_err) << ")";
   os << "\n";
   for (std::size_t i = 0; i < first.size() && i < static_cast<std::size_t>(kShow); ++i)
     os << "  " << what << shape.coords(first[i].index) << " got " << fmt(first[i].got) << " want "
-       << fmt(first[i].want) << "\n";
+       << fmt(first[i].want)
+       << (first[i].allowed > 0 ? " (allowed +-" + fmt(first[i].allowed) + ")" : "") << "\n";
   return os.str();
 }
 
 CheckResult check_close(std::string_view what, const Shape& shape, std::span<const double> got,
                         std::span<const double> want, std::span<const double> naive,
-                        const Tolerance& tol) {
+                        const Tolerance& tol, std::span<const double> rounding) {
   require_same_size(shape, got.size(), want.size());
   require_size("naive", naive.size(), shape.numel());
+  if (!rounding.empty()) require_size("rounding", rounding.size(), shape.numel());
   double naive_err = 0;
   for (std::size_t i = 0; i < want.size(); ++i)
     if (std::isfinite(want[i]) && std::isfinite(naive[i]))
       naive_err = std::max(naive_err, std::fabs(naive[i] - want[i]));
   const double fa_bound = 2 * naive_err + tol.eps;
-  CheckResult r = approximate(what, shape, got, want, [&](double w) {
-    return std::max(fa_bound, tol.atol + tol.rtol * std::fabs(w));
+  CheckResult r = approximate(what, shape, got, want, [&](std::size_t i, double w) {
+    const double lim = std::max(fa_bound, tol.atol + tol.rtol * std::fabs(w));
+    return rounding.empty() ? lim : std::max(lim, rounding[i]);
   });
+  r.rounding_bound = !rounding.empty();
   r.naive_abs_err = naive_err;
   r.bound = fa_bound;
   return r;
@@ -146,8 +151,9 @@ CheckResult check_consistent(std::string_view what, const Shape& shape, std::spa
                              std::span<const double> want, DType t) {
   require_same_size(shape, got.size(), want.size());
   const Tolerance tol = default_tolerance(t);
-  return approximate(what, shape, got, want,
-                     [&](double w) { return tol.eps + tol.atol + tol.rtol * std::fabs(w); });
+  return approximate(what, shape, got, want, [&](std::size_t, double w) {
+    return tol.eps + tol.atol + tol.rtol * std::fabs(w);
+  });
 }
 
 CheckResult check_exact(std::string_view what, const Shape& shape, std::span<const double> got,

@@ -12,7 +12,11 @@
 #include <vector>
 
 #include "maskcheck/kernels/cpu.hpp"
+#include "maskcheck/suite/cases.hpp"
+#include "maskcheck/suite/properties.hpp"
+#include "maskcheck/suite/reference_impl.hpp"
 #include "maskcheck/suite/registry.hpp"
+#include "maskcheck/suite/tolerance.hpp"
 
 namespace mc = maskcheck;
 
@@ -139,6 +143,44 @@ TEST(CpuKernels, largeSoftmaxStreamsTheSameValues) {
   const auto x = uniform(static_cast<std::size_t>(p.numel()), -30, 30, 6);
   expect_close(impl("cpu").softmax(p, mc::DType::f32, x),
                impl("reference").softmax(p, mc::DType::f64, x), 1e-6, 1e-5, "softmax");
+}
+
+// attention.agreesWithReference failed about one CI run in twenty on cases like this one (found by
+// a sweep of property seeds; this is seed 758070444's): scores near 100, two keys of a row nearly
+// tied, so the output swings with the rounding of the scores. The naive fp32 reference happened
+// to land 8e-6 from the exact value and the kernel's FMA dot 2.5e-5, beyond twice the naive error.
+// Both are correct to the rounding of the formula: the check now also accepts an element within
+// its first-order rounding bound (attention_rounding_bound), on every Highway target.
+TEST(CpuKernels, illConditionedAttentionStaysWithinItsRoundingBound) {
+  mc::AttentionCase c;
+  c.problem.H = c.problem.Hkv = 1;
+  c.problem.D = 2;
+  c.problem.mask.B = 2;
+  c.problem.mask.Lq = c.problem.mask.Lk = 63;
+  c.problem.mask.window = mc::Window{8, 0};
+  c.dtype = mc::DType::f32;
+  c.style = mc::DataStyle::huge;
+  c.data_seed = 124252;
+  c.want_lse = false;
+  const auto d = mc::make_data(c);
+  const auto& p = c.problem;
+  const auto want = mc::reference_attention(p, c.dtype, d.q, d.k, d.v, false, mc::Precision::exact);
+  const auto naive =
+      mc::reference_attention(p, c.dtype, d.q, d.k, d.v, false, mc::Precision::naive);
+  const auto bound = mc::attention_rounding_bound(p, c.dtype, d.q, d.k, d.v, false);
+  const mc::Shape shape = mc::attention_out_shape(p);
+  bool rule_alone_failed = false;
+  for (const std::int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(std::string("Highway target ") + hwy::TargetName(target));
+    const auto got = impl("cpu").attention(p, c.dtype, d.q, d.k, d.v, false);
+    const auto r = mc::check_close("out", shape, got.out, want.out, naive.out, c.dtype, bound.out);
+    EXPECT_TRUE(r.ok) << r.report();
+    rule_alone_failed |= !mc::check_close("out", shape, got.out, want.out, naive.out, c.dtype).ok;
+  }
+  hwy::SetSupportedTargetsForTest(0);
+  std::cout << "the FlashAttention rule alone " << (rule_alone_failed ? "rejects" : "accepts")
+            << " this case on some target here\n";
 }
 
 void check_huge_scores();

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "maskcheck/suite/reference_impl.hpp"
 #include "maskcheck/suite/tolerance.hpp"
 
 namespace mc = maskcheck;
@@ -88,6 +89,94 @@ TEST(Tolerance, sizeMismatchIsAnError) {
   const mc::Shape s{{"n"}, {3}};
   EXPECT_THROW(mc::check_exact("x", s, std::vector<double>{1, 2}, std::vector<double>{1, 2, 3}),
                std::invalid_argument);
+}
+
+TEST(Tolerance, roundingBoundIsAThirdPerElementCriterion) {
+  const mc::Shape s{{"n"}, {3}};
+  const std::vector<double> want{1.0, 2.0, 3.0}, naive = want;  // naive exact: the floor alone
+  std::vector<double> got{1.0, 2.0 + 4e-4, 3.0};
+  const std::vector<double> rounding{0.0, 5e-4, 0.0};
+  EXPECT_FALSE(mc::check_close("out", s, got, want, naive, mc::DType::f32).ok);
+  EXPECT_TRUE(mc::check_close("out", s, got, want, naive, mc::DType::f32, rounding).ok);
+  got[1] = 2.0 + 6e-4;  // beyond the element's bound
+  auto r = mc::check_close("out", s, got, want, naive, mc::DType::f32, rounding);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.report().find("or the element's first-order rounding bound"), std::string::npos)
+      << r.report();
+  EXPECT_NE(r.report().find("out(n=1) got 2.0006 want 2 (allowed +-0.0005)"), std::string::npos)
+      << r.report();
+  got[1] = 2.0;
+  got[0] = 1.0 + 1e-4;  // another element's bound does not carry over
+  EXPECT_FALSE(mc::check_close("out", s, got, want, naive, mc::DType::f32, rounding).ok);
+  EXPECT_THROW(
+      (void)mc::check_close("out", s, got, want, naive, mc::DType::f32, std::vector<double>{1.0}),
+      std::invalid_argument);
+}
+
+// Where the inputs are well conditioned (values in [-2, 2), many comparable keys) the attention
+// bound stays within a small factor of the fp32 rule's floor atol + rtol |want|: it widens the
+// gate only where the formula's rounding does, not by the worst case's factor D + n.
+void expect_bound_near_the_floor(mc::AttentionProblem p, double max_ratio) {
+  std::vector<double> q(static_cast<std::size_t>(p.q_numel())), k(p.kv_numel()), v(k.size());
+  std::uint32_t x = 12345;
+  const auto next = [&] {  // deterministic values in [-2, 2), exact in f32
+    x = x * 1664525u + 1013904223u;
+    return static_cast<double>(static_cast<float>((x >> 8) * (4.0 / 16777216.0) - 2.0));
+  };
+  for (auto* a : {&q, &k, &v})
+    for (auto& e : *a) e = next();
+  const auto b = mc::attention_rounding_bound(p, mc::DType::f32, q, k, v, true);
+  const auto want = mc::reference_attention(p, mc::DType::f32, q, k, v, true, mc::Precision::exact);
+  const auto tol = mc::default_tolerance(mc::DType::f32);
+  double worst = 0, smallest = 1;
+  for (std::size_t i = 0; i < b.out.size(); ++i) {
+    const double floor = tol.atol + tol.rtol * std::fabs(want.out[i]);
+    worst = std::max(worst, b.out[i] / floor);
+    smallest = std::min(smallest, b.out[i]);
+  }
+  EXPECT_GT(smallest, 0.0);  // every row sees a key here
+  EXPECT_LT(worst, max_ratio) << "D=" << p.D << " Lk=" << p.mask.Lk;
+  double worst_lse = 0;
+  for (std::size_t i = 0; i < b.lse.size(); ++i)
+    worst_lse = std::max(worst_lse, b.lse[i] / (tol.atol + tol.rtol * std::fabs(want.lse[i])));
+  EXPECT_LT(worst_lse, max_ratio) << "D=" << p.D << " Lk=" << p.mask.Lk;
+  std::cout << "D=" << p.D << " Lk=" << p.mask.Lk << ": bound / floor up to " << worst << " (out), "
+            << worst_lse << " (lse)\n";
+}
+
+TEST(Tolerance, attentionRoundingBoundStaysNearTheFloorOnWellConditionedInputs) {
+  mc::AttentionProblem p;
+  p.mask.B = 2;
+  p.mask.Lq = 33;
+  p.mask.Lk = 97;
+  p.mask.k_lens = {97, 40};
+  p.mask.causal = true;  // rows of 8 to 97 keys
+  p.H = 2;
+  p.D = 64;
+  expect_bound_near_the_floor(p, 2.5);
+  p.mask.B = 1;
+  p.mask.Lq = 4;
+  p.mask.Lk = 2048;
+  p.mask.k_lens.clear();
+  p.mask.causal = false;
+  p.H = 1;
+  p.D = 128;
+  expect_bound_near_the_floor(p, 2.5);
+}
+
+TEST(Tolerance, attentionRoundingBoundIsZeroOnRowsThatSeeNoKey) {
+  mc::AttentionProblem p;
+  p.mask.B = 2;
+  p.mask.Lq = 3;
+  p.mask.Lk = 5;
+  p.mask.k_lens = {0, 5};
+  p.D = 4;
+  const std::vector<double> q(static_cast<std::size_t>(p.q_numel()), 1.5),
+      kv(static_cast<std::size_t>(p.kv_numel()), -0.5);
+  const auto b = mc::attention_rounding_bound(p, mc::DType::f32, q, kv, kv, true);
+  for (std::int64_t i = 0; i < p.mask.Lq * p.D; ++i) EXPECT_EQ(b.out[i], 0.0) << i;
+  for (std::int64_t i = 0; i < p.mask.Lq; ++i) EXPECT_EQ(b.lse[i], 0.0) << i;
+  for (std::int64_t i = p.mask.Lq * p.D; i < p.q_numel(); ++i) EXPECT_GT(b.out[i], 0.0) << i;
 }
 
 }  // namespace

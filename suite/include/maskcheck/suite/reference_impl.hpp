@@ -32,6 +32,29 @@ std::vector<double> reference_softmax(const SoftmaxProblem& p, DType t, std::spa
 AttentionResult reference_attention(const AttentionProblem& p, DType t, std::span<const double> q,
                                     std::span<const double> k, std::span<const double> v,
                                     bool want_lse, Precision prec);
+// First-order rounding bounds of attention, for check_close's `rounding`: per output element and
+// per log-sum-exp, how far an implementation storing in dtype t and computing in fp32 (t = f64:
+// in f64) may land from the exact value when every operation of the formula is rounded once, to
+// first order in the unit roundoff u of the arithmetic (u_t: of the storage). Per visible key j
+// of a row (n keys, exact probabilities p_j, output o):
+//   score s_j = scale <q, k_j>, exp(s_j - m): D + 2 rounding terms of size at most
+//     mag_j = |scale| sum_d |q_d k_jd| (the dot, the scale), 2 of size |s_j - m| (the shift and its
+//     base-2 scaling) and 2 of size 1 (exp), so |ds_j| <= u ((D + 2) mag_j + 2 |s_j - m| + 2);
+//   out_d = sum_j p_j v_jd moves by sum_j p_j (v_jd - out_d) ds_j, plus n + 2 terms of size at
+//     most size_d = sum_j p_j |v_jd| + |out_d| (the n-term sum, normalization, rescaling);
+//   lse = log sum_j e^{s_j} moves by sum_j p_j ds_j, plus n + 2 terms of size 1 and 2 u |lse|.
+// Each bound is the smaller of the worst case (every term at its size, aligned) and the
+// probabilistic bound of Higham and Mary (SIAM J. Sci. Comput. 41(5), 2019): with the rounding
+// errors independent and mean zero, Hoeffding's inequality bounds their sum by lambda u
+// sqrt(sum of squared sizes) except with probability 2 exp(-lambda^2 / 2), 3e-8 for lambda = 6.
+// Worst case decides rows dominated by a few keys (nearly tied large scores: the ill-conditioned
+// rows the FlashAttention rule's single naive draw misjudges); the probabilistic bound keeps rows
+// of many comparable keys as tight as the rule's fp32 floor. The storage terms u_t size_d are
+// added in full. Rows that see no key get 0. Computed in double, O(B H Lq Lk D).
+inline constexpr double kRoundingLambda = 6.0;
+AttentionResult attention_rounding_bound(const AttentionProblem& p, DType t,
+                                         std::span<const double> q, std::span<const double> k,
+                                         std::span<const double> v, bool want_lse);
 LossResult reference_cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                                    std::span<const std::int64_t> labels,
                                    std::span<const double> weights, bool backward, Precision prec);

@@ -9,6 +9,14 @@
 //   An element agrees when it meets either bound: the rule scales with the conditioning of the
 //   problem (large logits, long rows), the floor keeps exactly-computable cases from failing on
 //   eps alone. Infinities must match exactly; NaN never agrees with a number.
+//   Optionally a third, per element: a first-order rounding bound (`rounding`), how far any
+//   implementation that rounds each operation of the formula once may land from the exact value,
+//   given the conditioning of these inputs (attention_rounding_bound). The rule's naive error is
+//   one draw of the rounding lottery: on a small case with two nearly tied keys of score ~100, the
+//   naive fp32 result happened to be off by 8e-6 and a correct FMA kernel by 2.5e-5 (twice the
+//   rule's bound), about one CI run in twenty. The bound is the worst case where a few terms
+//   dominate and probabilistic where many do; on well-conditioned inputs it stays within 2.5x of
+//   the floor, and every bug whose error exceeds the rounding of the formula still fails.
 // Exact agreement (check_exact): every element bit for bit (as double bits), NaN included.
 //
 // A failed check reports the first 5 mismatches with their named coordinates, e.g.
@@ -44,6 +52,7 @@ struct Mismatch {
   std::int64_t index = 0;
   double got = 0;
   double want = 0;
+  double allowed = 0;  // the element's bound (0 for exact checks)
 };
 
 struct CheckResult {
@@ -54,6 +63,7 @@ struct CheckResult {
   double max_rel_err = 0;
   double naive_abs_err = 0;     // max|naive - want| (check_close only)
   double bound = 0;             // 2 * naive_abs_err + eps (check_close only)
+  bool rounding_bound = false;  // check_close was given per-element rounding bounds
   std::int64_t mismatches = 0;  // counted up to kStopAt
   std::vector<Mismatch> first;  // up to kStopAt
   static constexpr int kShow = 5;
@@ -61,13 +71,15 @@ struct CheckResult {
   std::string report() const;  // empty when ok
 };
 
+// rounding: empty, or one first-order rounding bound per element (see above).
 CheckResult check_close(std::string_view what, const Shape& shape, std::span<const double> got,
                         std::span<const double> want, std::span<const double> naive,
-                        const Tolerance& tol);
+                        const Tolerance& tol, std::span<const double> rounding = {});
 inline CheckResult check_close(std::string_view what, const Shape& shape,
                                std::span<const double> got, std::span<const double> want,
-                               std::span<const double> naive, DType t) {
-  return check_close(what, shape, got, want, naive, default_tolerance(t));
+                               std::span<const double> naive, DType t,
+                               std::span<const double> rounding = {}) {
+  return check_close(what, shape, got, want, naive, default_tolerance(t), rounding);
 }
 
 // Plain dtype-aware check without a naive baseline (consistency of two runs of one
