@@ -146,7 +146,8 @@ void bench_section(std::ostringstream& os, const json& doc) {
   const json& ctx = doc.at("context");
   os << "## Benchmarks\n\n| | |\n|---|---|\n";
   for (const auto& [k, v] : ctx.items())
-    if (v.is_string() || v.is_number()) os << "| " << k << " | " << escape(v.dump()) << " |\n";
+    if (v.is_string() || v.is_number())
+      os << "| " << k << " | " << escape(v.is_string() ? v.get<std::string>() : v.dump()) << " |\n";
   os << "\n";
   const BenchDoc bench = parse_bench(doc);
   headline(os, bench);

@@ -349,7 +349,6 @@ TEST(Html, unknownInputIsAnError) {
         << e.what();
   }
 }
-
 }  // namespace
 
 namespace {
@@ -380,6 +379,19 @@ TEST(Markdown, headlineTableSpeedupsWithTheirRangeAndFraction) {
   // A verify file alone has no headline.
   EXPECT_EQ(mr::markdown_report({verify_doc("cpu", "attention.x", "passed")}).find("Headline"),
             std::string::npos);
+}
+
+// The machine table shows context values as text: strings without their JSON quotes (they were
+// printed as "30.0"), numbers as numbers, a '|' in a value escaped.
+TEST(Markdown, contextValuesAreTextNotJson) {
+  json doc = sample_bench();
+  doc["context"]["num_cpus"] = 2;
+  doc["context"]["cpu.probe"] = "a | b";
+  const std::string md = mr::markdown_report({doc});
+  EXPECT_NE(md.find("| cpu.triad_bandwidth_gbps | 30.0 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| num_cpus | 2 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| cpu.probe | a \\| b |"), std::string::npos) << md;
+  EXPECT_EQ(md.find("\"30.0\""), std::string::npos) << md;
 }
 
 }  // namespace

@@ -44,10 +44,6 @@ void maskcheck_context() {
   }
   benchmark::AddCustomContext("maskcheck.seed", std::to_string(mb::seed()));
   benchmark::AddCustomContext("maskcheck.ci_budget", mb::ci() ? "1" : "0");
-  benchmark::AddCustomContext(
-      "maskcheck.timing",
-      "CUDA events around each launch, manual time; L2 flushed (memset of 2x L2) before every "
-      "iteration outside the events; 3 warm-up launches; outputs checked before timing");
 #if MASKCHECK_BENCH_TORCH
   namespace tp = maskcheck::torch_peers;
   benchmark::AddCustomContext("torch.version", tp::torch_version());

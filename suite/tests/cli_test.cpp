@@ -350,6 +350,11 @@ TEST(Cli, benchWritesJsonOnlyFromAFinishedRunAndRejectsBadFlags) {
   const auto j = maskcheck::read_json_file(json);
   EXPECT_TRUE(j.at("context").contains("cpu.fma_peak_gflops")) << j.at("context").dump();
   EXPECT_TRUE(j.at("context").contains("cpu.triad_bandwidth_gbps"));
+  EXPECT_TRUE(j.at("context").contains("cpu.timing"));
+  // The CUDA rows' timing is described only where they run (a CPU file used to carry it too).
+  EXPECT_EQ(j.at("context").contains("cuda.timing"), j.at("context").contains("cuda.device"))
+      << j.at("context").dump();
+  EXPECT_FALSE(j.at("context").contains("maskcheck.timing")) << j.at("context").dump();
   bool median = false;
   ASSERT_FALSE(j.at("benchmarks").empty());
   for (const auto& b : j.at("benchmarks")) {

@@ -59,6 +59,11 @@ void cuda_context() {
       return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
     };
     benchmark::AddCustomContext("cuda.device", d.name);
+    // Only where the CUDA rows run: a CPU-only file used to carry this beside cpu.timing.
+    benchmark::AddCustomContext(
+        "cuda.timing",
+        "CUDA events around each launch, manual time; L2 flushed (memset of 2x L2) before every "
+        "iteration outside the events; 3 warm-up launches; outputs checked before timing");
     benchmark::AddCustomContext("cuda.compute_capability",
                                 std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor));
     benchmark::AddCustomContext("cuda.sm_count", std::to_string(d.sm_count));
