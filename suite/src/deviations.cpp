@@ -229,11 +229,10 @@ AttentionResult DeviationFilter::attention(const AttentionProblem& p, DType t,
     // Output and log-sum-exp together: with tiny values the outputs of the two alignments can
     // agree while the rows that see no key (LSE -inf) differ.
     const auto agrees = [&](const AttentionResult& got, const AttentionProblem& ap) {
-      const auto want = reference_attention(ap, t, q, k, v, want_lse, Precision::exact);
-      const auto naive = reference_attention(ap, t, q, k, v, want_lse, Precision::naive);
-      const auto bound = attention_rounding_bound(ap, t, q, k, v, want_lse);
-      auto ok = rows_agree(got.out, want.out, naive.out, p.D, t, bound.out);
-      if (want_lse) and_rows(ok, rows_agree(got.lse, want.lse, naive.lse, 1, t, bound.lse));
+      const auto e = attention_expectation(ap, t, q, k, v, want_lse);
+      auto ok = rows_agree(got.out, e.want.out, e.naive.out, p.D, t, e.rounding.out);
+      if (want_lse)
+        and_rows(ok, rows_agree(got.lse, e.want.lse, e.naive.lse, 1, t, e.rounding.lse));
       return ok;
     };
     const auto br = agrees(r, p);

@@ -118,12 +118,12 @@ AttentionResult attention_rounding_bound(const AttentionProblem& p, DType t,
         if (n == 0) continue;
         double sum = 0;
         for (std::int64_t j = 0; j < Lk; ++j)
-          if (kr[j]) sum += std::exp(s[j] - m);
+          if (kr[j]) sum += w[j] = std::exp(s[j] - m);
         std::fill(o.begin(), o.end(), 0.0);
         const auto terms = static_cast<double>(D + 2);
         for (std::int64_t j = 0; j < Lk; ++j) {
           if (!kr[j]) continue;
-          w[j] = std::exp(s[j] - m) / sum;
+          w[j] /= sum;
           const double sm = std::fabs(s[j] - m);
           ds[j] = u * (terms * mag[j] + 2 * sm + 2);
           a2[j] = terms * mag[j] * mag[j] + 2 * sm * sm + 2;
@@ -163,6 +163,14 @@ AttentionResult attention_rounding_bound(const AttentionProblem& p, DType t,
       }
     }
   return r;
+}
+
+AttentionExpectation attention_expectation(const AttentionProblem& p, DType t,
+                                           std::span<const double> q, std::span<const double> k,
+                                           std::span<const double> v, bool want_lse) {
+  return {reference_attention(p, t, q, k, v, want_lse, Precision::exact),
+          reference_attention(p, t, q, k, v, want_lse, Precision::naive),
+          attention_rounding_bound(p, t, q, k, v, want_lse)};
 }
 
 LossResult reference_cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,

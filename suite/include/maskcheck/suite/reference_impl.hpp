@@ -55,6 +55,14 @@ inline constexpr double kRoundingLambda = 6.0;
 AttentionResult attention_rounding_bound(const AttentionProblem& p, DType t,
                                          std::span<const double> q, std::span<const double> k,
                                          std::span<const double> v, bool want_lse);
+// What an attention result in dtype t is checked against (check_close): the exact reference, the
+// naive one in t and the per-element rounding bounds, each with out and (want_lse) lse.
+struct AttentionExpectation {
+  AttentionResult want, naive, rounding;
+};
+AttentionExpectation attention_expectation(const AttentionProblem& p, DType t,
+                                           std::span<const double> q, std::span<const double> k,
+                                           std::span<const double> v, bool want_lse);
 LossResult reference_cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                                    std::span<const std::int64_t> labels,
                                    std::span<const double> weights, bool backward, Precision prec);
