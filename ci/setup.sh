@@ -8,7 +8,8 @@
 #   MASKCHECK_CACHE   cache directory (default: ${XDG_CACHE_HOME:-$HOME/.cache}/maskcheck)
 #   MASKCHECK_NO_TORCH=1  skip the torch wheel (builds without the LibTorch adapters and peers)
 #   MASKCHECK_SETUP_TESTS=1  also what only the tests need: headless Chromium and its WebDriver
-#     (the report's browser test); ci/test.sh sets it, the main job does not pull a browser
+#     (the report's browser test), clang and libFuzzer (the fuzz targets); ci/test.sh and
+#     ci/fuzz.sh set it, the main job pulls neither
 _mc_setup() {
   set -euo pipefail
   local root
@@ -19,11 +20,13 @@ _mc_setup() {
 
   local packages=(cmake ninja-build g++ git python3 python3-venv
     libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev libfmt-dev
-    nlohmann-json3-dev libcli11-dev libhwy-dev libdlpack-dev)
+    nlohmann-json3-dev libcli11-dev libhwy-dev libdlpack-dev libre2-dev pkg-config)
   if [ "${MASKCHECK_SETUP_TESTS:-0}" = 1 ]; then
     # The report's browser test (reports/tests/browser_test.py): Chromium, its WebDriver, and a
     # font, since the browser is installed without its recommended packages.
     packages+=(chromium chromium-driver fonts-dejavu-core)
+    # The fuzz targets (suite/fuzz): clang with libFuzzer and the sanitizer runtimes.
+    packages+=(clang libclang-rt-14-dev)
   fi
   local missing=()
   for p in "${packages[@]}"; do

@@ -9,13 +9,15 @@
 #include <filesystem>
 #include <limits>
 #include <map>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 #include <tuple>
 
 #include "maskcheck/reports/results.hpp"
+#include "text.hpp"
+
+#include <re2/re2.h>
 
 namespace maskcheck::reports {
 namespace {
@@ -66,22 +68,13 @@ std::string alpha_text(double a) {
   return buf;
 }
 
-// Markdown table cells hold no '|' and no newline.
+// Text from the result files, escaped for the Markdown comment (text.hpp).
 std::string cell(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '|')
-      out += "\\|";
-    else if (c == '\n' || c == '\r')
-      out += ' ';
-    else
-      out += c;
-  }
-  return out;
+  return md_text(s);
 }
 
 std::string code(const std::string& s) {
-  return "`" + cell(s) + "`";
+  return md_code(s);
 }
 
 // The first line of a message, at most `max` characters.
@@ -227,12 +220,23 @@ std::vector<double> finite(const std::vector<double>& v) {
   return out;
 }
 
+// The --gate expression (RE2 syntax: ECMAScript's without backreferences and lookaround).
+std::unique_ptr<re2::RE2> compile_gate(const std::string& pattern) {
+  re2::RE2::Options options;
+  options.set_log_errors(false);
+  auto re = std::make_unique<re2::RE2>(pattern, options);
+  if (!re->ok())
+    throw std::invalid_argument("--gate '" + pattern +
+                                "' is not a regular expression (RE2 syntax): " + re->error());
+  return re;
+}
+
 BenchComparison compare_row(const BenchRow* b, const BenchRow* n, const CompareOptions& o,
-                            const std::optional<std::regex>& gate) {
+                            const re2::RE2* gate) {
   BenchComparison r;
   r.name = n ? n->name : b->name;
   r.probe = is_probe(r.name);
-  r.gated = !r.probe && (!gate || std::regex_search(r.name, *gate));
+  r.gated = !r.probe && (!gate || re2::RE2::PartialMatch(r.name, *gate));
   if (b) {
     r.n_base = finite(b->seconds).size();
     if (b->ok()) r.base_median = b->median_s;
@@ -298,22 +302,24 @@ void compare_bench(Comparison& c, const json& base, const json& next) {
   }
   c.base_context = bd.context;
   c.new_context = nd.context;
-  std::optional<std::regex> gate;
+  // RE2: linear time in the name and no recursion, so hostile names (30,000 characters) cannot
+  // exhaust the stack or the time as a backtracking engine's can.
+  std::unique_ptr<re2::RE2> gate;
   if (!c.options.gate.empty()) {
-    gate.emplace(c.options.gate, std::regex::ECMAScript);
+    gate = compile_gate(c.options.gate);
     bool any = false;
     for (const auto* d : {&bd, &nd})
       for (const auto& r : d->rows)
-        any = any || (!is_probe(r.name) && std::regex_search(r.name, *gate));
+        any = any || (!is_probe(r.name) && re2::RE2::PartialMatch(r.name, *gate));
     if (!any)
       throw std::invalid_argument(
           "--gate '" + c.options.gate +
           "' matches no benchmark row (probes ceiling/... are never gated)");
   }
   for (const auto& r : nd.rows)
-    c.bench.push_back(compare_row(bd.find(r.name), &r, c.options, gate));
+    c.bench.push_back(compare_row(bd.find(r.name), &r, c.options, gate.get()));
   for (const auto& r : bd.rows)
-    if (!nd.find(r.name)) c.bench.push_back(compare_row(&r, nullptr, c.options, gate));
+    if (!nd.find(r.name)) c.bench.push_back(compare_row(&r, nullptr, c.options, gate.get()));
 
   // The gated row whose repetitions allow the least evidence: its smallest attainable p.
   std::size_t untested = 0, aggregates_only = 0, gated = 0, min_m = 0, min_n = 0;
@@ -553,7 +559,7 @@ void property_list(std::ostringstream& os, const std::string& title,
       os << " " << code(ps.front()->property);
     } else {
       os << ", " << ps.size() << " properties (";
-      for (std::size_t k = 0; k < ps.size(); ++k) os << (k ? ", " : "") << ps[k]->property;
+      for (std::size_t k = 0; k < ps.size(); ++k) os << (k ? ", " : "") << code(ps[k]->property);
       os << ")";
     }
     os << ": " << transition(*ps.front()) << "\n";
@@ -624,7 +630,7 @@ std::string repetitions(const Comparison& c, bool base) {
 std::string commit_text(const std::string& commit, bool dirty, const std::string& date) {
   std::string s = commit.empty() ? "?" : code(commit.substr(0, 12));
   if (dirty) s += " (dirty)";
-  if (!date.empty()) s += ", " + date;
+  if (!date.empty()) s += ", " + cell(date);
   return s;
 }
 
@@ -695,14 +701,7 @@ void validate(const CompareOptions& o) {
     throw std::invalid_argument("--max-slowdown must be a finite percentage >= 0");
   if (!(o.alpha > 0 && o.alpha < 1))
     throw std::invalid_argument("--alpha must lie strictly between 0 and 1");
-  if (!o.gate.empty()) {
-    try {
-      std::regex re(o.gate, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      throw std::invalid_argument("--gate '" + o.gate +
-                                  "' is not a regular expression: " + e.what());
-    }
-  }
+  if (!o.gate.empty()) (void)compile_gate(o.gate);
 }
 
 double parse_percentage(const std::string& text) {

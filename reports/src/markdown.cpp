@@ -7,24 +7,12 @@
 
 #include "maskcheck/reports/analysis.hpp"
 #include "maskcheck/reports/results.hpp"
+#include "text.hpp"
 
 namespace maskcheck::reports {
 namespace {
 
 using nlohmann::json;
-
-std::string escape(std::string s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '|')
-      out += "\\|";
-    else if (c == '\n')
-      out += "<br>";
-    else
-      out += c;
-  }
-  return out;
-}
 
 std::string cell(const json& r) {
   const std::string c = verify_cell(r);
@@ -32,20 +20,21 @@ std::string cell(const json& r) {
 }
 
 void verify_section(std::ostringstream& os, const json& doc) {
-  const json& about = doc.at("about");
+  // doc_kind validated the types; absent fields print as "?".
+  const json about = doc.value("about", json::object());
   os << "## Verification\n\n";
   os << "| | |\n|---|---|\n";
-  os << "| date | " << about.value("date", "?") << " |\n";
-  os << "| commit | `" << about.value("commit", "?") << "`"
+  os << "| date | " << md_text(about.value("date", "?")) << " |\n";
+  os << "| commit | " << md_code(about.value("commit", "?"))
      << (about.value("dirty", false) ? " (dirty)" : "") << " |\n";
-  os << "| build | " << about.value("build_type", "?") << ", "
-     << escape(about.value("compiler", "?")) << " |\n";
-  os << "| machine | " << escape(about.value("cpu", "?")) << ", " << about.value("cores", 0)
-     << " cores, " << escape(about.value("os", "?")) << " |\n";
-  os << "| seed | " << doc.at("seed").get<std::uint64_t>() << " (" << doc.at("cases").get<int>()
-     << " cases per property) |\n";
-  os << "| replay | `" << doc.value("replay", "") << "` |\n\n";
-  const json& s = doc.at("summary");
+  os << "| build | " << md_text(about.value("build_type", "?")) << ", "
+     << md_text(about.value("compiler", "?")) << " |\n";
+  os << "| machine | " << md_text(about.value("cpu", "?")) << ", " << about.value("cores", 0)
+     << " cores, " << md_text(about.value("os", "?")) << " |\n";
+  os << "| seed | " << (doc.contains("seed") ? doc.at("seed").dump() : "?") << " ("
+     << doc.value("cases", 0) << " cases per property) |\n";
+  os << "| replay | " << md_code(doc.value("replay", "")) << " |\n\n";
+  const json s = doc.value("summary", json::object());
   os << "**" << s.value("passed", 0) << " passed, " << s.value("deviation", 0)
      << " passed with named deviations, " << s.value("failed", 0) << " failed, "
      << s.value("error", 0) << " errors, " << s.value("skipped", 0) << " skipped** in "
@@ -58,12 +47,12 @@ void verify_section(std::ostringstream& os, const json& doc) {
     if (std::find(props.begin(), props.end(), p) == props.end()) props.push_back(p);
   }
   os << "| property |";
-  for (const auto& i : impls) os << " " << i << " |";
+  for (const auto& i : impls) os << " " << md_text(i) << " |";
   os << "\n|---|";
   for (std::size_t k = 0; k < impls.size(); ++k) os << "---|";
   os << "\n";
   for (const auto& p : props) {
-    os << "| " << p << " |";
+    os << "| " << md_text(p) << " |";
     for (const auto& i : impls) {
       std::string c = "-";
       for (const auto& r : doc.at("results"))
@@ -77,27 +66,29 @@ void verify_section(std::ostringstream& os, const json& doc) {
     if (r.at("status") != "failed" && r.at("status") != "error") continue;
     if (!any) os << "\n### Failures\n";
     any = true;
-    os << "\n**" << r.at("implementation").get<std::string>() << " — "
-       << r.at("property").get<std::string>() << "**\n\n```\n"
-       << r.value("message", "") << "\n";
+    os << "\n**" << md_text(r.at("implementation").get<std::string>()) << " — "
+       << md_text(r.at("property").get<std::string>()) << "**\n\n";
+    std::string block = r.value("message", "") + "\n";
     if (r.contains("counterexample"))
       for (const auto& ce : r.at("counterexample"))
-        os << ce.at("type").get<std::string>() << ": " << ce.at("value").get<std::string>() << "\n";
-    os << "```\nreplay: `" << r.value("replay", "") << "`\n";
+        block += ce.at("type").get<std::string>() + ": " + ce.at("value").get<std::string>() + "\n";
+    os << md_block(block) << "replay: " << md_code(r.value("replay", "")) << "\n";
     for (const auto& f : r.value("counterexample_files", json::array()))
-      os << "\ncounterexample file: `" << f.get<std::string>() << "`\n";
+      os << "\ncounterexample file: " << md_code(f.get<std::string>()) << "\n";
   }
   any = false;
-  for (const auto& r : doc.at("results"))
-    for (const auto& [reason, n] : r.at("skip_reasons").items()) {
+  for (const auto& r : doc.at("results")) {
+    const json reasons = r.value("skip_reasons", json::object());  // outlives the loop
+    for (const auto& [reason, n] : reasons.items()) {
       if (!any)
         os << "\n### Skipped cases\n\n| implementation | property | cases | reason "
               "|\n|---|---|---|---|\n";
       any = true;
-      os << "| " << r.at("implementation").get<std::string>() << " | "
-         << r.at("property").get<std::string>() << " | " << n.get<int>() << " | " << escape(reason)
-         << " |\n";
+      os << "| " << md_text(r.at("implementation").get<std::string>()) << " | "
+         << md_text(r.at("property").get<std::string>()) << " | " << n.get<int>() << " | "
+         << md_text(reason) << " |\n";
     }
+  }
 }
 
 std::string fixed(double x, int digits) {
@@ -127,8 +118,8 @@ void headline(std::ostringstream& os, const BenchDoc& bench) {
     std::string range;
     if (std::isfinite(s.ratio.lo) && std::isfinite(s.ratio.hi))
       range = " (" + fixed(s.ratio.lo, 2) + "-" + fixed(s.ratio.hi, 2) + ")";
-    os << "| " << s.own->group << " | " << format_seconds(s.own->median_s) << " | "
-       << format_seconds(s.peer->median_s) << " " << s.peer->impl << " | **"
+    os << "| " << md_text(s.own->group) << " | " << format_seconds(s.own->median_s) << " | "
+       << format_seconds(s.peer->median_s) << " " << md_text(s.peer->impl) << " | **"
        << fixed(s.ratio.median, 2) << "x**" << range << " | " << fraction << " |\n";
   }
   os << "\nMedians of the repetitions; the range pairs the slowest and fastest repetitions. "
@@ -147,7 +138,8 @@ void bench_section(std::ostringstream& os, const json& doc) {
   os << "## Benchmarks\n\n| | |\n|---|---|\n";
   for (const auto& [k, v] : ctx.items())
     if (v.is_string() || v.is_number())
-      os << "| " << k << " | " << escape(v.is_string() ? v.get<std::string>() : v.dump()) << " |\n";
+      os << "| " << md_text(k) << " | " << md_text(v.is_string() ? v.get<std::string>() : v.dump())
+         << " |\n";
   os << "\n";
   const BenchDoc bench = parse_bench(doc);
   headline(os, bench);
@@ -174,8 +166,9 @@ void bench_section(std::ostringstream& os, const json& doc) {
     }
     const std::string speedup =
         r.impl != "maskcheck" && own > 0 && r.ok() ? fixed(r.median_s / own, 2) + "x" : "";
-    os << "| " << r.group << " | " << r.impl << " | " << (r.ok() ? format_seconds(r.median_s) : "-")
-       << " | " << cv << " | " << escape(counters) << " | " << speedup << " |\n";
+    os << "| " << md_text(r.group) << " | " << md_text(r.impl) << " | "
+       << (r.ok() ? format_seconds(r.median_s) : "-") << " | " << cv << " | " << md_text(counters)
+       << " | " << speedup << " |\n";
   }
   os << "\n";
 }

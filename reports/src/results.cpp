@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -19,6 +20,7 @@ std::string base_name(std::string n) {
   return n;
 }
 
+// The units doc_kind accepts (an unknown one is refused there, not read as seconds).
 double to_seconds(double t, const std::string& unit) {
   if (unit == "ns") return t * 1e-9;
   if (unit == "us") return t * 1e-6;
@@ -39,11 +41,214 @@ bool is_standard_field(const std::string& k) {
 
 }  // namespace
 
+namespace {
+
+// Checks the fields the reports, the charts and compare read, so that a corrupt or hostile file
+// is refused with its name and the field (results[3].status) instead of a JSON library error, and
+// nothing downstream meets a value of the wrong type.
+class Fields {
+ public:
+  explicit Fields(std::string source) : source_(std::move(source)) {}
+
+  [[noreturn]] void fail(const std::string& path, const json& v, const std::string& want) const {
+    std::string shown = v.dump();
+    if (shown.size() > 60) shown = shown.substr(0, 57) + "...";
+    throw std::runtime_error(source_ + ": field " + path + " must be " + want + ", is " +
+                             std::string(v.type_name()) + " " + shown);
+  }
+  [[noreturn]] void missing(const std::string& path, const std::string& want) const {
+    throw std::runtime_error(source_ + ": field " + path + " is missing (" + want + ")");
+  }
+  const json* get(const json& obj, const std::string& path, const char* key, bool required,
+                  const std::string& want) const {
+    if (!obj.contains(key)) {
+      if (required) missing(path + key, want);
+      return nullptr;
+    }
+    return &obj.at(key);
+  }
+  void object(const json& v, const std::string& path) const {
+    if (!v.is_object()) fail(path, v, "an object");
+  }
+  void array(const json& v, const std::string& path) const {
+    if (!v.is_array()) fail(path, v, "an array");
+  }
+  void string(const json& obj, const std::string& path, const char* key,
+              bool required = false) const {
+    if (const json* v = get(obj, path, key, required, "a string"); v && !v->is_string())
+      fail(path + key, *v, "a string");
+  }
+  void boolean(const json& obj, const std::string& path, const char* key) const {
+    if (const json* v = get(obj, path, key, false, "true or false"); v && !v->is_boolean())
+      fail(path + key, *v, "true or false");
+  }
+  void number(const json& obj, const std::string& path, const char* key, bool nullable) const {
+    if (const json* v = get(obj, path, key, false, "a number");
+        v && !(v->is_number() || (nullable && v->is_null())))
+      fail(path + key, *v, nullable ? "a number or null" : "a number");
+  }
+  // A count the reports print as int: an integer in [0, 2^31).
+  void count(const json& v, const std::string& path) const {
+    if (!v.is_number_integer() || v.get<std::int64_t>() < 0 ||
+        v.get<std::int64_t>() > std::numeric_limits<int>::max())
+      fail(path, v, "an integer in [0, 2147483647]");
+  }
+  void count(const json& obj, const std::string& path, const char* key,
+             bool required = false) const {
+    if (const json* v = get(obj, path, key, required, "an integer")) count(*v, path + key);
+  }
+  void unsigned_integer(const json& obj, const std::string& path, const char* key,
+                        bool required) const {
+    if (const json* v = get(obj, path, key, required, "an unsigned integer");
+        v && !(v->is_number_unsigned() || (v->is_number_integer() && v->get<std::int64_t>() >= 0)))
+      fail(path + key, *v, "an unsigned integer");
+  }
+  void strings(const json& obj, const std::string& path, const char* key) const {
+    const json* v = get(obj, path, key, false, "an array of strings");
+    if (!v) return;
+    array(*v, path + key);
+    for (std::size_t i = 0; i < v->size(); ++i)
+      if (!(*v)[i].is_string())
+        fail(path + key + "[" + std::to_string(i) + "]", (*v)[i], "a string");
+  }
+  // {name: count}
+  void counts(const json& obj, const std::string& path, const char* key) const {
+    const json* v = get(obj, path, key, false, "an object of counts");
+    if (!v) return;
+    object(*v, path + key);
+    for (const auto& [k, n] : v->items()) count(n, path + key + "[\"" + k + "\"]");
+  }
+
+ private:
+  std::string source_;
+};
+
+void validate_verify(const json& doc, const Fields& f) {
+  f.unsigned_integer(doc, "", "seed", false);
+  f.count(doc, "", "cases", false);
+  f.string(doc, "", "replay");
+  f.number(doc, "", "duration_s", false);
+  f.boolean(doc, "", "strict");
+  f.number(doc, "", "max_size", false);
+  if (const json* about = f.get(doc, "", "about", false, "")) {
+    f.object(*about, "about");
+    for (const char* key : {"date", "commit", "build_type", "compiler", "cpu", "os"})
+      f.string(*about, "about.", key);
+    f.boolean(*about, "about.", "dirty");
+    f.count(*about, "about.", "cores");
+  }
+  if (const json* summary = f.get(doc, "", "summary", false, "")) {
+    f.object(*summary, "summary");
+    for (const char* key : {"passed", "deviation", "failed", "error", "skipped"})
+      f.count(*summary, "summary.", key);
+  }
+  const json* results = f.get(doc, "", "results", true, "an array of property results");
+  f.array(*results, "results");
+  for (std::size_t i = 0; i < results->size(); ++i) {
+    const json& r = (*results)[i];
+    const std::string at = "results[" + std::to_string(i) + "]";
+    f.object(r, at);
+    const std::string p = at + ".";
+    f.string(r, p, "implementation", true);
+    f.string(r, p, "property", true);
+    f.string(r, p, "status", true);
+    static const std::set<std::string> statuses{"passed", "failed", "skipped", "error",
+                                                "deviation"};
+    if (!statuses.count(r.at("status").get<std::string>()))
+      f.fail(p + "status", r.at("status"), "passed, failed, skipped, error or deviation");
+    f.string(r, p, "op");
+    f.count(r, p, "cases");
+    f.count(r, p, "skipped_cases");
+    f.number(r, p, "seconds", false);
+    f.number(r, p, "seed", false);
+    f.string(r, p, "message");
+    f.string(r, p, "replay");
+    f.strings(r, p, "counterexample_files");
+    f.counts(r, p, "deviations");
+    f.counts(r, p, "skip_reasons");
+    if (const json* ce = f.get(r, p, "counterexample", false, "")) {
+      f.array(*ce, p + "counterexample");
+      for (std::size_t k = 0; k < ce->size(); ++k) {
+        const std::string q = p + "counterexample[" + std::to_string(k) + "]";
+        f.object((*ce)[k], q);
+        f.string((*ce)[k], q + ".", "type", true);
+        f.string((*ce)[k], q + ".", "value", true);
+      }
+    }
+    if (const json* me = f.get(r, p, "max_errors", false, "")) {
+      f.array(*me, p + "max_errors");
+      for (std::size_t k = 0; k < me->size(); ++k) {
+        const std::string q = p + "max_errors[" + std::to_string(k) + "]";
+        f.object((*me)[k], q);
+        f.string((*me)[k], q + ".", "tensor");
+        for (const char* key : {"max_abs_err", "max_rel_err", "max_ratio_to_bound"})
+          f.number((*me)[k], q + ".", key, true);
+      }
+    }
+  }
+  if (const json* k = f.get(doc, "", "kill_rate", false, "")) {
+    f.object(*k, "kill_rate");
+    f.count(*k, "kill_rate.", "killed");
+    f.count(*k, "kill_rate.", "total");
+  }
+  if (const json* m = f.get(doc, "", "mutants", false, "")) {
+    f.array(*m, "mutants");
+    for (std::size_t i = 0; i < m->size(); ++i) {
+      const std::string q = "mutants[" + std::to_string(i) + "]";
+      f.object((*m)[i], q);
+      f.string((*m)[i], q + ".", "name");
+      f.string((*m)[i], q + ".", "bug");
+      f.boolean((*m)[i], q + ".", "killed");
+      f.strings((*m)[i], q + ".", "killed_by");
+    }
+  }
+}
+
+void validate_bench(const json& doc, const Fields& f) {
+  f.object(doc.at("context"), "context");
+  const json& rows = doc.at("benchmarks");
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const json& b = rows[i];
+    const std::string at = "benchmarks[" + std::to_string(i) + "]";
+    f.object(b, at);
+    const std::string p = at + ".";
+    for (const char* key : {"name", "run_name", "run_type", "aggregate_name", "aggregate_unit",
+                            "label", "error_message", "time_unit"})
+      f.string(b, p, key);
+    if (!b.contains("name") && !b.contains("run_name")) f.missing(p + "name", "the row's name");
+    f.boolean(b, p, "error_occurred");
+    f.number(b, p, "real_time", true);
+    f.number(b, p, "cpu_time", true);
+    f.count(b, p, "repetitions");
+    if (b.contains("time_unit")) {
+      const std::string u = b.at("time_unit");
+      if (u != "ns" && u != "us" && u != "ms" && u != "s")
+        f.fail(p + "time_unit", b.at("time_unit"), "ns, us, ms or s (Google Benchmark's units)");
+    }
+    if (b.contains("run_type")) {
+      const std::string t = b.at("run_type");
+      if (t != "iteration" && t != "aggregate")
+        f.fail(p + "run_type", b.at("run_type"), "iteration or aggregate");
+    }
+  }
+}
+
+}  // namespace
+
 DocKind doc_kind(const json& doc, const std::string& source) {
-  if (doc.is_object() && doc.value("schema", "") == "maskcheck.verify/1") return DocKind::verify;
+  const Fields f(source);
+  if (doc.is_object() && doc.contains("schema") && doc.at("schema").is_string() &&
+      doc.at("schema").get<std::string>().rfind("maskcheck.verify/", 0) == 0) {
+    if (doc.at("schema") != "maskcheck.verify/1")
+      f.fail("schema", doc.at("schema"), "maskcheck.verify/1 (a newer maskcheck wrote it?)");
+    validate_verify(doc, f);
+    return DocKind::verify;
+  }
   if (doc.is_object() && doc.contains("context") && doc.contains("benchmarks") &&
-      doc.at("benchmarks").is_array())
+      doc.at("benchmarks").is_array()) {
+    validate_bench(doc, f);
     return DocKind::bench;
+  }
   throw std::runtime_error(
       source +
       ": unknown result file (expected maskcheck.verify/1 from `maskcheck "

@@ -87,13 +87,14 @@ json verify_doc(const std::string& impl, const std::string& property, const std:
     row["counterexample"] = json::array({{{"type", "case"}, {"value", "attention f64 H=1"}}});
   }
   if (status == "deviation") row["deviations"] = {{"empty_row_lse", 3}};
-  return {{"schema", "maskcheck.verify/1"},
-          {"seed", 5},
-          {"cases", 30},
-          {"replay", "maskcheck verify --seed 5"},
-          {"about", {{"cpu", "Test CPU"}, {"cores", 2}, {"commit", "abc"}}},
-          {"summary", {{"passed", status == "passed"}, {"failed", status == "failed"}}},
-          {"results", json::array({row})}};
+  return {
+      {"schema", "maskcheck.verify/1"},
+      {"seed", 5},
+      {"cases", 30},
+      {"replay", "maskcheck verify --seed 5"},
+      {"about", {{"cpu", "Test CPU"}, {"cores", 2}, {"commit", "abc"}}},
+      {"summary", {{"passed", status == "passed" ? 1 : 0}, {"failed", status == "failed" ? 1 : 0}}},
+      {"results", json::array({row})}};
 }
 
 std::size_t count(const std::string& haystack, const std::string& needle) {

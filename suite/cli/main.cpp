@@ -3,9 +3,10 @@
 //   maskcheck list [--json] [--mutants] [--plugin LIB.so]...
 //   maskcheck verify [--impl a,b] [--op OP] [--property P,...] [--cases N] [--seed S] [--json FILE]
 //                    [--strict] [--mutants] [--counterexamples DIR | --no-counterexamples]
-//                    [--plugin LIB.so]... [--plugin-timeout S] [--in-process]
+//                    [--plugin LIB.so]... [--plugin-timeout S] [--plugin-memory SIZE]
+//                    [--in-process]
 //   maskcheck eval OP [--impl NAME] [--plugin LIB.so] --in CASE.safetensors
-//                  [--out RESULT.safetensors] [--quiet]
+//                  [--out RESULT.safetensors] [--quiet] [--max-memory SIZE] [--max-work N]
 //   maskcheck report RESULTS.json... --out DIR      (writes DIR/report.md and DIR/report.html)
 //   maskcheck bench [--filter RE] [--json FILE] [--repetitions N] [--min-time S] [-- ARGS...]
 //   maskcheck compare BASELINE NEW [--max-slowdown 5%] [--alpha 0.05] [--gate RE] [--out FILE]
@@ -13,8 +14,9 @@
 // failed, 2 usage or input error (bench: the exit code of maskcheck_bench, 1 when a maskcheck
 // kernel mismatched before timing, 2 when the filter matches no benchmark; eval: 0 ran and wrote
 // the result, 1 the implementation threw on a valid case, 2 unreadable or invalid case, wrong OP,
-// or a case the implementation does not support; compare: 0 no regression, 1 a benchmark or
-// property regressed, 2 unreadable or mismatched inputs, bad flag values).
+// or a case the implementation does not support, or one above --max-memory / --max-work; compare:
+// 0 no regression, 1 a benchmark or property regressed, 2 unreadable or mismatched inputs, bad
+// flag values). Inputs must be regular files and outputs plain paths (maskcheck/suite/io.hpp).
 // `--plugin` loads a library implementing maskcheck/plugin.h (in a child process: see
 // suite/plugin/include/maskcheck/suite/plugin_host.hpp); `maskcheck plugin-worker` is that child,
 // a hidden subcommand.
@@ -42,11 +44,14 @@
 #include "maskcheck/reports/markdown.hpp"
 #include "maskcheck/reports/results.hpp"
 #include "maskcheck/suite/about.hpp"
+#include "maskcheck/suite/builtin.hpp"
 #include "maskcheck/suite/call.hpp"
 #include "maskcheck/suite/io.hpp"
+#include "maskcheck/suite/limits.hpp"
 #include "maskcheck/suite/mutants.hpp"
 #include "maskcheck/suite/plugin_host.hpp"
 #include "maskcheck/suite/progress.hpp"
+#include "maskcheck/suite/recording.hpp"
 #include "maskcheck/suite/runner.hpp"
 
 namespace mc = maskcheck;
@@ -249,6 +254,22 @@ int cmd_verify(const mc::VerifyPlan& plan, mc::VerifyConfig config, const std::s
   std::cout << "maskcheck verify: seed " << config.seed << ", " << config.cases
             << " cases per property, " << plan.items.size() << " properties\n"
             << "replay: " << mc::replay_command(config) << "\n";
+  // The counterexample directory is claimed now (concurrent runs get their own, see
+  // recording.hpp) and removed at the end when this run created it and left it empty.
+  std::vector<std::string> created_dirs;
+  if (!config.counterexample_dir.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::exists(config.counterexample_dir, ec))
+      created_dirs.push_back(config.counterexample_dir);
+    const std::string dir = mc::claim_counterexample_dir(config.counterexample_dir);
+    if (dir != config.counterexample_dir) {
+      created_dirs.insert(created_dirs.begin(), dir);
+      std::cout << "counterexamples: " << config.counterexample_dir
+                << " is in use by another maskcheck verify; this run saves its files in " << dir
+                << "\n";
+    }
+    config.counterexample_dir = dir;
+  }
   const auto plugins = plugins_of(plan);
   for (const auto& impl : plugins) std::cout << impl->name() << ": " << impl->description() << "\n";
   std::cout << std::flush;
@@ -275,6 +296,10 @@ int cmd_verify(const mc::VerifyPlan& plan, mc::VerifyConfig config, const std::s
   progress.finish();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (const auto& dir : created_dirs) {  // innermost first; remove() only takes empty ones
+    std::error_code ec;
+    std::filesystem::remove(dir, ec);
+  }
   print_summary(results, config);
   int failed = 0, errors = 0, passed = 0, skipped = 0, deviations = 0;
   for (const auto& o : results) {
@@ -291,6 +316,7 @@ int cmd_verify(const mc::VerifyPlan& plan, mc::VerifyConfig config, const std::s
             << (config.strict ? ", strict" : "") << ")\n";
   if (!json_path.empty()) {
     nlohmann::json doc = mc::verify_json(config, results, seconds);
+    doc.update(mc::mutants_json(results));
     doc["about"].update(mc::builtin_environment());
     for (const auto& impl : plugins)
       doc["plugins"].push_back(mc::plugin::plugin_info(*impl)->to_json());
@@ -300,20 +326,18 @@ int cmd_verify(const mc::VerifyPlan& plan, mc::VerifyConfig config, const std::s
   if (mutants) {
     // Against mutants a failure is the goal: the run passes when every mutant is killed.
     const auto verdicts = mc::mutant_verdicts(results);
-    int killed = 0;
     std::cout << "\nMutants (killed: caught by at least one property):\n";
     for (const auto& v : verdicts) {
-      killed += v.killed();
       std::cout << "  " << (v.killed() ? "killed   " : "SURVIVED ") << v.name << ": " << v.bug
                 << "\n";
       std::string by;
       for (const auto& p : v.killed_by) by += (by.empty() ? "" : ", ") + p;
       std::cout << "           " << (v.killed() ? "by " + by : "by no property") << "\n";
     }
-    const int total = static_cast<int>(verdicts.size());
-    fmt::print("Kill rate: {}/{} ({:.0f} %)\n", killed, total,
-               total > 0 ? 100.0 * killed / total : 100.0);
-    return errors == 0 && killed == total ? 0 : kExitFailed;
+    const mc::KillRate k = mc::kill_rate(verdicts);
+    fmt::print("Kill rate: {}/{} ({:.0f} %)\n", k.killed, k.total,
+               k.total > 0 ? 100.0 * k.killed / k.total : 100.0);
+    return errors == 0 && k.all() ? 0 : kExitFailed;
   }
   return failed + errors > 0 ? kExitFailed : 0;
 }
@@ -324,6 +348,7 @@ struct EvalOptions {
   std::string op, impl = "reference", in, out, plugin;
   bool impl_given = false;
   bool quiet = false;
+  mc::Budget budget;
 };
 
 // Built-in implementations and the mutants (mutant:<id>).
@@ -359,12 +384,27 @@ std::string preview(const mc::safetensors::Tensor& t) {
 
 int cmd_eval(const EvalOptions& o) {
   const mc::Op op = mc::op_from_string(o.op);
+  if (!o.out.empty()) mc::check_output_path(o.out, "--out", o.in);
+  // The memory a case needs is known before it runs: the file (its bytes, then its tensors), the
+  // tensors as doubles, then the call (limits.hpp). Above the budget: exit 2 with the figure.
+  const double max_memory = static_cast<double>(o.budget.max_memory);
+  if (std::error_code ec;
+      std::filesystem::is_regular_file(o.in, ec) &&
+      2.0 * static_cast<double>(std::filesystem::file_size(o.in, ec)) > max_memory)
+    throw mc::InvalidArgument(
+        o.in,
+        "a file of " + mc::format_bytes(static_cast<double>(std::filesystem::file_size(o.in, ec))),
+        "reading it needs twice its size, above the budget --max-memory " +
+            mc::format_bytes(max_memory) + "; raise it to run the case");
   // A plugin runs in this process here: one call, nothing else to protect.
   const auto impl = o.plugin.empty() ? find_implementation(o.impl)
                                      : mc::plugin::load_plugin(std::filesystem::absolute(o.plugin));
   if (!o.plugin.empty() && o.impl_given && o.impl != impl->name())
     throw mc::InvalidArgument("--impl", o.impl, "the library of --plugin is " + impl->name());
-  const auto file = mc::safetensors::read_file(o.in);
+  const auto file = mc::safetensors::read_file(o.in, o.budget.max_memory / 2);
+  double held = 0;  // the file's tensors, kept for the metadata of the result
+  for (const auto& [name, t] : file.tensors) held += static_cast<double>(t.bytes.size());
+  mc::check_budget({held + mc::decoded_bytes(file), 0}, o.budget, o.in);
   if (const auto it = file.metadata.find(mc::kMetaOp);
       it != file.metadata.end() && it->second != mc::to_string(op)) {
     std::cerr << "maskcheck: " << o.in << " holds a " << it->second << " case, not " << o.op
@@ -379,6 +419,9 @@ int cmd_eval(const EvalOptions& o) {
               << " case: " << e.what() << "\n";
     return kExitUsage;
   }
+  mc::CallCost cost = mc::cost_of(in);
+  cost.bytes += held;
+  mc::check_budget(cost, o.budget, o.in);
   if (const mc::Support s = mc::supports_call(*impl, in); !s) {
     std::cerr << "maskcheck: " << impl->name() << " does not support this case: " << s.reason
               << "\n";
@@ -425,7 +468,7 @@ int cmd_eval(const EvalOptions& o) {
 struct BenchOptions {
   std::string filter, json;
   int repetitions = 5;
-  double min_time = 0;  // 0: maskcheck_bench's default
+  std::string min_time;  // empty: maskcheck_bench's default
   std::vector<std::string> extra;
 };
 
@@ -515,7 +558,9 @@ int cmd_bench(const BenchOptions& o) {
   // The console shows the aggregates (median, mean, stddev, cv); the JSON keeps every repetition
   // too, for a significance test against a baseline.
   if (o.repetitions > 1) args.push_back("--benchmark_display_aggregates_only=true");
-  if (o.min_time > 0) args.push_back(fmt::format("--benchmark_min_time={}", o.min_time));
+  if (!o.min_time.empty())
+    args.push_back(
+        fmt::format("--benchmark_min_time={}", mc::parse_positive(o.min_time, "--min-time")));
   // The JSON goes to a temporary file beside the target and is renamed into place only when the
   // run finished and wrote valid JSON: an interrupted run never replaces a good file.
   std::string tmp;
@@ -528,7 +573,8 @@ int cmd_bench(const BenchOptions& o) {
         throw std::runtime_error("cannot create directory " + target.parent_path().string() + ": " +
                                  ec.message());
     }
-    tmp = o.json + ".tmp." + std::to_string(::getpid());
+    mc::remove_stale_temp_files(o.json);
+    tmp = mc::temp_path_for(o.json);
     args.push_back("--benchmark_out=" + tmp);
     args.push_back("--benchmark_out_format=json");
   }
@@ -572,6 +618,7 @@ int cmd_bench(const BenchOptions& o) {
     ::fsync(fd);
     ::close(fd);
   }
+  mc::check_output_path(o.json, "--json");  // still a plain path after the run
   fs::rename(tmp, o.json, ec);
   if (ec) {
     fs::remove(tmp, ec);
@@ -581,10 +628,18 @@ int cmd_bench(const BenchOptions& o) {
   return rc;
 }
 
-// `report`: both pages are rendered before either is written, and each is written to a temporary
-// file and renamed into place, so that a bad input or a failed render leaves no half-written
-// report (nor a Markdown page beside a stale HTML one).
+// `report`: both pages are rendered before either is written, and they are replaced together
+// (write_files_atomic: both temporary files written first, the renames shielded from SIGINT,
+// SIGTERM, SIGHUP and SIGQUIT), so that a bad input, a failed render or an interrupt leaves no
+// half-written report, nor a Markdown page beside a stale HTML one.
 int cmd_report(const std::vector<std::string>& inputs, const std::string& out_dir) {
+  if (out_dir.empty())
+    throw mc::InvalidArgument("--out", "''", "must name a directory for report.md and report.html");
+  const std::string md_path = out_dir + "/report.md", html_path = out_dir + "/report.html";
+  for (const auto& p : {md_path, html_path}) {
+    mc::check_output_path(p, "--out");
+    for (const auto& in : inputs) mc::check_output_path(p, "--out", in);
+  }
   std::vector<nlohmann::json> docs;
   for (const auto& path : inputs) {
     docs.push_back(mc::read_json_file(path));
@@ -598,8 +653,7 @@ int cmd_report(const std::vector<std::string>& inputs, const std::string& out_di
   html_options.cwd = std::filesystem::current_path(ec);
   html_options.generated = mc::utc_now_iso8601();
   const std::string html = mc::reports::html_report(docs, html_options);
-  mc::write_file_atomic(out_dir + "/report.md", md);
-  mc::write_file_atomic(out_dir + "/report.html", html);
+  mc::write_files_atomic({{md_path, md}, {html_path, html}});
   std::cout << "wrote " << out_dir << "/report.md and " << out_dir << "/report.html\n";
   return 0;
 }
@@ -612,10 +666,9 @@ void add_plugins(mc::Registry& registry, mc::VerifyConfig& config,
   for (const auto& given : paths) {
     std::error_code ec;
     const std::string path = std::filesystem::absolute(given, ec).string();
-    auto impl =
-        config.in_process
-            ? mc::plugin::load_plugin(path)
-            : mc::plugin::isolated_plugin(mc::plugin::probe_plugin(path, config.plugin_timeout));
+    auto impl = config.in_process ? mc::plugin::load_plugin(path)
+                                  : mc::plugin::isolated_plugin(mc::plugin::probe_plugin(
+                                        path, config.plugin_timeout, config.plugin_memory));
     if (registry.find(impl->name()))
       throw mc::InvalidArgument("--plugin", given,
                                 "its name " + impl->name() + " is taken by another implementation");
@@ -653,7 +706,7 @@ int main(int argc, char** argv) {
       app.add_subcommand("verify", "check implementations against the property catalogue");
   std::string impls, op, properties, json_path;
   int cases = 0, max_size = 100;
-  std::uint64_t seed = 0;
+  std::string seed_text;
   bool no_shrink = false, quiet = false, mutants = false;
   verify->add_option(
       "--impl", impls,
@@ -664,8 +717,9 @@ int main(int argc, char** argv) {
   verify->add_option("--property", properties, "only these properties, comma-separated");
   verify->add_option("--cases", cases, "cases per property (default 100, or MASKCHECK_CASES)")
       ->check(CLI::Range(1, 1000000));
-  auto* seed_opt =
-      verify->add_option("--seed", seed, "seed of the run (default: MASKCHECK_SEED or random)");
+  auto* seed_opt = verify->add_option(
+      "--seed", seed_text,
+      "seed of the run, an unsigned 64-bit decimal integer (default: MASKCHECK_SEED or random)");
   verify->add_option("--max-size", max_size, "largest rapidcheck size (default 100)")
       ->check(CLI::Range(0, 10000));
   verify->add_flag("--no-shrink", no_shrink, "report the first failing case without shrinking it");
@@ -707,18 +761,28 @@ int main(int argc, char** argv) {
       "--out", eval_opts.out,
       "write the result tensors and metadata here (.safetensors, replaced atomically)");
   eval->add_flag("--quiet", eval_opts.quiet, "print nothing but errors");
+  std::string eval_max_memory, eval_max_work;
+  eval->add_option("--max-memory", eval_max_memory,
+                   "refuse (exit 2) a case that needs more memory than this, computed before it "
+                   "runs: 4G, 512M, 1.5GiB, bytes (default 4G)");
+  eval->add_option("--max-work", eval_max_work,
+                   "refuse (exit 2) a case whose naive reference needs more element operations "
+                   "than this (default 1e12, about 10 to 20 minutes)");
 
   std::vector<std::string> plugin_paths;
-  double plugin_timeout = 0;
+  std::string plugin_timeout;
   bool in_process = false;
   verify->add_option("--plugin", plugin_paths,
                      "verify this plugin library (maskcheck/plugin.h), as plugin:<name>, in child "
                      "processes; repeatable; with --impl, beside those implementations");
-  verify
-      ->add_option("--plugin-timeout", plugin_timeout,
-                   "seconds a plugin's worker may go without finishing a call before it is killed "
-                   "and the property fails (default 60)")
-      ->check(CLI::PositiveNumber);
+  verify->add_option("--plugin-timeout", plugin_timeout,
+                     "seconds a plugin's worker may go without finishing a call before it is "
+                     "killed and the property fails, a finite number > 0 (default 60)");
+  std::string plugin_memory;
+  verify->add_option("--plugin-memory", plugin_memory,
+                     "resident memory a plugin's worker and the processes it starts may hold "
+                     "together before they are all killed and the property fails: 4G, 512M, "
+                     "bytes (default: half the machine's memory, at most 16G)");
   verify->add_flag("--in-process", in_process,
                    "load plugins into this process: no isolation (a crash ends the run), for "
                    "debuggers");
@@ -736,6 +800,7 @@ int main(int argc, char** argv) {
   worker->add_flag("--strict", worker_opts.strict);
   worker->add_option("--counterexamples", worker_opts.counterexample_dir);
   worker->add_option("--result-fd", worker_opts.result_fd);
+  worker->add_option("--sandbox-memory", worker_opts.sandbox_memory);
 
   auto* report = app.add_subcommand(
       "report",
@@ -766,10 +831,9 @@ int main(int argc, char** argv) {
       ->add_option("--repetitions", bench_opts.repetitions,
                    "repetitions per benchmark, with median/mean/stddev/cv (default 5)")
       ->check(CLI::Range(1, 1000));
-  bench
-      ->add_option("--min-time", bench_opts.min_time,
-                   "minimum seconds per repetition (default: maskcheck_bench's, 0.1)")
-      ->check(CLI::PositiveNumber);
+  bench->add_option("--min-time", bench_opts.min_time,
+                    "minimum seconds per repetition, a finite number > 0 (default: "
+                    "maskcheck_bench's, 0.1)");
   bench->add_option("benchmark_args", bench_opts.extra,
                     "further arguments for maskcheck_bench, after --");
 
@@ -827,7 +891,7 @@ int main(int argc, char** argv) {
       mc::VerifyConfig config;
       config.cases = cases > 0 ? cases : mc::cases_from_env(100);
       if (*seed_opt) {
-        config.seed = seed;
+        config.seed = mc::parse_seed(seed_text, "--seed");
       } else if (auto s = mc::seed_from_env()) {
         config.seed = *s;
       } else {
@@ -840,10 +904,17 @@ int main(int argc, char** argv) {
       config.properties = split_commas(properties);
       // A mutant is judged against the exact contract: a named deviation kills it too.
       config.strict = strict || mutants;
+      if (*ce_opt && counterexample_dir.empty())
+        throw mc::InvalidArgument("--counterexamples", "''",
+                                  "must name a directory (--no-counterexamples saves none)");
+      if (*verify->get_option("--json")) mc::check_output_path(json_path, "--json");
       if (!no_counterexamples)
         config.counterexample_dir =
             *ce_opt ? counterexample_dir : default_counterexample_dir(json_path);
-      config.plugin_timeout = plugin_timeout;
+      if (!plugin_timeout.empty())
+        config.plugin_timeout = mc::parse_positive(plugin_timeout, "--plugin-timeout");
+      if (!plugin_memory.empty())
+        config.plugin_memory = mc::parse_size(plugin_memory, "--plugin-memory");
       config.in_process = in_process;
       if (mutants && !plugin_paths.empty())
         throw mc::InvalidArgument("--plugin", plugin_paths.front(),
@@ -864,17 +935,25 @@ int main(int argc, char** argv) {
     }
     if (*eval) {
       eval_opts.impl_given = eval_impl->count() > 0;
+      if (!eval_max_memory.empty())
+        eval_opts.budget.max_memory = mc::parse_size(eval_max_memory, "--max-memory");
+      if (!eval_max_work.empty())
+        eval_opts.budget.max_work = mc::parse_positive(eval_max_work, "--max-work");
       return cmd_eval(eval_opts);
     }
     if (*report) return cmd_report(inputs, out_dir);
-    if (*bench) return cmd_bench(bench_opts);
+    if (*bench) {
+      if (*bench->get_option("--json")) mc::check_output_path(bench_opts.json, "--json");
+      return cmd_bench(bench_opts);
+    }
     if (*compare) {
       cmp_opts.max_slowdown = mc::reports::parse_percentage(cmp_slowdown);
+      if (*compare->get_option("--out")) mc::check_output_path(cmp_out, "--out");
       const auto c = mc::reports::compare_results(
           mc::reports::load_results(cmp_base, "BASELINE", mc::read_json_file),
           mc::reports::load_results(cmp_new, "NEW", mc::read_json_file), cmp_opts);
       const std::string md = mc::reports::compare_markdown(c);
-      if (!cmp_out.empty()) mc::write_file_atomic(cmp_out, md);
+      if (*compare->get_option("--out")) mc::write_file_atomic(cmp_out, md);
       std::cout << md << std::flush;
       return c.failed() ? kExitFailed : 0;
     }

@@ -17,11 +17,6 @@ namespace st = safetensors;
 
 namespace {
 
-template <class... F>
-struct overloaded : F... {
-  using F::operator()...;
-};
-
 constexpr std::pair<Call, std::string_view> kCalls[] = {
     {Call::build_mask, "build_mask"},
     {Call::convert_mask, "convert_mask"},

@@ -1,5 +1,11 @@
 #include "maskcheck/suite/recording.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "maskcheck/suite/about.hpp"
@@ -215,6 +221,40 @@ void save_counterexample(const std::string& dir, const RecordingImplementation& 
   } catch (const std::exception& e) {
     o.message += "\n(counterexample files not saved: " + std::string(e.what()) + ")";
   }
+}
+
+namespace {
+
+// Takes the lock of `dir` (creating it) for the rest of the process; false when another open
+// file description holds it.
+bool lock_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw std::runtime_error("cannot create directory " + dir + ": " + ec.message());
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    throw std::runtime_error("cannot open directory " + dir + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    // Held until the process exits: the descriptor is deliberately never closed. Workers are
+    // started with exec and O_CLOEXEC closes their copy; the lock stays with this process.
+    return true;
+  }
+  const int e = errno;
+  ::close(fd);
+  if (e != EWOULDBLOCK)
+    throw std::runtime_error("cannot lock directory " + dir + ": " + std::strerror(e));
+  return false;
+}
+
+}  // namespace
+
+std::string claim_counterexample_dir(const std::string& dir) {
+  if (lock_dir(dir)) return dir;
+  for (int k = 1; k < 10000; ++k) {
+    const std::string sub = (std::filesystem::path(dir) / ("run-" + std::to_string(k))).string();
+    if (lock_dir(sub)) return sub;
+  }
+  throw std::runtime_error("cannot find a free run directory in " + dir);
 }
 
 }  // namespace maskcheck

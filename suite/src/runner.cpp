@@ -12,7 +12,7 @@
 #include "maskcheck/suite/about.hpp"
 #include "maskcheck/suite/deviations.hpp"
 #include "maskcheck/suite/forwarding.hpp"
-#include "maskcheck/suite/mutants.hpp"
+#include "maskcheck/suite/limits.hpp"
 #include "maskcheck/suite/recording.hpp"
 
 namespace maskcheck {
@@ -86,6 +86,7 @@ std::string replay_command(const VerifyConfig& c, std::string_view impl,
       plugins = true;
     }
   if (plugins && c.plugin_timeout > 0) os << " --plugin-timeout " << c.plugin_timeout;
+  if (plugins && c.plugin_memory > 0) os << " --plugin-memory " << c.plugin_memory;
   if (plugins && c.in_process) os << " --in-process";
   if (!property.empty()) {
     os << " --property " << property;
@@ -327,32 +328,6 @@ std::vector<PropertyOutcome> run_verify(const VerifyPlan& plan, const VerifyConf
   return results;
 }
 
-std::vector<MutantVerdict> mutant_verdicts(const std::vector<PropertyOutcome>& results) {
-  std::vector<MutantVerdict> verdicts;
-  for (const auto& m : mutant_catalogue()) {
-    MutantVerdict v{m.impl->name(), m.bug, {}};
-    bool ran = false;
-    for (const auto& o : results) {
-      if (o.implementation != v.name) continue;
-      ran = true;
-      if (o.status == Status::failed) v.killed_by.push_back(o.property);
-    }
-    if (ran) verdicts.push_back(std::move(v));
-  }
-  return verdicts;
-}
-
-VerifyPlan plan_mutant_verify(const VerifyConfig& config) {
-  VerifyPlan plan = plan_verify(mutant_registry(), config);
-  if (config.op || !config.properties.empty()) return plan;
-  std::erase_if(plan.items, [](const auto& item) {
-    for (const auto& m : mutant_catalogue())
-      if (m.impl == item.first) return m.op != item.second->op;
-    return false;
-  });
-  return plan;
-}
-
 nlohmann::json verify_json(const VerifyConfig& config, const std::vector<PropertyOutcome>& results,
                            double seconds) {
   using nlohmann::json;
@@ -375,16 +350,6 @@ nlohmann::json verify_json(const VerifyConfig& config, const std::vector<Propert
   }
   j["summary"] = summary;
   j["results"] = rows;
-  const auto verdicts = mutant_verdicts(results);
-  if (!verdicts.empty()) {
-    int killed = 0;
-    for (const auto& v : verdicts) {
-      killed += v.killed();
-      j["mutants"].push_back(
-          {{"name", v.name}, {"bug", v.bug}, {"killed", v.killed()}, {"killed_by", v.killed_by}});
-    }
-    j["kill_rate"] = {{"killed", killed}, {"total", verdicts.size()}};
-  }
   return j;
 }
 
@@ -468,10 +433,7 @@ int cases_from_env(int fallback) {
 std::optional<std::uint64_t> seed_from_env() {
   const char* s = std::getenv("MASKCHECK_SEED");
   if (!s || !*s) return std::nullopt;
-  char* end = nullptr;
-  const unsigned long long v = std::strtoull(s, &end, 10);
-  if (*end != '\0') throw_invalid("MASKCHECK_SEED", s, "must be an unsigned integer");
-  return v;
+  return parse_seed(s, "MASKCHECK_SEED");
 }
 
 bool ci_budget() {

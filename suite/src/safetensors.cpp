@@ -135,20 +135,6 @@ Tensor ints_to_tensor(std::span<const V> values, std::vector<std::int64_t> shape
   return t;
 }
 
-// Reads the whole file; std::runtime_error when it cannot.
-std::string slurp(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::exists(path, ec)) throw std::runtime_error("cannot read " + path + ": no such file");
-  if (!fs::is_regular_file(path, ec))
-    throw std::runtime_error("cannot read " + path + ": not a regular file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw std::runtime_error("cannot read " + path);
-  return bytes;
-}
-
 struct Entry {
   std::string name;
   std::int64_t begin = 0, end = 0;
@@ -319,21 +305,24 @@ File parse(std::string_view bytes, const std::string& source) {
     }
     const auto size = byte_size(t.shape, itemsize(t.dtype));
     if (!size) fail(field + " shape", json_brief(shape), "byte size must fit in 64 bits");
+    // Offsets are unsigned and checked in that domain, in order, before anything is read: a
+    // begin above 2^63 must not wrap negative.
     const json& off = value["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
-        !off[1].is_number_unsigned() ||
-        off[1].get<std::uint64_t>() > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
+        !off[1].is_number_unsigned())
       fail(field + " data_offsets", json_brief(off), "must be [begin, end], integers >= 0");
-    const auto begin = off[0].get<std::int64_t>(), end = off[1].get<std::int64_t>();
-    if (begin > end) fail(field + " data_offsets", json_brief(off), "begin must not exceed end");
-    if (end - begin != *size)
-      fail(field + " data_offsets", json_brief(off),
-           "span " + std::to_string(end - begin) + " bytes, but " + t.describe() + " needs " +
-               std::to_string(*size));
-    if (end > static_cast<std::int64_t>(data.size()))
+    const std::uint64_t ubegin = off[0].get<std::uint64_t>(), uend = off[1].get<std::uint64_t>();
+    if (ubegin > uend) fail(field + " data_offsets", json_brief(off), "begin must not exceed end");
+    if (uend > data.size())
       fail(field + " data_offsets", json_brief(off),
            "end lies past the " + std::to_string(data.size()) +
                "-byte data buffer; truncated file?");
+    if (uend - ubegin != static_cast<std::uint64_t>(*size))
+      fail(field + " data_offsets", json_brief(off),
+           "span " + std::to_string(uend - ubegin) + " bytes, but " + t.describe() + " needs " +
+               std::to_string(*size));
+    // Both now lie in [0, data.size()], which fits in int64.
+    const auto begin = static_cast<std::int64_t>(ubegin), end = static_cast<std::int64_t>(uend);
     t.bytes.assign(data.begin() + begin, data.begin() + end);
     entries.push_back({name, begin, end});
     f.tensors.emplace(name, std::move(t));
@@ -362,8 +351,8 @@ File parse(std::string_view bytes, const std::string& source) {
   return f;
 }
 
-File read_file(const std::string& path) {
-  return parse(slurp(path), path);
+File read_file(const std::string& path, std::uint64_t max_bytes) {
+  return parse(read_input_file(path, max_bytes), path);
 }
 
 void write_file(const std::string& path, const File& f) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "maskcheck/kernels/cpu.hpp"
+#include "maskcheck/suite/builtin.hpp"
 #include "maskcheck/suite/cases.hpp"
 #include "maskcheck/suite/properties.hpp"
 #include "maskcheck/suite/reference_impl.hpp"

@@ -245,9 +245,10 @@ TEST(Safetensors, filesAreWrittenAtomicallyAndReadErrorsNameThePath) {
   const std::string path = (dir / "sub" / "a.safetensors").string();
   st::write_file(path, f);  // creates the directory
   EXPECT_EQ(st::to_doubles(st::read_file(path).tensors.at("x"), "x"), std::vector<double>{1.5});
-  // A target that cannot be replaced (a directory) throws and leaves no temporary file behind.
+  // A target that cannot be replaced (a directory) is refused (InvalidArgument, io.hpp) and
+  // leaves no temporary file behind.
   fs::create_directories(dir / "taken.safetensors");
-  EXPECT_THROW(st::write_file((dir / "taken.safetensors").string(), f), std::runtime_error);
+  EXPECT_THROW(st::write_file((dir / "taken.safetensors").string(), f), mc::InvalidArgument);
   for (const auto& e : fs::directory_iterator(dir))
     EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
   try {

@@ -4,12 +4,16 @@
 // The test plugins are the example with one fault each (suite/tests/plugins/faulty_plugin.c).
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <fstream>
 #include <limits>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "cli_run.hpp"
 #include "maskcheck/suite/io.hpp"
@@ -135,6 +139,53 @@ TEST(Plugin, hangIsKilledAtTheTimeoutAndTheRunGoesOn) {
                        "--plugin-timeout 1"));
   EXPECT_EQ(rows.at("softmax.agreesWithReference").at("status"), "passed");
   EXPECT_EQ(rows.at("cross_entropy.agreesWithReference").at("status"), "passed");
+}
+
+TEST(Plugin, aLeakingPluginIsKilledAtItsMemoryLimit) {
+  // 64 MiB resident per call and never freed: without a limit it runs until the machine does.
+  const std::string json = temp_path("leak.json");
+  const CliResult r =
+      maskcheck_cli("verify --plugin " + test_plugin("leak") +
+                    " --property attention.agreesWithReference,softmax.agreesWithReference "
+                    "--plugin-memory 400M --cases 100 --seed 5 --no-counterexamples --json " +
+                    json);
+  ASSERT_EQ(r.code, 1) << r.out;
+  auto rows = rows_by_property(maskcheck::read_json_file(json));
+  const auto& att = rows.at("attention.agreesWithReference");
+  EXPECT_EQ(att.at("status"), "failed") << att.dump();
+  const std::string msg = att.value("message", "");
+  EXPECT_TRUE(contains(msg, "over its limit: the plugin's")) << msg;
+  EXPECT_TRUE(contains(msg, "above --plugin-memory 0.39 GiB")) << msg;
+  EXPECT_TRUE(contains(msg, "inside plugin:leak attention_forward")) << msg;
+  EXPECT_TRUE(contains(att.at("replay").get<std::string>(), "--plugin-memory 419430400"))
+      << att.dump();
+  EXPECT_EQ(rows.at("softmax.agreesWithReference").at("status"), "passed");
+  EXPECT_EQ(maskcheck_cli("verify --plugin " + test_plugin("leak") + " --plugin-memory 0").code, 2);
+}
+
+TEST(Plugin, processesAPluginLeavesBehindAreKilled) {
+  // The plugin forks, its child calls setsid and forks again, and exits: the grandchild sleeps
+  // forever in a session of its own, out of the worker's process group.
+  const std::string pids = temp_path("orphans.txt");
+  std::filesystem::remove(pids);
+  const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("orphan") +
+                                        " --property attention.agreesWithReference --cases 5 "
+                                        "--seed 5 --no-counterexamples",
+                                    "MASKCHECK_TEST_ORPHAN_FILE=" + pids);
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream in(pids);
+  int pid = 0, seen = 0;
+  while (in >> pid) {
+    ++seen;
+    bool gone = false;
+    for (int i = 0; i < 100 && !gone; ++i) {  // reaped by the sandbox, else by init
+      gone = ::kill(pid, 0) != 0 && errno == ESRCH;
+      if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_TRUE(gone) << "the plugin's orphan " << pid << " is still running";
+    if (!gone) ::kill(pid, SIGKILL);
+  }
+  EXPECT_GE(seen, 1) << r.out;
 }
 
 TEST(Plugin, maskingBugIsCaught) {

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <random>
 
+#include "maskcheck/suite/builtin.hpp"
 #include "maskcheck/suite/runner.hpp"
 
 namespace mc = maskcheck;

@@ -200,6 +200,7 @@ struct WorkerRun {
   std::string problem;   // ... and what it was asked
   bool in_call = false;  // whether that call had not returned
   int calls = 0;
+  std::string limit;   // the sandbox's word when it killed the worker over a limit
   std::string output;  // the tail of its standard output and error
   double seconds = 0;
 };
@@ -241,19 +242,24 @@ void handle_line(WorkerRun& run, const std::string& line) {
     ++run.calls;
   } else if (line == "done") {
     run.in_call = false;
+  } else if (line.rfind("limit ", 0) == 0) {
+    // "limit <memory|processes> <what happened>" from the sandbox (sandbox.cpp)
+    const auto space = line.find(' ', 6);
+    run.limit = space == std::string::npos ? line.substr(6) : line.substr(space + 1);
   } else if (line.rfind("result ", 0) == 0) {
     run.json = nlohmann::json::parse(line.substr(7), nullptr, false);
     run.result = !run.json.is_discarded();
   }
 }
 
-// Runs `maskcheck plugin-worker <args>` and watches it (see the file comment).
-WorkerRun run_worker(std::vector<std::string> args, double timeout_s) {
+// Runs `maskcheck plugin-worker <args>` under its sandbox and watches it (see the file comment).
+WorkerRun run_worker(std::vector<std::string> args, double timeout_s, std::uint64_t memory) {
   const auto start = std::chrono::steady_clock::now();
   const std::string exe = self_executable().string();
   Pipe messages, output;
   args.insert(args.begin(),
-              {exe, "plugin-worker", "--result-fd", std::to_string(messages.write_end())});
+              {exe, "plugin-worker", "--result-fd", std::to_string(messages.write_end()),
+               "--sandbox-memory", std::to_string(memory > 0 ? memory : default_worker_memory())});
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -289,7 +295,7 @@ WorkerRun run_worker(std::vector<std::string> args, double timeout_s) {
   const auto timeout = std::chrono::duration<double>(timeout_s);
   auto last_message = std::chrono::steady_clock::now();
   bool messages_open = true, output_open = true, exited = false;
-  std::chrono::steady_clock::time_point drain_until;
+  std::chrono::steady_clock::time_point drain_until, kill_at;
   char buf[8192];
   while (true) {
     pollfd fds[2] = {{messages_open ? messages.read_end() : -1, POLLIN, 0},
@@ -331,12 +337,19 @@ WorkerRun run_worker(std::vector<std::string> args, double timeout_s) {
     const bool ended =
         ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
         info.si_pid == pid;
-    if (!ended && std::chrono::steady_clock::now() - last_message > timeout) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!ended && !run.timed_out && now - last_message > timeout) {
+      // The sandbox kills the worker and everything it started, then exits; SIGKILL to the
+      // group if it has not within 5 s.
       run.timed_out = true;
+      ::kill(pid, SIGTERM);
+      kill_at = now + std::chrono::seconds(5);
+    }
+    if (!ended && run.timed_out && now > kill_at) {
       ::kill(-pid, SIGKILL);
       ::kill(pid, SIGKILL);
     }
-    if (ended || run.timed_out) {
+    if (ended) {
       exited = true;
       drain_until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     }
@@ -391,7 +404,10 @@ std::string ending(const WorkerRun& run, double timeout_s) {
 // ... and where, for a property's failure.
 std::string failure_of(const WorkerRun& run, const std::string& impl, double timeout_s) {
   std::ostringstream os;
-  os << (run.timed_out ? "timed out: " : "crashed: ") << ending(run, timeout_s);
+  if (!run.limit.empty())
+    os << "over its limit: " << run.limit << "; the sandbox killed the worker and all it started";
+  else
+    os << (run.timed_out ? "timed out: " : "crashed: ") << ending(run, timeout_s);
   if (run.calls == 0)
     os << " before its first call into " << impl;
   else
@@ -415,9 +431,9 @@ class IsolatedPlugin final : public detail::PluginBase {
 
 // ---- public entry points ----------------------------------------------------------------------
 
-PluginInfo probe_plugin(const std::string& path, double timeout_s) {
+PluginInfo probe_plugin(const std::string& path, double timeout_s, std::uint64_t memory_limit) {
   timeout_s = effective_timeout(timeout_s);
-  const WorkerRun run = run_worker({"--plugin", path}, timeout_s);
+  const WorkerRun run = run_worker({"--plugin", path}, timeout_s, memory_limit);
   if (run.result && run.json.contains("info")) return PluginInfo::from_json(run.json.at("info"));
   if (run.result && run.json.contains("load_error"))
     throw LoadError(run.json.at("load_error").get<std::string>());
@@ -449,7 +465,7 @@ PropertyOutcome run_property_isolated(const Implementation& impl, const Property
     args.push_back("--counterexamples");
     args.push_back(config.counterexample_dir);
   }
-  const WorkerRun run = run_worker(args, timeout_s);
+  const WorkerRun run = run_worker(args, timeout_s, config.plugin_memory);
 
   PropertyOutcome o;
   bool have = false;
@@ -491,6 +507,7 @@ namespace {
 }  // namespace
 
 void worker_main(const WorkerOptions& opt) {
+  if (opt.sandbox_memory > 0) detail::enter_sandbox(opt.sandbox_memory, opt.result_fd);
   Channel channel(opt.result_fd);
   std::shared_ptr<const Implementation> impl;
   try {

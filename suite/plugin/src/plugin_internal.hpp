@@ -24,4 +24,11 @@ class PluginBase : public Implementation {
   PluginInfo info_;
 };
 
+// Called by the worker right after it started (sandbox.cpp): forks. The child returns and runs
+// the worker; the parent becomes the sandbox of plugin_host.hpp, watches the child and all it
+// starts, and exits with the child's status (or dies of its signal) once everything is reaped.
+// Above the memory or process limit it writes "limit <what> <detail>" to `message_fd` and kills
+// the whole tree.
+void enter_sandbox(std::uint64_t memory_limit, int message_fd);
+
 }  // namespace maskcheck::plugin::detail

@@ -11,9 +11,17 @@
 //                   right-padded (a kernel written for training batches, fed left-padded prompts)
 //   FAULT_PICKY     declines attention over packed documents (UNSUPPORTED, with the reason)
 //   FAULT_OVERRUN   attention_forward writes one element past the end of `out`
+//   FAULT_LEAK      attention_forward leaks 64 MiB per call (touched, so resident)
+//   FAULT_ORPHAN    attention_forward forks a child that calls setsid, forks a grandchild that
+//                   sleeps forever (its pid written to $MASKCHECK_TEST_ORPHAN_FILE), and exits:
+//                   the grandchild is an orphan in a session of its own
 //   FAULT_KEEP      no fault: asks for the keep-mask tensor and reads only that, and declares
 //                   that it has no log-sum-exp (and insists on never being asked for it)
 #define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define EXAMPLE_PLUGIN_NO_ENTRY
@@ -74,6 +82,48 @@ static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char
   for (int d = 0; d < a->out->ndim; ++d) n *= a->out->shape[d];
   store(a->out, n, 0.0);  // a tail tile without its bounds check
   return s;
+}
+#elif defined(FAULT_LEAK)
+#define FAULT_NAME "leak"
+static void* volatile leaked;  // a chain through the blocks: the compiler cannot drop them
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  if (!a->query) {
+    const size_t n = (size_t)64 << 20;
+    char* lost = malloc(n);
+    if (lost) {
+      memset(lost, 1, n);
+      *(void**)lost = leaked;
+      leaked = lost;
+    }
+  }
+  return example_attention(a, msg, msg_size);
+}
+#elif defined(FAULT_ORPHAN)
+#define FAULT_NAME "orphan"
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  static int started = 0;
+  if (!a->query && !started) {
+    started = 1;
+    const pid_t child = fork();
+    if (child == 0) {
+      setsid();
+      const pid_t grandchild = fork();
+      if (grandchild == 0) {
+        for (;;) pause();
+      }
+      const char* path = getenv("MASKCHECK_TEST_ORPHAN_FILE");
+      FILE* f = path ? fopen(path, "a") : NULL;
+      if (f) {
+        fprintf(f, "%d\n", (int)grandchild);
+        fclose(f);
+      }
+      _exit(0);
+    }
+    if (child > 0) waitpid(child, NULL, 0);
+  }
+  return example_attention(a, msg, msg_size);
 }
 #elif defined(FAULT_KEEP)
 static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "maskcheck/adapters/torch_peers.hpp"
+#include "maskcheck/suite/builtin.hpp"
 #include "maskcheck/suite/io.hpp"
 #include "maskcheck/suite/runner.hpp"
 

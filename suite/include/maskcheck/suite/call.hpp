@@ -129,6 +129,14 @@ struct MlmCall {
   std::vector<std::uint8_t> keep, special, continuation;
 };
 
+// A visitor of several lambdas: std::visit(overloaded{[](const AttentionCall&) {...}, ...}, in).
+template <class... F>
+struct overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+overloaded(F...) -> overloaded<F...>;  // clang 14 deduces no aggregate template arguments
+
 using CallInputs = std::variant<BuildMaskCall, ConvertMaskCall, KeepFromLengthsCall,
                                 LastValidIndexCall, SoftmaxCall, AttentionCall, VarlenAttentionCall,
                                 CrossEntropyCall, LmLabelsCall, MlmCall>;

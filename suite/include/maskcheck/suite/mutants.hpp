@@ -7,7 +7,10 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "maskcheck/suite/registry.hpp"
+#include "maskcheck/suite/runner.hpp"
 
 namespace maskcheck {
 
@@ -19,5 +22,28 @@ struct Mutant {
 
 const std::vector<Mutant>& mutant_catalogue();
 Registry mutant_registry();
+
+// The mutant catalogue's plan. Unless the selection names an operation or properties, each mutant
+// meets only the properties of the operation its bug lives in: its other operations are the
+// reference's and cannot fail.
+VerifyPlan plan_mutant_verify(const VerifyConfig& config);
+
+// Mutant runs: which properties killed (failed on) each mutant of the catalogue that ran.
+struct MutantVerdict {
+  std::string name;
+  std::string bug;
+  std::vector<std::string> killed_by;
+  bool killed() const { return !killed_by.empty(); }
+};
+std::vector<MutantVerdict> mutant_verdicts(const std::vector<PropertyOutcome>& results);
+
+struct KillRate {
+  int killed = 0, total = 0;
+  bool all() const { return killed == total; }
+};
+KillRate kill_rate(const std::vector<MutantVerdict>& verdicts);
+
+// The "mutants" and "kill_rate" fields of a verify JSON file (empty when no mutant ran).
+nlohmann::json mutants_json(const std::vector<PropertyOutcome>& results);
 
 }  // namespace maskcheck

@@ -83,4 +83,11 @@ std::string counterexample_file_name(std::string_view impl, std::string_view pro
 void save_counterexample(const std::string& dir, const RecordingImplementation& recorder,
                          bool reproduced, PropertyOutcome& o);
 
+// The directory this run saves its counterexamples in, so that concurrent runs sharing `dir`
+// never replace or list each other's files: `dir` itself when no other live process holds it,
+// else the first free `dir/run-<k>` (k = 1, 2, ...). The run holds an advisory lock (flock) on the
+// directory it got until it exits; its worker processes inherit it. Creates the directories;
+// throws std::runtime_error when it cannot.
+std::string claim_counterexample_dir(const std::string& dir);
+
 }  // namespace maskcheck

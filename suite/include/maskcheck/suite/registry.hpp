@@ -142,10 +142,6 @@ class Registry {
   std::vector<std::shared_ptr<const Implementation>> impls_;
 };
 
-// The implementations built into this binary: "reference", then the kernels and adapters the
-// build enabled (each compiled-in part adds itself in builtin.cpp).
-const Registry& builtin_registry();
-
 std::shared_ptr<const Implementation> make_reference_implementation();
 
 }  // namespace maskcheck

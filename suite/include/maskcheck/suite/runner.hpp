@@ -43,6 +43,7 @@ struct VerifyConfig {
   std::string counterexample_dir;       // save failing cases here (recording.hpp); empty: don't
   std::vector<PluginRef> plugins;       // plugin libraries of the run (replayed with --plugin)
   double plugin_timeout = 0;            // --plugin-timeout in seconds; 0: the default
+  std::uint64_t plugin_memory = 0;      // --plugin-memory in bytes; 0: the default
   bool in_process = false;              // --in-process: plugins run in this process
 };
 
@@ -91,19 +92,6 @@ using PropertyRunner =
 std::vector<PropertyOutcome> run_verify(const VerifyPlan& plan, const VerifyConfig& config,
                                         const ProgressFn& progress = {},
                                         const PropertyRunner& runner = {});
-
-// Mutant runs: which properties killed (failed on) each mutant of the catalogue that ran.
-struct MutantVerdict {
-  std::string name;
-  std::string bug;
-  std::vector<std::string> killed_by;
-  bool killed() const { return !killed_by.empty(); }
-};
-std::vector<MutantVerdict> mutant_verdicts(const std::vector<PropertyOutcome>& results);
-// The mutant catalogue's plan. Unless the selection names an operation or properties, each mutant
-// meets only the properties of the operation its bug lives in: its other operations are the
-// reference's and cannot fail.
-VerifyPlan plan_mutant_verify(const VerifyConfig& config);
 
 // Results as JSON (schema "maskcheck.verify/1"), with machine and build information.
 nlohmann::json verify_json(const VerifyConfig& config, const std::vector<PropertyOutcome>& results,

@@ -55,7 +55,10 @@ struct File {
 std::string serialize(const File& f);
 // `source` names the bytes in error messages (usually the path).
 File parse(std::string_view bytes, const std::string& source);
-File read_file(const std::string& path);
+// A regular file of at most `max_bytes` (read_input_file in io.hpp); eval passes half its
+// --max-memory (the bytes and the tensors parsed from them are held together).
+inline constexpr std::uint64_t kDefaultMaxFileBytes = std::uint64_t{2} << 30;
+File read_file(const std::string& path, std::uint64_t max_bytes = kDefaultMaxFileBytes);
 void write_file(const std::string& path, const File& f);
 
 // Values in and out. Floating tensors hold doubles converted to the dtype (f16/bf16 round to

@@ -73,7 +73,8 @@ std::shared_ptr<const Implementation> load_plugin(const std::string& path,
 const PluginInfo* plugin_info(const Implementation& impl);
 
 // Loads the plugin in a worker process and returns what it declares. Throws LoadError.
-PluginInfo probe_plugin(const std::string& path, double timeout_s);
+// memory_limit: bytes the worker's processes may hold resident (0: default_worker_memory()).
+PluginInfo probe_plugin(const std::string& path, double timeout_s, std::uint64_t memory_limit = 0);
 // A stand-in for a probed plugin: it answers name, description, ops and dtypes; its operations
 // are never called in this process (run_isolated runs them in a worker).
 std::shared_ptr<const Implementation> isolated_plugin(PluginInfo info);
@@ -86,6 +87,15 @@ PropertyOutcome run_property_isolated(const Implementation& impl, const Property
 // reports the plugin's info, otherwise the outcome of that property. Its messages go to
 // `result_fd`; with -1 only the result goes to standard output (for running it by hand, e.g.
 // under a debugger). Ends the process without running static destructors.
+// Every worker runs under a sandbox process (the first process of the worker's process group,
+// a child subreaper): it watches the resident memory and the number of the processes the plugin
+// runs in (the worker and everything it started, also what escaped with setsid), kills them all
+// above memory_limit or kMaxWorkerProcesses (telling the parent why), and when the worker ends,
+// is killed or times out, kills and reaps whatever the plugin left running. No orphans.
+inline constexpr int kMaxWorkerProcesses = 256;
+// Half the machine's memory, at most 16 GiB.
+std::uint64_t default_worker_memory();
+
 struct WorkerOptions {
   std::string plugin;
   std::string property;
@@ -96,6 +106,7 @@ struct WorkerOptions {
   bool strict = false;             // named deviations fail (deviations.hpp)
   std::string counterexample_dir;  // save failing cases here (recording.hpp); empty: don't
   int result_fd = -1;
+  std::uint64_t sandbox_memory = 0;  // > 0: run under the sandbox with this memory limit
 };
 [[noreturn]] void worker_main(const WorkerOptions& options);
 

@@ -1,8 +1,7 @@
 // The implementations compiled into this build. Optional parts add themselves here behind the
 // macros their CMake targets define, so the registry itself knows none of them.
-#include "maskcheck/suite/about.hpp"
+#include "maskcheck/suite/builtin.hpp"
 #include "maskcheck/suite/reference_impl.hpp"
-#include "maskcheck/suite/registry.hpp"
 #ifdef MASKCHECK_WITH_TORCH
 #include "maskcheck/adapters/torch_impl.hpp"
 #include "maskcheck/adapters/torch_peers.hpp"

@@ -1,0 +1,78 @@
+#include "text.hpp"
+
+#include <algorithm>
+
+namespace maskcheck::reports {
+namespace {
+
+// The longest run of backticks in s.
+std::size_t longest_backtick_run(std::string_view s) {
+  std::size_t best = 0, run = 0;
+  for (char c : s) {
+    run = c == '`' ? run + 1 : 0;
+    best = std::max(best, run);
+  }
+  return best;
+}
+
+}  // namespace
+
+std::string md_text(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '\n':
+      case '\r':
+        out += ' ';
+        break;
+      case '\\':
+      case '`':
+      case '[':
+      case ']':
+      case '|':
+        out += '\\';
+        out += c;
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string md_code(std::string_view s) {
+  std::string body;
+  body.reserve(s.size());
+  for (char c : s) {
+    if (c == '|')
+      body += "\\|";
+    else if (c == '\n' || c == '\r')
+      body += ' ';
+    else
+      body += c;
+  }
+  const std::string fence(longest_backtick_run(s) + 1, '`');
+  // A span that starts or ends with a backtick needs a space inside the fence (CommonMark strips
+  // one space on each side).
+  const bool pad = !body.empty() && (body.front() == '`' || body.back() == '`');
+  return fence + (pad ? " " : "") + body + (pad ? " " : "") + fence;
+}
+
+std::string md_block(std::string_view s) {
+  const std::string fence(std::max<std::size_t>(3, longest_backtick_run(s) + 1), '`');
+  std::string out = fence + "\n" + std::string(s);
+  if (out.back() != '\n') out += '\n';
+  return out + fence + "\n";
+}
+
+}  // namespace maskcheck::reports
