@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds the default preset (warnings are errors) and
 # runs every test, then builds the AddressSanitizer + UBSan preset and runs the tests again with
-# fewer cases. MASKCHECK_CI=1 (the default here) caps property case counts and benchmark sizes.
+# fewer cases, then builds the fuzz targets (clang, libFuzzer) and runs each for a fixed number
+# of executions. MASKCHECK_CI=1 (the default here) caps property case counts and benchmark sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The tests also need what the main job does not: a headless browser for the HTML report's test.
@@ -18,5 +19,13 @@ if [ "${MASKCHECK_SKIP_ASAN:-0}" != 1 ]; then
   cmake --preset asan
   cmake --build --preset asan
   ctest --preset asan
+fi
+
+# The fuzz targets (suite/fuzz) under libFuzzer with ASan + UBSan, MASKCHECK_FUZZ_RUNS executions
+# each from their corpora (ci/fuzz.sh runs longer sessions).
+if [ "${MASKCHECK_SKIP_FUZZ:-0}" != 1 ]; then
+  cmake --preset fuzz
+  cmake --build --preset fuzz
+  ctest --preset fuzz
 fi
 echo "ci/test.sh: all tests passed in $((SECONDS - start)) s"
