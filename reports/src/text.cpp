@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "svg.hpp"
+
 namespace maskcheck::reports {
 namespace {
 
@@ -23,13 +25,9 @@ std::string md_text(std::string_view s) {
   for (char c : s) {
     switch (c) {
       case '&':
-        out += "&amp;";
-        break;
       case '<':
-        out += "&lt;";
-        break;
       case '>':
-        out += "&gt;";
+        out += svg::escape(std::string_view(&c, 1));  // the HTML page's entities
         break;
       case '\n':
       case '\r':
