@@ -28,6 +28,7 @@
 
 #include "maskcheck/plugin.h"
 #include "maskcheck/suite/plugin_host.hpp"
+#include "maskcheck/suite/process.hpp"
 #include "plugin_internal.hpp"
 
 namespace maskcheck::plugin {
@@ -155,13 +156,6 @@ class Channel final : public CallObserver {
 };
 
 // ---- the parent's side ----------------------------------------------------------------------
-
-std::filesystem::path self_executable() {
-  std::error_code ec;
-  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) throw std::runtime_error("cannot resolve /proc/self/exe: " + ec.message());
-  return p;
-}
 
 std::string signal_name(int sig) {
   switch (sig) {
