@@ -16,17 +16,6 @@ namespace maskcheck::bench {
 
 namespace {
 
-std::size_t element_bytes(DType t) {
-  switch (t) {
-    case DType::f64:
-      return 8;
-    case DType::f32:
-      return 4;
-    default:
-      return 2;
-  }
-}
-
 // Element i of raw storage as storage type S (the dtype of the tensor must be S's).
 template <class S>
 S storage_at(const HostTensor& h, std::int64_t i) {
@@ -51,7 +40,7 @@ std::string fmt(double x) {
 }  // namespace
 
 std::int64_t HostTensor::numel() const {
-  return static_cast<std::int64_t>(bytes.size() / element_bytes(t));
+  return static_cast<std::int64_t>(bytes.size() / dtype_bytes(t));
 }
 
 double HostTensor::at(std::int64_t i) const {

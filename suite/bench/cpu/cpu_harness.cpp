@@ -68,17 +68,6 @@ CpuBuffer::~CpuBuffer() {
   std::free(p_);
 }
 
-std::size_t dtype_bytes(DType t) {
-  switch (t) {
-    case DType::f64:
-      return 8;
-    case DType::f32:
-      return 4;
-    default:
-      return 2;
-  }
-}
-
 void cpu_fill_uniform(void* p, DType t, std::int64_t n, std::uint64_t seed, double lo, double hi) {
   const double span = hi - lo;
   switch (t) {

@@ -55,8 +55,6 @@ class CpuBuffer {
   std::size_t bytes_ = 0;
 };
 
-std::size_t dtype_bytes(DType t);
-
 // Deterministic inputs, written by all threads (first touch): every value is a function of
 // (seed, index) only, so a rerun with the same MASKCHECK_SEED sees the same inputs.
 // n values uniform in [lo, hi), stored in dtype t.

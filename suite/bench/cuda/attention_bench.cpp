@@ -121,7 +121,7 @@ std::unique_ptr<AttnFixture> make_fixture(const AttnCase& c) {
   f->c = c;
   f->p = make_problem(c);
   const AttentionProblem& p = f->p;
-  const std::size_t es = cuda::dtype_bytes(c.t);
+  const std::size_t es = dtype_bytes(c.t);
   f->mask = std::make_unique<cuda::DeviceMask>(p.mask, kStream);
   f->q = cuda::DeviceBuffer(static_cast<std::size_t>(p.q_numel()) * es);
   f->k = cuda::DeviceBuffer(static_cast<std::size_t>(p.kv_numel()) * es);
@@ -181,7 +181,7 @@ PackedCase& packed_case(AttnFixture& f) {
   auto pc = std::make_unique<PackedCase>();
   const AttentionProblem& p = f.p;
   const MaskSpec& m = p.mask;
-  const std::size_t es = cuda::dtype_bytes(f.c.t);
+  const std::size_t es = dtype_bytes(f.c.t);
   VarlenAttentionProblem& vp = pc->vp;
   vp.H = p.H;
   vp.Hkv = p.Hkv;

@@ -49,7 +49,7 @@ std::unique_ptr<LossFixture> make_fixture(const LossCase& c) {
   p.N = c.N;
   p.V = c.V;
   p.reduction = Reduction::mean;
-  const std::size_t es = cuda::dtype_bytes(c.t);
+  const std::size_t es = dtype_bytes(c.t);
   const std::int64_t n = c.N * c.V;
   f->logits = cuda::DeviceBuffer(static_cast<std::size_t>(n) * es);
   f->dlogits = cuda::DeviceBuffer(static_cast<std::size_t>(n) * es);
@@ -92,7 +92,7 @@ Prepared build(LossFixture& f, const std::string& impl, const std::string& name)
     };
     rows = [&f] {
       std::vector<double> out;
-      const std::size_t es = cuda::dtype_bytes(f.c.t);
+      const std::size_t es = dtype_bytes(f.c.t);
       for (std::int64_t r : f.ref.rows) {
         const HostTensor row =
             download(f.dlogits.as<char>() + static_cast<std::size_t>(r * f.p.V) * es, f.c.t, f.p.V);

@@ -68,7 +68,7 @@ void time_cuda(benchmark::State& state, const std::function<void()>& launch) {
 HostTensor download(const void* device, DType t, std::int64_t n) {
   HostTensor h;
   h.t = t;
-  h.bytes.resize(static_cast<std::size_t>(n) * cuda::dtype_bytes(t));
+  h.bytes.resize(static_cast<std::size_t>(n) * dtype_bytes(t));
   if (!h.bytes.empty())
     cuda::check(cudaMemcpy(h.bytes.data(), device, h.bytes.size(), cudaMemcpyDeviceToHost),
                 "download");

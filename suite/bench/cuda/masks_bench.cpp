@@ -28,7 +28,7 @@ struct MaskCase {
     return "build_mask/" + std::string(to_string(e)) + "/" + type() + "/L" + std::to_string(L) +
            "/pad" + std::to_string(pad) + "/padding+causal";
   }
-  std::size_t element_bytes() const { return e == MaskEncoding::keep ? 1 : cuda::dtype_bytes(t); }
+  std::size_t element_bytes() const { return e == MaskEncoding::keep ? 1 : dtype_bytes(t); }
 };
 
 struct MaskFixture : CaseImpls {

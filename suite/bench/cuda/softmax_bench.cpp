@@ -62,7 +62,7 @@ std::unique_ptr<SoftmaxFixture> make_fixture(const SoftmaxCase& c) {
   f->c = c;
   f->p = make_problem(c);
   const std::int64_t n = f->p.numel();
-  const std::size_t es = cuda::dtype_bytes(c.t);
+  const std::size_t es = dtype_bytes(c.t);
   f->mask = std::make_unique<cuda::DeviceMask>(f->p.mask, kStream);
   f->x = cuda::DeviceBuffer(static_cast<std::size_t>(n) * es);
   f->y = cuda::DeviceBuffer(static_cast<std::size_t>(n) * es);
