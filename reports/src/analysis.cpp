@@ -82,7 +82,7 @@ Limit probe_or_context(const BenchDoc& bench, const std::string& probe_prefix,
   Limit l;
   l.unit = unit;
   for (const auto& r : bench.rows) {
-    if (!starts_with(r.name, probe_prefix) || !r.ok()) continue;
+    if (!starts_with(current_bench_name(r.name), probe_prefix) || !r.ok()) continue;
     const Stat s = counter_stat(r, counter);
     if (!s.ok() || s.median <= 0) continue;
     l.value = s.median;
@@ -148,6 +148,15 @@ bool is_cpu_row(const BenchRow& row) {
 
 bool is_probe_row(const BenchRow& row) {
   return starts_with(row.name, "ceiling/");
+}
+
+std::string current_bench_name(const std::string& name) {
+  const std::string op = name.substr(0, name.find('/'));
+  for (const char* legacy : {"attention", "softmax", "cross_entropy", "mlm", "build_mask"})
+    if (op == legacy) return "cuda/" + name;
+  if (name == "ceiling/d2d_copy" || starts_with(name, "ceiling/d2d_copy/"))
+    return "ceiling/cuda/" + name.substr(8);
+  return name;
 }
 
 std::vector<Family> length_families(const BenchDoc& bench) {
@@ -314,7 +323,7 @@ Limits measured_limits(const BenchDoc& bench) {
                                      "cpu.triad_bandwidth_gbps", "GB/s", 1e9, "B/s");
   l.cpu_fma = probe_or_context(bench, "ceiling/cpu/fma", "FLOPS", "cpu.fma_peak_gflops", "GFLOP/s",
                                1e9, "FLOP/s");
-  l.gpu_bandwidth = probe_or_context(bench, "ceiling/d2d_copy", "bytes_per_second",
+  l.gpu_bandwidth = probe_or_context(bench, "ceiling/cuda/d2d_copy", "bytes_per_second",
                                      "cuda.copy_bandwidth_gbps", "GB/s", 1e9, "B/s");
   return l;
 }

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "maskcheck/reports/analysis.hpp"
 #include "maskcheck/reports/results.hpp"
 #include "text.hpp"
 
@@ -288,6 +289,21 @@ std::string machine_of(const json& ctx) {
   return m;
 }
 
+// Gives the rows of an older maskcheck_bench their current names (current_bench_name: the CUDA
+// rows before they began with "cuda/"), so that such a baseline still pairs with NEW. Returns how
+// many rows were renamed.
+std::size_t adopt_current_names(BenchDoc& d) {
+  std::size_t renamed = 0;
+  for (auto& r : d.rows) {
+    const std::string now = current_bench_name(r.name);
+    if (now == r.name) continue;
+    r.name = now;
+    r.group = current_bench_name(r.group);
+    ++renamed;
+  }
+  return renamed;
+}
+
 void compare_bench(Comparison& c, const json& base, const json& next) {
   BenchDoc bd, nd;
   try {
@@ -302,6 +318,14 @@ void compare_bench(Comparison& c, const json& base, const json& next) {
   }
   c.base_context = bd.context;
   c.new_context = nd.context;
+  if (const std::size_t nb = adopt_current_names(bd), nn = adopt_current_names(nd); nb + nn > 0) {
+    std::string rows = nb > 0 ? plural(nb, "row", "rows") + " of the baseline" : "";
+    if (nn > 0) rows += (nb > 0 ? " and " : "") + plural(nn, "row", "rows") + " of NEW";
+    c.notes.push_back(rows + (nb + nn == 1 ? " carries" : " carry") +
+                      " names from before every row began with its device (`attention/...`, "
+                      "`ceiling/d2d_copy/...`): compared as `cuda/attention/...`, "
+                      "`ceiling/cuda/d2d_copy/...`");
+  }
   // RE2: linear time in the name and no recursion, so hostile names (30,000 characters) cannot
   // exhaust the stack or the time as a backtracking engine's can.
   std::unique_ptr<re2::RE2> gate;

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -544,6 +545,70 @@ TEST(Compare, optionValues) {
   o.max_slowdown = 0;
   o.gate = "[";
   EXPECT_THROW(validate(o), std::invalid_argument);
+}
+
+// A baseline written before every row began with its device: its CUDA rows (attention/...) and
+// copy probe (ceiling/d2d_copy/...) pair with NEW's cuda/... and ceiling/cuda/... rows, and the
+// comparison says so; CPU rows pair as they always did.
+TEST(Compare, legacyCudaNamesOfABaselinePairWithTheirCurrentNames) {
+  const std::string legacy = "attention/bf16/D128/L2048/pad50/padding+causal/maskcheck";
+  const std::string current = "cuda/" + legacy;
+  const auto c =
+      compare_bench({{legacy, kBase},
+                     {"attention/bf16/D128/L2048/pad50/padding+causal/torch_cudnn", kBase},
+                     {"ceiling/d2d_copy/1024MiB", kBase},
+                     {"cpu/softmax/a/maskcheck", kBase}},
+                    {{current, scaled(kBase, 1.2)},
+                     {"cuda/attention/bf16/D128/L2048/pad50/padding+causal/torch_cudnn", kBase},
+                     {"ceiling/cuda/d2d_copy/1024MiB", kBase},
+                     {"cpu/softmax/a/maskcheck", kBase}});
+  ASSERT_EQ(c.bench.size(), 4u);
+  for (const auto& r : c.bench) {
+    EXPECT_NE(r.verdict, BenchVerdict::added) << r.name;
+    EXPECT_NE(r.verdict, BenchVerdict::missing) << r.name;
+    EXPECT_EQ(r.n_base, 5u) << r.name;
+  }
+  EXPECT_TRUE(row(c, current).regression());
+  EXPECT_TRUE(row(c, "ceiling/cuda/d2d_copy/1024MiB").probe);
+  EXPECT_EQ(c.bench_regressions(), 1u);
+  const std::string md = compare_markdown(c);
+  EXPECT_NE(md.find("3 rows of the baseline carry names from before every row began with its "
+                    "device"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| `" + current + "` |"), std::string::npos) << md;
+  EXPECT_EQ(md.find("| `" + legacy + "` |"), std::string::npos) << md;
+
+  // The other way round (NEW from an older binary) pairs too; current names alone give no note.
+  const auto back = compare_bench({{current, kBase}}, {{legacy, kBase}});
+  EXPECT_EQ(row(back, current).verdict, BenchVerdict::within);
+  EXPECT_NE(compare_markdown(back).find("1 row of NEW carries names"), std::string::npos);
+  const auto plain = compare_bench({{current, kBase}}, {{current, kBase}});
+  EXPECT_TRUE(plain.notes.empty());
+}
+
+// The committed GPU report (written before the CUDA rows began with cuda/, aggregates only)
+// against a copy of itself under the current names: every row pairs, none is added or missing.
+TEST(Compare, committedGpuReportPairsWithItsRowsUnderTheirCurrentNames) {
+  const json doc = maskcheck::read_json_file(MASKCHECK_GPU_BENCH);
+  json renamed = doc;
+  std::set<std::string> rows;
+  for (auto& b : renamed["benchmarks"])
+    for (const char* key : {"name", "run_name"}) {
+      std::string n = b.value(key, "");
+      ASSERT_FALSE(n.rfind("cuda/", 0) == 0 || n.rfind("cpu/", 0) == 0) << n;
+      if (std::string(key) == "run_name") rows.insert(n);
+      b[key] = n.rfind("ceiling/d2d_copy/", 0) == 0 ? "ceiling/cuda/" + n.substr(8) : "cuda/" + n;
+    }
+  const auto c = compare_results(bench_set(doc, "old"), bench_set(renamed, "new"), {});
+  EXPECT_FALSE(c.failed());
+  EXPECT_EQ(rows.size(), 220u);
+  EXPECT_EQ(c.bench.size(), rows.size());
+  for (const auto& r : c.bench) {
+    EXPECT_TRUE(r.name.rfind("cuda/", 0) == 0 || r.name.rfind("ceiling/cuda/", 0) == 0) << r.name;
+    EXPECT_DOUBLE_EQ(r.ratio, 1.0) << r.name;  // timed on both sides: paired
+  }
+  EXPECT_NE(compare_markdown(c).find("220 rows of the baseline carry names"), std::string::npos);
 }
 
 // The committed CPU report of the main job (29 rows, 5 repetitions each) against itself and

@@ -204,6 +204,55 @@ TEST(Analysis, withoutProbeRowsTheContextValuesAreTheLimits) {
   EXPECT_DOUBLE_EQ(fractions[1].fraction.median, 0.5);  // GPU row against the device copy
 }
 
+// The GPU copy probe, under its name (ceiling/cuda/d2d_copy/...) and under the name files written
+// before every row began with its device still carry (ceiling/d2d_copy/...), gives the GPU
+// bandwidth; a CUDA row's fraction and its speedup over a LibTorch peer come out under either.
+TEST(Analysis, gpuProbeRowUnderItsCurrentAndItsLegacyName) {
+  for (const std::string device : {"cuda/", ""}) {
+    json b = json::array();
+    add_rows(b, "ceiling/" + device + "d2d_copy/1024MiB", {1, 1, 1},
+             {{"bytes_per_second", 3000e9}});
+    const std::string g = device + "softmax/bf16/Lk8192/Lq256/pad0/none";
+    add_rows(b, g + "/maskcheck", {1, 1}, {{"bytes_per_second", 2400e9}});
+    add_rows(b, g + "/torch", {2, 2}, {{"bytes_per_second", 2400e9}});
+    const auto bench = mr::parse_bench(bench_doc(b, {{"cuda.copy_bandwidth_gbps", "1000"}}));
+    const auto limits = mr::measured_limits(bench);
+    ASSERT_TRUE(limits.gpu_bandwidth.from_probe) << device;
+    EXPECT_DOUBLE_EQ(limits.gpu_bandwidth.value, 3000e9);
+    EXPECT_FALSE(limits.cpu_bandwidth.ok());
+    const auto fractions = mr::limit_fractions(bench, limits);
+    ASSERT_EQ(fractions.size(), 1u);
+    EXPECT_EQ(fractions[0].row->name, g + "/maskcheck");
+    EXPECT_DOUBLE_EQ(fractions[0].fraction.median, 0.8);
+    const auto speedups = mr::torch_speedups(bench);
+    ASSERT_EQ(speedups.size(), 1u);
+    EXPECT_DOUBLE_EQ(speedups[0].ratio.median, 2.0);
+  }
+}
+
+TEST(Analysis, currentBenchNameMapsOnlyTheLegacyCudaNames) {
+  using mr::current_bench_name;
+  EXPECT_EQ(current_bench_name("attention/bf16/D128/L2048/pad50/padding+causal/maskcheck"),
+            "cuda/attention/bf16/D128/L2048/pad50/padding+causal/maskcheck");
+  EXPECT_EQ(current_bench_name("softmax/f16/Lk1024/Lq2048/pad0/none/torch"),
+            "cuda/softmax/f16/Lk1024/Lq2048/pad0/none/torch");
+  EXPECT_EQ(current_bench_name("cross_entropy/bf16/V32768/N16384/ignore0/maskcheck"),
+            "cuda/cross_entropy/bf16/V32768/N16384/ignore0/maskcheck");
+  EXPECT_EQ(current_bench_name("mlm/T1048576/L512/pad25/maskcheck"),
+            "cuda/mlm/T1048576/L512/pad25/maskcheck");
+  EXPECT_EQ(current_bench_name("build_mask/keep/u8/L2048/pad25/padding+causal"),
+            "cuda/build_mask/keep/u8/L2048/pad25/padding+causal");
+  EXPECT_EQ(current_bench_name("ceiling/d2d_copy/1024MiB"), "ceiling/cuda/d2d_copy/1024MiB");
+  EXPECT_EQ(current_bench_name("ceiling/d2d_copy"), "ceiling/cuda/d2d_copy");
+  // Current names, CPU names and anything else stay as they are.
+  for (const std::string name :
+       {"cuda/attention/bf16/D64/L512/pad0/none/maskcheck", "ceiling/cuda/d2d_copy/64MiB",
+        "cpu/attention/f32/D64/L512/pad0/none/maskcheck", "ceiling/cpu/triad/3x16MiB",
+        "ceiling/cpu/fma/f32", "cpu/lm_labels/T16384/L2048/pad25/maskcheck", "attentionx/a",
+        "x/maskcheck", ""})
+    EXPECT_EQ(current_bench_name(name), name);
+}
+
 TEST(Analysis, aggregatesOnlyGiveAStddevSpread) {
   json b = json::array();
   for (const auto& [agg, t, tf] : {std::tuple{"mean", 1.0, 100.0},

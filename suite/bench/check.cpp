@@ -16,17 +16,6 @@ namespace maskcheck::bench {
 
 namespace {
 
-std::size_t element_bytes(DType t) {
-  switch (t) {
-    case DType::f64:
-      return 8;
-    case DType::f32:
-      return 4;
-    default:
-      return 2;
-  }
-}
-
 // Element i of raw storage as storage type S (the dtype of the tensor must be S's).
 template <class S>
 S storage_at(const HostTensor& h, std::int64_t i) {
@@ -50,8 +39,34 @@ std::string fmt(double x) {
 
 }  // namespace
 
+HostTensor to_host(Device d, const void* p, DType t, std::int64_t n) {
+  HostTensor h;
+  h.t = t;
+  h.bytes.resize(static_cast<std::size_t>(n) * dtype_bytes(t));
+  if (!h.bytes.empty()) device(d).download(h.bytes.data(), p, h.bytes.size());
+  return h;
+}
+
+Readback::Readback(Device d, const void* p, DType t, std::int64_t n) : t_(t) {
+  if (device(d).host_memory())
+    in_place_ = p;
+  else
+    copy_ = to_host(d, p, t, n);
+}
+
+double Readback::at(std::int64_t i) const {
+  if (!in_place_) return copy_.at(i);
+  return dispatch_dtype(t_, [&](auto tag) {
+    using S = decltype(tag);
+    S v;
+    std::memcpy(static_cast<void*>(&v), static_cast<const char*>(in_place_) + i * sizeof(S),
+                sizeof(S));
+    return to_double(v);
+  });
+}
+
 std::int64_t HostTensor::numel() const {
-  return static_cast<std::int64_t>(bytes.size() / element_bytes(t));
+  return static_cast<std::int64_t>(bytes.size() / dtype_bytes(t));
 }
 
 double HostTensor::at(std::int64_t i) const {

@@ -27,6 +27,28 @@ struct HostTensor {
   double at(std::int64_t i) const;  // element i as a double
 };
 
+// A copy of n elements of dtype t from a buffer on device d.
+HostTensor to_host(Device d, const void* p, DType t, std::int64_t n);
+template <class T>
+std::vector<T> to_host_vector(Device d, const void* p, std::int64_t n) {
+  std::vector<T> v(static_cast<std::size_t>(n));
+  if (n > 0) device(d).download(v.data(), p, v.size() * sizeof(T));
+  return v;
+}
+
+// n elements of dtype t in a buffer on device d as a check reads them: in place where the
+// device's memory is the host's, else downloaded once. Reads after the device finished writing.
+class Readback {
+ public:
+  Readback(Device d, const void* p, DType t, std::int64_t n);
+  double at(std::int64_t i) const;  // element i as a double
+
+ private:
+  DType t_;
+  const void* in_place_ = nullptr;
+  HostTensor copy_;
+};
+
 // Sampled rows of a [B, H, Lq, *] tensor: a few (b, h) groups, and in each the first and last
 // query with a visible key plus random ones (deterministic in the seed).
 struct RowGroup {

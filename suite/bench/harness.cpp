@@ -1,7 +1,9 @@
 #include "harness.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <set>
 #include <utility>
 
 #include "maskcheck/reference/predicate.hpp"
@@ -35,7 +37,15 @@ Ledger& ledger() {
   return l;
 }
 
-double g_copy_bandwidth = 0;
+std::map<Device, const DeviceHarness*>& device_harnesses() {
+  static std::map<Device, const DeviceHarness*> m;
+  return m;
+}
+
+std::map<std::pair<Device, DType>, std::string>& torch_unusable_reasons() {
+  static std::map<std::pair<Device, DType>, std::string> m;
+  return m;
+}
 
 }  // namespace
 
@@ -127,6 +137,11 @@ std::uint64_t name_hash(std::string_view name) {
   return h;
 }
 
+std::uint64_t case_stream(std::string_view key) {
+  if (key.starts_with("cuda/")) key.remove_prefix(5);
+  return name_hash(key);
+}
+
 std::vector<std::int32_t> draw_lengths(std::int64_t B, std::int64_t L, int pad_pct, Rng& rng) {
   std::vector<std::int32_t> len(static_cast<std::size_t>(B), static_cast<std::int32_t>(L));
   if (pad_pct <= 0 || L == 0) return len;
@@ -175,29 +190,6 @@ double visible_pairs(const MaskSpec& m) {
   return n;
 }
 
-double copy_bandwidth() {
-  return g_copy_bandwidth;
-}
-
-void set_copy_bandwidth(double bytes_per_second) {
-  g_copy_bandwidth = bytes_per_second;
-}
-
-void set_counters(benchmark::State& state, const Work& w) {
-  using C = benchmark::Counter;
-  if (w.bytes > 0) {
-    state.SetBytesProcessed(
-        static_cast<std::int64_t>(w.bytes * static_cast<double>(state.iterations())));
-    if (w.memory_bound && g_copy_bandwidth > 0)
-      state.counters["bw_frac"] = C(w.bytes / g_copy_bandwidth, C::kIsIterationInvariantRate);
-  }
-  if (w.dense_flops > 0) {
-    state.counters["useful_TFLOPS"] = C(w.useful_flops * 1e-12, C::kIsIterationInvariantRate);
-    state.counters["dense_TFLOPS"] = C(w.dense_flops * 1e-12, C::kIsIterationInvariantRate);
-    state.counters["visible_frac"] = C(w.useful_flops / w.dense_flops);
-  }
-}
-
 void record_check(const std::string& name, const CheckOutcome& c, bool ours) {
   ++ledger().checked;
   if (c.ok) return;
@@ -234,6 +226,137 @@ int print_summary() {
     std::fprintf(stderr, "All results match (%d checked before timing).\n", l.checked);
   return l.ours_failed.empty() && l.ours_errors.empty() ? 0 : 1;
 }
+
+std::string check_label(const std::string& shape, const std::string& notes, const CheckOutcome& c) {
+  return shape + (notes.empty() ? "" : " | " + notes) + " | check: " + c.message;
+}
+
+// ---- devices ------------------------------------------------------------------------------------
+
+std::string device_name(Device d) {
+  switch (d) {
+    case Device::cpu:
+      return "cpu";
+    case Device::cuda:
+      return "cuda";
+  }
+  return "?";
+}
+
+int add_device(Device d, const DeviceHarness* harness) {
+  device_harnesses()[d] = harness;
+  return 0;
+}
+
+const DeviceHarness& device(Device d) {
+  const auto it = device_harnesses().find(d);
+  if (it == device_harnesses().end())
+    throw std::logic_error("maskcheck_bench was built without " + device_name(d));
+  return *it->second;
+}
+
+std::vector<Device> devices() {
+  std::vector<Device> v;
+  for (const auto& [d, h] : device_harnesses()) v.push_back(d);
+  return v;
+}
+
+Buffer::Buffer(Device d, std::size_t bytes)
+    : d_(d), p_(device(d).allocate(bytes)), bytes_(p_ ? bytes : 0) {}
+
+Buffer::Buffer(Buffer&& o) noexcept
+    : d_(o.d_), p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+
+Buffer& Buffer::operator=(Buffer&& o) noexcept {
+  if (this != &o) {
+    if (p_) device(d_).deallocate(p_);
+    d_ = o.d_;
+    p_ = std::exchange(o.p_, nullptr);
+    bytes_ = std::exchange(o.bytes_, 0);
+  }
+  return *this;
+}
+
+Buffer::~Buffer() {
+  if (p_) device(d_).deallocate(p_);
+}
+
+void Buffer::fill(int value) {
+  if (bytes_ > 0) device(d_).memset(p_, value, bytes_);
+}
+
+void Buffer::upload(const void* host, std::size_t bytes) {
+  if (bytes > bytes_) throw std::logic_error("upload larger than the buffer");
+  if (bytes > 0) device(d_).upload(p_, host, bytes);
+}
+
+std::string torch_unusable(Device d, DType t) {
+  const auto it = torch_unusable_reasons().find({d, t});
+  return it == torch_unusable_reasons().end() ? std::string() : it->second;
+}
+
+void set_torch_unusable(Device d, DType t, const std::string& why) {
+  torch_unusable_reasons()[{d, t}] = why;
+}
+
+std::string TokenCase::key() const {
+  return device_name(device) + "/" + op + "/T" + std::to_string(B * L) + "/L" + std::to_string(L) +
+         "/pad" + std::to_string(pad);
+}
+
+// ---- rows ---------------------------------------------------------------------------------------
+
+Prepared& CaseImpls::get(const std::string& impl, const std::function<Prepared()>& build) {
+  if (auto f = failures.find(impl); f != failures.end()) throw std::runtime_error(f->second);
+  if (auto it = impls.find(impl); it != impls.end()) return it->second;
+  try {
+    return impls.emplace(impl, build()).first->second;
+  } catch (const std::exception& e) {
+    failures[impl] = e.what();
+    throw;
+  }
+}
+
+void run_row(benchmark::State& state, Device d, const std::string& name, bool ours,
+             const std::function<Prepared&()>& prepare) {
+  const DeviceHarness& dev = device(d);
+  if (const std::string why = dev.unavailable(); !why.empty()) {
+    state.SkipWithError(why.c_str());
+    return;
+  }
+  // Errors are recorded once per row, not once per call of the benchmark function.
+  static std::set<std::string> reported;
+  Prepared* p = nullptr;
+  try {
+    p = &prepare();
+  } catch (const std::exception& e) {
+    if (reported.insert(name).second) record_error(name, e.what(), ours);
+    state.SkipWithError(e.what());
+    return;
+  }
+  if (!p->check.ok) {
+    const std::string msg = "mismatch: " + p->check.message;
+    state.SkipWithError(msg.c_str());
+    return;
+  }
+  try {
+    if (!p->warmed) {
+      dev.warm_up(p->run);
+      p->warmed = true;
+    }
+    dev.time(state, p->run);
+  } catch (const std::exception& e) {
+    if (reported.insert(name).second) record_error(name, e.what(), ours);
+    state.SkipWithError(e.what());
+    return;
+  }
+  dev.set_counters(state, p->work);
+  // Google Benchmark writes NaN counters as bare NaN, which is not JSON: leave them out.
+  if (std::isfinite(p->check.max_abs_err)) state.counters["check_max_err"] = p->check.max_abs_err;
+  state.SetLabel(p->label);
+}
+
+// ---- the case cache -----------------------------------------------------------------------------
 
 CaseCache::Slot& CaseCache::slot() {
   static Slot s;

@@ -91,10 +91,6 @@ inline std::uint32_t dtype_bits(DType t, double x) {
   }
 }
 
-inline int dtype_bytes(DType t) {
-  return t == DType::f32 ? 4 : 2;
-}
-
 inline Pattern pattern_of(MaskEncoding e, DType t) {
   switch (e) {
     case MaskEncoding::keep:
@@ -102,7 +98,7 @@ inline Pattern pattern_of(MaskEncoding e, DType t) {
     case MaskEncoding::masked_out:
       return Pattern{1, 0u, 1u};
     default:  // additive: +0 where visible, the dtype's masking value where masked
-      return Pattern{dtype_bytes(t), 0u, dtype_bits(t, masking_value(e, t))};
+      return Pattern{static_cast<int>(dtype_bytes(t)), 0u, dtype_bits(t, masking_value(e, t))};
   }
 }
 
@@ -125,7 +121,7 @@ inline Decoder decoder_of(MaskEncoding e, DType t) {
     return d;
   }
   d.kind = Decoder::additive;
-  d.bytes = dtype_bytes(t);
+  d.bytes = static_cast<int>(dtype_bytes(t));
   const std::uint32_t sign = d.bytes == 4 ? 0x80000000u : 0x8000u;
   const double threshold = masking_value(e, t) / 2;  // -inf / 2 == -inf
   const std::uint32_t bits = dtype_bits(t, threshold);

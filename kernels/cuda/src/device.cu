@@ -103,17 +103,6 @@ DeviceMask::DeviceMask(const MaskSpec& spec, cudaStream_t stream) {
   check(cudaStreamSynchronize(stream), "DeviceMask upload");
 }
 
-std::size_t dtype_bytes(DType t) {
-  switch (t) {
-    case DType::f64:
-      return 8;
-    case DType::f32:
-      return 4;
-    default:
-      return 2;
-  }
-}
-
 void require_cuda_dtype(DType t) {
   if (t == DType::f64) throw_invalid("dtype", "f64", "the CUDA kernels take f32, f16 or bf16");
 }

@@ -79,7 +79,7 @@ class CudaImplementation final : public Implementation {
       const auto bytes = download<std::uint8_t>(out, n);
       return {bytes.begin(), bytes.end()};
     }
-    cu::DeviceBuffer out(n * cu::dtype_bytes(t));
+    cu::DeviceBuffer out(n * dtype_bytes(t));
     cu::build_mask(mask.view(), e, t, out.get(), nullptr);
     sync("build_mask");
     return download_values(out, n, t);
@@ -93,7 +93,7 @@ class CudaImplementation final : public Implementation {
     cu::DeviceBuffer in = byte_encoding(from)
                               ? upload(std::vector<std::uint8_t>(values.begin(), values.end()))
                               : upload_values(values, t);
-    cu::DeviceBuffer out(n * (byte_encoding(to) ? 1 : cu::dtype_bytes(t)));
+    cu::DeviceBuffer out(n * (byte_encoding(to) ? 1 : dtype_bytes(t)));
     cu::convert_mask(in.get(), from, to, t, static_cast<std::int64_t>(n), out.get(), nullptr);
     sync("convert_mask");
     if (byte_encoding(to)) {
@@ -136,7 +136,7 @@ class CudaImplementation final : public Implementation {
     require_size("x", x.size(), p.numel());
     const cu::DeviceMask mask(p.mask);
     const auto dx = upload_values(x, t);
-    cu::DeviceBuffer dy(x.size() * cu::dtype_bytes(t));
+    cu::DeviceBuffer dy(x.size() * dtype_bytes(t));
     cu::masked_softmax(p, mask.view(), t, dx.get(), dy.get(), nullptr);
     sync("masked_softmax");
     return download_values(dy, x.size(), t);
@@ -154,7 +154,7 @@ class CudaImplementation final : public Implementation {
     validate_attention_inputs(p, q.size(), k.size(), v.size());
     const cu::DeviceMask mask(p.mask);
     const auto dq = upload_values(q, t), dk = upload_values(k, t), dv = upload_values(v, t);
-    cu::DeviceBuffer dout(q.size() * cu::dtype_bytes(t));
+    cu::DeviceBuffer dout(q.size() * dtype_bytes(t));
     cu::DeviceBuffer dlse(want_lse ? static_cast<std::size_t>(p.lse_numel()) * sizeof(float) : 0);
     cu::attention_forward(p, mask.view(), t, dq.get(), dk.get(), dv.get(), dout.get(),
                           want_lse ? dlse.as<float>() : nullptr, nullptr);
@@ -183,7 +183,7 @@ class CudaImplementation final : public Implementation {
     require_size("v", v.size(), checked_numel("v", {p.total_k(), p.Hkv, p.D}));
     const auto cq = upload(p.cu_seqlens_q), ck = upload(p.cu_seqlens_k);
     const auto dq = upload_values(q, t), dk = upload_values(k, t), dv = upload_values(v, t);
-    cu::DeviceBuffer dout(q.size() * cu::dtype_bytes(t));
+    cu::DeviceBuffer dout(q.size() * dtype_bytes(t));
     const auto n_lse = static_cast<std::size_t>(p.H * p.total_q());
     cu::DeviceBuffer dlse(want_lse ? n_lse * sizeof(float) : 0);
     cu::attention_varlen(p, cq.as<std::int32_t>(), ck.as<std::int32_t>(), t, dq.get(), dk.get(),
@@ -209,7 +209,7 @@ class CudaImplementation final : public Implementation {
     const auto dy = upload(std::vector<std::int64_t>(labels.begin(), labels.end()));
     const auto dw = upload(std::vector<float>(weights.begin(), weights.end()));
     cu::DeviceBuffer losses(static_cast<std::size_t>(p.N) * sizeof(float));
-    cu::DeviceBuffer grad(backward ? logits.size() * cu::dtype_bytes(t) : 0);
+    cu::DeviceBuffer grad(backward ? logits.size() * dtype_bytes(t) : 0);
     cu::DeviceBuffer totals(sizeof(cu::LossTotals));
     cu::DeviceBuffer work(cu::cross_entropy_workspace_bytes(p));
     cu::cross_entropy(p, t, dx.get(), dy.as<std::int64_t>(), p.weighted ? dw.as<float>() : nullptr,

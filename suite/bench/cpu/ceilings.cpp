@@ -75,15 +75,15 @@ std::size_t triad_array_bytes() {
 
 struct TriadArrays {
   std::int64_t n = 0;
-  CpuBuffer a, b, c;
+  Buffer a, b, c;
 };
 
 std::unique_ptr<TriadArrays> make_triad(std::size_t array_bytes) {
   auto t = std::make_unique<TriadArrays>();
   t->n = static_cast<std::int64_t>(array_bytes / sizeof(double));
-  t->a = CpuBuffer(array_bytes);
-  t->b = CpuBuffer(array_bytes);
-  t->c = CpuBuffer(array_bytes);
+  t->a = Buffer(Device::cpu, array_bytes);
+  t->b = Buffer(Device::cpu, array_bytes);
+  t->c = Buffer(Device::cpu, array_bytes);
   double *a = t->a.as<double>(), *b = t->b.as<double>(), *c = t->c.as<double>();
   const std::int64_t n = t->n;
 #pragma omp parallel for schedule(static)
@@ -170,7 +170,7 @@ std::string try_torch_bf16() {
   return "exited with " + std::to_string(WEXITSTATUS(status));
 }
 
-// See torch_cpu_unusable in cpu_harness.hpp. Runs before anything else in the process touches
+// See torch_unusable in harness.hpp. Runs before anything else in the process touches
 // oneDNN, which reads ONEDNN_MAX_CPU_ISA once, on first use.
 void check_torch_bf16() {
   const std::string why = try_torch_bf16();
@@ -189,7 +189,7 @@ void check_torch_bf16() {
     ::unsetenv("ONEDNN_MAX_CPU_ISA");
   }
   const std::string reason = "LibTorch's bf16 CPU kernels fail on this machine (" + why + ")";
-  set_torch_cpu_unusable(DType::bf16, reason);
+  set_torch_unusable(Device::cpu, DType::bf16, reason);
   benchmark::AddCustomContext("torch.cpu_bf16", "unusable: " + reason);
 }
 #endif
@@ -246,7 +246,7 @@ void register_cpu_ceilings() {
       auto& t = CaseCache::get<TriadArrays>(triad, [&] { return make_triad(bytes); });
       triad_once(t.a.as<double>(), t.b.as<double>(), t.c.as<double>(), t.n);
       for (auto _ : state) triad_once(t.a.as<double>(), t.b.as<double>(), t.c.as<double>(), t.n);
-      CpuWork w;
+      Work w;
       w.bytes = 24.0 * static_cast<double>(t.n);
       w.memory_bound = true;
       set_cpu_counters(state, w);

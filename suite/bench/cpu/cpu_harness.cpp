@@ -4,21 +4,19 @@
 
 #include <bit>
 #include <chrono>
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <new>
-#include <set>
-#include <stdexcept>
-#include <type_traits>
-#include <utility>
+
+#include "maskcheck/kernels/cpu.hpp"
 
 namespace maskcheck::bench {
 
 namespace {
 
 CpuCeilings g_ceilings;
-std::map<DType, std::string> g_torch_unusable;
 
 // splitmix64's finalizer over (seed, index): a counter-based stream, so that any thread can
 // produce any element.
@@ -41,43 +39,7 @@ std::uint16_t bf16_bits(float f) {
   return static_cast<std::uint16_t>(u >> 16);
 }
 
-}  // namespace
-
-// ---- memory ---------------------------------------------------------------------------------
-
-CpuBuffer::CpuBuffer(std::size_t bytes) : bytes_(bytes) {
-  if (bytes == 0) return;
-  const std::size_t rounded = (bytes + 63) / 64 * 64;
-  p_ = std::aligned_alloc(64, rounded);
-  if (p_ == nullptr) throw std::bad_alloc();
-}
-
-CpuBuffer::CpuBuffer(CpuBuffer&& o) noexcept
-    : p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
-
-CpuBuffer& CpuBuffer::operator=(CpuBuffer&& o) noexcept {
-  if (this != &o) {
-    std::free(p_);
-    p_ = std::exchange(o.p_, nullptr);
-    bytes_ = std::exchange(o.bytes_, 0);
-  }
-  return *this;
-}
-
-CpuBuffer::~CpuBuffer() {
-  std::free(p_);
-}
-
-std::size_t dtype_bytes(DType t) {
-  switch (t) {
-    case DType::f64:
-      return 8;
-    case DType::f32:
-      return 4;
-    default:
-      return 2;
-  }
-}
+// ---- inputs (see the header) ----------------------------------------------------------------
 
 void cpu_fill_uniform(void* p, DType t, std::int64_t n, std::uint64_t seed, double lo, double hi) {
   const double span = hi - lo;
@@ -129,32 +91,7 @@ void cpu_fill_ids(std::int64_t* p, std::int64_t n, std::int64_t lo, std::int64_t
     p[i] = lo + static_cast<std::int64_t>(hash(seed, static_cast<std::uint64_t>(i)) % span);
 }
 
-void cpu_zero(void* p, std::size_t bytes) {
-  auto* c = static_cast<char*>(p);
-  const std::int64_t chunks = static_cast<std::int64_t>((bytes + (1 << 20) - 1) >> 20);
-#pragma omp parallel for schedule(static)
-  for (std::int64_t i = 0; i < chunks; ++i) {
-    const std::size_t begin = static_cast<std::size_t>(i) << 20;
-    std::memset(c + begin, 0, std::min<std::size_t>(std::size_t{1} << 20, bytes - begin));
-  }
-}
-
-HostTensor host_copy(const void* p, DType t, std::int64_t n) {
-  HostTensor h;
-  h.t = t;
-  h.bytes.resize(static_cast<std::size_t>(n) * dtype_bytes(t));
-  if (!h.bytes.empty()) std::memcpy(h.bytes.data(), p, h.bytes.size());
-  return h;
-}
-
-double value_at(const void* p, DType t, std::int64_t i) {
-  return dispatch_dtype(t, [&](auto tag) {
-    using S = decltype(tag);
-    S v;
-    std::memcpy(static_cast<void*>(&v), static_cast<const char*>(p) + i * sizeof(S), sizeof(S));
-    return to_double(v);
-  });
-}
+}  // namespace
 
 // ---- ceilings -------------------------------------------------------------------------------
 
@@ -174,18 +111,9 @@ double triad_once(double* a, const double* b, const double* c, std::int64_t n) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-std::string torch_cpu_unusable(DType t) {
-  const auto it = g_torch_unusable.find(t);
-  return it == g_torch_unusable.end() ? std::string() : it->second;
-}
-
-void set_torch_cpu_unusable(DType t, const std::string& why) {
-  g_torch_unusable[t] = why;
-}
-
 // ---- counters -------------------------------------------------------------------------------
 
-void set_cpu_counters(benchmark::State& state, const CpuWork& w) {
+void set_cpu_counters(benchmark::State& state, const Work& w) {
   using C = benchmark::Counter;
   const CpuCeilings& ceil = cpu_ceilings();
   if (w.bytes > 0) {
@@ -211,53 +139,74 @@ benchmark::internal::Benchmark* add_cpu(const std::string& name,
   return add(name, std::move(fn), /*manual_time=*/false)->UseRealTime();
 }
 
-void run_cpu(benchmark::State& state, const std::string& name, bool ours,
-             const std::function<CpuPrepared&()>& prepare) {
-  // Errors are recorded once per row, not once per call of the benchmark function.
-  static std::set<std::string> reported;
-  CpuPrepared* p = nullptr;
-  try {
-    p = &prepare();
-  } catch (const std::exception& e) {
-    if (reported.insert(name).second) record_error(name, e.what(), ours);
-    state.SkipWithError(e.what());
-    return;
-  }
-  if (!p->check.ok) {
-    const std::string msg = "mismatch: " + p->check.message;
-    state.SkipWithError(msg.c_str());
-    return;
-  }
-  try {
-    if (!p->warmed) {
-      p->run();
-      p->warmed = true;
-    }
-    for (auto _ : state) p->run();
-  } catch (const std::exception& e) {
-    if (reported.insert(name).second) record_error(name, e.what(), ours);
-    state.SkipWithError(e.what());
-    return;
-  }
-  set_cpu_counters(state, p->work);
-  // Google Benchmark writes NaN counters as bare NaN, which is not JSON: leave them out.
-  if (std::isfinite(p->check.max_abs_err)) state.counters["check_max_err"] = p->check.max_abs_err;
-  state.SetLabel(p->label);
-}
+// ---- the device ---------------------------------------------------------------------------------
 
-CpuPrepared& CpuCaseImpls::get(const std::string& impl, const std::function<CpuPrepared()>& build) {
-  if (auto f = failures.find(impl); f != failures.end()) throw std::runtime_error(f->second);
-  if (auto it = impls.find(impl); it != impls.end()) return it->second;
-  try {
-    return impls.emplace(impl, build()).first->second;
-  } catch (const std::exception& e) {
-    failures[impl] = e.what();
-    throw;
-  }
-}
+namespace {
 
-std::string check_label(const std::string& shape, const std::string& notes, const CheckOutcome& c) {
-  return shape + (notes.empty() ? "" : " | " + notes) + " | check: " + c.message;
-}
+class CpuMask final : public KernelMask {
+ public:
+  explicit CpuMask(const MaskSpec& spec) : flat_(spec) { view_ = flat_.view(); }
+
+ private:
+  FlatMask flat_;
+};
+
+class CpuHarness final : public DeviceHarness {
+ public:
+  std::string unavailable() const override { return ""; }
+  void* allocate(std::size_t bytes) const override {
+    if (bytes == 0) return nullptr;
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (p == nullptr) throw std::bad_alloc();
+    return p;
+  }
+  void deallocate(void* p) const override { std::free(p); }
+  bool host_memory() const override { return true; }
+  void memset(void* p, int value, std::size_t bytes) const override {
+    std::memset(p, value, bytes);
+  }
+  void upload(void* device, const void* host, std::size_t bytes) const override {
+    std::memcpy(device, host, bytes);
+  }
+  void download(void* host, const void* device, std::size_t bytes) const override {
+    std::memcpy(host, device, bytes);
+  }
+  void synchronize() const override {}
+  void fill_uniform(void* p, DType t, std::int64_t n, std::uint64_t seed, double lo,
+                    double hi) const override {
+    cpu_fill_uniform(p, t, n, seed, lo, hi);
+  }
+  void fill_labels(std::int64_t* p, std::int64_t n, std::int64_t V, double ignore_frac,
+                   std::int64_t ignore_index, std::uint64_t seed) const override {
+    cpu_fill_labels(p, n, V, ignore_frac, ignore_index, seed);
+  }
+  void fill_ids(std::int64_t* p, std::int64_t n, std::int64_t lo, std::int64_t hi,
+                std::uint64_t seed) const override {
+    cpu_fill_ids(p, n, lo, hi, seed);
+  }
+  std::unique_ptr<KernelMask> mask(const MaskSpec& spec) const override {
+    return std::make_unique<CpuMask>(spec);
+  }
+  benchmark::internal::Benchmark* add(const std::string& name,
+                                      std::function<void(benchmark::State&)> fn) const override {
+    return add_cpu(name, std::move(fn));
+  }
+  void warm_up(const std::function<void()>& run) const override { run(); }
+  void time(benchmark::State& state, const std::function<void()>& run) const override {
+    for (auto _ : state) run();
+  }
+  void set_counters(benchmark::State& state, const Work& w) const override {
+    set_cpu_counters(state, w);
+  }
+  std::string kernels_note() const override {
+    return "maskcheck::cpu (" + cpu::simd_target() + ", " + std::to_string(cpu::max_threads()) +
+           " threads)";
+  }
+};
+
+const CpuHarness kCpu;
+[[maybe_unused]] const int kCpuAdded = add_device(Device::cpu, &kCpu);
+
+}  // namespace
 
 }  // namespace maskcheck::bench

@@ -1,7 +1,8 @@
 // The machine: device description in the benchmark context, and the ceilings measured in this
 // process. The copy-bandwidth probe (cudaMemcpyAsync device to device, bytes read + written, best
 // of 10 after warm-up) runs before any benchmark; memory-bound rows report bw_frac against it.
-// The "ceiling/" rows re-measure it with the same statistics as every other row.
+// The "ceiling/cuda/d2d_copy/..." rows re-measure it with the same statistics as every other row
+// (named "ceiling/d2d_copy/..." before every device's names began with the device).
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -90,7 +91,7 @@ void cuda_context() {
 
 void register_ceilings() {
   const std::size_t mib = ci() ? 64 : 1024;
-  const std::string name = "ceiling/d2d_copy/" + std::to_string(mib) + "MiB";
+  const std::string name = "ceiling/cuda/d2d_copy/" + std::to_string(mib) + "MiB";
   add(name, [name, mib](benchmark::State& state) {
     if (!require_cuda(state)) return;
     try {
@@ -106,7 +107,7 @@ void register_ceilings() {
       Work w;
       w.bytes = 2.0 * static_cast<double>(bytes);
       w.memory_bound = true;
-      set_counters(state, w);
+      set_cuda_counters(state, w);
       state.SetLabel("cudaMemcpyAsync device to device, bytes read + written");
     } catch (const std::exception& e) {
       state.SkipWithError(e.what());
@@ -117,6 +118,6 @@ void register_ceilings() {
 }  // namespace
 
 MASKCHECK_BENCH_CONTEXT(cuda, cuda_context);
-MASKCHECK_BENCH_SUITE(ceiling, register_ceilings);
+MASKCHECK_BENCH_SUITE(ceiling_cuda, register_ceilings);
 
 }  // namespace maskcheck::bench

@@ -1,11 +1,10 @@
 #include "cuda_harness.hpp"
 
-#include <cmath>
-
 #include <algorithm>
-#include <cstdio>
-#include <set>
-#include <vector>
+#include <cstdint>
+#include <memory>
+
+#include "fill.hpp"
 
 namespace maskcheck::bench {
 
@@ -27,6 +26,8 @@ Timing& timing() {
   }();
   return t;
 }
+
+double g_copy_bandwidth = 0;
 
 }  // namespace
 
@@ -65,60 +66,100 @@ void time_cuda(benchmark::State& state, const std::function<void()>& launch) {
   }
 }
 
-HostTensor download(const void* device, DType t, std::int64_t n) {
-  HostTensor h;
-  h.t = t;
-  h.bytes.resize(static_cast<std::size_t>(n) * cuda::dtype_bytes(t));
-  if (!h.bytes.empty())
-    cuda::check(cudaMemcpy(h.bytes.data(), device, h.bytes.size(), cudaMemcpyDeviceToHost),
-                "download");
-  return h;
+double copy_bandwidth() {
+  return g_copy_bandwidth;
 }
 
-void run_prepared(benchmark::State& state, const std::string& name, bool ours,
-                  const std::function<Prepared&()>& prepare) {
-  if (!require_cuda(state)) return;
-  // Errors are recorded once per benchmark, not once per call of the benchmark function.
-  static std::set<std::string> reported;
-  Prepared* p = nullptr;
-  try {
-    p = &prepare();
-  } catch (const std::exception& e) {
-    if (reported.insert(name).second) record_error(name, e.what(), ours);
-    state.SkipWithError(e.what());
-    return;
-  }
-  if (!p->check.ok) {
-    const std::string msg = "mismatch: " + p->check.message;
-    state.SkipWithError(msg.c_str());
-    return;
-  }
-  try {
-    if (!p->warmed) {
-      warm_up(p->launch);
-      p->warmed = true;
-    }
-    time_cuda(state, p->launch);
-  } catch (const std::exception& e) {
-    if (reported.insert(name).second) record_error(name, e.what(), ours);
-    state.SkipWithError(e.what());
-    return;
-  }
-  set_counters(state, p->work);
-  // Google Benchmark writes NaN counters as bare NaN, which is not JSON: leave them out.
-  if (std::isfinite(p->check.max_abs_err)) state.counters["check_max_err"] = p->check.max_abs_err;
-  state.SetLabel(p->label);
+void set_copy_bandwidth(double bytes_per_second) {
+  g_copy_bandwidth = bytes_per_second;
 }
 
-Prepared& CaseImpls::get(const std::string& impl, const std::function<Prepared()>& build) {
-  if (auto f = failures.find(impl); f != failures.end()) throw std::runtime_error(f->second);
-  if (auto it = impls.find(impl); it != impls.end()) return it->second;
-  try {
-    return impls.emplace(impl, build()).first->second;
-  } catch (const std::exception& e) {
-    failures[impl] = e.what();
-    throw;
+void set_cuda_counters(benchmark::State& state, const Work& w) {
+  using C = benchmark::Counter;
+  if (w.bytes > 0) {
+    state.SetBytesProcessed(
+        static_cast<std::int64_t>(w.bytes * static_cast<double>(state.iterations())));
+    if (w.memory_bound && g_copy_bandwidth > 0)
+      state.counters["bw_frac"] = C(w.bytes / g_copy_bandwidth, C::kIsIterationInvariantRate);
+  }
+  if (w.dense_flops > 0) {
+    state.counters["useful_TFLOPS"] = C(w.useful_flops * 1e-12, C::kIsIterationInvariantRate);
+    state.counters["dense_TFLOPS"] = C(w.dense_flops * 1e-12, C::kIsIterationInvariantRate);
+    state.counters["visible_frac"] = C(w.useful_flops / w.dense_flops);
   }
 }
+
+// ---- the device ---------------------------------------------------------------------------------
+
+namespace {
+
+class CudaMask final : public KernelMask {
+ public:
+  explicit CudaMask(const MaskSpec& spec) : mask_(spec, kStream) { view_ = mask_.view(); }
+
+ private:
+  cuda::DeviceMask mask_;
+};
+
+class CudaHarness final : public DeviceHarness {
+ public:
+  std::string unavailable() const override {
+    std::string why;
+    return cuda_ready(&why) ? std::string() : why;
+  }
+  void* allocate(std::size_t bytes) const override {
+    void* p = nullptr;
+    if (bytes > 0) cuda::check(cudaMalloc(&p, bytes), "cudaMalloc");
+    return p;
+  }
+  void deallocate(void* p) const override { cudaFree(p); }
+  bool host_memory() const override { return false; }
+  void memset(void* p, int value, std::size_t bytes) const override {
+    cuda::check(cudaMemsetAsync(p, value, bytes, kStream), "memset");
+    cuda::check(cudaStreamSynchronize(kStream), "memset");
+  }
+  void upload(void* device, const void* host, std::size_t bytes) const override {
+    cuda::check(cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice), "upload");
+  }
+  void download(void* host, const void* device, std::size_t bytes) const override {
+    cuda::check(cudaMemcpy(host, device, bytes, cudaMemcpyDeviceToHost), "download");
+  }
+  void synchronize() const override { cuda::check(cudaDeviceSynchronize(), "synchronize"); }
+  void fill_uniform(void* p, DType t, std::int64_t n, std::uint64_t seed, double lo,
+                    double hi) const override {
+    bench::fill_uniform(p, t, n, seed, lo, hi, kStream);
+    synchronize();
+  }
+  void fill_labels(std::int64_t* p, std::int64_t n, std::int64_t V, double ignore_frac,
+                   std::int64_t ignore_index, std::uint64_t seed) const override {
+    bench::fill_labels(p, n, V, ignore_frac, ignore_index, seed, kStream);
+    synchronize();
+  }
+  void fill_ids(std::int64_t* p, std::int64_t n, std::int64_t lo, std::int64_t hi,
+                std::uint64_t seed) const override {
+    bench::fill_ids(p, n, lo, hi, seed, kStream);
+    synchronize();
+  }
+  std::unique_ptr<KernelMask> mask(const MaskSpec& spec) const override {
+    return std::make_unique<CudaMask>(spec);
+  }
+  benchmark::internal::Benchmark* add(const std::string& name,
+                                      std::function<void(benchmark::State&)> fn) const override {
+    return bench::add(name, std::move(fn), /*manual_time=*/true);
+  }
+  void warm_up(const std::function<void()>& run) const override { bench::warm_up(run); }
+  void time(benchmark::State& state, const std::function<void()>& run) const override {
+    time_cuda(state, run);
+  }
+  void set_counters(benchmark::State& state, const Work& w) const override {
+    set_cuda_counters(state, w);
+  }
+  std::string kernels_note() const override { return ""; }
+};
+
+const CudaHarness kCuda;
+[[maybe_unused]] const int kCudaAdded = add_device(Device::cuda, &kCuda);
+
+}  // namespace
 
 }  // namespace maskcheck::bench

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -16,6 +17,20 @@ enum class DType : std::uint8_t { f64, f32, f16, bf16 };
 
 std::string_view to_string(DType t);
 DType dtype_from_string(std::string_view s);  // throws InvalidArgument
+
+// Bytes of one stored element: 8, 4, 2, 2 (the storage types below).
+constexpr std::size_t dtype_bytes(DType t) {
+  switch (t) {
+    case DType::f64:
+      return 8;
+    case DType::f32:
+      return 4;
+    case DType::f16:
+    case DType::bf16:
+      return 2;
+  }
+  return 0;
+}
 
 namespace detail {
 

@@ -117,4 +117,11 @@ bool is_cpu_row(const BenchRow& row);
 // True for probe rows (ceiling/...).
 bool is_probe_row(const BenchRow& row);
 
+// The current name of a benchmark row (or group) that an older maskcheck_bench wrote. Names begin
+// with the device ("cpu/...", "cuda/...", probes "ceiling/<device>/..."); before that scheme the
+// CUDA rows had no device: "attention/", "softmax/", "cross_entropy/", "mlm/" and "build_mask/"
+// rows are now "cuda/attention/..." and so on, and the copy probe "ceiling/d2d_copy/..." is
+// "ceiling/cuda/d2d_copy/...". Any other name is current and returned as it is.
+std::string current_bench_name(const std::string& name);
+
 }  // namespace maskcheck::reports

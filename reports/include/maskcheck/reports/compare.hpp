@@ -6,6 +6,8 @@
 // significantly larger (p < alpha) AND whose median slowed down by more than the threshold is a
 // regression. Rows with fewer than 2 repetitions on a side are shown untested, never failed.
 // Probe rows (`ceiling/...`) measure the machine: never gated, shown as the "machine" line.
+// Rows are paired by name; a file from before every row began with its device (CUDA rows
+// `attention/...`) is compared under the current names (current_bench_name, analysis.hpp).
 // Verification: per (implementation, property), passed or deviation in the baseline and failed or
 // error now is a regression.
 #pragma once

@@ -79,7 +79,6 @@ class DeviceMask {
   MaskView view_;
 };
 
-std::size_t dtype_bytes(DType t);
 // The dtypes the CUDA kernels take (f32, f16, bf16); f64 throws InvalidArgument.
 void require_cuda_dtype(DType t);
 
