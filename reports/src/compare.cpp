@@ -51,9 +51,7 @@ std::string signed_percent(double change) {
 }
 
 std::string ratio_text(double r) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3fx", r);
-  return buf;
+  return reports::ratio_text(r, 3, "x");
 }
 
 std::string p_text(double p) {
@@ -83,15 +81,6 @@ std::string first_line(const std::string& s, std::size_t max = 160) {
   std::string line = s.substr(0, s.find('\n'));
   if (line.size() > max) line = line.substr(0, max - 3) + "...";
   return line;
-}
-
-std::string ctx_string(const json& ctx, const std::string& key) {
-  if (!ctx.is_object() || !ctx.contains(key)) return {};
-  const json& v = ctx.at(key);
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
-  if (v.is_number()) return v.dump();
-  return {};
 }
 
 // ---- verify rows ----
@@ -281,10 +270,10 @@ BenchComparison compare_row(const BenchRow* b, const BenchRow* n, const CompareO
 }
 
 std::string machine_of(const json& ctx) {
-  std::string m = ctx_string(ctx, "maskcheck.cpu");
-  const std::string cores = ctx_string(ctx, "maskcheck.cores");
+  std::string m = context_text(ctx, "maskcheck.cpu");
+  const std::string cores = context_text(ctx, "maskcheck.cores");
   if (!cores.empty()) m += (m.empty() ? "" : ", ") + cores + " cores";
-  const std::string gpu = ctx_string(ctx, "cuda.device");
+  const std::string gpu = context_text(ctx, "cuda.device");
   if (!gpu.empty()) m += (m.empty() ? "" : ", ") + gpu;
   return m;
 }
@@ -389,7 +378,7 @@ void compare_bench(Comparison& c, const json& base, const json& next) {
     c.warnings.push_back("the benchmarks ran on different machines (baseline: " + bm +
                          "; new: " + nm + "): the ratios include the machine difference");
   for (const char* key : {"maskcheck.build_type", "maskcheck.ci_budget"}) {
-    const std::string bv = ctx_string(bd.context, key), nv = ctx_string(nd.context, key);
+    const std::string bv = context_text(bd.context, key), nv = context_text(nd.context, key);
     if (bv != nv)
       c.warnings.push_back(std::string(key) + " differs (baseline: " + (bv.empty() ? "unset" : bv) +
                            "; new: " + (nv.empty() ? "unset" : nv) + ")");
@@ -663,8 +652,8 @@ void parameters(std::ostringstream& os, const Comparison& c) {
   if (c.compared_bench) {
     os << "| bench | " << code(c.base_bench_path) << " | " << code(c.new_bench_path) << " |\n";
     auto commit = [](const json& ctx) {
-      return commit_text(ctx_string(ctx, "maskcheck.commit"),
-                         ctx_string(ctx, "maskcheck.dirty") == "true", ctx_string(ctx, "date"));
+      return commit_text(context_text(ctx, "maskcheck.commit"),
+                         context_text(ctx, "maskcheck.dirty") == "true", context_text(ctx, "date"));
     };
     os << "| commit | " << commit(c.base_context) << " | " << commit(c.new_context) << " |\n";
     os << "| machine | " << cell(machine_of(c.base_context)) << " | "

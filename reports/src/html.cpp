@@ -11,6 +11,7 @@
 #include "maskcheck/reports/analysis.hpp"
 #include "maskcheck/reports/results.hpp"
 #include "svg.hpp"
+#include "text.hpp"
 
 namespace maskcheck::reports {
 namespace {
@@ -32,15 +33,6 @@ const json& member(const json& r, const char* key, bool array = false) {
 
 // ---- small formatting helpers -------------------------------------------------------------------
 
-std::string fixed(double x, int digits) {
-  if (!std::isfinite(x)) return "-";
-  std::ostringstream os;
-  os.setf(std::ios::fixed);
-  os.precision(digits);
-  os << x;
-  return os.str();
-}
-
 // 23.6 GB/s, 191 GFLOP/s, 0.5 B/s.
 std::string si(double v, const std::string& unit) {
   if (!std::isfinite(v)) return "-";
@@ -54,8 +46,7 @@ std::string si(double v, const std::string& unit) {
 }
 
 std::string ratio_text(double r) {
-  if (!std::isfinite(r)) return "-";
-  return r >= 10 ? fixed(r, 1) + "\u00d7" : fixed(r, 2) + "\u00d7";
+  return reports::ratio_text(r, r >= 10 ? 1 : 2, "\u00d7");
 }
 
 std::string reps_text(int n) {
@@ -274,24 +265,12 @@ Fact missing(const std::string& why = "not recorded") {
   return {why, true};
 }
 
-std::string ctx_str(const json& ctx, const std::string& key) {
-  if (!ctx.is_object() || !ctx.contains(key)) return "";
-  const auto& v = ctx.at(key);
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number() || v.is_boolean()) return v.dump();
-  return "";
-}
-
-std::string about_str(const json& about, const std::string& key) {
-  return ctx_str(about, key);
-}
-
 using Facts = std::vector<std::pair<std::string, Fact>>;
 
 Facts verify_facts(const json& doc) {
   const json about = doc.value("about", json::object());
   auto have = [&](const std::string& k) -> Fact {
-    const std::string v = about_str(about, k);
+    const std::string v = context_text(about, k);
     return v.empty() ? missing() : Fact{v};
   };
   Facts f;
@@ -301,14 +280,14 @@ Facts verify_facts(const json& doc) {
   f.push_back({"SIMD target", missing()});
   // Newer verify files name the GPU ("none (why)" without one), its driver and LibTorch
   // ("not built" without it); older ones do not.
-  const std::string gpu = about_str(about, "gpu");
+  const std::string gpu = context_text(about, "gpu");
   const bool no_gpu = gpu.rfind("none", 0) == 0;
   f.push_back({"GPU", gpu.empty() ? missing() : no_gpu ? missing(gpu) : Fact{gpu}});
-  const std::string driver = about_str(about, "gpu_driver");
+  const std::string driver = context_text(about, "gpu_driver");
   f.push_back({"GPU driver, CUDA runtime", !driver.empty() ? Fact{driver}
                                            : no_gpu        ? missing("none")
                                                            : missing()});
-  const std::string libtorch = about_str(about, "libtorch");
+  const std::string libtorch = context_text(about, "libtorch");
   bool torch = false;
   for (const auto& r : member(doc, "results", true))
     if (r.value("implementation", "").rfind("torch:", 0) == 0) torch = true;
@@ -316,15 +295,15 @@ Facts verify_facts(const json& doc) {
                            : !libtorch.empty()     ? Fact{libtorch}
                            : torch ? missing("used (torch:* implementations); version not recorded")
                                    : missing()});
-  std::string compiler = about_str(about, "compiler");
-  if (!compiler.empty() && !about_str(about, "build_type").empty())
-    compiler += ", " + about_str(about, "build_type");
+  std::string compiler = context_text(about, "compiler");
+  if (!compiler.empty() && !context_text(about, "build_type").empty())
+    compiler += ", " + context_text(about, "build_type");
   f.push_back({"compiler, build", compiler.empty() ? missing() : Fact{compiler}});
-  std::string commit = about_str(about, "commit");
+  std::string commit = context_text(about, "commit");
   if (!commit.empty()) {
     if (about.value("dirty", false)) commit += " (dirty: uncommitted changes)";
-    if (!about_str(about, "maskcheck").empty())
-      commit = "maskcheck " + about_str(about, "maskcheck") + ", " + commit;
+    if (!context_text(about, "maskcheck").empty())
+      commit = "maskcheck " + context_text(about, "maskcheck") + ", " + commit;
   }
   f.push_back({"maskcheck, commit", commit.empty() ? missing() : Fact{commit}});
   std::string seed = doc.contains("seed") ? doc.at("seed").dump() : "";
@@ -341,74 +320,76 @@ Facts verify_facts(const json& doc) {
 Facts bench_facts(const json& doc, const BenchDoc& bench, const Limits& limits) {
   const json& ctx = bench.context;
   auto have = [&](const std::string& k) -> Fact {
-    const std::string v = ctx_str(ctx, k);
+    const std::string v = context_text(ctx, k);
     return v.empty() ? missing() : Fact{v};
   };
   Facts f;
   f.push_back({"date", have("date")});
-  std::string cpu = ctx_str(ctx, "maskcheck.cpu");
-  if (!ctx_str(ctx, "mhz_per_cpu").empty())
-    cpu += (cpu.empty() ? "" : ", ") + ctx_str(ctx, "mhz_per_cpu") + " MHz";
+  std::string cpu = context_text(ctx, "maskcheck.cpu");
+  if (!context_text(ctx, "mhz_per_cpu").empty())
+    cpu += (cpu.empty() ? "" : ", ") + context_text(ctx, "mhz_per_cpu") + " MHz";
   f.push_back({"CPU", cpu.empty() ? missing() : Fact{cpu}});
-  std::string cores = ctx_str(ctx, "maskcheck.cores");
-  if (cores.empty()) cores = ctx_str(ctx, "num_cpus");
-  if (!ctx_str(ctx, "cpu.omp_threads").empty())
-    cores += (cores.empty() ? "" : ", ") + ctx_str(ctx, "cpu.omp_threads") + " OpenMP threads";
-  if (!ctx_str(ctx, "torch.cpu_threads").empty())
-    cores += ", " + ctx_str(ctx, "torch.cpu_threads") + " LibTorch threads";
+  std::string cores = context_text(ctx, "maskcheck.cores");
+  if (cores.empty()) cores = context_text(ctx, "num_cpus");
+  if (!context_text(ctx, "cpu.omp_threads").empty())
+    cores += (cores.empty() ? "" : ", ") + context_text(ctx, "cpu.omp_threads") + " OpenMP threads";
+  if (!context_text(ctx, "torch.cpu_threads").empty())
+    cores += ", " + context_text(ctx, "torch.cpu_threads") + " LibTorch threads";
   f.push_back({"cores", cores.empty() ? missing() : Fact{cores}});
   f.push_back({"SIMD target", have("cpu.simd_target")});
   Fact gpu = missing();
   Fact driver = missing();
-  const std::string device = ctx_str(ctx, "cuda.device");
+  const std::string device = context_text(ctx, "cuda.device");
   if (!device.empty()) {
     std::string g = device;
     std::vector<std::string> extra;
-    if (!ctx_str(ctx, "cuda.compute_capability").empty())
-      extra.push_back("compute capability " + ctx_str(ctx, "cuda.compute_capability"));
-    if (!ctx_str(ctx, "cuda.sm_count").empty())
-      extra.push_back(ctx_str(ctx, "cuda.sm_count") + " SMs");
-    if (!ctx_str(ctx, "cuda.sm_clock_mhz").empty())
-      extra.push_back(ctx_str(ctx, "cuda.sm_clock_mhz") + " MHz");
-    if (!ctx_str(ctx, "cuda.memory_gib").empty())
-      extra.push_back(ctx_str(ctx, "cuda.memory_gib") + " GiB");
-    if (!ctx_str(ctx, "cuda.l2_mib").empty())
-      extra.push_back("L2 " + ctx_str(ctx, "cuda.l2_mib") + " MiB");
+    if (!context_text(ctx, "cuda.compute_capability").empty())
+      extra.push_back("compute capability " + context_text(ctx, "cuda.compute_capability"));
+    if (!context_text(ctx, "cuda.sm_count").empty())
+      extra.push_back(context_text(ctx, "cuda.sm_count") + " SMs");
+    if (!context_text(ctx, "cuda.sm_clock_mhz").empty())
+      extra.push_back(context_text(ctx, "cuda.sm_clock_mhz") + " MHz");
+    if (!context_text(ctx, "cuda.memory_gib").empty())
+      extra.push_back(context_text(ctx, "cuda.memory_gib") + " GiB");
+    if (!context_text(ctx, "cuda.l2_mib").empty())
+      extra.push_back("L2 " + context_text(ctx, "cuda.l2_mib") + " MiB");
     for (std::size_t i = 0; i < extra.size(); ++i) g += (i == 0 ? " (" : ", ") + extra[i];
     if (!extra.empty()) g += ")";
     gpu = {g};
     std::string d;
-    if (!ctx_str(ctx, "cuda.driver").empty()) d = "driver " + ctx_str(ctx, "cuda.driver");
-    if (!ctx_str(ctx, "cuda.runtime").empty())
-      d += (d.empty() ? "" : ", ") + std::string("runtime ") + ctx_str(ctx, "cuda.runtime");
+    if (!context_text(ctx, "cuda.driver").empty()) d = "driver " + context_text(ctx, "cuda.driver");
+    if (!context_text(ctx, "cuda.runtime").empty())
+      d += (d.empty() ? "" : ", ") + std::string("runtime ") + context_text(ctx, "cuda.runtime");
     driver = d.empty() ? missing() : Fact{d};
-  } else if (!ctx_str(ctx, "cuda").empty()) {
-    gpu = missing("none: " + ctx_str(ctx, "cuda"));
+  } else if (!context_text(ctx, "cuda").empty()) {
+    gpu = missing("none: " + context_text(ctx, "cuda"));
     driver = missing("none");
   }
   f.push_back({"GPU", gpu});
   f.push_back({"GPU driver, CUDA runtime", driver});
-  std::string torch = ctx_str(ctx, "torch.version");
+  std::string torch = context_text(ctx, "torch.version");
   if (!torch.empty()) {
-    if (!ctx_str(ctx, "torch.cuda").empty()) torch += ", CUDA " + ctx_str(ctx, "torch.cuda");
-    if (!ctx_str(ctx, "torch.cudnn").empty()) torch += ", cuDNN " + ctx_str(ctx, "torch.cudnn");
-    if (!ctx_str(ctx, "torch.onednn_max_cpu_isa").empty())
-      torch += "; oneDNN ISA capped: " + ctx_str(ctx, "torch.onednn_max_cpu_isa");
+    if (!context_text(ctx, "torch.cuda").empty())
+      torch += ", CUDA " + context_text(ctx, "torch.cuda");
+    if (!context_text(ctx, "torch.cudnn").empty())
+      torch += ", cuDNN " + context_text(ctx, "torch.cudnn");
+    if (!context_text(ctx, "torch.onednn_max_cpu_isa").empty())
+      torch += "; oneDNN ISA capped: " + context_text(ctx, "torch.onednn_max_cpu_isa");
   }
   bool torch_rows = false;
   for (const auto& r : bench.rows) torch_rows = torch_rows || r.impl.rfind("torch", 0) == 0;
   f.push_back({"LibTorch", !torch.empty() ? Fact{torch}
                            : torch_rows   ? missing()
                                           : missing("none (no LibTorch rows in this file)")});
-  std::string compiler = ctx_str(ctx, "maskcheck.compiler");
-  if (!compiler.empty() && !ctx_str(ctx, "maskcheck.build_type").empty())
-    compiler += ", " + ctx_str(ctx, "maskcheck.build_type");
+  std::string compiler = context_text(ctx, "maskcheck.compiler");
+  if (!compiler.empty() && !context_text(ctx, "maskcheck.build_type").empty())
+    compiler += ", " + context_text(ctx, "maskcheck.build_type");
   f.push_back({"compiler, build", compiler.empty() ? missing() : Fact{compiler}});
-  std::string commit = ctx_str(ctx, "maskcheck.commit");
+  std::string commit = context_text(ctx, "maskcheck.commit");
   if (!commit.empty()) {
-    if (ctx_str(ctx, "maskcheck.dirty") == "true") commit += " (dirty: uncommitted changes)";
-    if (!ctx_str(ctx, "maskcheck.version").empty())
-      commit = "maskcheck " + ctx_str(ctx, "maskcheck.version") + ", " + commit;
+    if (context_text(ctx, "maskcheck.dirty") == "true") commit += " (dirty: uncommitted changes)";
+    if (!context_text(ctx, "maskcheck.version").empty())
+      commit = "maskcheck " + context_text(ctx, "maskcheck.version") + ", " + commit;
   }
   f.push_back({"maskcheck, commit", commit.empty() ? missing() : Fact{commit}});
   f.push_back({"seed", have("maskcheck.seed")});
@@ -418,8 +399,8 @@ Facts bench_facts(const json& doc, const BenchDoc& bench, const Limits& limits) 
                         const std::string& ctx_unit) {
     std::string s;
     if (l.ok()) s = what + " " + si(l.value, l.unit) + (l.from_probe ? " (probe row" : " (context");
-    if (l.ok() && l.from_probe && !ctx_str(ctx, ctx_key).empty())
-      s += "; start-up " + ctx_str(ctx, ctx_key) + " " + ctx_unit;
+    if (l.ok() && l.from_probe && !context_text(ctx, ctx_key).empty())
+      s += "; start-up " + context_text(ctx, ctx_key) + " " + ctx_unit;
     if (l.ok()) s += ")";
     if (!s.empty()) lim.push_back(s);
   };
@@ -429,7 +410,7 @@ Facts bench_facts(const json& doc, const BenchDoc& bench, const Limits& limits) 
   std::string lims;
   for (const auto& l : lim) lims += (lims.empty() ? "" : "; ") + l;
   f.push_back({"measured limits", lims.empty() ? missing("none in this file") : Fact{lims}});
-  std::string sizes = ctx_str(ctx, "maskcheck.ci_budget") == "1"
+  std::string sizes = context_text(ctx, "maskcheck.ci_budget") == "1"
                           ? "CI sizes (MASKCHECK_CI=1): smoke values, not measurements"
                           : "full sizes";
   if (ctx.contains("load_avg") && ctx.at("load_avg").is_array()) {
@@ -1115,10 +1096,10 @@ void bench_section(Page& page, const json& doc, const BenchDoc& bench, const Lim
             << ".</p>\n";
   // maskcheck.timing: the CUDA timing in files written before it became cuda.timing.
   for (const std::string key : {"cpu.timing", "cuda.timing", "maskcheck.timing"}) {
-    const std::string v = ctx_str(bench.context, key);
+    const std::string v = context_text(bench.context, key);
     if (!v.empty()) page.body << "<p class=\"muted\">" << esc(key) << ": " << esc(v) << "</p>\n";
   }
-  if (ctx_str(bench.context, "maskcheck.ci_budget") == "1")
+  if (context_text(bench.context, "maskcheck.ci_budget") == "1")
     page.body << "<p class=\"warn\">This file was measured at CI sizes (MASKCHECK_CI=1): the "
                  "problems are small and the probes cache-resident, so the numbers are smoke "
                  "values, not measurements.</p>\n";

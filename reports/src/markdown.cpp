@@ -91,14 +91,6 @@ void verify_section(std::ostringstream& os, const json& doc) {
   }
 }
 
-std::string fixed(double x, int digits) {
-  std::ostringstream os;
-  os.setf(std::ios::fixed);
-  os.precision(digits);
-  os << x;
-  return os.str();
-}
-
 // The headline: maskcheck against LibTorch in the same run, with the fraction of the measured
 // limit that maskcheck reaches (analysis.hpp computes both, as for the HTML charts).
 void headline(std::ostringstream& os, const BenchDoc& bench) {

@@ -1,6 +1,8 @@
 #include "text.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <sstream>
 
 #include "svg.hpp"
 
@@ -71,6 +73,28 @@ std::string md_block(std::string_view s) {
   std::string out = fence + "\n" + std::string(s);
   if (out.back() != '\n') out += '\n';
   return out + fence + "\n";
+}
+
+std::string fixed(double x, int digits) {
+  if (!std::isfinite(x)) return "-";
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(digits);
+  os << x;
+  return os.str();
+}
+
+std::string ratio_text(double r, int digits, std::string_view sign) {
+  if (!std::isfinite(r)) return "-";
+  return fixed(r, digits) + std::string(sign);
+}
+
+std::string context_text(const nlohmann::json& ctx, const std::string& key) {
+  if (!ctx.is_object() || !ctx.contains(key)) return {};
+  const nlohmann::json& v = ctx.at(key);
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number() || v.is_boolean()) return v.dump();
+  return {};
 }
 
 }  // namespace maskcheck::reports

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 namespace maskcheck::reports {
 
 // Plain Markdown text, also inside a table cell: HTML special characters become entities
@@ -20,5 +22,13 @@ std::string md_text(std::string_view s);
 std::string md_code(std::string_view s);
 // A fenced code block holding `s` literally (its fence longer than any backtick run in `s`).
 std::string md_block(std::string_view s);
+
+// The small formatters every page shares.
+// x with `digits` decimals ("12.50"); "-" when x is not finite.
+std::string fixed(double x, int digits);
+// A ratio: `digits` decimals and `sign` ("1.020x", "2.71\u00d7"); "-" when not finite.
+std::string ratio_text(double r, int digits, std::string_view sign);
+// A context or about field as text: strings as they are, numbers and booleans as JSON, else "".
+std::string context_text(const nlohmann::json& ctx, const std::string& key);
 
 }  // namespace maskcheck::reports
