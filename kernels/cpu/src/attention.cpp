@@ -614,13 +614,11 @@ struct PackBuffer {
 };
 }  // namespace attn
 
-void attention_forward(const AttentionProblem& p, const MaskView& mask, DType t, const void* q,
+void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
                        const void* k, const void* v, void* out, float* lse) {
-  p.validate();
+  p.validate(mask.B, mask.Lq, mask.Lk);
   require_cpu_dtype(t);
-  require(mask.B == p.mask.B && mask.Lq == p.mask.Lq && mask.Lk == p.mask.Lk, "mask", mask.B,
-          "the mask view must have the problem's B, Lq and Lk");
-  const std::int64_t B = p.mask.B, H = p.H, Hkv = p.Hkv, Lq = p.mask.Lq, D = p.D;
+  const std::int64_t B = mask.B, H = p.H, Hkv = p.Hkv, Lq = mask.Lq, D = p.D;
   if (B == 0 || H == 0 || Lq == 0 || D == 0) return;
 
   attn::Problem pr;
@@ -643,7 +641,7 @@ void attention_forward(const AttentionProblem& p, const MaskView& mask, DType t,
   pr.v_direct = !pr.bf16 && g.dp == D;
   // Outputs larger than the caches go around them (aligned full vectors only).
   pr.stream = !pr.bf16 && g.dp == D && reinterpret_cast<std::uintptr_t>(out) % 64 == 0 &&
-              p.q_numel() * 4 >= (std::int64_t{16} << 20);
+              B * H * Lq * D * 4 >= (std::int64_t{16} << 20);
 
   // Sequence b's slab: Hkv heads of ceil(k_len / bk) tiles of K^T [D, bk] then V [bk, dp].
   std::vector<std::int64_t> slab(static_cast<std::size_t>(B));

@@ -553,21 +553,21 @@ void check_limits(std::int64_t B, std::int64_t H, std::int64_t D) {
 
 }  // namespace
 
-void attention_forward(const AttentionProblem& p, const MaskView& mask, DType t, const void* q,
+void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
                        const void* k, const void* v, void* out, float* lse, cudaStream_t stream) {
-  p.validate();
-  check_limits(p.mask.B, p.H, p.D);
+  p.validate(mask.B, mask.Lq, mask.Lk);
+  check_limits(mask.B, p.H, p.D);
   Layout lay;
   lay.H = p.H;
   lay.Hkv = p.Hkv;
-  lay.Lq = p.mask.Lq;
-  lay.Lk = p.mask.Lk;
+  lay.Lq = mask.Lq;
+  lay.Lk = mask.Lk;
   lay.D = p.D;
   dispatch_cuda_dtype(t, [&](auto tag) {
     using T = decltype(tag);
     run<T>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-           static_cast<T*>(out), lse, mask, lay, p.effective_scale(), p.H / p.Hkv, p.mask.B,
-           p.mask.Lq, stream);
+           static_cast<T*>(out), lse, mask, lay, p.effective_scale(), p.H / p.Hkv, mask.B, mask.Lq,
+           stream);
   });
 }
 

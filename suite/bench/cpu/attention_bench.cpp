@@ -185,8 +185,8 @@ CpuPrepared build(AttnFixture& f, const std::string& impl, const std::string& na
     return finish(
         f, name, true,
         [&f, out] {
-          cpu::attention_forward(f.p, f.flat->view(), f.c.t, f.q.get(), f.k.get(), f.v.get(), out,
-                                 nullptr);
+          cpu::attention_forward(f.p.shape(), f.flat->view(), f.c.t, f.q.get(), f.k.get(),
+                                 f.v.get(), out, nullptr);
         },
         [out] { return out; },
         "maskcheck::cpu (" + cpu::simd_target() + ", " + std::to_string(cpu::max_threads()) +

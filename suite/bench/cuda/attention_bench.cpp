@@ -263,8 +263,8 @@ Prepared build(AttnFixture& f, const std::string& impl, const std::string& name)
     return finish(
         f, name, true,
         [&f] {
-          cuda::attention_forward(f.p, f.mask->view(), f.c.t, f.q.get(), f.k.get(), f.v.get(),
-                                  f.out.get(), nullptr, kStream);
+          cuda::attention_forward(f.p.shape(), f.mask->view(), f.c.t, f.q.get(), f.k.get(),
+                                  f.v.get(), f.out.get(), nullptr, kStream);
         },
         [&f] { return download(f.out.get(), f.c.t, f.p.q_numel()); }, false, "");
   }
