@@ -16,7 +16,7 @@
 #include <string>
 
 #include "maskcheck/reference/dtype.hpp"
-#include "maskcheck/reference/masks.hpp"
+#include "maskcheck/reference/encodings.hpp"
 #include "maskcheck/reference/predicate.hpp"
 #include "maskcheck/reference/problems.hpp"
 
