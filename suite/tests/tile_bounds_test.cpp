@@ -164,9 +164,8 @@ rc::Gen<mc::MaskSpec> gen_tiled_mask() {
   });
 }
 
-// Logs the mask (shown with a counterexample) and starts the case's tags with its coverage.
+// The case's tags, starting with the mask's coverage.
 std::set<std::string> start(const mc::MaskSpec& m) {
-  RC_LOG() << mc::describe(m) << "\n";
   const auto tags = mc::coverage_tags(m);
   return std::set<std::string>(tags.begin(), tags.end());
 }
