@@ -79,12 +79,11 @@ std::int64_t SoftmaxProblem::numel() const {
   return checked_numel("softmax x", {mask.B, H, mask.Lq, mask.Lk});
 }
 
-double AttentionProblem::effective_scale() const {
+double AttentionShape::effective_scale() const {
   return scale ? *scale : 1.0 / std::sqrt(static_cast<double>(D));
 }
 
-void AttentionProblem::validate() const {
-  mask.validate();
+void AttentionShape::validate(std::int64_t B, std::int64_t Lq, std::int64_t Lk) const {
   require(H >= 1, "H", H, "must be >= 1");
   require(Hkv >= 1, "Hkv", Hkv, "must be >= 1");
   require(H % Hkv == 0, "H % Hkv", H % Hkv,
@@ -92,8 +91,17 @@ void AttentionProblem::validate() const {
   require(D >= 1, "D", D, "must be >= 1");
   if (scale && !std::isfinite(*scale))
     throw_invalid("scale", std::to_string(*scale), "must be finite");
-  (void)q_numel();
-  (void)kv_numel();
+  (void)checked_numel("q", {B, H, Lq, D});
+  (void)checked_numel("k", {B, Hkv, Lk, D});
+}
+
+double AttentionProblem::effective_scale() const {
+  return shape().effective_scale();
+}
+
+void AttentionProblem::validate() const {
+  mask.validate();
+  shape().validate(mask.B, mask.Lq, mask.Lk);
 }
 
 std::int64_t AttentionProblem::q_numel() const {

@@ -474,7 +474,7 @@ AttnTarget cuda_varlen_target() {
 std::vector<AttnTarget> targets() {
   std::vector<AttnTarget> t;
   t.push_back(maskcheck_target(Device::cpu, [](const AttnFixture& f, void* out) {
-    cpu::attention_forward(f.p, f.mask->view(), f.c.t, f.q.get(), f.k.get(), f.v.get(), out,
+    cpu::attention_forward(f.p.shape(), f.mask->view(), f.c.t, f.q.get(), f.k.get(), f.v.get(), out,
                            nullptr);
   }));
 #if MASKCHECK_BENCH_TORCH
@@ -484,8 +484,8 @@ std::vector<AttnTarget> targets() {
   t.push_back(reference_target());
 #if MASKCHECK_BENCH_CUDA
   t.push_back(maskcheck_target(Device::cuda, [](const AttnFixture& f, void* out) {
-    cuda::attention_forward(f.p, f.mask->view(), f.c.t, f.q.get(), f.k.get(), f.v.get(), out,
-                            nullptr, kStream);
+    cuda::attention_forward(f.p.shape(), f.mask->view(), f.c.t, f.q.get(), f.k.get(), f.v.get(),
+                            out, nullptr, kStream);
   }));
   t.push_back(cuda_varlen_target());
 #if MASKCHECK_BENCH_TORCH

@@ -252,6 +252,9 @@ std::string describe(const MlmCase& c) {
   return os.str();
 }
 
+void showValue(const MaskSpec& m, std::ostream& os) {
+  os << describe(m);
+}
 void showValue(const MaskCase& c, std::ostream& os) {
   os << describe(c);
 }

@@ -9,9 +9,10 @@
 // Versions:
 //   v1  this file: K^T and V of the valid keys packed once per call into key tiles of kBk keys
 //       (zeros outside the valid range, so padding is never read); OpenMP over (query tile, b, h),
-//       heaviest tiles first, dynamic; per query tile the rows' intervals give the key span
-//       (tiles outside are never touched) and, per register block of kR rows, which tiles are
-//       inside every row's interval (no per-element test) and which need lo <= k < hi; S = Q K^T
+//       heaviest tiles first, dynamic; per query tile the rows' intervals, folded into the
+//       predicate's TileBounds, give the key span (tiles outside are never touched) and, per
+//       register block of kR rows, which tiles it skips, which are inside the interval of every
+//       row that sees a key (no per-element test) and which need lo <= k < hi; S = Q K^T
 //       and O += P V as kR x 4-vector FMA micro-kernels; online softmax in base 2 with a
 //       polynomial exp2 and selects (P = 0 exactly for masked pairs).
 #undef HWY_TARGET_INCLUDE
@@ -86,15 +87,6 @@ struct Scratch {
   std::int64_t* lo = nullptr;  // [bq] the rows' visible key intervals [lo, hi)
   std::int64_t* hi = nullptr;
 };
-
-struct Sequence {
-  std::int64_t q0, q_len, k0, k_len;
-};
-inline Sequence sequence(const MaskView& m, std::int64_t b) {
-  const std::int64_t q_len = m.q_lens ? m.q_lens[b] : m.Lq;
-  const std::int64_t k_len = m.k_lens ? m.k_lens[b] : m.Lk;
-  return {valid_begin(m.padding, m.Lq, q_len), q_len, valid_begin(m.padding, m.Lk, k_len), k_len};
-}
 
 inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b;
@@ -391,7 +383,7 @@ Geometry GetGeometry(std::int64_t D) {
 // zeros for keys past the valid range and for columns D..dp. Only valid keys are read.
 template <class S>
 void PackTileT(const Problem& pr, std::int64_t b, std::int64_t hk, std::int64_t kt) {
-  const Sequence s = sequence(pr.mask, b);
+  const ValidRanges s = valid_ranges(pr.mask, b);
   const std::int64_t tiles = ceil_div(s.k_len, kBk);
   if (kt >= tiles) return;
   const std::int64_t D = pr.D, dp = pr.g.dp;
@@ -439,28 +431,30 @@ void PackTile(const Problem& pr, std::int64_t b, std::int64_t hk, std::int64_t k
 
 // Query tile t (rows q0 + t * kBq ...) of head h of sequence b.
 void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t h, std::int64_t t) {
-  const Sequence s = sequence(pr.mask, b);
+  const ValidRanges s = valid_ranges(pr.mask, b);
   const std::int64_t qa = s.q0 + t * kBq;
   if (qa >= s.q0 + s.q_len) return;
   const std::int64_t nr = std::min(kBq, s.q0 + s.q_len - qa);
   const std::int64_t D = pr.D, dp = pr.g.dp, Lq = pr.mask.Lq, H = pr.H;
   const std::int64_t hk = h / pr.group;
 
-  // 1. The rows' intervals from the one predicate; the tile's key span is their union.
-  std::int64_t span_lo = std::numeric_limits<std::int64_t>::max(), span_hi = 0;
+  // 1. The rows' intervals from the one predicate, folded (row_tile_bounds, combine) into the
+  //    tile bounds of each register block of kR rows (which key tiles it skips, which need no
+  //    per-element test) and of the whole tile (its key span).
+  const std::int64_t blocks = ceil_div(nr, kR);
+  TileBounds blk[kBq / kR + 1];
+  TileBounds tile;
   for (std::int64_t i = 0; i < nr; ++i) {
     const KeyRange kr = visible_keys(pr.mask, b, qa + i);
     sc.lo[i] = kr.empty() ? 0 : kr.begin;
     sc.hi[i] = kr.empty() ? 0 : kr.end;
-    if (!kr.empty()) {
-      span_lo = std::min(span_lo, kr.begin);
-      span_hi = std::max(span_hi, kr.end);
-    }
+    blk[i / kR] = combine(blk[i / kR], row_tile_bounds(kr));
   }
+  for (std::int64_t bl = 0; bl < blocks; ++bl) tile = combine(tile, blk[bl]);
   const std::int64_t row0 = (b * H + h) * Lq + qa;  // row index of the tile's first query
   float* lse = pr.lse ? pr.lse + row0 : nullptr;
 
-  if (span_hi > span_lo) {
+  if (!tile.span.empty()) {
     // 2. Q rows with visible keys, times sign(scale); the others as zeros (never read).
     for (std::int64_t i = 0; i < nr; ++i) {
       float* qr = sc.q + i * D;
@@ -479,28 +473,14 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
     std::fill(sc.m, sc.m + nr, -std::numeric_limits<float>::infinity());
     std::fill(sc.l, sc.l + nr * kN, 0.0f);
 
-    // 3. Key tiles of the span. Per register block of rows: skip tiles outside the block's
-    //    union, run tiles inside every row's interval unmasked, test the rest per element.
+    // 3. Key tiles of the span. Per register block of rows: skip the tiles it skips, run the
+    //    tiles it needs no test for unmasked (its rows without keys are written as empty rows in
+    //    step 4), test the rest per element.
     const std::int64_t tiles = ceil_div(s.k_len, kBk);
     const float* base = pr.pack + pr.slab[b] + hk * slab_stride(pr, tiles);
     const std::int64_t vs = pr.v_direct ? D : dp;  // row stride of the V rows read
-    const std::int64_t kt0 = (span_lo - s.k0) / kBk, kt1 = ceil_div(span_hi - s.k0, kBk);
-    const std::int64_t blocks = ceil_div(nr, kR);
-    std::int64_t blk_lo[kBq / kR + 1], blk_hi[kBq / kR + 1], blk_in_lo[kBq / kR + 1],
-        blk_in_hi[kBq / kR + 1];
-    for (std::int64_t bl = 0; bl < blocks; ++bl) {
-      blk_lo[bl] = std::numeric_limits<std::int64_t>::max();
-      blk_hi[bl] = std::numeric_limits<std::int64_t>::min();
-      blk_in_lo[bl] = std::numeric_limits<std::int64_t>::min();
-      blk_in_hi[bl] = std::numeric_limits<std::int64_t>::max();
-      for (std::int64_t i = bl * kR; i < std::min(nr, (bl + 1) * kR); ++i)
-        if (sc.hi[i] > sc.lo[i]) {
-          blk_lo[bl] = std::min(blk_lo[bl], sc.lo[i]);
-          blk_hi[bl] = std::max(blk_hi[bl], sc.hi[i]);
-          blk_in_lo[bl] = std::max(blk_in_lo[bl], sc.lo[i]);
-          blk_in_hi[bl] = std::min(blk_in_hi[bl], sc.hi[i]);
-        }
-    }
+    const std::int64_t kt0 = (tile.span.begin - s.k0) / kBk,
+                       kt1 = ceil_div(tile.span.end - s.k0, kBk);
     for (std::int64_t kt = kt0; kt < kt1; ++kt) {
       const std::int64_t k_begin = s.k0 + kt * kBk, k_end = k_begin + kBk;
       const float* kt_tile = base + kt * kBk * D;
@@ -510,17 +490,17 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
       // Scores and P of every block first, then O += P V: each phase keeps its panel (K^T or
       // V, up to 32 KiB) in L1 across the blocks.
       for (std::int64_t bl = 0; bl < blocks; ++bl) {
-        if (blk_hi[bl] <= k_begin || blk_lo[bl] >= k_end) continue;
+        if (blk[bl].skips(k_begin, k_end)) continue;
         const std::int64_t r0 = bl * kR;
         const int rn = static_cast<int>(std::min<std::int64_t>(kR, nr - r0));
-        if (blk_in_lo[bl] <= k_begin && k_end <= blk_in_hi[bl]) {
+        if (blk[bl].unmasked(k_begin, k_end)) {
           WithRows<ScoresFull>(rn, sc.q + r0 * D, D, kt_tile, static_cast<const float*>(nullptr),
                                static_cast<const float*>(nullptr), pr.exp2_scale, sc.m + r0,
                                sc.l + r0 * kN, sc.p + r0 * kBk, sc.alpha + r0);
         } else {
           // Only the vectors of keys [c0, c1) that some row of the block sees.
-          const std::int64_t c0 = (std::max(k_begin, blk_lo[bl]) - k_begin) / kN;
-          const std::int64_t c1 = ceil_div(std::min(k_end, blk_hi[bl]) - k_begin, kN);
+          const std::int64_t c0 = (std::max(k_begin, blk[bl].span.begin) - k_begin) / kN;
+          const std::int64_t c1 = ceil_div(std::min(k_end, blk[bl].span.end) - k_begin, kN);
           const std::int64_t first = k_begin + c0 * kN;
           float lo[kR], hi[kR];  // relative to key `first`, clamped (exact in float)
           for (int r = 0; r < rn; ++r) {
@@ -539,11 +519,11 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
         }
       }
       for (std::int64_t bl = 0; bl < blocks; ++bl) {
-        if (blk_hi[bl] <= k_begin || blk_lo[bl] >= k_end) continue;
+        if (blk[bl].skips(k_begin, k_end)) continue;
         const std::int64_t r0 = bl * kR;
         const int rn = static_cast<int>(std::min<std::int64_t>(kR, nr - r0));
-        const std::int64_t kb = std::max(k_begin, blk_lo[bl]) - k_begin;
-        const std::int64_t ke = std::min(k_end, blk_hi[bl]) - k_begin;
+        const std::int64_t kb = std::max(k_begin, blk[bl].span.begin) - k_begin;
+        const std::int64_t ke = std::min(k_end, blk[bl].span.end) - k_begin;
         WithRows<PV>(rn, static_cast<const float*>(sc.p + r0 * kBk), v_tile, vs, dp, kb, ke,
                      static_cast<const float*>(sc.alpha + r0), sc.o + r0 * dp);
       }
@@ -553,7 +533,7 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
   // 4. Normalize and write; rows without a visible key write 0 and lse -inf.
   const DF df;
   for (std::int64_t i = 0; i < nr; ++i) {
-    const bool ok = span_hi > span_lo && sc.hi[i] > sc.lo[i];
+    const bool ok = !tile.span.empty() && sc.hi[i] > sc.lo[i];
     const float l = ok ? hn::GetLane(hn::SumOfLanes(df, hn::Load(df, sc.l + i * kN))) : 0.0f;
     const bool empty = !ok || !(l > 0.0f);
     const float inv = empty ? 0.0f : 1.0f / l;
@@ -581,11 +561,11 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
 
 // Padded query rows of head bh (= b * H + h): 0 and lse -inf.
 void ZeroPaddedRows(const Problem& pr, std::int64_t bh) {
-  const Sequence s = sequence(pr.mask, bh / pr.H);
+  const ValidRanges s = valid_ranges(pr.mask, bh / pr.H);
   const std::int64_t Lq = pr.mask.Lq, D = pr.D;
   const DF df;
   for (std::int64_t i = 0; i < Lq; ++i) {
-    if (i >= s.q0 && i < s.q0 + s.q_len) continue;
+    if (s.has_query(i)) continue;
     const std::int64_t row = bh * Lq + i;
     if (pr.bf16) {
       std::fill_n(static_cast<std::uint16_t*>(pr.out) + row * D, D, std::uint16_t{0});
@@ -634,13 +614,11 @@ struct PackBuffer {
 };
 }  // namespace attn
 
-void attention_forward(const AttentionProblem& p, const MaskView& mask, DType t, const void* q,
+void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
                        const void* k, const void* v, void* out, float* lse) {
-  p.validate();
+  p.validate(mask.B, mask.Lq, mask.Lk);
   require_cpu_dtype(t);
-  require(mask.B == p.mask.B && mask.Lq == p.mask.Lq && mask.Lk == p.mask.Lk, "mask", mask.B,
-          "the mask view must have the problem's B, Lq and Lk");
-  const std::int64_t B = p.mask.B, H = p.H, Hkv = p.Hkv, Lq = p.mask.Lq, D = p.D;
+  const std::int64_t B = mask.B, H = p.H, Hkv = p.Hkv, Lq = mask.Lq, D = p.D;
   if (B == 0 || H == 0 || Lq == 0 || D == 0) return;
 
   attn::Problem pr;
@@ -663,13 +641,13 @@ void attention_forward(const AttentionProblem& p, const MaskView& mask, DType t,
   pr.v_direct = !pr.bf16 && g.dp == D;
   // Outputs larger than the caches go around them (aligned full vectors only).
   pr.stream = !pr.bf16 && g.dp == D && reinterpret_cast<std::uintptr_t>(out) % 64 == 0 &&
-              p.q_numel() * 4 >= (std::int64_t{16} << 20);
+              B * H * Lq * D * 4 >= (std::int64_t{16} << 20);
 
   // Sequence b's slab: Hkv heads of ceil(k_len / bk) tiles of K^T [D, bk] then V [bk, dp].
   std::vector<std::int64_t> slab(static_cast<std::size_t>(B));
   std::int64_t total = 0, max_k_tiles = 0, max_q_tiles = 0;
   for (std::int64_t b = 0; b < B; ++b) {
-    const attn::Sequence s = attn::sequence(mask, b);
+    const ValidRanges s = valid_ranges(mask, b);
     const std::int64_t tiles = attn::ceil_div(s.k_len, g.bk);
     slab[static_cast<std::size_t>(b)] = total;
     total += Hkv * attn::slab_stride(pr, tiles);

@@ -14,15 +14,16 @@
 //                D > 128) stream through shared memory
 //                (cp.async, double-buffered); S = Q K^T and O += P V run on tensor cores
 //                (mma.sync m16n8k16, fp32 accumulate); online softmax in registers with exp2.
-//                Tile skipping derives from the rows' intervals: only tiles inside the union of
-//                the block's intervals are visited, tiles inside every row's interval skip the
-//                per-element test, the rest (boundary tiles) apply it. Keys outside the
+//                Tile skipping derives from the rows' intervals, folded into the predicate's
+//                TileBounds (each thread its row, each warp by an xor-shuffle butterfly, then
+//                the block): only tiles inside the span of the block's intervals are visited,
+//                tiles inside the interval of every row that sees a key skip the per-element
+//                test, the rest (boundary tiles) apply it. Keys outside the
 //                sequence's valid range and Q rows without visible keys are loaded as zeros,
 //                so padding may hold anything (NaN included).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <climits>
 #include <cmath>
 #include <limits>
 
@@ -58,13 +59,6 @@ struct Layout {
     return packed ? cu_q[b + 1] - cu_q[b] : Lq;
   }
 };
-
-// The valid key range of sequence b in the layout's key coordinates.
-__device__ KeyRange valid_keys(const MaskView& m, std::int64_t b) {
-  const std::int64_t len = m.k_lens ? m.k_lens[b] : m.Lk;
-  const std::int64_t k0 = valid_begin(m.padding, m.Lk, len);
-  return KeyRange{k0, k0 + len};
-}
 
 // ---- v1: fp32, one warp per query row --------------------------------------------------------
 
@@ -144,6 +138,8 @@ struct Config {
   static constexpr int kKV = kBN * kStride;
   static constexpr std::size_t kBytes =
       sizeof(std::uint16_t) * (kQ + 2 * kStages * kKV) + 4 * kBM * sizeof(int);
+  // The last kBM ints hold the warps' tile bounds.
+  static_assert(kWarps * sizeof(BasicTileBounds<int>) <= kBM * sizeof(int));
 };
 
 __device__ __forceinline__ unsigned smem_addr(const void* p) {
@@ -223,7 +219,7 @@ __device__ __forceinline__ void load_tile(T* __restrict__ tile, const T* __restr
                                           std::int64_t valid_lo, std::int64_t valid_hi,
                                           std::int64_t D, const int* row_ok) {
   using C = Config<D_PAD>;
-  if constexpr (VEC) {      // 16-byte chunks through cp.async (zero-filled where invalid)
+  if constexpr (VEC) {  // 16-byte chunks through cp.async (zero-filled where invalid)
     constexpr int kChunks = D_PAD / 8;
     for (int c = threadIdx.x; c < rows * kChunks; c += THREADS) {
       const int r = c / kChunks, col = (c % kChunks) * 8;
@@ -261,7 +257,9 @@ __global__ void __launch_bounds__(Config<D_PAD>::kThreads)
   int* row_lo = reinterpret_cast<int*>(sV + kStages * C::kKV);
   int* row_hi = row_lo + kBM;
   int* row_ok = row_hi + kBM;
-  int* red = row_ok + kBM;  // reduction scratch
+  // One per warp. Key positions are ints here (as in row_lo / row_hi): 64-bit tile bounds in the
+  // main loop cost registers (a spill at D = 32 on sm_80).
+  BasicTileBounds<int>* red = reinterpret_cast<BasicTileBounds<int>*>(row_ok + kBM);
 
   const std::int64_t b = blockIdx.z, h = blockIdx.y;
   // Heavier query tiles (later rows see more keys under a causal mask) start first.
@@ -271,7 +269,10 @@ __global__ void __launch_bounds__(Config<D_PAD>::kThreads)
   const std::int64_t hk = h / group;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
 
-  // 1. Each row's visible keys from the one predicate; the block's span and full-tile bounds.
+  // 1. Each row's visible keys from the one predicate, and the block's TileBounds, their fold:
+  //    each thread folds its rows, each warp its lanes (xor butterfly), then the block its warps.
+  //    (suite/tests/tile_bounds_test.cpp runs these steps on the host, lanes emulated.)
+  BasicTileBounds<int> tb;
   for (int r = tid; r < kBM; r += C::kThreads) {
     const std::int64_t i = m0 + r;
     KeyRange kr{0, 0};
@@ -279,43 +280,19 @@ __global__ void __launch_bounds__(Config<D_PAD>::kThreads)
     row_lo[r] = static_cast<int>(kr.begin);
     row_hi[r] = static_cast<int>(kr.end);
     row_ok[r] = !kr.empty();
+    tb = combine(tb, row_tile_bounds<int>(kr));
   }
-  __syncthreads();
-  // Over rows with visible keys: span = [min lo, max hi) holds every visible key; a tile inside
-  // [max lo, min hi) is visible to every such row.
-  int span_lo = INT_MAX, span_hi = INT_MIN, full_lo = INT_MIN, full_hi = INT_MAX;
-  for (int r = tid; r < kBM; r += C::kThreads)
-    if (row_ok[r]) {
-      span_lo = min(span_lo, row_lo[r]);
-      full_lo = max(full_lo, row_lo[r]);
-      span_hi = max(span_hi, row_hi[r]);
-      full_hi = min(full_hi, row_hi[r]);
-    }
-  for (int o = 16; o > 0; o >>= 1) {
-    span_lo = min(span_lo, __shfl_xor_sync(0xffffffffu, span_lo, o));
-    span_hi = max(span_hi, __shfl_xor_sync(0xffffffffu, span_hi, o));
-    full_lo = max(full_lo, __shfl_xor_sync(0xffffffffu, full_lo, o));
-    full_hi = min(full_hi, __shfl_xor_sync(0xffffffffu, full_hi, o));
-  }
-  if (lane == 0) {
-    red[warp * 4 + 0] = span_lo;
-    red[warp * 4 + 1] = span_hi;
-    red[warp * 4 + 2] = full_lo;
-    red[warp * 4 + 3] = full_hi;
-  }
-  __syncthreads();
-  span_lo = INT_MAX, span_hi = INT_MIN, full_lo = INT_MIN, full_hi = INT_MAX;
-  for (int w = 0; w < C::kWarps; ++w) {
-    span_lo = min(span_lo, red[w * 4 + 0]);
-    span_hi = max(span_hi, red[w * 4 + 1]);
-    full_lo = max(full_lo, red[w * 4 + 2]);
-    full_hi = min(full_hi, red[w * 4 + 3]);
-  }
-  const int tiles = span_lo < span_hi ? (span_hi - span_lo + kBN - 1) / kBN : 0;
+  for (int o = 16; o > 0; o >>= 1) tb = combine(tb, detail::shfl_xor(tb, o));
+  if (lane == 0) red[warp] = tb;
+  __syncthreads();  // the rows' intervals and the warps' bounds are in shared memory
+  tb = BasicTileBounds<int>{};
+  for (int w = 0; w < C::kWarps; ++w) tb = combine(tb, red[w]);
+  const int span_lo = tb.span.begin;
+  const int tiles = tb.span.empty() ? 0 : (tb.span.end - tb.span.begin + kBN - 1) / kBN;
 
   // 2. Q (rows without visible keys as zeros) and the first K/V tile.
   const KeyRange kv_valid =
-      lay.packed ? KeyRange{0, lay.cu_k[b + 1] - lay.cu_k[b]} : valid_keys(mask, b);
+      lay.packed ? KeyRange{0, lay.cu_k[b + 1] - lay.cu_k[b]} : valid_ranges(mask, b).keys();
   const T* qb = q + lay.q_row(b, h, 0);
   const T* kb = k + lay.kv_row(b, hk, 0);
   const T* vb = v + lay.kv_row(b, hk, 0);
@@ -401,8 +378,9 @@ __global__ void __launch_bounds__(Config<D_PAD>::kThreads)
 
     // Boundary tiles: scale and mask element by element. Full tiles: no test, and the scale is
     // folded into the exponent's FMA (the row max of raw scores scales with it; a negative
-    // scale turns it into the row min).
-    const bool full = full_lo <= n0 && full_hi >= n0 + kBN;
+    // scale turns it into the row min). Rows without visible keys compute on zeros here and are
+    // written as empty rows in step 3.
+    const bool full = tb.unmasked(n0, n0 + kBN);
     if (!full) {
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
@@ -575,21 +553,21 @@ void check_limits(std::int64_t B, std::int64_t H, std::int64_t D) {
 
 }  // namespace
 
-void attention_forward(const AttentionProblem& p, const MaskView& mask, DType t, const void* q,
+void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
                        const void* k, const void* v, void* out, float* lse, cudaStream_t stream) {
-  p.validate();
-  check_limits(p.mask.B, p.H, p.D);
+  p.validate(mask.B, mask.Lq, mask.Lk);
+  check_limits(mask.B, p.H, p.D);
   Layout lay;
   lay.H = p.H;
   lay.Hkv = p.Hkv;
-  lay.Lq = p.mask.Lq;
-  lay.Lk = p.mask.Lk;
+  lay.Lq = mask.Lq;
+  lay.Lk = mask.Lk;
   lay.D = p.D;
   dispatch_cuda_dtype(t, [&](auto tag) {
     using T = decltype(tag);
     run<T>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-           static_cast<T*>(out), lse, mask, lay, p.effective_scale(), p.H / p.Hkv, p.mask.B,
-           p.mask.Lq, stream);
+           static_cast<T*>(out), lse, mask, lay, p.effective_scale(), p.H / p.Hkv, mask.B, mask.Lq,
+           stream);
   });
 }
 

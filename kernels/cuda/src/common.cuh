@@ -51,6 +51,19 @@ __device__ __forceinline__ float warp_sum(float x) {
   for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
   return x;
 }
+// __shfl_xor_sync of any trivially copyable value (e.g. a TileBounds), 32 bits at a time, so
+// that no field can be left behind.
+template <class T>
+__device__ __forceinline__ T shfl_xor(const T& x, int lane_mask) {
+  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) % sizeof(unsigned) == 0);
+  unsigned w[sizeof(T) / sizeof(unsigned)];
+  memcpy(w, &x, sizeof(T));
+#pragma unroll
+  for (auto& u : w) u = __shfl_xor_sync(0xffffffffu, u, lane_mask);
+  T y;
+  memcpy(&y, w, sizeof(T));
+  return y;
+}
 
 // Block-wide reductions in a fixed order (deterministic). `scratch` holds >= 32 floats; every
 // thread of the block must call; all get the result.

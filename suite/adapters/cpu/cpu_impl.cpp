@@ -130,7 +130,7 @@ class CpuImplementation final : public Implementation {
       const auto qs = to_storage_vec<S>(q), ks = to_storage_vec<S>(k), vs = to_storage_vec<S>(v);
       std::vector<S> out(qs.size());
       std::vector<float> lse(want_lse ? static_cast<std::size_t>(p.lse_numel()) : 0);
-      cpu::attention_forward(p, flat.view(), t, qs.data(), ks.data(), vs.data(), out.data(),
+      cpu::attention_forward(p.shape(), flat.view(), t, qs.data(), ks.data(), vs.data(), out.data(),
                              want_lse ? lse.data() : nullptr);
       return AttentionResult{to_double_vec(out), std::vector<double>(lse.begin(), lse.end())};
     });

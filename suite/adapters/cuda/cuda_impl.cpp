@@ -156,7 +156,7 @@ class CudaImplementation final : public Implementation {
     const auto dq = upload_values(q, t), dk = upload_values(k, t), dv = upload_values(v, t);
     cu::DeviceBuffer dout(q.size() * dtype_bytes(t));
     cu::DeviceBuffer dlse(want_lse ? static_cast<std::size_t>(p.lse_numel()) * sizeof(float) : 0);
-    cu::attention_forward(p, mask.view(), t, dq.get(), dk.get(), dv.get(), dout.get(),
+    cu::attention_forward(p.shape(), mask.view(), t, dq.get(), dk.get(), dv.get(), dout.get(),
                           want_lse ? dlse.as<float>() : nullptr, nullptr);
     sync("attention_forward");
     AttentionResult r;

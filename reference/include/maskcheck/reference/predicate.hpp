@@ -9,11 +9,13 @@
 // where diag(q) is the key aligned with q inside its segment (document, or whole sequence):
 // bottom-right: diag = q_seg + (seg_k_len - seg_q_len); top-left: diag = q_seg.
 // An intersection of intervals is an interval, so visible_keys() returns it and visible() tests
-// membership; kernels derive tile skipping from the same interval (tile_key_span and
-// tile_fully_visible below), never from a formula of their own.
+// membership. A new clause changes visible_keys() and nothing else: the padding clause's ranges
+// (valid_ranges) and the tile bounds of kernels (TileBounds, the fold of visible_keys() over a
+// tile's rows) are derived here, never re-derived by a kernel.
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "maskcheck/reference/common.hpp"
@@ -37,20 +39,32 @@ struct MaskView {
 };
 
 // Half-open key interval [begin, end) in padded key coordinates; empty when end <= begin.
-struct KeyRange {
-  std::int64_t begin = 0;
-  std::int64_t end = 0;
+// Positions are std::int64_t (KeyRange); a kernel whose positions fit in 32 bits may hold them as
+// BasicKeyRange<int> to spend one register on each.
+template <class Index>
+struct BasicKeyRange {
+  Index begin = 0;
+  Index end = 0;
   MC_HD constexpr bool empty() const { return end <= begin; }
-  MC_HD constexpr bool contains(std::int64_t k) const { return begin <= k && k < end; }
-  MC_HD constexpr std::int64_t size() const { return end > begin ? end - begin : 0; }
+  MC_HD constexpr bool contains(Index k) const { return begin <= k && k < end; }
+  MC_HD constexpr Index size() const { return end > begin ? end - begin : 0; }
 };
+using KeyRange = BasicKeyRange<std::int64_t>;
 
 namespace detail {
-MC_HD constexpr std::int64_t min64(std::int64_t a, std::int64_t b) {
+template <class Index>
+MC_HD constexpr Index min_of(Index a, Index b) {
   return a < b ? a : b;
 }
-MC_HD constexpr std::int64_t max64(std::int64_t a, std::int64_t b) {
+template <class Index>
+MC_HD constexpr Index max_of(Index a, Index b) {
   return a > b ? a : b;
+}
+MC_HD constexpr std::int64_t min64(std::int64_t a, std::int64_t b) {
+  return min_of(a, b);
+}
+MC_HD constexpr std::int64_t max64(std::int64_t a, std::int64_t b) {
+  return max_of(a, b);
 }
 }  // namespace detail
 
@@ -59,19 +73,30 @@ MC_HD constexpr std::int64_t valid_begin(PaddingSide side, std::int64_t padded, 
   return side == PaddingSide::left ? padded - len : 0;
 }
 
+// The padding clause of sequence b: its valid queries [q0, q0 + q_len) and keys [k0, k0 + k_len).
+struct ValidRanges {
+  std::int64_t q0 = 0, q_len = 0, k0 = 0, k_len = 0;
+  MC_HD constexpr bool has_query(std::int64_t q) const { return q0 <= q && q < q0 + q_len; }
+  MC_HD constexpr KeyRange keys() const { return KeyRange{k0, k0 + k_len}; }
+};
+
+MC_HD constexpr ValidRanges valid_ranges(const MaskView& m, std::int64_t b) {
+  const std::int64_t q_len = m.q_lens ? m.q_lens[b] : m.Lq;
+  const std::int64_t k_len = m.k_lens ? m.k_lens[b] : m.Lk;
+  return ValidRanges{valid_begin(m.padding, m.Lq, q_len), q_len,
+                     valid_begin(m.padding, m.Lk, k_len), k_len};
+}
+
 // The keys visible to query q of sequence b (see the header comment for the clauses).
 MC_HD constexpr KeyRange visible_keys(const MaskView& m, std::int64_t b, std::int64_t q) {
   // Padding: the query must be valid; keys are limited to the valid key range.
-  const std::int64_t q_len = m.q_lens ? m.q_lens[b] : m.Lq;
-  const std::int64_t k_len = m.k_lens ? m.k_lens[b] : m.Lk;
-  const std::int64_t q0 = valid_begin(m.padding, m.Lq, q_len);
-  const std::int64_t k0 = valid_begin(m.padding, m.Lk, k_len);
-  if (q < q0 || q >= q0 + q_len) return KeyRange{0, 0};
-  const std::int64_t qi = q - q0;
+  const ValidRanges v = valid_ranges(m, b);
+  if (!v.has_query(q)) return KeyRange{0, 0};
+  const std::int64_t qi = q - v.q0;
 
   // Documents: the segment is the document holding qi (the last one starting at or before qi,
   // which skips empty documents); without documents it is the whole valid range.
-  std::int64_t seg_q = 0, seg_q_len = q_len, seg_k = 0, seg_k_len = k_len;
+  std::int64_t seg_q = 0, seg_q_len = v.q_len, seg_k = 0, seg_k_len = v.k_len;
   if (m.doc_ptr != nullptr) {
     const std::int32_t* cq = m.cu_q + m.doc_ptr[b];
     const std::int32_t* ck = m.cu_k + m.doc_ptr[b];
@@ -98,41 +123,96 @@ MC_HD constexpr KeyRange visible_keys(const MaskView& m, std::int64_t b, std::in
   if (m.window_left != kUnbounded) lo = detail::max64(lo, diag - m.window_left);
   if (m.window_right != kUnbounded) hi = detail::min64(hi, diag + m.window_right + 1);
   if (hi < lo) hi = lo;
-  return KeyRange{k0 + seg_k + lo, k0 + seg_k + hi};
+  return KeyRange{v.k0 + seg_k + lo, v.k0 + seg_k + hi};
 }
 
 MC_HD constexpr bool visible(const MaskView& m, std::int64_t b, std::int64_t q, std::int64_t k) {
   return visible_keys(m, b, q).contains(k);
 }
 
-// Derived tile helpers for kernels. Queries [q_begin, q_end) of sequence b:
-// the smallest key interval holding every visible key of the tile (empty if none) ...
-MC_HD constexpr KeyRange tile_key_span(const MaskView& m, std::int64_t b, std::int64_t q_begin,
-                                       std::int64_t q_end) {
-  KeyRange span{0, 0};
-  for (std::int64_t q = q_begin; q < q_end; ++q) {
-    const KeyRange r = visible_keys(m, b, q);
-    if (r.empty()) continue;
-    if (span.empty()) {
-      span = r;
-    } else {
-      span.begin = detail::min64(span.begin, r.begin);
-      span.end = detail::max64(span.end, r.end);
-    }
+// ---- Tile bounds: the fold of visible_keys() over a tile's query rows ----------------------
+// What a kernel asks about a tile of query rows and a tile of keys [k_begin, k_end) (k_begin <
+// k_end): may it skip the key tile, and may it skip the per-element test? Both answers come from
+// TileBounds, the fold of the rows' intervals, so they stay right by construction when
+// visible_keys() gains a clause. The fold is associative and commutative with TileBounds{} as
+// its identity: a CPU loop over the rows and a CUDA warp's xor-shuffle butterfly (each lane
+// folding its own rows, then combine() with the partner lane's value) give the same bounds.
+// Index as in BasicKeyRange: std::int64_t (TileBounds), or int in a kernel whose key positions
+// fit in 32 bits (the CUDA flash kernel: 64-bit bounds in its main loop cost it registers).
+template <class Index>
+struct BasicTileBounds {
+  // [min begin, max end) over the rows that see a key: no row sees a key outside it (empty
+  // when no row sees any key).
+  BasicKeyRange<Index> span{std::numeric_limits<Index>::max(), std::numeric_limits<Index>::min()};
+  // [max begin, min end) over the same rows: the keys that every row seeing a key sees.
+  BasicKeyRange<Index> common{std::numeric_limits<Index>::min(), std::numeric_limits<Index>::max()};
+  // Whether some row sees no key at all.
+  bool any_empty_row = false;
+
+  // [k_begin, k_end) lies outside the span, so no row sees a key of it: the key tile can be
+  // skipped. (A gap inside the span, between the intervals of two documents' rows, is not.)
+  MC_HD constexpr bool skips(Index k_begin, Index k_end) const {
+    return span.end <= k_begin || k_end <= span.begin;
   }
-  return span;
+  // Every row that sees a key sees all of [k_begin, k_end): a kernel that writes rows without
+  // visible keys as empty rows (whatever it computed for them) needs no per-element test.
+  MC_HD constexpr bool unmasked(Index k_begin, Index k_end) const {
+    return common.begin <= k_begin && k_end <= common.end;
+  }
+  // Every (q, k) of the tile is visible.
+  MC_HD constexpr bool fully_visible(Index k_begin, Index k_end) const {
+    return !any_empty_row && unmasked(k_begin, k_end);
+  }
+};
+using TileBounds = BasicTileBounds<std::int64_t>;
+
+// The fold's two steps: the bounds of one row whose visible keys are `keys` (visible_keys of
+// the row; with Index = int the caller guarantees that they fit) ...
+template <class Index = std::int64_t>
+MC_HD constexpr BasicTileBounds<Index> row_tile_bounds(KeyRange keys) {
+  BasicTileBounds<Index> t;
+  if (keys.empty()) {
+    t.any_empty_row = true;
+  } else {
+    t.span = BasicKeyRange<Index>{static_cast<Index>(keys.begin), static_cast<Index>(keys.end)};
+    t.common = t.span;
+  }
+  return t;
 }
 
-// ... and whether every (q, k) of the tile [q_begin, q_end) x [k_begin, k_end) is visible, in
-// which case a kernel may skip the per-element predicate.
+// ... and the bounds of the union of two sets of rows.
+template <class Index>
+MC_HD constexpr BasicTileBounds<Index> combine(const BasicTileBounds<Index>& l,
+                                               const BasicTileBounds<Index>& r) {
+  BasicTileBounds<Index> t;
+  t.span = BasicKeyRange<Index>{detail::min_of(l.span.begin, r.span.begin),
+                                detail::max_of(l.span.end, r.span.end)};
+  t.common = BasicKeyRange<Index>{detail::max_of(l.common.begin, r.common.begin),
+                                  detail::min_of(l.common.end, r.common.end)};
+  t.any_empty_row = l.any_empty_row || r.any_empty_row;
+  return t;
+}
+
+// The bounds of queries [q_begin, q_end) of sequence b.
+MC_HD constexpr TileBounds tile_bounds(const MaskView& m, std::int64_t b, std::int64_t q_begin,
+                                       std::int64_t q_end) {
+  TileBounds t;
+  for (std::int64_t q = q_begin; q < q_end; ++q)
+    t = combine(t, row_tile_bounds(visible_keys(m, b, q)));
+  return t;
+}
+
+// One-question forms: the smallest key interval holding every visible key of the rows (empty if
+// none), and whether every (q, k) of [q_begin, q_end) x [k_begin, k_end) is visible.
+MC_HD constexpr KeyRange tile_key_span(const MaskView& m, std::int64_t b, std::int64_t q_begin,
+                                       std::int64_t q_end) {
+  const KeyRange span = tile_bounds(m, b, q_begin, q_end).span;
+  return span.empty() ? KeyRange{0, 0} : span;
+}
 MC_HD constexpr bool tile_fully_visible(const MaskView& m, std::int64_t b, std::int64_t q_begin,
                                         std::int64_t q_end, std::int64_t k_begin,
                                         std::int64_t k_end) {
-  for (std::int64_t q = q_begin; q < q_end; ++q) {
-    const KeyRange r = visible_keys(m, b, q);
-    if (r.begin > k_begin || r.end < k_end) return false;
-  }
-  return true;
+  return tile_bounds(m, b, q_begin, q_end).fully_visible(k_begin, k_end);
 }
 
 // Owns the flattened arrays of a MaskSpec; view() points into them.

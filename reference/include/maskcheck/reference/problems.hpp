@@ -76,6 +76,19 @@ struct SoftmaxProblem {
   std::int64_t numel() const;
 };
 
+// Attention's shape beside its mask: heads, kv heads, head dim and scale. Kernels take it with
+// the mask's flattened view (which carries B, Lq and Lk), so that the mask reaches them once.
+struct AttentionShape {
+  std::int64_t H = 1;
+  std::int64_t Hkv = 1;
+  std::int64_t D = 1;
+  std::optional<double> scale;  // default 1/sqrt(D)
+  double effective_scale() const;
+  // Throws InvalidArgument naming the first bad field, or the tensor of a [B, Lq, Lk] mask
+  // whose element count overflows.
+  void validate(std::int64_t B, std::int64_t Lq, std::int64_t Lk) const;
+};
+
 // Attention forward: O = softmax(Q K^T * scale + mask) V.
 // q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D], out: [B, H, Lq, D], lse: [B, H, Lq].
 // Head h reads kv head h / (H / Hkv) (grouped-query attention).
@@ -85,6 +98,7 @@ struct AttentionProblem {
   std::int64_t Hkv = 1;
   std::int64_t D = 1;
   std::optional<double> scale;  // default 1/sqrt(D)
+  AttentionShape shape() const { return AttentionShape{H, Hkv, D, scale}; }
   double effective_scale() const;
   void validate() const;
   std::int64_t q_numel() const;

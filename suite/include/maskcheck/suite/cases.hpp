@@ -127,6 +127,7 @@ std::string describe(const LabelsCase& c);
 std::string describe(const MlmCase& c);
 
 // rapidcheck prints counterexamples through these (found by argument-dependent lookup).
+void showValue(const MaskSpec& m, std::ostream& os);
 void showValue(const MaskCase& c, std::ostream& os);
 void showValue(const SoftmaxCase& c, std::ostream& os);
 void showValue(const AttentionCase& c, std::ostream& os);

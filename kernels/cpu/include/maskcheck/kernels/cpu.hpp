@@ -45,9 +45,10 @@ void last_valid_index(const std::int32_t* lengths, std::int64_t B, std::int64_t 
 void masked_softmax(const SoftmaxProblem& p, const MaskView& mask, DType t, const void* x, void* y);
 
 // ---- attention forward ----------------------------------------------------------------------
-// q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D], out: [B, H, Lq, D]; lse: [B, H, Lq] or nullptr.
+// q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D], out: [B, H, Lq, D]; lse: [B, H, Lq] or nullptr, with
+// B, Lq and Lk those of the mask (an AttentionProblem passes p.shape() and a view of p.mask).
 // Padding memory may hold anything: it is never read.
-void attention_forward(const AttentionProblem& p, const MaskView& mask, DType t, const void* q,
+void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
                        const void* k, const void* v, void* out, float* lse);
 
 // ---- cross-entropy forward + backward ---------------------------------------------------------

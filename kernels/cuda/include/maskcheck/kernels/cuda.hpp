@@ -16,7 +16,7 @@
 #include <string>
 
 #include "maskcheck/reference/dtype.hpp"
-#include "maskcheck/reference/masks.hpp"
+#include "maskcheck/reference/encodings.hpp"
 #include "maskcheck/reference/predicate.hpp"
 #include "maskcheck/reference/problems.hpp"
 
@@ -102,8 +102,10 @@ void masked_softmax(const SoftmaxProblem& p, const MaskView& mask, DType t, cons
 
 // ---- attention forward ----------------------------------------------------------------------
 // q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D], out: [B, H, Lq, D] in dtype t; lse: [B, H, Lq] fp32
-// or nullptr. Padding memory may hold anything (it is never read, or read as zeros).
-void attention_forward(const AttentionProblem& p, const MaskView& mask, DType t, const void* q,
+// or nullptr, with B, Lq and Lk those of the mask (an AttentionProblem passes p.shape() and the
+// view of a DeviceMask of p.mask). Padding memory may hold anything (it is never read, or read as
+// zeros).
+void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
                        const void* k, const void* v, void* out, float* lse, cudaStream_t stream);
 
 // Packed (varlen) layout, no padding at all (see VarlenAttentionProblem): q, out [T_q, H, D],
