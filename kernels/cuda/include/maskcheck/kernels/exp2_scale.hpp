@@ -117,9 +117,8 @@ struct OnlineLogits {
     const float o = OnlineExp2::origin(e.m);
     MC_EXP2_UNROLL
     for (int k = 0; k < N; ++k) {
-      const float diff = x[k] - o;
-      e.s += exp2f(diff * sc.c);
-      d += diff;
+      e.s += exp2f(sc.exponent(x[k], o));
+      d += x[k] - o;
     }
     n += static_cast<float>(N);
   }
