@@ -16,6 +16,7 @@
 
 #include "maskcheck/reports/analysis.hpp"
 #include "maskcheck/reports/results.hpp"
+#include "maskcheck/reports/shards.hpp"
 #include "text.hpp"
 
 #include <re2/re2.h>
@@ -782,9 +783,34 @@ ResultSet load_results(const std::string& path, const std::string& role,
           ", not what its name says");
     put(std::move(doc), file);
   }
+  if (!s.verify) {  // the shards of a sharded verify run, merged into its one file
+    std::vector<std::string> files;
+    for (const auto& e : fs::directory_iterator(path, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("verify-shard-", 0) == 0 && name.ends_with(".json"))
+        files.push_back(e.path().string());
+    }
+    std::sort(files.begin(), files.end());
+    std::vector<json> shards;
+    for (const auto& file : files) {
+      shards.push_back(read(file));
+      if (doc_kind(shards.back(), role + " " + file) != DocKind::verify ||
+          !shards.back().contains("shard"))
+        throw std::runtime_error(role + " " + file +
+                                 ": is not the file of a verify --shard K/N run");
+    }
+    if (!shards.empty()) {
+      ResultFiles merged = merge_shards(shards, files);
+      if (merged.docs.size() > 1)
+        throw std::runtime_error(role + ": the directory " + path +
+                                 " holds the shards of more than one run");
+      s.verify = std::move(merged.docs.front());
+      s.verify_path = merged.sources.front();
+    }
+  }
   if (!s.verify && !s.bench)
     throw std::runtime_error(role + ": the directory " + path +
-                             " holds neither verify.json nor bench.json");
+                             " holds neither verify.json nor bench.json (nor verify-shard-*.json files)");
   return s;
 }
 

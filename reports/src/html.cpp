@@ -10,6 +10,7 @@
 
 #include "maskcheck/reports/analysis.hpp"
 #include "maskcheck/reports/results.hpp"
+#include "maskcheck/reports/shards.hpp"
 #include "svg.hpp"
 #include "text.hpp"
 
@@ -308,7 +309,8 @@ Facts verify_facts(const json& doc) {
   f.push_back({"maskcheck, commit", commit.empty() ? missing() : Fact{commit}});
   std::string seed = doc.contains("seed") ? doc.at("seed").dump() : "";
   if (!seed.empty() && doc.contains("cases"))
-    seed += " (" + doc.at("cases").dump() + " cases per property)";
+    seed += " (" + doc.at("cases").dump() + " cases per property, size " +
+            doc.value("size", "small") + ")";
   f.push_back({"seed", seed.empty() ? missing() : Fact{seed}});
   f.push_back({"operating system", have("os")});
   f.push_back({"measured limits", missing("none (verify runs no probes)")});
@@ -537,8 +539,12 @@ void verify_section(Page& page, const json& doc, const std::string& label, std::
               << (key == "deviation" ? "passed with named deviations" : key) << "</span>";
   page.body << " in " << fixed(doc.value("duration_s", 0.0), 1) << " s; seed "
             << esc(doc.contains("seed") ? doc.at("seed").dump() : "?") << ", "
-            << doc.value("cases", 0) << " cases per property"
+            << doc.value("cases", 0) << " cases per property, size "
+            << esc(doc.value("size", "small"))
             << (doc.value("strict", false) ? ", strict (deviations fail)" : "") << ".</p>\n";
+  if (const std::string note = shards_note(doc); !note.empty())
+    page.body << "<p" << (note.find("missing") != std::string::npos ? " class=\"warn\"" : "")
+              << ">Shards: " << esc(note) << ".</p>\n";
   page.body << "<p>Replay the run: <code>" << esc(doc.value("replay", "")) << "</code></p>\n";
   if (doc.contains("kill_rate")) {
     const json& k = doc.at("kill_rate");
@@ -621,6 +627,9 @@ void verify_section(Page& page, const json& doc, const std::string& label, std::
         page.body << "<p class=\"none\">No counterexample recorded.</p>\n";
       }
       page.body << "<p>Replay: <code>" << esc(r.value("replay", "")) << "</code></p>\n";
+      if (r.contains("failed_chunks") && r.at("failed_chunks").size() > 1)
+        page.body << "<p>Also failed in chunks " << esc(chunks_text(r.at("failed_chunks"), 1))
+                  << " (replay one with <code>--chunk J</code>).</p>\n";
       const json files = r.value("counterexample_files", json::array());
       if (!files.empty()) {
         page.body << "<p>Counterexample files (replay one with <code>maskcheck eval "

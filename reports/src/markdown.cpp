@@ -7,6 +7,7 @@
 
 #include "maskcheck/reports/analysis.hpp"
 #include "maskcheck/reports/results.hpp"
+#include "maskcheck/reports/shards.hpp"
 #include "text.hpp"
 
 namespace maskcheck::reports {
@@ -32,7 +33,10 @@ void verify_section(std::ostringstream& os, const json& doc) {
   os << "| machine | " << md_text(about.value("cpu", "?")) << ", " << about.value("cores", 0)
      << " cores, " << md_text(about.value("os", "?")) << " |\n";
   os << "| seed | " << (doc.contains("seed") ? doc.at("seed").dump() : "?") << " ("
-     << doc.value("cases", 0) << " cases per property) |\n";
+     << doc.value("cases", 0) << " cases per property, size " << md_text(doc.value("size", "small"))
+     << ") |\n";
+  if (const std::string note = shards_note(doc); !note.empty())
+    os << "| shards | " << md_text(note) << " |\n";
   os << "| replay | " << md_code(doc.value("replay", "")) << " |\n\n";
   const json s = doc.value("summary", json::object());
   os << "**" << s.value("passed", 0) << " passed, " << s.value("deviation", 0)
@@ -73,6 +77,9 @@ void verify_section(std::ostringstream& os, const json& doc) {
       for (const auto& ce : r.at("counterexample"))
         block += ce.at("type").get<std::string>() + ": " + ce.at("value").get<std::string>() + "\n";
     os << md_block(block) << "replay: " << md_code(r.value("replay", "")) << "\n";
+    if (r.contains("failed_chunks") && r.at("failed_chunks").size() > 1)
+      os << "\nalso failed in chunks " << md_text(chunks_text(r.at("failed_chunks"), 1))
+         << " (replay one with `--chunk J`)\n";
     for (const auto& f : r.value("counterexample_files", json::array()))
       os << "\ncounterexample file: " << md_code(f.get<std::string>()) << "\n";
   }

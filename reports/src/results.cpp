@@ -111,6 +111,14 @@ class Fields {
       if (!(*v)[i].is_string())
         fail(path + key + "[" + std::to_string(i) + "]", (*v)[i], "a string");
   }
+  // [count, ...]
+  void count_array(const json& obj, const std::string& path, const char* key) const {
+    const json* v = get(obj, path, key, false, "an array of integers");
+    if (!v) return;
+    array(*v, path + key);
+    for (std::size_t i = 0; i < v->size(); ++i)
+      count((*v)[i], path + key + "[" + std::to_string(i) + "]");
+  }
   // {name: count}
   void counts(const json& obj, const std::string& path, const char* key) const {
     const json* v = get(obj, path, key, false, "an object of counts");
@@ -130,6 +138,24 @@ void validate_verify(const json& doc, const Fields& f) {
   f.number(doc, "", "duration_s", false);
   f.boolean(doc, "", "strict");
   f.number(doc, "", "max_size", false);
+  f.string(doc, "", "size");
+  if (doc.contains("size") && doc.at("size") != "small" && doc.at("size") != "medium" &&
+      doc.at("size") != "large")
+    f.fail("size", doc.at("size"), "small, medium or large");
+  f.count(doc, "", "chunk_cases");
+  f.count(doc, "", "chunk");
+  if (const json* sh = f.get(doc, "", "shard", false, "")) {  // verify --shard K/N
+    f.object(*sh, "shard");
+    f.count(*sh, "shard.", "index", true);
+    f.count(*sh, "shard.", "count", true);
+    f.string(*sh, "shard.", "run", true);
+  }
+  if (const json* sh = f.get(doc, "", "shards", false, "")) {  // merged shards
+    f.object(*sh, "shards");
+    f.count(*sh, "shards.", "count", true);
+    f.count_array(*sh, "shards.", "merged");
+    f.count_array(*sh, "shards.", "missing");
+  }
   if (const json* about = f.get(doc, "", "about", false, "")) {
     f.object(*about, "about");
     for (const char* key : {"date", "commit", "build_type", "compiler", "cpu", "os"})
@@ -166,6 +192,10 @@ void validate_verify(const json& doc, const Fields& f) {
     f.strings(r, p, "counterexample_files");
     f.counts(r, p, "deviations");
     f.counts(r, p, "skip_reasons");
+    f.counts(r, p, "coverage");
+    f.count_array(r, p, "chunks");
+    f.count_array(r, p, "failed_chunks");
+    f.count(r, p, "plan_index");
     if (const json* ce = f.get(r, p, "counterexample", false, "")) {
       f.array(*ce, p + "counterexample");
       for (std::size_t k = 0; k < ce->size(); ++k) {

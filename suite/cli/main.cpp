@@ -2,6 +2,7 @@
 // and write reports.
 //   maskcheck list [--json] [--mutants] [--plugin LIB.so]...
 //   maskcheck verify [--impl a,b] [--op OP] [--property P,...] [--cases N] [--seed S] [--json FILE]
+//                    [--size small|medium|large] [--shard K/N | --chunk J]
 //                    [--strict] [--mutants] [--counterexamples DIR | --no-counterexamples]
 //                    [--plugin LIB.so]... [--plugin-timeout S] [--plugin-memory SIZE]
 //                    [--in-process]
@@ -75,6 +76,24 @@ int main(int argc, char** argv) {
       "seed of the run, an unsigned 64-bit decimal integer (default: MASKCHECK_SEED or random)");
   verify->add_option("--max-size", max_size, "largest rapidcheck size (default 100)")
       ->check(CLI::Range(0, 10000));
+  std::string size_text = "small", shard_text;
+  int chunk = -1;
+  verify->add_option("--size", size_text,
+                     "size tier of the cases (default small). " +
+                         mc::describe_tier(mc::SizeTier::small) + ". " +
+                         mc::describe_tier(mc::SizeTier::medium) + ". " +
+                         mc::describe_tier(mc::SizeTier::large) + ".");
+  auto* shard_opt = verify->add_option(
+      "--shard", shard_text,
+      "run shard K of N (K/N, shards numbered 0 to N-1): a deterministic share of the run's "
+      "chunks of up to 100 cases (implementations x properties x case ranges, same seeds); N "
+      "shards together run exactly the unsharded run, and `report` merges their JSON files");
+  verify
+      ->add_option("--chunk", chunk,
+                   "run only chunk J (cases 100*J to 100*J+99 of each property, with that "
+                   "chunk's seed): what a failure's replay command names")
+      ->check(CLI::Range(0, 1000000))
+      ->excludes(shard_opt);
   verify->add_flag("--no-shrink", no_shrink, "report the first failing case without shrinking it");
   verify->add_flag("--quiet", quiet, "print only failures and the summary");
   verify->add_flag("--mutants", mutants,
@@ -148,6 +167,9 @@ int main(int argc, char** argv) {
   worker->add_option("--seed", worker_opts.seed);
   worker->add_option("--cases", worker_opts.cases);
   worker->add_option("--max-size", worker_opts.max_size);
+  worker->add_option("--size", worker_opts.size);
+  worker->add_option("--shard", worker_opts.shard);
+  worker->add_option("--chunk", worker_opts.chunk);
   bool worker_no_shrink = false;
   worker->add_flag("--no-shrink", worker_no_shrink);
   worker->add_flag("--strict", worker_opts.strict);
@@ -251,6 +273,17 @@ int main(int argc, char** argv) {
         config.seed = (std::uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
       }
       config.max_size = max_size;
+      config.size = mc::size_tier_from_string(size_text);
+      if (*shard_opt) config.shard = mc::parse_shard(shard_text);
+      if (chunk >= 0) {
+        if (chunk >= mc::chunk_count(config.cases))
+          throw mc::InvalidArgument(
+              "--chunk", std::to_string(chunk),
+              "must be below the number of chunks, " +
+                  std::to_string(mc::chunk_count(config.cases)) + " for " +
+                  std::to_string(config.cases) + " cases (100 cases per chunk)");
+        config.chunk = chunk;
+      }
       config.shrink = !no_shrink;
       config.impls = impls;
       if (!op.empty()) config.op = mc::op_from_string(op);
@@ -282,8 +315,15 @@ int main(int argc, char** argv) {
         for (const auto& name : cli::split_commas(impls))
           if (auto m = catalogue.find(name); m && !registry.find(name)) registry.add(m);
       }
-      const mc::VerifyPlan plan =
+      mc::VerifyPlan plan =
           mutants ? mc::plan_mutant_verify(config) : mc::plan_verify(registry, config);
+      if (config.shard) {
+        // A shard of an empty selection is an error like the selection itself; a shard that
+        // the hash leaves without chunks runs nothing and writes an empty file.
+        if (plan.items.empty())
+          throw mc::InvalidArgument("selection", "empty", "no property matches the selection");
+        mc::restrict_to_shard(plan, config);
+      }
       return cli::cmd_verify(plan, config, json_path, quiet || mutants, mutants);
     }
     if (*eval) {

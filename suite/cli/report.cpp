@@ -9,6 +9,7 @@
 #include "maskcheck/reports/html.hpp"
 #include "maskcheck/reports/markdown.hpp"
 #include "maskcheck/reports/results.hpp"
+#include "maskcheck/reports/shards.hpp"
 #include "maskcheck/suite/about.hpp"
 #include "maskcheck/suite/io.hpp"
 
@@ -28,14 +29,17 @@ int cmd_report(const std::vector<std::string>& inputs, const std::string& out_di
     mc::check_output_path(p, "--out");
     for (const auto& in : inputs) mc::check_output_path(p, "--out", in);
   }
-  std::vector<nlohmann::json> docs;
+  std::vector<nlohmann::json> read;
   for (const auto& path : inputs) {
-    docs.push_back(mc::read_json_file(path));
-    mc::reports::doc_kind(docs.back(), path);  // names the file that is neither kind
+    read.push_back(mc::read_json_file(path));
+    mc::reports::doc_kind(read.back(), path);  // names the file that is neither kind
   }
+  // The shards of a run (verify --shard K/N) become one matrix.
+  const mc::reports::ResultFiles files = mc::reports::merge_shards(read, inputs);
+  const auto& docs = files.docs;
   const std::string md = mc::reports::markdown_report(docs);
   mc::reports::HtmlOptions html_options;
-  html_options.sources = inputs;
+  html_options.sources = files.sources;
   html_options.out_dir = out_dir;
   std::error_code ec;
   html_options.cwd = std::filesystem::current_path(ec);

@@ -93,6 +93,14 @@ void print_summary(const std::vector<mc::PropertyOutcome>& results,
         std::cout << "    " << type << ": " << value << "\n";
     }
     std::cout << "  " << o.message << "\n  replay: " << o.replay << "\n";
+    if (o.failed_chunks.size() > 1) {
+      std::string more;
+      for (std::size_t i = 1; i < o.failed_chunks.size(); ++i)
+        more += (i > 1 ? ", " : "") + std::to_string(o.failed_chunks[i]);
+      std::cout << "  also failed in chunk(s) " << more
+                << " (replay one with --chunk J instead of --chunk " << o.failed_chunks.front()
+                << ")\n";
+    }
     if (!o.counterexample_files.empty()) {
       std::string target = "--impl " + o.implementation;
       for (const auto& p : config.plugins)
@@ -135,11 +143,16 @@ std::string default_counterexample_dir(const std::string& json_path) {
 
 int cmd_verify(const mc::VerifyPlan& plan, mc::VerifyConfig config, const std::string& json_path,
                bool quiet, bool mutants) {
-  if (plan.items.empty())
+  if (plan.items.empty() && !config.shard)
     throw mc::InvalidArgument("selection", "empty", "no property matches the selection");
   std::cout << "maskcheck verify: seed " << config.seed << ", " << config.cases
-            << " cases per property, " << plan.items.size() << " properties\n"
-            << "replay: " << mc::replay_command(config) << "\n";
+            << " cases per property, " << plan.items.size() << " properties, size "
+            << mc::to_string(config.size);
+  if (config.shard)
+    std::cout << ", shard " << config.shard->index << "/" << config.shard->count
+              << " (its share of the chunks of up to " << mc::kChunkCases << " cases)";
+  if (config.chunk) std::cout << ", chunk " << *config.chunk;
+  std::cout << "\nreplay: " << mc::replay_command(config) << "\n";
   // The counterexample directory is claimed now (concurrent runs get their own, see
   // recording.hpp) and removed at the end when this run created it and left it empty.
   std::vector<std::string> created_dirs;

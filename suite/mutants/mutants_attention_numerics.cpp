@@ -1,6 +1,6 @@
 // Mutants of masked attention's arithmetic rather than its mask: the row softmax without its
 // max, a finite "masked" threshold, accumulation in the storage dtype, long-row paths (split-KV
-// merge, the last tile of a long row, cross-tile sums), and scales read wrongly. Each is a bug
+// merge, the last tile of a long row), and scales read wrongly. Each is a bug
 // shipped in attention kernels that random zero-mean data of moderate size does not show: it needs
 // a large common offset of the scores, long rows of same-sign values, or a scale other than
 // 1/sqrt(D).
@@ -259,38 +259,18 @@ class SplitKvMergeUnscaled : public RowBug {
 };
 
 // A decode kernel's tile bound off by one for long rows: with 512 keys or more, a multiple of
-// the 128-key tile, the last tile stops one key short (127 keys of 128).
+// the 64-key tile, the last tile stops one key short (63 keys of 64).
 class LastKeyOfLongRowDropped : public RowBug {
  public:
   using RowBug::RowBug;
 
  protected:
   RowSoftmax softmax(const std::vector<double>& dots, double scale, DType t) const override {
-    if (dots.size() < 512 || dots.size() % 128 != 0) return RowBug::softmax(dots, scale, t);
+    if (dots.size() < 512 || dots.size() % 64 != 0) return RowBug::softmax(dots, scale, t);
     std::vector<double> kept(dots.begin(), dots.end() - 1);
     RowSoftmax r = RowBug::softmax(kept, scale, t);
     r.p.push_back(0.0);
     return r;
-  }
-};
-
-// Partial sums of P.V per 256-key tile in fp32, but the running total across tiles kept in the
-// storage dtype (a split-K reduction stored between tiles): a few tiles round once or twice,
-// dozens drift.
-class TileSumsInStorage : public RowBug {
- public:
-  using RowBug::RowBug;
-
- protected:
-  double accumulate(const std::vector<double>& p, const std::vector<double>& v,
-                    DType t) const override {
-    std::vector<double> tiles;
-    for (std::size_t c0 = 0; c0 < p.size(); c0 += 256) {
-      double part = 0;
-      for (std::size_t j = c0; j < std::min(p.size(), c0 + 256); ++j) part += p[j] * v[j];
-      tiles.push_back(part);
-    }
-    return storage_sum(t, tiles);
   }
 };
 
@@ -345,18 +325,14 @@ void add_attention_numerics_mutants(std::vector<Mutant>& out) {
       op, "softmax denominator accumulated in the storage dtype", "denominator-in-storage",
       "sum_j exp(s_j - m) accumulated in bf16/f16: over thousands of keys the sum stops growing "
       "and every weight comes out too large"));
-  out.push_back(entry<SplitKvMergeUnscaled>(
+  out.push_back(long_rows(entry<SplitKvMergeUnscaled>(
       op, "split-KV merge without the chunk maxima", "split-kv-merge-unscaled",
       "rows of 512 keys or more are split into 256-key chunks whose partial softmaxes are merged "
-      "by their sums alone, without rescaling each by exp(m_chunk - m)"));
-  out.push_back(entry<LastKeyOfLongRowDropped>(
+      "by their sums alone, without rescaling each by exp(m_chunk - m)")));
+  out.push_back(long_rows(entry<LastKeyOfLongRowDropped>(
       op, "last key of a long row dropped", "long-row-last-key-dropped",
-      "for rows of 512 keys or more that are a multiple of the 128-key tile, the last tile stops "
-      "one key short: 127 keys of 128"));
-  out.push_back(entry<TileSumsInStorage>(
-      op, "cross-tile sums of P.V in the storage dtype", "tile-sums-in-storage",
-      "P.V summed per 256-key tile in fp32, the running total across tiles stored in bf16/f16: "
-      "rounded once per tile, it drifts over dozens of tiles"));
+      "for rows of 512 keys or more that are a multiple of the 64-key tile, the last tile stops "
+      "one key short: 63 keys of 64")));
   out.push_back(entry<ScaleBug>(op, "negative scale read as its magnitude", "scale-magnitude",
                                 "the softmax scale is applied as |scale|, so a negative scale "
                                 "(reversed preference) attends to the wrong keys",

@@ -45,6 +45,12 @@ Mutant entry(Op op, std::string bug, std::string id, std::string how, Args&&... 
           std::move(bug), op};
 }
 
+// A mutant whose bug only long rows show (see Mutant::min_cases).
+inline Mutant long_rows(Mutant m) {
+  m.min_cases = 100;
+  return m;
+}
+
 void add_mask_mutants(std::vector<Mutant>& out);
 void add_softmax_mutants(std::vector<Mutant>& out);
 void add_attention_mutants(std::vector<Mutant>& out);

@@ -228,10 +228,10 @@ void add_softmax_mutants(std::vector<Mutant>& out) {
       op, "first tile fully masked, running max clamped to 0", "online-max-clamped-to-zero",
       "online softmax from the last key tile: a fully masked first tile clamps the running max "
       "to 0 and keeps it, so rows of very negative scores underflow to 0 / 0"));
-  out.push_back(entry<MultiBlockRowUnscaled>(
+  out.push_back(long_rows(entry<MultiBlockRowUnscaled>(
       op, "multi-block softmax rows combined without rescaling", "multiblock-row-unscaled",
       "rows of 4096 keys or more are split into 2048-key blocks whose sums are added without "
-      "rescaling each by exp(m_block - m); each block normalizes against its own max"));
+      "rescaling each by exp(m_block - m); each block normalizes against its own max")));
   out.push_back(entry<ZeroScaleIsOne>(op, "softmax scale 0 taken as 1", "softmax-zero-scale-is-one",
                                       "a scale of exactly 0 is read as not given (scale or 1.0): "
                                       "softmax(x) where 0 means uniform weights"));

@@ -46,30 +46,61 @@ std::vector<std::int32_t> cu_seqlens(std::int64_t len, std::int64_t parts) {
   return cu;
 }
 
+// A length at a kernel boundary in [lo, hi], exactly or one off either side: a multiple of a tile
+// size (16, 32, 64, 128, 256) or a power of two from 512 (split-KV decode, multi-block rows,
+// 4096), the powers as often as one tile size for regular lengths and half the time for long
+// ones. Regular lengths (`grow`) take the tile size itself half the time and otherwise a multiple
+// that grows with the case size, as random lengths do: early cases stay cheap. Long lengths take
+// a uniform multiple: long from the first case on. Falls back to lo when no boundary is in range.
+std::int64_t boundary_length(std::int64_t lo, std::int64_t hi, bool grow) {
+  // Multiples m * g, m >= 1, within one of [lo, hi].
+  auto first = [&](std::int64_t g) { return std::max<std::int64_t>(1, (lo - 1 + g - 1) / g); };
+  auto last = [&](std::int64_t g) { return (hi + 1) / g; };
+  std::vector<std::int64_t> grains;
+  for (std::int64_t g : {16, 32, 64, 128, 256})
+    if (first(g) <= last(g)) grains.push_back(g);
+  std::vector<std::int64_t> powers;
+  for (std::int64_t p = 512; p <= hi + 1; p *= 2)
+    if (p >= lo - 1) powers.push_back(p);
+  if (grains.empty() && powers.empty()) return lo;
+  std::int64_t v;
+  if (!powers.empty() && (grains.empty() || chance(grow ? 1 : grains.size(), grains.size()))) {
+    v = pick_of(powers);
+  } else {
+    const std::int64_t g = pick_of(grains);
+    const auto multiple = gen::inRange<std::int64_t>(first(g), last(g) + 1);
+    v = g * (!grow ? *gen::resize(100, multiple) : chance(1, 1) ? *multiple : first(g));
+  }
+  v += pick<std::int64_t>({{2, 0}, {1, -1}, {1, 1}});
+  return std::clamp(v, lo, hi);
+}
+
 }  // namespace
 
 Gen<std::int64_t> gen_length(std::int64_t max_len) {
-  std::vector<std::int64_t> edges;
-  for (std::int64_t t : {16, 32, 64, 128, 256})
-    for (std::int64_t d : {-1, 0, 1})
-      if (t + d <= max_len) edges.push_back(t + d);
-  if (edges.empty()) edges.push_back(std::min<std::int64_t>(max_len, 1));
   return gen::exec([=] {
     switch (pick<int>({{1, 0}, {2, 1}, {4, 2}})) {
       case 0:
-        return pick_of<std::int64_t>({0, 1, 2});
+        return std::min(pick_of<std::int64_t>({0, 1, 2}), max_len);
       case 1:
-        return pick_of(edges);
+        return boundary_length(0, max_len, true);
       default:
         return *gen::inRange<std::int64_t>(0, max_len + 1);  // grows with the case size
     }
   });
 }
 
+Gen<std::int64_t> gen_long_length(std::int64_t lo, std::int64_t hi) {
+  return gen::exec([=] {
+    if (chance(2, 1)) return boundary_length(lo, hi, false);
+    return *gen::inRange<std::int64_t>(lo, hi + 1);  // grows with the case size
+  });
+}
+
 Gen<std::int32_t> gen_valid_length(std::int64_t L) {
   const auto l = static_cast<std::int32_t>(L);
   return gen::exec([=] {
-    switch (pick<int>({{2, 0}, {1, 1}, {1, 2}, {1, 3}, {3, 4}})) {
+    switch (pick<int>({{2, 0}, {1, 1}, {1, 2}, {1, 3}, {2, 5}, {3, 4}})) {
       case 0:
         return l;  // no padding
       case 1:
@@ -78,6 +109,8 @@ Gen<std::int32_t> gen_valid_length(std::int64_t L) {
         return std::min(1, l);
       case 3:
         return std::max(l - 1, 0);
+      case 5:  // a valid length at a kernel boundary (the last tile of a decode kernel's loop)
+        return static_cast<std::int32_t>(boundary_length(0, L, false));
       default:
         return *gen::resize(100, gen::inRange<std::int32_t>(0, l + 1));
     }
@@ -187,16 +220,119 @@ std::int64_t pick_lq(std::int64_t Lk, std::int64_t max_len) {
   }
 }
 
+// Whether a case is one of the tier's cheap long ones (listed second: shrinks toward regular).
+bool draw_long(const CaseLimits& limits) {
+  if (limits.long_share <= 0) return false;
+  return pick<bool>({{static_cast<std::size_t>(limits.long_share - 1), false}, {1, true}});
+}
+
+std::int64_t at_least_1(std::int64_t x) {
+  return std::max<std::int64_t>(x, 1);
+}
+
+struct AttentionDims {
+  std::int64_t B, Hkv, group, D, Lq, Lk;
+};
+
+AttentionDims attention_dims(const CaseLimits& limits) {
+  AttentionDims s{};
+  const bool long_keys = draw_long(limits);
+  if (long_keys) {
+    // Decode-shaped: a few queries over long keys (split-KV paths, accumulation drift over
+    // thousands of keys), few heads and a small head dim, so that the case stays cheap.
+    s.Lk = *gen_long_length(limits.max_len + 1, limits.long_keys);
+    s.Lq = pick_of<std::int64_t>({1, 2, 3, 4});
+    s.B = *gen::inRange<std::int64_t>(1, 3);
+    s.Hkv = pick<std::int64_t>({{1, 1}, {1, 2}});
+    s.group = pick<std::int64_t>({{1, 1}, {1, 2}});
+    s.D = chance(1, 1) ? pick_of<std::int64_t>({16, 32, 64}) : *gen::inRange<std::int64_t>(1, 17);
+  } else {
+    s.Lk = *gen_length(limits.max_len);
+    s.Lq = pick_lq(s.Lk, limits.max_len);
+    s.B = *gen::inRange<std::int64_t>(1, 4);
+    // Size-independent, so that grouped-query heads (Hkv > 1 with group > 1, where h / group
+    // and h % Hkv differ) also occur in the small early cases.
+    s.Hkv = pick<std::int64_t>({{1, 1}, {1, 2}});
+    s.group = pick<std::int64_t>({{1, 1}, {1, 2}, {1, 3}});
+    s.D = chance(2, 3) ? pick_of<std::int64_t>({32, 59, 64, 111, 128})
+                       : *gen::inRange<std::int64_t>(1, 17);
+  }
+  // Keep the naive reference cheap and the case within its memory budget: give up batch, then
+  // heads, then head dim, then queries (only the larger tiers get that far). Long cases get a
+  // quarter of the work: they are there for the length of the key axis.
+  const std::int64_t max_work = long_keys ? limits.max_work / 4 : limits.max_work;
+  auto over = [&] {
+    const std::int64_t H = s.Hkv * s.group;
+    return s.B * H * at_least_1(s.Lq) * at_least_1(s.Lk) * s.D > max_work ||
+           attention_case_bytes(s.B, H, s.Hkv, s.Lq, s.Lk, s.D) > limits.max_bytes;
+  };
+  while (over() && s.B > 1) --s.B;
+  while (over() && s.group > 1) --s.group;
+  while (over() && s.Hkv > 1) --s.Hkv;
+  while (over() && s.D > 1) s.D = std::max<std::int64_t>(1, s.D / 2);
+  while (over() && s.Lq > 1) s.Lq /= 2;
+  return s;
+}
+
+struct RowDims {
+  std::int64_t B, H, Lq, Lk;
+};
+
+// Softmax rows: regular, or one or two long rows (multi-block rows, accumulation over tens of
+// thousands of keys).
+RowDims softmax_dims(const CaseLimits& limits) {
+  RowDims s{};
+  if (draw_long(limits)) {
+    s.Lk = *gen_long_length(2 * limits.max_len + 1, limits.long_row);
+    s.Lq = pick_of<std::int64_t>({1, 2});
+    s.B = 1;
+    s.H = 1;
+  } else {
+    s.Lk = *gen_length(2 * limits.max_len);
+    s.Lq = pick_lq(s.Lk, limits.max_len);
+    s.B = *gen::inRange<std::int64_t>(1, 4);
+    s.H = *gen::inRange<std::int64_t>(1, 4);
+  }
+  auto over = [&] {
+    return s.B * s.H * at_least_1(s.Lq) * at_least_1(s.Lk) > limits.max_work / 4 ||
+           softmax_case_bytes(s.B, s.H, s.Lq, s.Lk) > limits.max_bytes;
+  };
+  while (over() && s.B > 1) --s.B;
+  while (over() && s.H > 1) --s.H;
+  while (over() && s.Lq > 1) s.Lq /= 2;
+  return s;
+}
+
+// Masks: regular (up to half the tier's max_len: every encoding of B x Lq x Lk is checked), or
+// a few query rows over long keys.
+RowDims mask_dims(const CaseLimits& limits) {
+  RowDims s{};
+  const std::int64_t max_len = limits.max_len / 2;
+  if (draw_long(limits)) {
+    s.Lk = *gen_long_length(max_len + 1, limits.long_keys);
+    s.Lq = pick_of<std::int64_t>({1, 2, 3, 4});
+    s.B = *gen::inRange<std::int64_t>(1, 3);
+  } else {
+    s.Lk = *gen_length(max_len);
+    s.Lq = pick_lq(s.Lk, max_len);
+    s.B = *gen::inRange<std::int64_t>(1, 4);
+  }
+  auto over = [&] {
+    return s.B * at_least_1(s.Lq) * at_least_1(s.Lk) > limits.max_work / 4 ||
+           mask_case_bytes(s.B, s.Lq, s.Lk) > limits.max_bytes;
+  };
+  while (over() && s.B > 1) --s.B;
+  while (over() && s.Lq > 1) s.Lq /= 2;
+  return s;
+}
+
 }  // namespace
 
 Gen<MaskCase> gen_mask_case(const CaseLimits& limits) {
   return gen::exec([=] {
     MaskCase c;
-    const std::int64_t max_len = std::min<std::int64_t>(limits.max_len, 130);
-    const std::int64_t Lk = *gen_length(max_len);
-    const std::int64_t Lq = pick_lq(Lk, max_len);
-    const std::int64_t B = *gen::inRange<std::int64_t>(1, 4);
-    c.spec = *gen_mask_spec(B, Lq, Lk);
+    const RowDims s = mask_dims(limits);
+    c.spec = *gen_mask_spec(s.B, s.Lq, s.Lk);
     c.encoding = pick_of(
         std::vector<MaskEncoding>(std::begin(kAllMaskEncodings), std::end(kAllMaskEncodings)));
     c.dtype = pick_dtype(limits);
@@ -207,16 +343,8 @@ Gen<MaskCase> gen_mask_case(const CaseLimits& limits) {
 Gen<SoftmaxCase> gen_softmax_case(const CaseLimits& limits) {
   return gen::exec([=] {
     SoftmaxCase c;
-    const std::int64_t Lk = *gen_length(2 * limits.max_len);
-    const std::int64_t Lq = pick_lq(Lk, limits.max_len);
-    std::int64_t B = *gen::inRange<std::int64_t>(1, 4);
-    std::int64_t H = *gen::inRange<std::int64_t>(1, 4);
-    const std::int64_t cap = limits.max_work / 4;
-    auto work = [&] {
-      return B * H * std::max<std::int64_t>(Lq, 1) * std::max<std::int64_t>(Lk, 1);
-    };
-    while (work() > cap && B > 1) --B;
-    while (work() > cap && H > 1) --H;
+    const RowDims s = softmax_dims(limits);
+    const std::int64_t B = s.B, H = s.H, Lq = s.Lq, Lk = s.Lk;
     c.problem.H = H;
     c.problem.mask = *gen_mask_spec(B, Lq, Lk);
     c.dtype = pick_dtype(limits);
@@ -230,23 +358,8 @@ Gen<SoftmaxCase> gen_softmax_case(const CaseLimits& limits) {
 Gen<AttentionCase> gen_attention_case(const CaseLimits& limits) {
   return gen::exec([=] {
     AttentionCase c;
-    const std::int64_t Lk = *gen_length(limits.max_len);
-    const std::int64_t Lq = pick_lq(Lk, limits.max_len);
-    std::int64_t B = *gen::inRange<std::int64_t>(1, 4);
-    // Size-independent, so that grouped-query heads (Hkv > 1 with group > 1, where h / group
-    // and h % Hkv differ) also occur in the small early cases.
-    std::int64_t Hkv = pick<std::int64_t>({{1, 1}, {1, 2}});
-    std::int64_t group = pick<std::int64_t>({{1, 1}, {1, 2}, {1, 3}});
-    std::int64_t D = chance(2, 3) ? pick_of<std::int64_t>({32, 59, 64, 111, 128})
-                                  : *gen::inRange<std::int64_t>(1, 17);
-    // Keep the naive reference cheap: give up batch, then heads, then head dim.
-    auto work = [&] {
-      return B * Hkv * group * std::max<std::int64_t>(Lq, 1) * std::max<std::int64_t>(Lk, 1) * D;
-    };
-    while (work() > limits.max_work && B > 1) --B;
-    while (work() > limits.max_work && group > 1) --group;
-    while (work() > limits.max_work && Hkv > 1) --Hkv;
-    while (work() > limits.max_work && D > 1) D = std::max<std::int64_t>(1, D / 2);
+    const AttentionDims s = attention_dims(limits);
+    const std::int64_t B = s.B, Lq = s.Lq, Lk = s.Lk, Hkv = s.Hkv, group = s.group, D = s.D;
     c.problem.H = Hkv * group;
     c.problem.Hkv = Hkv;
     c.problem.D = D;
@@ -254,9 +367,9 @@ Gen<AttentionCase> gen_attention_case(const CaseLimits& limits) {
     c.dtype = pick_dtype(limits);
     c.style = pick_style();
     // Scale and data drawn together: extreme data meets a non-default scale half the time.
-    if (const double s = pick_scale(1 / std::sqrt(double(D)), extreme(c.style));
-        s != 1 / std::sqrt(double(D)))
-      c.problem.scale = s;
+    if (const double sc = pick_scale(1 / std::sqrt(double(D)), extreme(c.style));
+        sc != 1 / std::sqrt(double(D)))
+      c.problem.scale = sc;
     c.data_seed = *gen::arbitrary<std::uint64_t>();
     c.want_lse = limits.attention_lse && chance(4, 1);
     return c;
@@ -267,18 +380,26 @@ Gen<LossCase> gen_loss_case(const CaseLimits& limits) {
   return gen::exec([=] {
     LossCase c;
     LossProblem& p = c.problem;
-    switch (pick<int>({{1, 0}, {3, 1}, {2, 2}})) {
-      case 0:
-        p.V = pick_of<std::int64_t>({1, 2});
-        break;
-      case 1:
-        p.V = *gen::inRange<std::int64_t>(2, 60);
-        break;
-      default:
-        p.V = pick_of<std::int64_t>({127, 128, 129, 255, 256, 257, 1000, 4097});
+    const bool long_rows = draw_long(limits);
+    if (long_rows) {
+      // A vocabulary-sized row (multi-block rows, accumulation over tens of thousands of logits).
+      p.V = *gen_long_length(4098, limits.long_row);
+    } else {
+      switch (pick<int>({{1, 0}, {3, 1}, {2, 2}})) {
+        case 0:
+          p.V = pick_of<std::int64_t>({1, 2});
+          break;
+        case 1:
+          p.V = *gen::inRange<std::int64_t>(2, 60);
+          break;
+        default:
+          p.V = pick_of<std::int64_t>({127, 128, 129, 255, 256, 257, 1000, 4097});
+      }
     }
     p.N = chance(4, 1) ? *gen::inRange<std::int64_t>(1, 65) : pick_of<std::int64_t>({0, 1});
-    while (p.N * p.V > limits.max_work / 8 && p.N > 1) p.N /= 2;
+    const std::int64_t max_work = limits.max_work / (long_rows ? 32 : 8);
+    while ((p.N * p.V > max_work || loss_case_bytes(p.N, p.V) > limits.max_bytes) && p.N > 1)
+      p.N /= 2;
     p.ignore_index = pick<std::int64_t>({{8, kDefaultIgnoreIndex}, {1, -1}, {1, p.V}});
     p.reduction =
         pick<Reduction>({{2, Reduction::mean}, {1, Reduction::sum}, {1, Reduction::none}});
@@ -382,6 +503,11 @@ std::vector<std::string> coverage_tags(const MaskSpec& m) {
   if ((m.causal || m.window) && m.alignment == Alignment::top_left) tags.push_back("top-left");
   if (m.has_documents()) tags.push_back("documents");
   if (m.Lq != m.Lk) tags.push_back(m.Lq > m.Lk ? "Lq>Lk" : "Lq<Lk");
+  // Lengths where kernels take other paths (tiled queries, split-KV decode, long rows).
+  for (std::int64_t t : {64, 128})
+    if (m.Lq >= t) tags.push_back("Lq>=" + std::to_string(t));
+  for (std::int64_t t : {512, 4096, 16384})
+    if (m.Lk >= t) tags.push_back("Lk>=" + std::to_string(t));
   const FlatMask flat(m);
   const MaskView v = flat.view();
   bool empty_row = false;

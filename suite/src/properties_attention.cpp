@@ -288,6 +288,65 @@ void add_attention_properties(std::vector<Property>& out) {
        }});
 
   out.push_back(
+      {"attention.everyVisibleKeyCounts", Op::attention,
+       "with q = 0 every visible key weighs exactly 1/n; V marks a few keys per head dim (the "
+       "first and last valid keys of each sequence and document, the ends and starts of 64- and "
+       "128-key tiles), so a visible key that a loop bound skips or counts twice moves its "
+       "row's output by a large fraction, at any length and in every dtype",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         const AttentionProblem& p = c.problem;
+         const MaskSpec& m = p.mask;
+         auto d = make_data(c);
+         std::fill(d.q.begin(), d.q.end(), 0.0);
+         std::fill(d.v.begin(), d.v.end(), 0.0);
+         // Dim e % 3 == 0: sequence and document edges (the last keys a decode row sees);
+         // 1: the last key of each 64- and 128-key tile; 2: the first key of each tile. Each
+         // marked value is about n / (marks a row sees), so that outputs are near 1.
+         const Rows rows{p};
+         for (std::int64_t b = 0; b < m.B; ++b) {
+           const std::int64_t kl = m.k_len(b), k0 = valid_begin(m.padding, m.Lk, kl);
+           std::vector<std::uint8_t> edge(static_cast<std::size_t>(m.Lk), 0);
+           auto mark_edges = [&](std::int64_t lo, std::int64_t hi) {  // [lo, hi) of valid keys
+             if (hi <= lo) return;
+             edge[k0 + lo] = 1;
+             for (std::int64_t j = std::max(lo, hi - 4); j < hi; ++j) edge[k0 + j] = 1;
+           };
+           mark_edges(0, kl);
+           if (m.has_documents())
+             for (std::size_t i = 0; i + 1 < m.cu_seqlens_k[b].size(); ++i)
+               mark_edges(m.cu_seqlens_k[b][i], m.cu_seqlens_k[b][i + 1]);
+           const double tile_value = std::exp2(std::round(std::log2(std::max(kl, 1L) / 32.0 + 1)));
+           for (std::int64_t h = 0; h < p.Hkv; ++h)
+             for (std::int64_t j = 0; j < m.Lk; ++j)
+               for (std::int64_t e = 0; e < p.D; ++e) {
+                 const std::int64_t r = j - k0;  // position within the valid keys
+                 double x = 0;
+                 switch (e % 3) {
+                   case 0:
+                     x = edge[j] ? std::exp2(std::round(std::log2(std::max(kl, 1L) / 6.0 + 1)))
+                                 : 0.0;
+                     break;
+                   case 1:
+                     x = (r + 1) % 64 == 0 || (j + 1) % 128 == 0 ? tile_value : 0.0;
+                     break;
+                   default:
+                     x = r % 64 == 0 || j % 128 == 0 ? tile_value : 0.0;
+                 }
+                 d.v[rows.kv(b, h, j) + e] = round_to(c.dtype, x);
+               }
+         }
+         const auto got = run(impl, c, p, d);
+         const auto e = attention_expectation(p, c.dtype, d.q, d.k, d.v, c.want_lse);
+         expect(check_close("out (q = 0, marked keys in V)", attention_out_shape(p), got.out,
+                            e.want.out, e.naive.out, c.dtype, e.rounding.out));
+         if (c.want_lse)
+           expect(check_close("lse (q = 0: log n)", attention_lse_shape(p), got.lse, e.want.lse,
+                              e.naive.lse, c.dtype, e.rounding.lse));
+       }});
+
+  out.push_back(
       {"attention.maskedKeysCannotLeak", Op::attention,
        "huge or random finite values in K and V at any set of key positions change no bit of the "
        "rows that cannot see those keys (padding, future tokens, outside the window, other "

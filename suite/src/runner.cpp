@@ -1,5 +1,6 @@
 #include "maskcheck/suite/runner.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -41,7 +42,9 @@ Status status_from_string(std::string_view s) {
                 "must be one of passed, failed, skipped, error, deviation");
 }
 
-std::uint64_t property_seed(std::uint64_t seed, std::string_view impl, std::string_view property) {
+namespace {
+
+std::uint64_t name_hash(std::string_view impl, std::string_view property) {
   std::uint64_t h = 1469598103934665603ull;  // FNV-1a over "impl/property"
   auto mix = [&h](std::string_view s) {
     for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
@@ -49,10 +52,69 @@ std::uint64_t property_seed(std::uint64_t seed, std::string_view impl, std::stri
   mix(impl);
   mix("/");
   mix(property);
-  std::uint64_t z = seed ^ h;  // one SplitMix64 step
+  return h;
+}
+
+std::uint64_t splitmix64(std::uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
+}
+
+}  // namespace
+
+std::uint64_t property_seed(std::uint64_t seed, std::string_view impl, std::string_view property) {
+  return splitmix64(seed ^ name_hash(impl, property));  // one SplitMix64 step
+}
+
+int chunk_count(int cases) {
+  return std::max(1, (cases + kChunkCases - 1) / kChunkCases);
+}
+
+int chunk_cases(int cases, int chunk) {
+  return std::clamp(cases - chunk * kChunkCases, 0, kChunkCases);
+}
+
+std::uint64_t chunk_seed(std::uint64_t property_seed, int chunk) {
+  if (chunk == 0) return property_seed;
+  return splitmix64(property_seed + 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(chunk));
+}
+
+int shard_of(std::string_view impl, std::string_view property, int chunk, int count) {
+  const std::uint64_t n = static_cast<std::uint64_t>(count);
+  return static_cast<int>((name_hash(impl, property) % n + static_cast<std::uint64_t>(chunk)) % n);
+}
+
+std::vector<int> selected_chunks(const VerifyConfig& config, std::string_view impl,
+                                 std::string_view property) {
+  std::vector<int> out;
+  for (int j = 0; j < chunk_count(config.cases); ++j) {
+    if (config.chunk && *config.chunk != j) continue;
+    if (config.shard && shard_of(impl, property, j, config.shard->count) != config.shard->index)
+      continue;
+    out.push_back(j);
+  }
+  return out;
+}
+
+Shard parse_shard(std::string_view text) {
+  const std::string t(text);
+  auto bad = [&]() -> Shard {
+    throw_invalid("--shard", t.empty() ? "''" : t,
+                  "must be K/N with shards numbered 0 to N-1 (0 <= K < N <= 100000), e.g. 0/4");
+  };
+  const std::size_t slash = t.find('/');
+  if (slash == std::string::npos) return bad();
+  auto number = [&](std::string_view s) {
+    if (s.empty() || s.size() > 6 || s.find_first_not_of("0123456789") != std::string_view::npos)
+      bad();
+    return std::stoi(std::string(s));
+  };
+  Shard sh;
+  sh.index = number(std::string_view(t).substr(0, slash));
+  sh.count = number(std::string_view(t).substr(slash + 1));
+  if (sh.count < 1 || sh.count > 100000 || sh.index >= sh.count) return bad();
+  return sh;
 }
 
 namespace {
@@ -71,7 +133,7 @@ std::string shell_word(const std::string& s) {
 }  // namespace
 
 std::string replay_command(const VerifyConfig& c, std::string_view impl,
-                           std::string_view property) {
+                           std::string_view property, std::optional<int> chunk) {
   std::ostringstream os;
   os << "maskcheck verify";
   if (!impl.empty())
@@ -98,6 +160,12 @@ std::string replay_command(const VerifyConfig& c, std::string_view impl,
     }
   }
   os << " --seed " << c.seed << " --cases " << c.cases;
+  if (c.size != SizeTier::small) os << " --size " << to_string(c.size);
+  // A property's replay runs all its chunks, or the one it names; only the whole run's command
+  // keeps the shard. Chunk 0 of a one-chunk run is the run itself: no --chunk then.
+  if (!chunk && property.empty()) chunk = c.chunk;
+  if (chunk && (c.chunk || chunk_count(c.cases) > 1)) os << " --chunk " << *chunk;
+  if (c.shard && property.empty()) os << " --shard " << c.shard->index << "/" << c.shard->count;
   if (c.max_size != 100) os << " --max-size " << c.max_size;
   if (!c.shrink) os << " --no-shrink";
   if (c.strict) os << " --strict";
@@ -189,34 +257,24 @@ std::string strip_quotes(std::string s) {
 
 }  // namespace
 
-PropertyOutcome run_property(const Implementation& impl, const Property& prop,
-                             const VerifyConfig& config) {
+namespace {
+
+// One chunk of a property: a rapidcheck run of its own, with the chunk's seed and case count.
+// Its outcome has no name, seed or timing (run_property keeps those); a failure's replay command
+// and counterexample files (saved when `save`) name the chunk.
+PropertyOutcome run_chunk(const Implementation& impl, const Property& prop,
+                          const VerifyConfig& config, const CaseLimits& limits,
+                          std::uint64_t seed, int chunk, bool save) {
   PropertyOutcome o;
   o.implementation = impl.name();
   o.property = prop.name;
   o.op = prop.op;
-  o.seed = property_seed(config.seed, o.implementation, o.property);
-  o.replay = replay_command(config, o.implementation, o.property);
-  const auto start = std::chrono::steady_clock::now();
-
-  if (!impl.provides(prop.op)) {
-    o.status = Status::skipped;
-    o.skip_reasons[impl.name() + " does not provide " + std::string(to_string(prop.op))] = 0;
-    return o;
-  }
-
-  CaseLimits limits;
-  limits.dtypes = impl.dtypes(prop.op);
-  limits.attention_lse = impl.attention_lse();
-  if (limits.dtypes.empty()) {
-    o.status = Status::skipped;
-    o.skip_reasons["no dtype supported for " + std::string(to_string(prop.op))] = 0;
-    return o;
-  }
+  o.seed = seed;
+  o.replay = replay_command(config, o.implementation, o.property, chunk);
 
   rc::detail::TestParams params;
-  params.seed = o.seed;
-  params.maxSuccess = config.cases;
+  params.seed = chunk_seed(seed, chunk);
+  params.maxSuccess = chunk_cases(config.cases, chunk);
   params.maxSize = config.max_size;
   params.maxDiscardRatio = 10;
   params.disableShrinking = !config.shrink;
@@ -224,8 +282,6 @@ PropertyOutcome run_property(const Implementation& impl, const Property& prop,
   meta.id = o.implementation + "/" + o.property;
   meta.description = prop.summary;
 
-  reset_error_ledger();
-  load_rapidcheck_configuration_quietly();
   QuietListener listener;
   // The implementation under test is seen through the deviation policy: named deviations are
   // tagged on the case (or fail it, in strict mode) and every other difference stays a failure.
@@ -238,7 +294,6 @@ PropertyOutcome run_property(const Implementation& impl, const Property& prop,
         for (const auto& seen : deviation_ledger()) RC_TAG("deviation: " + seen.first);
       },
       meta, params, listener);
-  o.max_errors = error_ledger();
 
   if (result.template is<rc::detail::SuccessResult>()) {
     const auto& s = result.template get<rc::detail::SuccessResult>();
@@ -267,10 +322,12 @@ PropertyOutcome run_property(const Implementation& impl, const Property& prop,
     o.cases = f.numSuccess;
     o.message = f.description;
     o.counterexample = f.counterExample;
-    if (!config.counterexample_dir.empty()) {
+    if (save && !config.counterexample_dir.empty()) {
       // Exactly the shrunk case again, through a recorder, to save what the implementation got.
       // The recorder sits under the same deviation policy and support guard as the run, so the
       // case fails again exactly as it did, and it records the implementation's own outputs.
+      // The error ledger is the run's: the re-run adds nothing to it.
+      const auto ledger = error_ledger();
       RecordingImplementation recorder(impl);
       const DeviationFilter recorded_filtered(recorder, config.strict);
       const SupportGuard recorded_guarded(recorded_filtered);
@@ -281,6 +338,7 @@ PropertyOutcome run_property(const Implementation& impl, const Property& prop,
           },
           meta, params, listener,
           std::unordered_map<std::string, rc::detail::Reproduce>{{meta.id, f.reproduce}});
+      restore_error_ledger(ledger);
       save_counterexample(config.counterexample_dir, recorder,
                           again.template is<rc::detail::FailureResult>(), o);
     }
@@ -293,6 +351,70 @@ PropertyOutcome run_property(const Implementation& impl, const Property& prop,
     o.status = Status::error;
     o.message = "rapidcheck error: " + result.template get<rc::detail::Error>().description;
   }
+  return o;
+}
+
+// Adds a chunk's outcome to the property's.
+void add_chunk(PropertyOutcome& o, const PropertyOutcome& part, int chunk) {
+  o.cases += part.cases;
+  o.skipped_cases += part.skipped_cases;
+  for (const auto& [k, n] : part.skip_reasons) o.skip_reasons[k] += n;
+  for (const auto& [k, n] : part.coverage) o.coverage[k] += n;
+  for (const auto& [k, n] : part.deviations) o.deviations[k] += n;
+  const bool bad = part.status == Status::failed || part.status == Status::error;
+  if (bad && o.failed_chunks.empty()) {  // the first failing chunk is shown in full
+    o.message = part.message;
+    o.counterexample = part.counterexample;
+    o.replay = part.replay;
+    o.counterexample_files = part.counterexample_files;
+  }
+  if (bad) o.failed_chunks.push_back(chunk);
+  // Worst wins: failed, error, then by the cases (none checked: skipped), then deviation.
+  if (part.status == Status::failed || o.status == Status::failed)
+    o.status = Status::failed;
+  else if (part.status == Status::error || o.status == Status::error)
+    o.status = Status::error;
+  else
+    o.status = o.cases == 0           ? Status::skipped
+               : o.deviations.empty() ? Status::passed
+                                      : Status::deviation;
+}
+
+}  // namespace
+
+PropertyOutcome run_property(const Implementation& impl, const Property& prop,
+                             const VerifyConfig& config) {
+  PropertyOutcome o;
+  o.implementation = impl.name();
+  o.property = prop.name;
+  o.op = prop.op;
+  o.seed = property_seed(config.seed, o.implementation, o.property);
+  o.replay = replay_command(config, o.implementation, o.property, config.chunk);
+  o.chunks = selected_chunks(config, o.implementation, o.property);
+  const auto start = std::chrono::steady_clock::now();
+
+  if (!impl.provides(prop.op)) {
+    o.status = Status::skipped;
+    o.skip_reasons[impl.name() + " does not provide " + std::string(to_string(prop.op))] = 0;
+    return o;
+  }
+
+  CaseLimits limits = tier_limits(config.size);
+  limits.dtypes = impl.dtypes(prop.op);
+  limits.attention_lse = impl.attention_lse();
+  if (limits.dtypes.empty()) {
+    o.status = Status::skipped;
+    o.skip_reasons["no dtype supported for " + std::string(to_string(prop.op))] = 0;
+    return o;
+  }
+
+  reset_error_ledger();
+  load_rapidcheck_configuration_quietly();
+  o.status = Status::skipped;
+  for (int chunk : o.chunks)  // the first failing chunk of the run saves its counterexample
+    add_chunk(o, run_chunk(impl, prop, config, limits, o.seed, chunk, o.failed_chunks.empty()),
+              chunk);
+  o.max_errors = error_ledger();
   o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return o;
 }
@@ -317,12 +439,24 @@ VerifyPlan plan_verify(const Registry& registry, const VerifyConfig& config) {
   return plan;
 }
 
+void restrict_to_shard(VerifyPlan& plan, const VerifyConfig& config) {
+  VerifyPlan mine;
+  for (std::size_t i = 0; i < plan.items.size(); ++i) {
+    const auto& [impl, prop] = plan.items[i];
+    if (selected_chunks(config, impl->name(), prop->name).empty()) continue;
+    mine.items.push_back(plan.items[i]);
+    mine.positions.push_back(plan.positions.empty() ? static_cast<int>(i) : plan.positions[i]);
+  }
+  plan = std::move(mine);
+}
+
 std::vector<PropertyOutcome> run_verify(const VerifyPlan& plan, const VerifyConfig& config,
                                         const ProgressFn& progress, const PropertyRunner& runner) {
   std::vector<PropertyOutcome> results;
   for (std::size_t i = 0; i < plan.items.size(); ++i) {
     const auto& [impl, prop] = plan.items[i];
     results.push_back(runner ? runner(*impl, *prop, config) : run_property(*impl, *prop, config));
+    if (config.shard && i < plan.positions.size()) results.back().plan_index = plan.positions[i];
     if (progress) progress(i, plan.items.size(), results.back());
   }
   return results;
@@ -335,6 +469,16 @@ nlohmann::json verify_json(const VerifyConfig& config, const std::vector<Propert
   j["schema"] = "maskcheck.verify/1";
   j["seed"] = config.seed;
   j["cases"] = config.cases;
+  j["size"] = std::string(to_string(config.size));
+  j["chunk_cases"] = kChunkCases;
+  if (config.chunk) j["chunk"] = *config.chunk;
+  if (config.shard) {
+    VerifyConfig whole = config;
+    whole.shard.reset();
+    j["shard"] = {{"index", config.shard->index},
+                  {"count", config.shard->count},
+                  {"run", replay_command(whole)}};
+  }
   j["max_size"] = config.max_size;
   j["shrink"] = config.shrink;
   j["strict"] = config.strict;
@@ -383,6 +527,9 @@ nlohmann::json outcome_json(const PropertyOutcome& o) {
     r["counterexample"] = ce;
   }
   if (!o.counterexample_files.empty()) r["counterexample_files"] = o.counterexample_files;
+  r["chunks"] = o.chunks;
+  if (!o.failed_chunks.empty()) r["failed_chunks"] = o.failed_chunks;
+  if (o.plan_index >= 0) r["plan_index"] = o.plan_index;
   return r;
 }
 
@@ -414,6 +561,9 @@ PropertyOutcome outcome_from_json(const nlohmann::json& r) {
       o.counterexample.emplace_back(ce.at("type").get<std::string>(),
                                     ce.at("value").get<std::string>());
   o.counterexample_files = r.value("counterexample_files", std::vector<std::string>());
+  o.chunks = r.value("chunks", std::vector<int>());
+  o.failed_chunks = r.value("failed_chunks", std::vector<int>());
+  o.plan_index = r.value("plan_index", -1);
   return o;
 }
 

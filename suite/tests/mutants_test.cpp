@@ -15,7 +15,7 @@ class MutantTest : public testing::TestWithParam<std::size_t> {};
 TEST_P(MutantTest, isKilledByTheCatalogue) {
   const mc::Mutant& m = mc::mutant_catalogue()[GetParam()];
   mc::VerifyConfig config;
-  config.cases = mc::cases_from_env(100);
+  config.cases = std::max(mc::cases_from_env(100), m.min_cases);
   config.seed = mc::seed_from_env().value_or(20261123);
   config.op = m.op;
   config.strict = true;  // as verify --mutants: a named deviation kills a mutant too

@@ -453,6 +453,11 @@ PropertyOutcome run_property_isolated(const Implementation& impl, const Property
                                 "--seed",     std::to_string(config.seed),
                                 "--cases",    std::to_string(config.cases),
                                 "--max-size", std::to_string(config.max_size)};
+  args.insert(args.end(), {"--size", std::string(to_string(config.size))});
+  if (config.shard)
+    args.insert(args.end(), {"--shard", std::to_string(config.shard->index) + "/" +
+                                            std::to_string(config.shard->count)});
+  if (config.chunk) args.insert(args.end(), {"--chunk", std::to_string(*config.chunk)});
   if (!config.shrink) args.push_back("--no-shrink");
   if (config.strict) args.push_back("--strict");
   if (!config.counterexample_dir.empty()) {
@@ -487,7 +492,11 @@ PropertyOutcome run_property_isolated(const Implementation& impl, const Property
   o.property = prop.name;
   o.op = prop.op;
   o.seed = property_seed(config.seed, o.implementation, o.property);
-  o.replay = replay_command(config, o.implementation, o.property);
+  // The worker's replay lacks this run's plugin options: a failure's names its chunk.
+  o.replay = replay_command(
+      config, o.implementation, o.property,
+      o.failed_chunks.empty() ? config.chunk : std::optional<int>(o.failed_chunks.front()));
+  if (!have) o.chunks = selected_chunks(config, o.implementation, o.property);
   return o;
 }
 
@@ -516,6 +525,13 @@ void worker_main(const WorkerOptions& opt) {
   config.seed = opt.seed;
   config.cases = opt.cases;
   config.max_size = opt.max_size;
+  try {
+    config.size = size_tier_from_string(opt.size);
+    if (!opt.shard.empty()) config.shard = parse_shard(opt.shard);
+  } catch (const std::exception& e) {
+    finish(channel, {{"load_error", e.what()}}, 2);
+  }
+  if (opt.chunk >= 0) config.chunk = opt.chunk;
   config.shrink = opt.shrink;
   config.strict = opt.strict;
   config.counterexample_dir = opt.counterexample_dir;

@@ -41,6 +41,8 @@ void validate(const CompareOptions& o);
 double parse_percentage(const std::string& text);
 
 // One side of a comparison: a result file, or a directory holding verify.json and/or bench.json.
+// Without verify.json, the directory's verify-shard-*.json files (the shards of one verify
+// --shard K/N run) are merged into its verify results (shards.hpp).
 struct ResultSet {
   std::string path;  // as given
   bool directory = false;

@@ -102,6 +102,9 @@ struct WorkerOptions {
   std::uint64_t seed = 0;
   int cases = 100;
   int max_size = 100;
+  std::string size = "small";  // --size, --shard, --chunk of the run (empty: none)
+  std::string shard;
+  int chunk = -1;
   bool shrink = true;
   bool strict = false;             // named deviations fail (deviations.hpp)
   std::string counterexample_dir;  // save failing cases here (recording.hpp); empty: don't
