@@ -210,6 +210,20 @@ class PvInStorage : public RowBug {
   }
 };
 
+// The same, only on a long-row (decode) path: rows of 512 visible keys or more accumulate P.V in
+// the storage dtype, shorter rows are right. A kernel whose split-KV decode path keeps its
+// accumulator in half precision; no row of a few hundred keys shows it.
+class DecodePvInStorage : public PvInStorage {
+ public:
+  using PvInStorage::PvInStorage;
+
+ protected:
+  double accumulate(const std::vector<double>& p, const std::vector<double>& v,
+                    DType t) const override {
+    return p.size() < 512 ? RowBug::accumulate(p, v, t) : PvInStorage::accumulate(p, v, t);
+  }
+};
+
 class DenominatorInStorage : public RowBug {
  public:
   using RowBug::RowBug;
@@ -321,6 +335,10 @@ void add_attention_numerics_mutants(std::vector<Mutant>& out) {
       op, "P.V accumulated in the storage dtype", "pv-in-storage",
       "sum_j p_j v_j accumulated in bf16/f16 (f32 in f32) instead of f32: the running sum stalls "
       "over long rows of same-sign values"));
+  out.push_back(long_rows(entry<DecodePvInStorage>(
+      op, "P.V accumulated in the storage dtype on the long-row path", "decode-pv-in-storage",
+      "rows of 512 visible keys or more (a split-KV decode path) accumulate sum_j p_j v_j in "
+      "bf16/f16; shorter rows accumulate in f32")));
   out.push_back(entry<DenominatorInStorage>(
       op, "softmax denominator accumulated in the storage dtype", "denominator-in-storage",
       "sum_j exp(s_j - m) accumulated in bf16/f16: over thousands of keys the sum stops growing "

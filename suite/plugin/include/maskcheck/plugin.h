@@ -62,10 +62,19 @@
  * every key) outputs all zeros, softmax weights all zeros, log-sum-exp -inf. Never NaN, and
  * never FlashAttention's +inf.
  *
- * Garbage: padded positions of q, k and v (and of softmax inputs) may hold NaN, inf or huge
- * values, and keys masked for some rows may hold huge finite values; no bit of any output may
- * depend on them. Every output element must be written: maskcheck fills outputs with NaN before
- * each call.
+ * Garbage: padded positions of q, k and v may hold NaN, inf or huge values, and keys masked for
+ * some rows only (future keys, outside the window, other documents) may hold huge finite values,
+ * never NaN or inf (a tiled kernel multiplies their zero weight by V). Softmax inputs may hold
+ * NaN, inf or huge values at every masked-out position. No bit of any output may depend on
+ * them. Every output element must be written: maskcheck fills outputs with a signaling NaN
+ * before each call, and an element still holding it afterwards fails the case (it is never
+ * taken for the fully-masked-row-NaN convention).
+ *
+ * Scales: any finite value; 0 means uniform weights over the visible keys, a negative scale
+ * reverses the preference. Softmax's default is 1, attention's 1/sqrt(D); args->scale is always
+ * set to the value to apply.
+ *
+ * The keep tensor (MASKCHECK_FLAG_KEEP_TENSOR) holds exactly 0 or 1.
  *
  * Cross-entropy over logits [N, V], int64 labels [N] (ignore_index or a class in [0, V)),
  * optional per-row weights w [N] >= 0 (1 when absent), label smoothing eps in [0, 1]:
