@@ -3,8 +3,11 @@
 
 #include <algorithm>
 
+#include "maskcheck/suite/builtin.hpp"
 #include "maskcheck/suite/mutants.hpp"
+#include "maskcheck/suite/reference_impl.hpp"
 #include "maskcheck/suite/runner.hpp"
+#include "maskcheck/suite/tolerance.hpp"
 
 namespace mc = maskcheck;
 
@@ -85,3 +88,33 @@ INSTANTIATE_TEST_SUITE_P(Catalogue, MutantTest,
                          });
 
 }  // namespace
+
+// The accumulation claim of the catalogue, on one fixed case: bf16 storage, one query over 2048
+// keys, same-sign values. Accumulating P.V in the storage dtype fails the tolerance
+// agreesWithReference applies; maskcheck's CPU kernel (f32 accumulation) meets it.
+TEST(Accumulation, storageDtypeOver2048KeysFailsAndF32AccumulationPasses) {
+  mc::AttentionProblem p;
+  p.mask.B = 1;
+  p.mask.Lq = 1;
+  p.mask.Lk = 2048;
+  p.H = p.Hkv = 1;
+  p.D = 16;
+  const auto t = mc::DType::bf16;
+  std::vector<double> q(static_cast<std::size_t>(p.q_numel())), k(p.kv_numel()), v(p.kv_numel());
+  for (std::size_t i = 0; i < q.size(); ++i) q[i] = mc::round_to(t, 0.25 * std::sin(0.7 * i));
+  for (std::size_t i = 0; i < k.size(); ++i) k[i] = mc::round_to(t, std::cos(1.3 * i));
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = mc::round_to(t, 1.0 + 0.5 * std::sin(0.1 * i));
+  const auto e = mc::attention_expectation(p, t, q, k, v, false);
+  auto check = [&](const mc::Implementation& impl) {
+    return mc::check_close("out", mc::attention_out_shape(p),
+                           impl.attention(p, t, q, k, v, false).out, e.want.out, e.naive.out, t,
+                           e.rounding.out);
+  };
+  const auto mutant = mc::mutant_registry().find("mutant:pv-in-storage");
+  ASSERT_NE(mutant, nullptr);
+  EXPECT_FALSE(check(*mutant).ok);
+  const auto cpu = mc::builtin_registry().find("cpu");
+  ASSERT_NE(cpu, nullptr);
+  const auto r = check(*cpu);
+  EXPECT_TRUE(r.ok) << r.report();
+}
