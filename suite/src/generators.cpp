@@ -144,8 +144,13 @@ Gen<MaskSpec> gen_mask_spec(std::int64_t B, std::int64_t Lq, std::int64_t Lk) {
 
 namespace {
 
+// Not shrunk, and drawn first in every generator: a failure stays in the dtype it was found in
+// (the simplest dtype may fail for another reason, or pass). rapidcheck replays the draws of a
+// shrunk case by position, so a draw after a variable number of others (lengths per sequence)
+// would take another draw's value when an earlier one shrinks.
 DType pick_dtype(const CaseLimits& limits) {
-  return pick_of(limits.dtypes);
+  const auto& d = limits.dtypes;
+  return d[*gen::noShrink(gen::resize(100, gen::inRange<std::size_t>(0, d.size())))];
 }
 
 DataStyle pick_style() {
@@ -173,6 +178,7 @@ std::int64_t pick_lq(std::int64_t Lk, std::int64_t max_len) {
 Gen<MaskCase> gen_mask_case(const CaseLimits& limits) {
   return gen::exec([=] {
     MaskCase c;
+    c.dtype = pick_dtype(limits);
     const std::int64_t max_len = std::min<std::int64_t>(limits.max_len, 130);
     const std::int64_t Lk = *gen_length(max_len);
     const std::int64_t Lq = pick_lq(Lk, max_len);
@@ -180,7 +186,6 @@ Gen<MaskCase> gen_mask_case(const CaseLimits& limits) {
     c.spec = *gen_mask_spec(B, Lq, Lk);
     c.encoding = pick_of(
         std::vector<MaskEncoding>(std::begin(kAllMaskEncodings), std::end(kAllMaskEncodings)));
-    c.dtype = pick_dtype(limits);
     return c;
   });
 }
@@ -188,6 +193,8 @@ Gen<MaskCase> gen_mask_case(const CaseLimits& limits) {
 Gen<SoftmaxCase> gen_softmax_case(const CaseLimits& limits) {
   return gen::exec([=] {
     SoftmaxCase c;
+    c.dtype = pick_dtype(limits);
+    c.storage = limits.storage_for(c.dtype);
     const std::int64_t Lk = *gen_length(2 * limits.max_len);
     const std::int64_t Lq = pick_lq(Lk, limits.max_len);
     std::int64_t B = *gen::inRange<std::int64_t>(1, 4);
@@ -201,7 +208,6 @@ Gen<SoftmaxCase> gen_softmax_case(const CaseLimits& limits) {
     c.problem.H = H;
     c.problem.mask = *gen_mask_spec(B, Lq, Lk);
     c.problem.scale = pick<double>({{3, 1.0}, {1, 0.125}, {1, 0.5}, {1, 3.0}});
-    c.dtype = pick_dtype(limits);
     c.style = pick_style();
     c.data_seed = *gen::arbitrary<std::uint64_t>();
     return c;
@@ -211,6 +217,8 @@ Gen<SoftmaxCase> gen_softmax_case(const CaseLimits& limits) {
 Gen<AttentionCase> gen_attention_case(const CaseLimits& limits) {
   return gen::exec([=] {
     AttentionCase c;
+    c.dtype = pick_dtype(limits);
+    c.storage = limits.storage_for(c.dtype);
     const std::int64_t Lk = *gen_length(limits.max_len);
     const std::int64_t Lq = pick_lq(Lk, limits.max_len);
     std::int64_t B = *gen::inRange<std::int64_t>(1, 4);
@@ -234,7 +242,6 @@ Gen<AttentionCase> gen_attention_case(const CaseLimits& limits) {
     c.problem.mask = *gen_mask_spec(B, Lq, Lk);
     if (chance(1, 4))
       c.problem.scale = pick<double>({{1, 1.0}, {1, 0.5}, {1, 2.0}}) / std::sqrt(double(D));
-    c.dtype = pick_dtype(limits);
     c.style = pick_style();
     c.data_seed = *gen::arbitrary<std::uint64_t>();
     c.want_lse = limits.attention_lse && chance(4, 1);
@@ -245,6 +252,8 @@ Gen<AttentionCase> gen_attention_case(const CaseLimits& limits) {
 Gen<LossCase> gen_loss_case(const CaseLimits& limits) {
   return gen::exec([=] {
     LossCase c;
+    c.dtype = pick_dtype(limits);
+    c.storage = limits.storage_for(c.dtype);
     LossProblem& p = c.problem;
     switch (pick<int>({{1, 0}, {3, 1}, {2, 2}})) {
       case 0:
@@ -264,7 +273,6 @@ Gen<LossCase> gen_loss_case(const CaseLimits& limits) {
     if (chance(1, 2)) p.label_smoothing = pick<double>({{2, 0.1}, {1, 0.5}, {1, 1.0}});
     p.weighted = chance(1, 2);
     c.ignored_fraction = pick<double>({{3, 0.0}, {1, 0.1}, {2, 0.5}, {1, 1.0}});
-    c.dtype = pick_dtype(limits);
     c.style = pick_style();
     c.data_seed = *gen::arbitrary<std::uint64_t>();
     return c;

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include <rapidcheck.h>
@@ -20,6 +22,14 @@ struct CaseLimits {
   std::int64_t max_work = std::int64_t{1} << 21;  // B*H*Lq*Lk*D (attention), B*H*Lq*Lk, N*V
   std::int64_t max_len = 260;                     // longest random sequence
   bool attention_lse = true;                      // attention cases may ask for the LSE
+  // Mixed storage (registry.hpp): the dtypes whose cases store some tensor wider; the others
+  // store every tensor in the case's dtype.
+  std::vector<std::pair<DType, Storage>> storage;
+  std::optional<Storage> storage_for(DType t) const {
+    for (const auto& [d, s] : storage)
+      if (d == t) return s;
+    return std::nullopt;
+  }
 };
 
 rc::Gen<std::int64_t> gen_length(std::int64_t max_len);  // tile edges, 0, 1, random

@@ -42,11 +42,17 @@ struct PluginInfo {
   std::int32_t device_type = 0, device_id = 0;  // DLDeviceType
   bool keep_tensor = false;                     // MASKCHECK_FLAG_KEEP_TENSOR
   bool lse = true;                              // not MASKCHECK_FLAG_NO_LSE
+  bool additive_mask = false;                   // MASKCHECK_FLAG_ADDITIVE_MASK (ABI 1.1)
+  bool varlen = false;                          // attention_varlen_forward (ABI 1.1)
   std::vector<std::pair<Op, std::vector<DType>>> ops;
+  // Mixed storage (ABI 1.1): the dtypes whose tensors are not all stored in the dtype itself.
+  std::vector<std::pair<DType, Storage>> storage;
 
   std::string impl_name() const { return "plugin:" + name; }
   std::vector<Op> op_list() const;
   std::vector<DType> dtypes(Op op) const;  // empty when the op is not provided
+  Storage storage_for(DType t) const;      // every tensor in t (the additive mask in f32) unless
+                                           // the plugin declared otherwise
   std::string device() const;              // "cpu", "cuda:0", ...
   std::string summary() const;             // description, version, ABI, device, library
   nlohmann::json to_json() const;
@@ -104,7 +110,11 @@ struct WorkerOptions {
   int max_size = 100;
   bool shrink = true;
   bool strict = false;             // named deviations fail (deviations.hpp)
+  std::vector<DType> dtypes;       // --dtype: only cases of these dtypes
   std::string counterexample_dir;  // save failing cases here (recording.hpp); empty: don't
+  // Every plugin call in a forked process of its own: the rerun of a property whose worker died,
+  // so that the crash fails its case and is shrunk (see the file comment of isolation.cpp).
+  bool isolate_calls = false;
   int result_fd = -1;
   std::uint64_t sandbox_memory = 0;  // > 0: run under the sandbox with this memory limit
 };
