@@ -9,7 +9,9 @@
 //   maskcheck eval OP [--impl NAME] [--plugin LIB.so] --in CASE.safetensors
 //                  [--out RESULT.safetensors] [--quiet] [--max-memory SIZE] [--max-work N]
 //   maskcheck report RESULTS.json... --out DIR      (writes DIR/report.md and DIR/report.html)
-//   maskcheck bench [--filter RE] [--json FILE] [--repetitions N] [--min-time S] [-- ARGS...]
+//   maskcheck bench [--filter RE] [--json FILE] [--repetitions N] [--min-time S] [--plugin
+//   LIB.so]...
+//                   [-- ARGS...]
 //   maskcheck compare BASELINE NEW [--max-slowdown 5%] [--alpha 0.05] [--gate RE] [--out FILE]
 // Exit codes: 0 everything passed (named deviations included, unless --strict), 1 a property
 // failed, 2 usage or input error (bench: the exit code of maskcheck_bench, 1 when a maskcheck
@@ -197,6 +199,10 @@ int main(int argc, char** argv) {
   bench->add_option("--min-time", bench_opts.min_time,
                     "minimum seconds per repetition, a finite number > 0 (default: "
                     "maskcheck_bench's, 0.1)");
+  bench->add_option("--plugin", bench_opts.plugins,
+                    "also time this plugin library (maskcheck/plugin.h) on the same cases, rows "
+                    "<case>/plugin:<name>, each checked against the reference first; loaded into "
+                    "the benchmark process (verify it first); repeatable");
   bench->add_option("benchmark_args", bench_opts.extra,
                     "further arguments for maskcheck_bench, after --");
 

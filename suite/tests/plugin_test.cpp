@@ -604,6 +604,33 @@ TEST(PluginCli, evalHonoursNoLse) {
   EXPECT_EQ(r.code, 2) << r.out;
 }
 
+#ifdef MASKCHECK_HAVE_BENCH
+TEST(PluginCli, benchTimesAPluginOnTheSameCasesCheckedFirst) {
+  const std::string json = temp_path("bench_plugin.json");
+  const CliResult r =
+      maskcheck_cli("bench --plugin " + std::string(EXAMPLE_PLUGIN) +
+                        " --filter '^cpu/(softmax/f32/Lk256/|cross_entropy/f32/)' --repetitions 1"
+                        " --min-time 0.001 --json " +
+                        json,
+                    kCi);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "All results match")) << r.out;
+  const auto j = maskcheck::read_json_file(json);
+  std::set<std::string> impls;
+  for (const auto& b : j.at("benchmarks")) {
+    const std::string name = b.at("name").get<std::string>();
+    EXPECT_FALSE(b.contains("error_occurred") && b.at("error_occurred").get<bool>()) << b.dump();
+    const std::string base = name.substr(0, name.rfind("/real_time"));
+    impls.insert(base.substr(base.rfind('/') + 1));
+  }
+  EXPECT_TRUE(impls.count("plugin:example")) << j.dump(1);
+  EXPECT_TRUE(impls.count("maskcheck")) << j.dump(1);
+  EXPECT_EQ(
+      nlohmann::json::parse(j.at("context").at("plugins").get<std::string>()).at(0).at("name"),
+      "example");
+}
+#endif
+
 // ---- the 16-bit conversions of plugin.h ------------------------------------------------------
 
 TEST(PluginHeader, sixteenBitConversionsMatchTheReferenceStorageTypes) {

@@ -626,6 +626,55 @@ class MaskArgs {
   std::optional<Tensor> keep_, additive_;
 };
 
+// A DLTensor over memory someone else owns (prepared calls).
+class View {
+ public:
+  View(const void* data, DLDataType dtype, std::vector<std::int64_t> shape)
+      : shape_(std::move(shape)), strides_(shape_.size()) {
+    std::int64_t stride = 1;
+    for (std::size_t i = shape_.size(); i-- > 0;) {
+      strides_[i] = stride;
+      stride *= shape_[i];
+    }
+    t_.data = const_cast<void*>(data);
+    t_.device = {kDLCPU, 0};
+    t_.ndim = static_cast<int>(shape_.size());
+    t_.dtype = dtype;
+    t_.shape = shape_.data();
+    t_.strides = strides_.data();
+  }
+  View(const View&) = delete;
+  View& operator=(const View&) = delete;
+  const DLTensor* dl() const { return &t_; }
+
+ private:
+  std::vector<std::int64_t> shape_, strides_;
+  DLTensor t_{};
+};
+
+// A prepared call: the arguments live here, run() is one call of `fn`.
+template <class Args, class Fn>
+class RawCall final : public PreparedCall {
+ public:
+  RawCall(std::string what, Fn fn) : what_(std::move(what)), fn_(std::move(fn)) {}
+  void run() override {
+    std::array<char, 4096> msg{};
+    const maskcheck_status s = fn_(msg.data(), msg.size());
+    msg.back() = '\0';
+    if (s != MASKCHECK_OK)
+      throw std::runtime_error(what_ + " returned " + status_name(s) +
+                               (msg[0] ? ": " + std::string(msg.data()) : std::string()));
+  }
+
+ private:
+  std::string what_;
+  Fn fn_;
+};
+template <class Fn>
+std::unique_ptr<PreparedCall> raw_call(std::string what, Fn fn) {
+  return std::make_unique<RawCall<int, Fn>>(std::move(what), std::move(fn));
+}
+
 class PluginImplementation final : public detail::PluginBase {
  public:
   PluginImplementation(Library lib, const maskcheck_plugin& table, PluginInfo info,
@@ -684,6 +733,90 @@ class PluginImplementation final : public detail::PluginBase {
     AttentionResult r;
     varlen_call(p, t, q, k, v, want_lse, &r);
     return r;
+  }
+
+  // ---- prepared calls on the caller's memory (plugin_host.hpp)
+  std::unique_ptr<PreparedCall> prepare_softmax(const SoftmaxProblem& p, DType t, const void* x,
+                                                void* y) const {
+    require_here(supports_softmax(p, t));
+    const Storage st = info_.storage_for(t);
+    const std::vector<std::int64_t> shape{p.mask.B, p.H, p.mask.Lq, p.mask.Lk};
+    struct State {
+      View x, y;
+      MaskArgs mask;
+      maskcheck_softmax_args a{};
+    };
+    std::shared_ptr<State> s(new State{{x, dl_dtype(st.x), shape},
+                                       {y, dl_dtype(st.y), shape},
+                                       {p.mask, info_.keep_tensor, additive(st), device_, false},
+                                       {}});
+    s->a.x = s->x.dl();
+    s->a.y = s->y.dl();
+    s->a.mask = s->mask.get();
+    s->a.scale = p.scale;
+    const auto fn = t_.softmax_forward;
+    return raw_call(name() + " softmax_forward",
+                    [s, fn](char* msg, std::size_t n) { return fn(&s->a, msg, n); });
+  }
+  std::unique_ptr<PreparedCall> prepare_attention(const AttentionProblem& p, DType t, const void* q,
+                                                  const void* k, const void* v, void* out) const {
+    require_here(supports_attention(p, t, false));
+    const Storage st = info_.storage_for(t);
+    const std::vector<std::int64_t> qs{p.mask.B, p.H, p.mask.Lq, p.D},
+        kvs{p.mask.B, p.Hkv, p.mask.Lk, p.D};
+    struct State {
+      View q, k, v, out;
+      MaskArgs mask;
+      maskcheck_attention_args a{};
+    };
+    std::shared_ptr<State> s(new State{{q, dl_dtype(st.q), qs},
+                                       {k, dl_dtype(st.k), kvs},
+                                       {v, dl_dtype(st.v), kvs},
+                                       {out, dl_dtype(st.out), qs},
+                                       {p.mask, info_.keep_tensor, additive(st), device_, false},
+                                       {}});
+    s->a.q = s->q.dl();
+    s->a.k = s->k.dl();
+    s->a.v = s->v.dl();
+    s->a.out = s->out.dl();
+    s->a.mask = s->mask.get();
+    s->a.scale = p.effective_scale();
+    const auto fn = t_.attention_forward;
+    return raw_call(name() + " attention_forward",
+                    [s, fn](char* msg, std::size_t n) { return fn(&s->a, msg, n); });
+  }
+  std::unique_ptr<PreparedCall> prepare_cross_entropy(const LossProblem& p, DType t,
+                                                      const void* logits,
+                                                      const std::int64_t* labels, void* losses,
+                                                      void* dlogits, double* loss) const {
+    require_here(supports_cross_entropy(p, t));
+    const Storage st = info_.storage_for(t);
+    struct State {
+      View logits, labels, losses, dlogits;
+      maskcheck_cross_entropy_args a{};
+      maskcheck_loss_totals totals{};
+    };
+    std::shared_ptr<State> s(new State{{logits, dl_dtype(st.logits), {p.N, p.V}},
+                                       {labels, kInt64, {p.N}},
+                                       {losses, dl_dtype(aux_dtype(t)), {p.N}},
+                                       {dlogits, dl_dtype(st.dlogits), {p.N, p.V}},
+                                       {},
+                                       {}});
+    s->a.logits = s->logits.dl();
+    s->a.labels = s->labels.dl();
+    s->a.losses = s->losses.dl();
+    s->a.dlogits = s->dlogits.dl();
+    s->a.ignore_index = p.ignore_index;
+    s->a.label_smoothing = p.label_smoothing;
+    s->a.reduction = p.reduction == Reduction::none  ? MASKCHECK_REDUCTION_NONE
+                     : p.reduction == Reduction::sum ? MASKCHECK_REDUCTION_SUM
+                                                     : MASKCHECK_REDUCTION_MEAN;
+    const auto fn = t_.cross_entropy;
+    return raw_call(name() + " cross_entropy", [s, fn, loss](char* msg, std::size_t n) {
+      const maskcheck_status status = fn(&s->a, &s->totals, msg, n);
+      *loss = s->totals.loss;
+      return status;
+    });
   }
 
   // ---- cross-entropy: logits [N, V], labels [N], weights [N]
@@ -854,6 +987,14 @@ class PluginImplementation final : public detail::PluginBase {
     return s;
   }
 
+  // Prepared calls take host memory: a CPU plugin, and a problem its query accepts.
+  void require_here(const Support& s) const {
+    if (!device_.host())
+      throw std::invalid_argument(name() + " runs on " + info_.device() +
+                                  ": prepared calls take host memory (CPU plugins)");
+    if (!s) throw Unsupported(s.reason);
+  }
+
   // The additive mask's dtype, when the plugin takes one.
   std::optional<DType> additive(const Storage& st) const {
     return info_.additive_mask ? std::optional<DType>(st.mask) : std::nullopt;
@@ -952,7 +1093,29 @@ class PluginImplementation final : public detail::PluginBase {
   CallObserver* observer_;
 };
 
+const PluginImplementation& loaded(const Implementation& impl) {
+  const auto* p = dynamic_cast<const PluginImplementation*>(&impl);
+  if (!p) throw std::invalid_argument(impl.name() + " is not a plugin loaded into this process");
+  return *p;
+}
+
 }  // namespace
+
+std::unique_ptr<PreparedCall> prepare_softmax(const Implementation& plugin, const SoftmaxProblem& p,
+                                              DType t, const void* x, void* y) {
+  return loaded(plugin).prepare_softmax(p, t, x, y);
+}
+std::unique_ptr<PreparedCall> prepare_attention(const Implementation& plugin,
+                                                const AttentionProblem& p, DType t, const void* q,
+                                                const void* k, const void* v, void* out) {
+  return loaded(plugin).prepare_attention(p, t, q, k, v, out);
+}
+std::unique_ptr<PreparedCall> prepare_cross_entropy(const Implementation& plugin,
+                                                    const LossProblem& p, DType t,
+                                                    const void* logits, const std::int64_t* labels,
+                                                    void* losses, void* dlogits, double* loss) {
+  return loaded(plugin).prepare_cross_entropy(p, t, logits, labels, losses, dlogits, loss);
+}
 
 std::shared_ptr<const Implementation> load_plugin(const std::string& path, CallObserver* observer) {
   Library lib = open_library(path);

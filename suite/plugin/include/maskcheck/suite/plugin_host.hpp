@@ -78,6 +78,33 @@ std::shared_ptr<const Implementation> load_plugin(const std::string& path,
 // The info of an implementation made by load_plugin or isolated_plugin, else nullptr.
 const PluginInfo* plugin_info(const Implementation& impl);
 
+// One operation of a plugin loaded into this process (load_plugin), prepared once on memory the
+// caller owns, for `maskcheck bench --plugin`: host memory (CPU plugins only), every tensor in the
+// dtype the plugin stores it in for the case's dtype (impl.storage(t); the caller converts its
+// inputs), the mask descriptor (and the keep or additive tensor the plugin asked for) built once.
+// run() calls the plugin's function and nothing else: no copies, no guard bytes, no checks (the
+// benchmark checks the result once against the reference before it times it).
+class PreparedCall {
+ public:
+  virtual ~PreparedCall() = default;
+  virtual void run() = 0;  // throws std::runtime_error when the plugin does not return OK
+};
+// Each throws Unsupported with the plugin's reason when its query declines the problem, and
+// std::invalid_argument for an implementation that is not a CPU plugin loaded here.
+//   softmax: x, y [B, H, Lq, Lk]
+std::unique_ptr<PreparedCall> prepare_softmax(const Implementation& plugin, const SoftmaxProblem& p,
+                                              DType t, const void* x, void* y);
+//   attention: q, out [B, H, Lq, D], k, v [B, Hkv, Lk, D]; no log-sum-exp
+std::unique_ptr<PreparedCall> prepare_attention(const Implementation& plugin,
+                                                const AttentionProblem& p, DType t, const void* q,
+                                                const void* k, const void* v, void* out);
+//   cross-entropy forward + backward: logits, dlogits [N, V], labels [N], losses [N] (float32,
+//   float64 for f64); the reduced loss goes to *loss after each run
+std::unique_ptr<PreparedCall> prepare_cross_entropy(const Implementation& plugin,
+                                                    const LossProblem& p, DType t,
+                                                    const void* logits, const std::int64_t* labels,
+                                                    void* losses, void* dlogits, double* loss);
+
 // Loads the plugin in a worker process and returns what it declares. Throws LoadError.
 // memory_limit: bytes the worker's processes may hold resident (0: default_worker_memory()).
 PluginInfo probe_plugin(const std::string& path, double timeout_s, std::uint64_t memory_limit = 0);
