@@ -14,7 +14,9 @@ std::vector<std::int64_t> lm_labels(const LmLabelsProblem& p, std::span<const st
   for (std::int64_t b = 0; b < p.B; ++b) {
     const std::int64_t prompt = prompt_lens.empty() ? 0 : prompt_lens[b];
     require(prompt >= 0, "prompt_lens[" + std::to_string(b) + "]", prompt, "must be >= 0");
-    // Index of each position within its sequence: count of valid positions before it.
+    // Index of a position within its sequence: its offset from the sequence's first valid
+    // position (positions, as tokenizers and completion-only collators count them; a hole in the
+    // keep mask inside the prompt still counts as a prompt position).
     std::int64_t first = 0;
     while (first < p.L && !keep[b * p.L + first]) ++first;
     for (std::int64_t t = 0; t + 1 < p.L; ++t) {

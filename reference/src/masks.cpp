@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <sstream>
 
 #include "maskcheck/reference/predicate.hpp"
 
@@ -39,13 +40,27 @@ std::vector<double> encode_mask(std::span<const std::uint8_t> keep, MaskEncoding
   return out;
 }
 
-std::vector<std::uint8_t> decode_mask(std::span<const double> values, MaskEncoding e, DType t) {
-  std::vector<std::uint8_t> keep(values.size());
-  const double threshold = masking_value(e, t) / 2;  // -inf / 2 == -inf
+void validate_mask_values(std::span<const double> values, MaskEncoding e) {
+  const bool flags = e == MaskEncoding::keep || e == MaskEncoding::masked_out;
   for (std::size_t i = 0; i < values.size(); ++i) {
     const double v = values[i];
     if (std::isnan(v))
       throw_invalid("mask[" + std::to_string(i) + "]", "nan", "a mask value must not be NaN");
+    if (flags && v != 0.0 && v != 1.0) {
+      std::ostringstream os;
+      os << v;
+      throw_invalid("mask[" + std::to_string(i) + "]", os.str(),
+                    std::string("a ") + std::string(to_string(e)) + " mask holds 0 or 1");
+    }
+  }
+}
+
+std::vector<std::uint8_t> decode_mask(std::span<const double> values, MaskEncoding e, DType t) {
+  validate_mask_values(values, e);
+  std::vector<std::uint8_t> keep(values.size());
+  const double threshold = masking_value(e, t) / 2;  // -inf / 2 == -inf
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const double v = values[i];
     switch (e) {
       case MaskEncoding::keep:
         keep[i] = v != 0.0;

@@ -14,6 +14,7 @@ const std::vector<Mutant>& mutant_catalogue() {
     mutants::add_mask_mutants(v);
     mutants::add_softmax_mutants(v);
     mutants::add_attention_mutants(v);
+    mutants::add_attention_numerics_mutants(v);
     mutants::add_loss_mutants(v);
     mutants::add_labels_mutants(v);
     mutants::add_mlm_mutants(v);

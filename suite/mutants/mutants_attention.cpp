@@ -79,6 +79,36 @@ std::vector<std::uint8_t> top_left_always(MaskSpec s) {
   return ref::build_keep_mask(s);
 }
 
+// Alignment that depends on the sign of Lk - Lq: top-left on every segment (sequence or
+// document) with more keys than queries, bottom-right on the others. Each case alone may look like
+// PyTorch's is_causal convention (top_left_causal), but no library aligns this way: the deviation
+// filter must not excuse it.
+std::vector<std::uint8_t> alignment_by_sign(MaskSpec s) {
+  MaskSpec tl = s;
+  tl.alignment = Alignment::top_left;
+  const auto br_keep = ref::build_keep_mask(s), tl_keep = ref::build_keep_mask(tl);
+  if (!s.causal && !s.window) return br_keep;
+  std::vector<std::uint8_t> keep = br_keep;
+  for (std::int64_t b = 0; b < s.B; ++b) {
+    const std::int64_t q0 = valid_begin(s.padding, s.Lq, s.q_len(b));
+    for (std::int64_t i = 0; i < s.q_len(b); ++i) {
+      std::int64_t ql = s.q_len(b), kl = s.k_len(b);
+      if (s.has_documents()) {
+        const auto& cq = s.cu_seqlens_q[b];
+        const auto& ck = s.cu_seqlens_k[b];
+        std::size_t d = 0;
+        while (d + 2 < cq.size() && cq[d + 1] <= i) ++d;
+        ql = cq[d + 1] - cq[d];
+        kl = ck[d + 1] - ck[d];
+      }
+      if (kl <= ql) continue;
+      const std::int64_t row = (b * s.Lq + q0 + i) * s.Lk;
+      std::copy_n(tl_keep.begin() + row, s.Lk, keep.begin() + row);
+    }
+  }
+  return keep;
+}
+
 // Sliding window one key too wide on the left: diag - left - 1 <= k (a window "of left keys"
 // read as left keys besides the query's own, the Mistral sliding_window confusion).
 std::vector<std::uint8_t> window_off_by_one(MaskSpec s) {
@@ -166,6 +196,11 @@ void add_attention_mutants(std::vector<Mutant>& out) {
   out.push_back(entry<MaskBug>(
       op, "top-left vs bottom-right confusion when Lq != Lk", "top-left-causal",
       "causal and window always top-left aligned (is_causal=True)", top_left_always));
+  out.push_back(entry<MaskBug>(
+      op, "alignment chosen by the sign of Lk - Lq", "alignment-by-sign",
+      "causal and window top-left aligned on segments with more keys than queries, bottom-right "
+      "on the others: each case may pass for is_causal's top-left convention, the run does not",
+      alignment_by_sign));
   out.push_back(entry<MaskBug>(op, "sliding window off by one", "window-off-by-one",
                                "the window's left edge admits one key too many: "
                                "diag - left - 1 <= k",

@@ -48,6 +48,7 @@ Mutant entry(Op op, std::string bug, std::string id, std::string how, Args&&... 
 void add_mask_mutants(std::vector<Mutant>& out);
 void add_softmax_mutants(std::vector<Mutant>& out);
 void add_attention_mutants(std::vector<Mutant>& out);
+void add_attention_numerics_mutants(std::vector<Mutant>& out);
 void add_loss_mutants(std::vector<Mutant>& out);
 void add_labels_mutants(std::vector<Mutant>& out);
 void add_mlm_mutants(std::vector<Mutant>& out);

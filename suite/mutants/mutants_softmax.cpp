@@ -154,6 +154,57 @@ class OnlineMaxClampedToZero : public Named {
   }
 };
 
+// A multi-block softmax for long rows (4096 keys or more): each block of 2048 keys takes its
+// own max and sum, and the blocks are combined by adding their sums without rescaling each by
+// exp(m_block - m); every block normalizes against its own max.
+class MultiBlockRowUnscaled : public Named {
+ public:
+  using Named::Named;
+  std::vector<double> softmax(const SoftmaxProblem& p, DType t,
+                              std::span<const double> x) const override {
+    p.validate();
+    const auto keep = ref::build_keep_mask(p.mask);
+    return softmax_in_storage(t, x, [&](auto tag, auto xs, auto ys) {
+      using S = decltype(tag);
+      const std::int64_t Lq = p.mask.Lq, Lk = p.mask.Lk, rows = p.mask.B * p.H * Lq;
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const std::uint8_t* kr = keep.data() + ((r / (p.H * Lq)) * Lq + r % Lq) * Lk;
+        auto s = [&](std::int64_t k) { return p.scale * ref::load<double>(xs[r * Lk + k]); };
+        std::vector<std::int64_t> vis;
+        for (std::int64_t k = 0; k < Lk; ++k)
+          if (kr[k]) vis.push_back(k);
+        const std::size_t block = vis.size() >= 4096 ? 2048 : std::max<std::size_t>(vis.size(), 1);
+        std::vector<double> e(static_cast<std::size_t>(Lk), 0.0);
+        double total = 0;
+        for (std::size_t b0 = 0; b0 < vis.size(); b0 += block) {
+          const std::size_t b1 = std::min(vis.size(), b0 + block);
+          double m = -kInf;
+          for (std::size_t j = b0; j < b1; ++j) m = std::max(m, s(vis[j]));
+          for (std::size_t j = b0; j < b1; ++j) {
+            e[vis[j]] = std::exp(s(vis[j]) - m);
+            total += e[vis[j]];
+          }
+        }
+        for (std::int64_t k = 0; k < Lk; ++k)
+          ys[r * Lk + k] = ref::store<S>(kr[k] ? e[k] / total : 0.0);
+      }
+    });
+  }
+};
+
+// A scale of 0 read as "not given" (`scale or 1.0`): the row gets softmax(x) instead of the
+// uniform weights a zero scale means.
+class ZeroScaleIsOne : public Named {
+ public:
+  using Named::Named;
+  std::vector<double> softmax(const SoftmaxProblem& p, DType t,
+                              std::span<const double> x) const override {
+    SoftmaxProblem wrong = p;
+    if (wrong.scale == 0) wrong.scale = 1.0;
+    return ReferenceImplementation::softmax(wrong, t, x);
+  }
+};
+
 }  // namespace
 
 void add_softmax_mutants(std::vector<Mutant>& out) {
@@ -177,6 +228,13 @@ void add_softmax_mutants(std::vector<Mutant>& out) {
       op, "first tile fully masked, running max clamped to 0", "online-max-clamped-to-zero",
       "online softmax from the last key tile: a fully masked first tile clamps the running max "
       "to 0 and keeps it, so rows of very negative scores underflow to 0 / 0"));
+  out.push_back(entry<MultiBlockRowUnscaled>(
+      op, "multi-block softmax rows combined without rescaling", "multiblock-row-unscaled",
+      "rows of 4096 keys or more are split into 2048-key blocks whose sums are added without "
+      "rescaling each by exp(m_block - m); each block normalizes against its own max"));
+  out.push_back(entry<ZeroScaleIsOne>(op, "softmax scale 0 taken as 1", "softmax-zero-scale-is-one",
+                                      "a scale of exactly 0 is read as not given (scale or 1.0): "
+                                      "softmax(x) where 0 means uniform weights"));
 }
 
 }  // namespace maskcheck::mutants

@@ -22,15 +22,17 @@ std::string_view to_string(DataStyle s) {
       return "huge";
     case DataStyle::tiny:
       return "tiny";
+    case DataStyle::positive:
+      return "positive";
   }
   return "?";
 }
 
 DataStyle data_style_from_string(std::string_view s) {
-  for (DataStyle d :
-       {DataStyle::normal, DataStyle::integers, DataStyle::large, DataStyle::huge, DataStyle::tiny})
+  for (DataStyle d : {DataStyle::normal, DataStyle::integers, DataStyle::large, DataStyle::huge,
+                      DataStyle::tiny, DataStyle::positive})
     if (to_string(d) == s) return d;
-  throw_invalid("style", std::string(s), "must be normal, integers, large, huge or tiny");
+  throw_invalid("style", std::string(s), "must be normal, integers, large, huge, tiny or positive");
 }
 
 std::uint64_t DataRng::next() {
@@ -74,6 +76,9 @@ std::vector<double> draw_values(DataRng& rng, std::size_t n, DataStyle style, DT
         break;
       case DataStyle::tiny:
         x = 1e-3 * rng.normal();
+        break;
+      case DataStyle::positive:
+        x = 2.0 * (1.0 - rng.uniform());  // (0, 2]
         break;
     }
     x = round_to(t, std::clamp(x, -limit, limit));

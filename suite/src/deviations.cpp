@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "maskcheck/reference/masks.hpp"
+#include "maskcheck/suite/cases.hpp"
 #include "maskcheck/suite/properties.hpp"
 #include "maskcheck/suite/reference_impl.hpp"
 
@@ -93,12 +94,14 @@ std::int64_t zero_nan_rows(std::vector<double>& y, std::int64_t row_len, IsEmpty
   return n;
 }
 
-// LSE entries of empty rows that are +inf or 0 become -inf. Returns how many.
-template <class IsEmpty>
-std::int64_t fix_empty_lse(std::vector<double>& lse, IsEmpty is_empty, std::int64_t& first) {
+// LSE entries of empty rows that are +inf or 0 become -inf, where the row's output is exactly
+// zero (`zero_row(r)`). Returns how many.
+template <class IsEmpty, class ZeroRow>
+std::int64_t fix_empty_lse(std::vector<double>& lse, IsEmpty is_empty, ZeroRow zero_row,
+                           std::int64_t& first) {
   std::int64_t n = 0;
   for (std::int64_t r = 0; r < static_cast<std::int64_t>(lse.size()); ++r) {
-    if (!is_empty(r) || !(lse[r] == kInf || lse[r] == 0.0)) continue;
+    if (!is_empty(r) || !(lse[r] == kInf || lse[r] == 0.0) || !zero_row(r)) continue;
     lse[r] = -kInf;
     if (n++ == 0) first = r;
   }
@@ -162,6 +165,21 @@ bool top_left_evidence(const std::vector<std::uint8_t>& br, const std::vector<st
   return evidence;
 }
 
+// Whether some row agrees with bottom-right and not with top-left: the call shows which
+// alignment the implementation uses.
+bool discriminates(const std::vector<std::uint8_t>& br, const std::vector<std::uint8_t>& tl) {
+  for (std::size_t r = 0; r < br.size(); ++r)
+    if (br[r] && !tl[r]) return true;
+  return false;
+}
+
+// Whether `row_len` elements of `out` from `row * row_len` are all zero.
+bool zero_row(const std::vector<double>& out, std::int64_t row, std::int64_t row_len) {
+  for (std::int64_t i = row * row_len; i < (row + 1) * row_len; ++i)
+    if (out[static_cast<std::size_t>(i)] != 0.0) return false;
+  return true;
+}
+
 }  // namespace
 
 void reset_deviation_ledger() {
@@ -170,6 +188,19 @@ void reset_deviation_ledger() {
 
 std::map<std::string, int> deviation_ledger() {
   return t_ledger;
+}
+
+void DeviationFilter::note_alignment(Seen now, const std::string& where) const {
+  if (alignment_ != Seen::nothing && alignment_ != now)
+    throw DeviationError(
+        std::string("alignment inconsistent across the run: ") +
+        (now == Seen::top_left ? "top-left" : "bottom-right") + " here (" + where + "), " +
+        (alignment_ == Seen::top_left ? "top-left" : "bottom-right") + " in an earlier case (" +
+        alignment_where_ +
+        "); top_left_causal is a convention only for an implementation that is top-left "
+        "throughout");
+  if (alignment_ == Seen::nothing) alignment_where_ = where;
+  alignment_ = now;
 }
 
 void DeviationFilter::observe(const std::string& name, const std::string& where) const {
@@ -189,19 +220,22 @@ std::vector<double> DeviationFilter::softmax(const SoftmaxProblem& p, DType t,
     LedgerGuard guard;
     const auto br = rows_agree(y, reference_softmax(p, t, x, Precision::exact),
                                reference_softmax(p, t, x, Precision::naive), m.Lk, t);
-    if (std::count(br.begin(), br.end(), 0) > 0) {
+    const bool all_br = std::count(br.begin(), br.end(), 0) == 0;
+    if (!all_br || alignment_ != Seen::bottom_right) {
       SoftmaxProblem tl = p;
       tl.mask.alignment = Alignment::top_left;
       const auto want = reference_softmax(tl, t, x, Precision::exact);
       const auto naive = reference_softmax(tl, t, x, Precision::naive);
+      const auto tl_ok = rows_agree(y, want, naive, m.Lk, t);
       const std::vector<double> empty_out(y.size(), 0.0);
-      if (top_left_evidence(br, rows_agree(y, want, naive, m.Lk, t),
-                            rows_agree(empty_out, want, naive, m.Lk, t))) {
+      if (!all_br && top_left_evidence(br, tl_ok, rows_agree(empty_out, want, naive, m.Lk, t))) {
+        note_alignment(Seen::top_left, describe(m));
         observe("top_left_causal",
                 "the output agrees with the top-left aligned mask, not the "
                 "bottom-right one asked for");
         return ReferenceImplementation().softmax(p, t, x);
       }
+      if (all_br && discriminates(br, tl_ok)) note_alignment(Seen::bottom_right, describe(m));
     }
   }
   const auto empty = empty_rows(m);
@@ -236,18 +270,22 @@ AttentionResult DeviationFilter::attention(const AttentionProblem& p, DType t,
       return ok;
     };
     const auto br = agrees(r, p);
-    if (std::count(br.begin(), br.end(), 0) > 0) {
+    const bool all_br = std::count(br.begin(), br.end(), 0) == 0;
+    if (!all_br || alignment_ != Seen::bottom_right) {
       AttentionProblem tl = p;
       tl.mask.alignment = Alignment::top_left;
+      const auto tl_ok = agrees(r, tl);
       AttentionResult empty;
       empty.out.assign(r.out.size(), 0.0);
       empty.lse.assign(r.lse.size(), -kInf);
-      if (top_left_evidence(br, agrees(r, tl), agrees(empty, tl))) {
+      if (!all_br && top_left_evidence(br, tl_ok, agrees(empty, tl))) {
+        note_alignment(Seen::top_left, describe(m));
         observe("top_left_causal",
                 "the output agrees with the top-left aligned mask, not the "
                 "bottom-right one asked for");
         return ReferenceImplementation().attention(p, t, q, k, v, want_lse);
       }
+      if (all_br && discriminates(br, tl_ok)) note_alignment(Seen::bottom_right, describe(m));
     }
   }
   const auto empty = empty_rows(m);
@@ -261,7 +299,9 @@ AttentionResult DeviationFilter::attention(const AttentionProblem& p, DType t,
                                         attention_out_shape(p).coords(first * p.D) +
                                         " (the contract: zeros)");
   if (want_lse)
-    if (const auto n = fix_empty_lse(r.lse, is_empty, first); n > 0)
+    if (const auto n = fix_empty_lse(
+            r.lse, is_empty, [&](std::int64_t row) { return zero_row(r.out, row, p.D); }, first);
+        n > 0)
       observe("empty_row_lse", count_text(n, "fully masked row") + " with lse +inf or 0, first " +
                                    attention_lse_shape(p).coords(first) + " (the contract: -inf)");
   return r;
@@ -289,6 +329,7 @@ AttentionResult DeviationFilter::attention_varlen(const VarlenAttentionProblem& 
       if (check_consistent("out", shape, r.out,
                            reference.attention_varlen(tl, t, q, k, v, false).out, t)
               .ok) {
+        note_alignment(Seen::top_left, "varlen " + describe(padded.mask));
         observe("top_left_causal",
                 "the output agrees with the top-left aligned mask, not the "
                 "bottom-right one asked for");
@@ -310,8 +351,10 @@ AttentionResult DeviationFilter::attention_varlen(const VarlenAttentionProblem& 
                                         std::to_string(first / p.H) + " head " +
                                         std::to_string(first % p.H) + " (the contract: zeros)");
   if (want_lse)
+    // lse is [H, T_q]; out rows [T_q, H]: lse entry h * T + tok is out row tok * H + h.
     if (const auto n = fix_empty_lse(
-            r.lse, [&](std::int64_t i) { return token_empty[i % T]; }, first);
+            r.lse, [&](std::int64_t i) { return token_empty[i % T]; },
+            [&](std::int64_t i) { return zero_row(r.out, (i % T) * p.H + i / T, p.D); }, first);
         n > 0)
       observe("empty_row_lse", count_text(n, "fully masked row") +
                                    " with lse +inf or 0, first head " + std::to_string(first / T) +

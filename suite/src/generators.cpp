@@ -158,7 +158,26 @@ DataStyle pick_style() {
                           {1, DataStyle::integers},
                           {1, DataStyle::large},
                           {1, DataStyle::huge},
-                          {1, DataStyle::tiny}});
+                          {1, DataStyle::tiny},
+                          {1, DataStyle::positive}});
+}
+
+bool extreme(DataStyle s) {
+  return s == DataStyle::large || s == DataStyle::huge;
+}
+
+// A softmax scale over its whole valid range (any finite value): the usual ones, and negative,
+// zero, tiny and huge. Drawn often for extreme data, where scale bugs meet overflow and rounding
+// (a non-default scale with scores near the dtype's range is what breaks exp(fma(s, c, -m))).
+double pick_scale(double usual, bool extreme_data) {
+  const std::size_t w = extreme_data ? 3 : 1;
+  return pick<double>({{extreme_data ? 2u : 4u, usual},
+                       {w, 0.5 * usual},
+                       {w, 2.0 * usual},
+                       {w, -usual},
+                       {w, 0.0},
+                       {w, 1e-6},
+                       {w, 1e3}});
 }
 
 // Lq given Lk: equal (self-attention), 1 (decoding), or another length either way.
@@ -207,8 +226,8 @@ Gen<SoftmaxCase> gen_softmax_case(const CaseLimits& limits) {
     while (work() > cap && H > 1) --H;
     c.problem.H = H;
     c.problem.mask = *gen_mask_spec(B, Lq, Lk);
-    c.problem.scale = pick<double>({{3, 1.0}, {1, 0.125}, {1, 0.5}, {1, 3.0}});
     c.style = pick_style();
+    c.problem.scale = pick<double>({{1, 0.125}, {1, 3.0}, {4, pick_scale(1.0, extreme(c.style))}});
     c.data_seed = *gen::arbitrary<std::uint64_t>();
     return c;
   });
@@ -240,9 +259,11 @@ Gen<AttentionCase> gen_attention_case(const CaseLimits& limits) {
     c.problem.Hkv = Hkv;
     c.problem.D = D;
     c.problem.mask = *gen_mask_spec(B, Lq, Lk);
-    if (chance(1, 4))
-      c.problem.scale = pick<double>({{1, 1.0}, {1, 0.5}, {1, 2.0}}) / std::sqrt(double(D));
     c.style = pick_style();
+    // Scale and data drawn together: extreme data meets a non-default scale half the time.
+    if (const double s = pick_scale(1 / std::sqrt(double(D)), extreme(c.style));
+        s != 1 / std::sqrt(double(D)))
+      c.problem.scale = s;
     c.data_seed = *gen::arbitrary<std::uint64_t>();
     c.want_lse = limits.attention_lse && chance(4, 1);
     return c;

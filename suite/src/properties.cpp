@@ -2,6 +2,9 @@
 
 #include <rapidcheck.h>
 
+#include <limits>
+#include <ostream>
+
 namespace maskcheck {
 
 const std::vector<Property>& property_catalogue() {
@@ -33,6 +36,53 @@ bool supported(const Support& s) {
 void tag_case(const MaskSpec& m, DType t) {
   for (const auto& tag : coverage_tags(m)) RC_TAG(tag);
   RC_TAG(std::string(to_string(t)));
+}
+
+std::string_view to_string(Garbage g) {
+  switch (g) {
+    case Garbage::nan:
+      return "NaN";
+    case Garbage::pos_inf:
+      return "+inf";
+    case Garbage::neg_inf:
+      return "-inf";
+    case Garbage::half_max:
+      return "+max/2";
+    case Garbage::neg_half_max:
+      return "-max/2";
+    case Garbage::random_1e3:
+      return "random N(0, 1e3)";
+  }
+  return "?";
+}
+
+void showValue(Garbage g, std::ostream& os) {
+  os << to_string(g);
+}
+
+double garbage_value(Garbage g, DType t, DataRng& rng) {
+  switch (g) {
+    case Garbage::nan:
+      return std::numeric_limits<double>::quiet_NaN();
+    case Garbage::pos_inf:
+      return std::numeric_limits<double>::infinity();
+    case Garbage::neg_inf:
+      return -std::numeric_limits<double>::infinity();
+    case Garbage::half_max:
+      return round_to(t, max_finite(t) / 2);
+    case Garbage::neg_half_max:
+      return round_to(t, -max_finite(t) / 2);
+    case Garbage::random_1e3:
+      return round_to(t, 1e3 * rng.normal());
+  }
+  return 0;
+}
+
+Garbage draw_garbage(std::initializer_list<Garbage> kinds) {
+  const std::vector<Garbage> v(kinds);
+  return *rc::gen::map(rc::gen::resize(100, rc::gen::inRange<std::size_t>(0, v.size())),
+                       [v](std::size_t i) { return v[i]; })
+              .as("garbage");
 }
 
 void tag_case(std::initializer_list<std::string> tags) {

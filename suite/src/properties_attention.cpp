@@ -1,8 +1,12 @@
 // Properties of masked attention forward.
 #include <rapidcheck.h>
+#include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <optional>
 
 #include "maskcheck/reference/predicate.hpp"
 #include "maskcheck/suite/properties.hpp"
@@ -24,20 +28,11 @@ AttentionResult run(const Implementation& impl, const AttentionCase& c, const At
   return impl.attention(p, c.dtype, d.q, d.k, d.v, c.want_lse);
 }
 
-// Finite garbage for keys that are masked for some queries only. Non-finite values are left to
-// paddingContentsCannotLeak: a tiled kernel multiplies P (0 exactly for a masked pair) by V for
-// every key of a tile, and 0 * NaN = NaN, so NaN at a key that another row of the tile may see
-// would reach rows that cannot see it. Padding is invisible to every row and may hold anything.
-double garbage(int kind, DType t, DataRng& rng) {
-  switch (kind) {
-    case 0:
-      return round_to(t, max_finite(t) / 2);
-    case 1:
-      return round_to(t, -max_finite(t) / 2);
-    default:
-      return round_to(t, 1e3 * rng.normal());
-  }
-}
+// Finite garbage for keys that are masked for some queries only (+-max/2, random N(0, 1e3)).
+// Non-finite values are left to paddingContentsCannotLeak: a tiled kernel multiplies P (0
+// exactly for a masked pair) by V for every key of a tile, and 0 * NaN = NaN, so NaN at a key that
+// another row of the tile may see would reach rows that cannot see it. Padding is invisible to
+// every row and may hold anything.
 
 // Offsets of row (b, h, q) of out [B, H, Lq, D] and of lse [B, H, Lq].
 struct Rows {
@@ -81,11 +76,52 @@ void expect_exact_rows(const Selected& got, const Selected& want, std::int64_t D
                      got.lse, want.lse));
 }
 
+// The exact, naive and rounding-bound results of the run a consistency property compares
+// against, laid out like `want` (computed only when the plain dtype floor fails).
+using Expected = std::function<AttentionExpectation()>;
+
+// Two runs of the implementation on equivalent problems agree: within the dtype floor, or, when
+// that fails, within twice what check_close allows a run of this computation (tolerance.hpp's
+// Conditioning: ill-conditioned rows of large data stored in fp16 legitimately differ by more
+// than the floor). `want_name` names the run compared against in the failure.
 void expect_consistent(const std::string& what, const AttentionResult& got,
-                       const AttentionResult& want, const AttentionProblem& p, DType t) {
-  expect(check_consistent(what + " out", attention_out_shape(p), got.out, want.out, t));
-  if (!want.lse.empty())
-    expect(check_consistent(what + " lse", attention_lse_shape(p), got.lse, want.lse, t));
+                       const AttentionResult& want, const Shape& out_shape, const Shape& lse_shape,
+                       DType t, std::string_view want_name, const Expected& expected) {
+  std::optional<AttentionExpectation> e;
+  auto check = [&](const std::string& name, const Shape& shape, const std::vector<double>& g,
+                   const std::vector<double>& w, bool lse) {
+    CheckResult r = check_consistent(name, shape, g, w, t, want_name);
+    if (!r.ok && expected) {
+      if (!e) e = expected();
+      const auto& ew = lse ? e->want.lse : e->want.out;
+      const auto& en = lse ? e->naive.lse : e->naive.out;
+      const auto& er = lse ? e->rounding.lse : e->rounding.out;
+      if (ew.size() == w.size()) {
+        const Conditioning cond = conditioning(ew, en, t, er);
+        r = check_consistent(name, shape, g, w, t, want_name, &cond);
+      }
+    }
+    expect(r);
+  };
+  check(what + " out", out_shape, got.out, want.out, false);
+  if (!want.lse.empty()) check(what + " lse", lse_shape, got.lse, want.lse, true);
+}
+
+void expect_consistent(const std::string& what, const AttentionResult& got,
+                       const AttentionResult& want, const AttentionProblem& p, DType t,
+                       std::string_view want_name, const Expected& expected) {
+  expect_consistent(what, got, want, attention_out_shape(p), attention_lse_shape(p), t, want_name,
+                    expected);
+}
+
+// f applied to each of an expectation's three results (a slice of rows, a shift of layout).
+template <class F>
+AttentionExpectation map_expectation(const AttentionExpectation& e, F&& f) {
+  return {f(e.want), f(e.naive), f(e.rounding)};
+}
+
+Expected expectation_of(const AttentionProblem& p, DType t, const AttentionData& d, bool want_lse) {
+  return [=] { return attention_expectation(p, t, d.q, d.k, d.v, want_lse); };
 }
 
 MaskSpec sequence_alone(const MaskSpec& m, std::int64_t b) {
@@ -166,6 +202,92 @@ void add_attention_properties(std::vector<Property>& out) {
        }});
 
   out.push_back(
+      {"attention.shiftInvariant", Op::attention,
+       "adding a constant c (+1024, -1024, -8192, -1e4 or -1e5) to every score of every row (a "
+       "key component held at 1, the query's moved by c / scale) leaves the output unchanged and "
+       "moves the log-sum-exp by c: the shifted run agrees with the fp64 reference of the "
+       "unshifted problem, its log-sum-exp plus c (f32 and f64, scales over their range)",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         CaseLimits l = lim;
+         std::erase_if(l.dtypes, [](DType t) { return t != DType::f32 && t != DType::f64; });
+         if (l.dtypes.empty()) {
+           tag_case({"skipped: shift invariance is checked in f32 and f64 only"});
+           return;
+         }
+         AttentionCase c;
+         if (!draw(impl, l, c)) return;
+         AttentionProblem& p = c.problem;
+         c.want_lse = lim.attention_lse;
+         if (p.effective_scale() == 0) p.scale = 1.0;  // a zero scale has nothing to shift
+         const double shift =
+             *rc::gen::map(rc::gen::resize(100, rc::gen::inRange(0, 5)), [](int i) {
+                return std::array{-1024.0, 1024.0, -8192.0, -1e4, -1e5}[i];
+              }).as("shift");
+         const double scale = p.effective_scale();
+         auto base = make_data(c);
+         const Rows rows{p};
+         // The last head-dim component of every key is 1, so moving a query's last component by
+         // shift / scale moves each of its scores by scale * (its moved component - its old one).
+         for (std::int64_t b = 0; b < p.mask.B; ++b)
+           for (std::int64_t h = 0; h < p.Hkv; ++h)
+             for (std::int64_t k = 0; k < p.mask.Lk; ++k) base.k[rows.kv(b, h, k) + p.D - 1] = 1.0;
+         auto shifted = base;
+         std::vector<double> moved(static_cast<std::size_t>(p.lse_numel()));
+         for (std::int64_t b = 0; b < p.mask.B; ++b)
+           for (std::int64_t h = 0; h < p.H; ++h)
+             for (std::int64_t q = 0; q < p.mask.Lq; ++q) {
+               double& x = shifted.q[rows.out(b, h, q) + p.D - 1];
+               const double before = x;
+               x = round_to(c.dtype, x + shift / scale);
+               moved[rows.lse(b, h, q)] = scale * (x - before);  // exact: the effective shift
+             }
+         if (!supported(impl.supports_attention(p, c.dtype, c.want_lse))) return;
+         const auto got = run(impl, c, p, shifted);
+         const auto truth =
+             reference_attention(p, c.dtype, base.q, base.k, base.v, c.want_lse, Precision::exact);
+         const auto e =
+             attention_expectation(p, c.dtype, shifted.q, shifted.k, shifted.v, c.want_lse);
+         expect(check_close("out (scores shifted by c)", attention_out_shape(p), got.out, truth.out,
+                            e.naive.out, c.dtype, e.rounding.out));
+         if (c.want_lse) {
+           std::vector<double> want = truth.lse;
+           for (std::size_t i = 0; i < want.size(); ++i) want[i] += moved[i];  // -inf stays
+           expect(check_close("lse (scores shifted by c)", attention_lse_shape(p), got.lse, want,
+                              e.naive.lse, c.dtype, e.rounding.lse));
+         }
+       }});
+
+  out.push_back(
+      {"attention.constantValuesAreReproduced", Op::attention,
+       "with every value vector the same constant c, each row that sees a key outputs c in every "
+       "element and a row that sees none outputs exactly 0: the weighted sum of thousands of "
+       "same-sign terms shows accumulation in too narrow a type, which random values cancel",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         const AttentionProblem& p = c.problem;
+         const double value = round_to(
+             c.dtype, *rc::gen::map(rc::gen::resize(100, rc::gen::inRange(0, 4)), [](int i) {
+                         return std::array{1.7, -3.25, 0.1, 300.0}[i];
+                       }).as("value"));
+         auto d = make_data(c);
+         std::fill(d.v.begin(), d.v.end(), value);
+         const auto got = run(impl, c, p, d);
+         const auto e = attention_expectation(p, c.dtype, d.q, d.k, d.v, false);
+         const FlatMask flat(p.mask);
+         const Rows rows{p};
+         std::vector<double> want(got.out.size(), value);
+         for (std::int64_t b = 0; b < p.mask.B; ++b)
+           for (std::int64_t q = 0; q < p.mask.Lq; ++q)
+             if (visible_keys(flat.view(), b, q).empty())
+               for (std::int64_t h = 0; h < p.H; ++h)
+                 std::fill_n(want.begin() + rows.out(b, h, q), p.D, 0.0);
+         expect(check_close("out (every value " + std::to_string(value) + ")",
+                            attention_out_shape(p), got.out, want, e.naive.out, c.dtype,
+                            e.rounding.out));
+       }});
+
+  out.push_back(
       {"attention.maskedKeysCannotLeak", Op::attention,
        "huge or random finite values in K and V at any set of key positions change no bit of the "
        "rows that cannot see those keys (padding, future tokens, outside the window, other "
@@ -174,7 +296,8 @@ void add_attention_properties(std::vector<Property>& out) {
          AttentionCase c;
          if (!draw(impl, lim, c)) return;
          const auto d = make_data(c);
-         const int kind = *rc::gen::resize(100, rc::gen::inRange(0, 3)).as("garbage kind");
+         const Garbage kind =
+             draw_garbage({Garbage::half_max, Garbage::neg_half_max, Garbage::random_1e3});
          const auto poison_seed = *rc::gen::arbitrary<std::uint64_t>().as("poisoned keys seed");
          const AttentionProblem& p = c.problem;
          const MaskSpec& m = p.mask;
@@ -193,8 +316,8 @@ void add_attention_properties(std::vector<Property>& out) {
              for (std::int64_t k = 0; k < m.Lk; ++k)
                if (poisoned[b * m.Lk + k])
                  for (std::int64_t e = 0; e < p.D; ++e) {
-                   dirty.k[rows.kv(b, h, k) + e] = garbage(kind, c.dtype, rng);
-                   dirty.v[rows.kv(b, h, k) + e] = garbage(kind, c.dtype, rng);
+                   dirty.k[rows.kv(b, h, k) + e] = garbage_value(kind, c.dtype, rng);
+                   dirty.v[rows.kv(b, h, k) + e] = garbage_value(kind, c.dtype, rng);
                  }
          const FlatMask flat(m);
          auto blind = [&](std::int64_t b, std::int64_t q) {
@@ -263,7 +386,8 @@ void add_attention_properties(std::vector<Property>& out) {
                    w.right = std::min<std::int64_t>(w.right, 0);
                    window.mask.window = w;
                    expect_consistent("window (inf, 0) vs causal", run(impl, c, window, d),
-                                     run(impl, c, causal, d), c.problem, c.dtype);
+                                     run(impl, c, causal, d), c.problem, c.dtype, "causal run",
+                                     expectation_of(causal, c.dtype, d, c.want_lse));
                  }});
 
   out.push_back({"attention.wideWindowIsNoWindow", Op::attention,
@@ -277,7 +401,8 @@ void add_attention_properties(std::vector<Property>& out) {
                    const std::int64_t w = c.problem.mask.Lq + c.problem.mask.Lk;
                    wide.mask.window = Window{w, w};
                    expect_consistent("wide window vs none", run(impl, c, wide, d),
-                                     run(impl, c, none, d), c.problem, c.dtype);
+                                     run(impl, c, none, d), c.problem, c.dtype, "unwindowed run",
+                                     expectation_of(none, c.dtype, d, c.want_lse));
                  }});
 
   out.push_back(
@@ -324,7 +449,8 @@ void add_attention_properties(std::vector<Property>& out) {
              if (c.want_lse) want.lse.push_back(full.lse[rows.lse(b, h, q)]);
            }
            expect_consistent("row (b=" + std::to_string(b) + ", q=" + std::to_string(q) + ")", got,
-                             want, alone, c.dtype);
+                             want, alone, c.dtype, "masked full run",
+                             expectation_of(alone, c.dtype, s, c.want_lse));
          }
        }});
 
@@ -371,7 +497,8 @@ void add_attention_properties(std::vector<Property>& out) {
                           d.v.begin() + rows.kv(b, h, ks + alone.mask.Lk));
              }
              expect_consistent("document " + std::to_string(doc) + " of b=" + std::to_string(b),
-                               run(impl, c, alone, s), want, alone, c.dtype);
+                               run(impl, c, alone, s), want, alone, c.dtype, "batched run",
+                               expectation_of(alone, c.dtype, s, c.want_lse));
            }
          }
        }});
@@ -421,7 +548,8 @@ void add_attention_properties(std::vector<Property>& out) {
                            want.lse[rows.lse(b, h, q + dq)] = r.lse[rows.lse(b, h, q)];
                        }
                    }
-                   expect_consistent("left padded", l, want, p, c.dtype);
+                   expect_consistent("left padded", l, want, p, c.dtype, "right-padded run",
+                                     expectation_of(left, c.dtype, dl, c.want_lse));
                  }});
 
   out.push_back({"attention.independentOfBatchNeighbours", Op::attention,
@@ -490,22 +618,31 @@ void add_attention_properties(std::vector<Property>& out) {
                          s.v.begin() + arows.kv(0, h, ak0 + k));
            }
          const auto full = run(impl, c, p, d);
-         const auto got = run(impl, c, alone, s);
-         AttentionResult g, w;
+         // The valid rows of a result of the padded-alone problem, and of the batched one.
+         auto alone_rows = [&](const AttentionResult& r) {
+           AttentionResult sel;
+           for (std::int64_t h = 0; h < p.H; ++h)
+             for (std::int64_t q = 0; q < m.q_len(b); ++q) {
+               sel.out.insert(sel.out.end(), r.out.begin() + arows.out(0, h, aq0 + q),
+                              r.out.begin() + arows.out(0, h, aq0 + q) + p.D);
+               if (c.want_lse) sel.lse.push_back(r.lse[arows.lse(0, h, aq0 + q)]);
+             }
+           return sel;
+         };
+         AttentionResult w;
          for (std::int64_t h = 0; h < p.H; ++h)
            for (std::int64_t q = 0; q < m.q_len(b); ++q) {
-             g.out.insert(g.out.end(), got.out.begin() + arows.out(0, h, aq0 + q),
-                          got.out.begin() + arows.out(0, h, aq0 + q) + p.D);
              w.out.insert(w.out.end(), full.out.begin() + rows.out(b, h, q0 + q),
                           full.out.begin() + rows.out(b, h, q0 + q) + p.D);
-             if (c.want_lse) {
-               g.lse.push_back(got.lse[arows.lse(0, h, aq0 + q)]);
-               w.lse.push_back(full.lse[rows.lse(b, h, q0 + q)]);
-             }
+             if (c.want_lse) w.lse.push_back(full.lse[rows.lse(b, h, q0 + q)]);
            }
          const Shape so{{"h*q", "d"}, {p.H * m.q_len(b), p.D}}, sl{{"h*q"}, {p.H * m.q_len(b)}};
-         expect(check_consistent("out (valid rows)", so, g.out, w.out, c.dtype));
-         if (c.want_lse) expect(check_consistent("lse (valid rows)", sl, g.lse, w.lse, c.dtype));
+         expect_consistent("valid rows", alone_rows(run(impl, c, alone, s)), w, so, sl, c.dtype,
+                           "batched run", [&] {
+                             return map_expectation(
+                                 attention_expectation(alone, c.dtype, s.q, s.k, s.v, c.want_lse),
+                                 alone_rows);
+                           });
        }});
 
   out.push_back({"attention.gqaEqualsRepeatedKv", Op::attention,
@@ -531,7 +668,8 @@ void add_attention_properties(std::vector<Property>& out) {
                                      r.v.begin() + mrows.kv(b, h, k));
                        }
                    expect_consistent("gqa vs repeated kv", run(impl, c, p, d), run(impl, c, mha, r),
-                                     p, c.dtype);
+                                     p, c.dtype, "repeated-kv run",
+                                     expectation_of(mha, c.dtype, r, c.want_lse));
                  }});
 
   out.push_back(
@@ -595,23 +733,28 @@ void add_attention_properties(std::vector<Property>& out) {
          }
          const auto got = impl.attention_varlen(vp, c.dtype, qp, kp, vpk, c.want_lse);
          const auto full = run(impl, c, p, d);
-         AttentionResult want{std::vector<double>(qp.size()),
-                              std::vector<double>(c.want_lse ? Tq * p.H : 0)};
-         for (std::size_t s = 0; s < segs.size(); ++s) {
-           const Segment& sg = segs[s];
-           for (std::int64_t i = 0; i < sg.q_len; ++i)
-             for (std::int64_t h = 0; h < p.H; ++h) {
-               std::copy_n(full.out.begin() + rows.out(sg.b, h, sg.q0 + i), p.D,
-                           want.out.begin() + ((vp.cu_seqlens_q[s] + i) * p.H + h) * p.D);
-               if (c.want_lse)
-                 want.lse[h * Tq + vp.cu_seqlens_q[s] + i] = full.lse[rows.lse(sg.b, h, sg.q0 + i)];
-             }
-         }
-         expect(check_consistent("varlen out", Shape{{"t", "h", "d"}, {Tq, p.H, p.D}}, got.out,
-                                 want.out, c.dtype));
-         if (c.want_lse)
-           expect(check_consistent("varlen lse", Shape{{"h", "t"}, {p.H, Tq}}, got.lse, want.lse,
-                                   c.dtype));
+         // The padded layout's valid rows in the packed layout.
+         auto packed = [&](const AttentionResult& r) {
+           AttentionResult w{std::vector<double>(qp.size()),
+                             std::vector<double>(c.want_lse ? Tq * p.H : 0)};
+           for (std::size_t s = 0; s < segs.size(); ++s) {
+             const Segment& sg = segs[s];
+             for (std::int64_t i = 0; i < sg.q_len; ++i)
+               for (std::int64_t h = 0; h < p.H; ++h) {
+                 std::copy_n(r.out.begin() + rows.out(sg.b, h, sg.q0 + i), p.D,
+                             w.out.begin() + ((vp.cu_seqlens_q[s] + i) * p.H + h) * p.D);
+                 if (c.want_lse)
+                   w.lse[h * Tq + vp.cu_seqlens_q[s] + i] = r.lse[rows.lse(sg.b, h, sg.q0 + i)];
+               }
+           }
+           return w;
+         };
+         expect_consistent("varlen", got, packed(full), Shape{{"t", "h", "d"}, {Tq, p.H, p.D}},
+                           Shape{{"h", "t"}, {p.H, Tq}}, c.dtype, "padded run", [&] {
+                             return map_expectation(
+                                 attention_expectation(p, c.dtype, d.q, d.k, d.v, c.want_lse),
+                                 packed);
+                           });
        }});
 
   out.push_back({"attention.deterministic", Op::attention,

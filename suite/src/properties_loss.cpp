@@ -68,10 +68,9 @@ void add_loss_properties(std::vector<Property>& out) {
          if (!draw(impl, lim, c)) return;
          const auto d = make_data(c);
          const LossProblem& p = c.problem;
-         const int kind = *rc::gen::resize(100, rc::gen::inRange(0, 3)).as("garbage kind");
-         const double g = kind == 0   ? std::numeric_limits<double>::quiet_NaN()
-                          : kind == 1 ? std::numeric_limits<double>::infinity()
-                                      : round_to(c.dtype, max_finite(c.dtype) / 2);
+         DataRng rng(0);
+         const double g = garbage_value(
+             draw_garbage({Garbage::nan, Garbage::pos_inf, Garbage::half_max}), c.dtype, rng);
          auto dirty = d;
          for (std::int64_t i = 0; i < p.N; ++i)
            if (d.labels[i] == p.ignore_index) std::fill_n(dirty.logits.begin() + i * p.V, p.V, g);

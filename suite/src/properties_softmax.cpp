@@ -4,6 +4,7 @@
 #include <array>
 #include <bit>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include "maskcheck/reference/masks.hpp"
@@ -21,18 +22,19 @@ bool draw(const Implementation& impl, const CaseLimits& lim, SoftmaxCase& c) {
   return true;
 }
 
-// Garbage written where the mask says nothing may be read.
-double garbage(int kind, DType t) {
-  switch (kind) {
-    case 0:
-      return std::numeric_limits<double>::quiet_NaN();
-    case 1:
-      return std::numeric_limits<double>::infinity();
-    case 2:
-      return -std::numeric_limits<double>::infinity();
-    default:
-      return round_to(t, max_finite(t) / 2);
+// Two runs on equivalent problems agree within the dtype floor or, failing that, within twice
+// what check_close allows a run of `p` on `x` (the problem and data `want` was computed for;
+// tolerance.hpp's Conditioning).
+void expect_consistent_softmax(const std::string& what, const std::vector<double>& got,
+                               const std::vector<double>& want, const SoftmaxProblem& p, DType t,
+                               const std::vector<double>& x, std::string_view want_name) {
+  CheckResult r = check_consistent(what, softmax_shape(p), got, want, t, want_name);
+  if (!r.ok) {
+    const Conditioning cond = conditioning(reference_softmax(p, t, x, Precision::exact),
+                                           reference_softmax(p, t, x, Precision::naive), t);
+    r = check_consistent(what, softmax_shape(p), got, want, t, want_name, &cond);
   }
+  expect(r);
 }
 
 }  // namespace
@@ -76,6 +78,37 @@ void add_softmax_properties(std::vector<Property>& out) {
                             softmax_shape(c.problem), impl.softmax(c.problem, c.dtype, hi),
                             reference_softmax(c.problem, c.dtype, lo, Precision::exact),
                             reference_softmax(c.problem, c.dtype, hi, Precision::naive), c.dtype));
+       }});
+
+  out.push_back(
+      {"softmax.scaleFoldsIntoScores", Op::softmax,
+       "a run with scale s (0, -1, -1/2, 2^-20, 2, 256) equals the fp64 reference with scale 1 "
+       "on the scores multiplied by s beforehand: the scale is applied, once, with its sign, "
+       "and 0 means uniform weights over the visible keys",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         SoftmaxCase c;
+         if (!draw(impl, lim, c)) return;
+         const double s = *rc::gen::map(rc::gen::resize(100, rc::gen::inRange(0, 6)), [](int i) {
+                             return std::array{0.0, -1.0, -0.5, 0x1p-20, 2.0, 256.0}[i];
+                           }).as("scale");
+         c.problem.scale = s;
+         if (!supported(impl.supports_softmax(c.problem, c.dtype))) return;
+         // Scores on a grid of 1/16 in [-64, 64]: x * s is then exact in every dtype (in f16
+         // too, where 64 * 256 stays below its maximum and x * 2^-20 is a multiple of its
+         // smallest subnormal), so both runs see the same scores.
+         auto x = make_data(c).x;
+         SoftmaxProblem folded = c.problem;
+         folded.scale = 1.0;
+         std::vector<double> xs(x.size());
+         for (std::size_t i = 0; i < x.size(); ++i) {
+           x[i] = round_to(c.dtype, std::round(std::clamp(x[i], -64.0, 64.0) * 16) / 16);
+           xs[i] = x[i] * s;
+         }
+         char name[48];
+         std::snprintf(name, sizeof name, "y (scale %g)", s);
+         expect(check_close(name, softmax_shape(c.problem), impl.softmax(c.problem, c.dtype, x),
+                            reference_softmax(folded, c.dtype, xs, Precision::exact),
+                            reference_softmax(c.problem, c.dtype, x, Precision::naive), c.dtype));
        }});
 
   out.push_back(
@@ -138,7 +171,9 @@ void add_softmax_properties(std::vector<Property>& out) {
          SoftmaxCase c;
          if (!draw(impl, lim, c)) return;
          const auto d = make_data(c);
-         const int kind = *rc::gen::resize(100, rc::gen::inRange(0, 4)).as("garbage kind");
+         const Garbage kind =
+             draw_garbage({Garbage::nan, Garbage::pos_inf, Garbage::neg_inf, Garbage::half_max});
+         DataRng rng(0);
          const auto keep = ref::build_keep_mask(c.problem.mask);
          const MaskSpec& m = c.problem.mask;
          auto x = d.x;
@@ -146,7 +181,7 @@ void add_softmax_properties(std::vector<Property>& out) {
            const std::int64_t k = static_cast<std::int64_t>(i) % m.Lk;
            const std::int64_t q = (static_cast<std::int64_t>(i) / m.Lk) % m.Lq;
            const std::int64_t b = static_cast<std::int64_t>(i) / (m.Lk * m.Lq * c.problem.H);
-           if (!keep[(b * m.Lq + q) * m.Lk + k]) x[i] = garbage(kind, c.dtype);
+           if (!keep[(b * m.Lq + q) * m.Lk + k]) x[i] = garbage_value(kind, c.dtype, rng);
          }
          expect(check_exact("y", softmax_shape(c.problem), impl.softmax(c.problem, c.dtype, x),
                             impl.softmax(c.problem, c.dtype, d.x)));
@@ -164,46 +199,46 @@ void add_softmax_properties(std::vector<Property>& out) {
                    Window w = c.problem.mask.window.value_or(Window{});
                    w.right = std::min<std::int64_t>(w.right, 0);
                    window.mask.window = w;
-                   expect(check_consistent("y", softmax_shape(c.problem),
-                                           impl.softmax(window, c.dtype, d.x),
-                                           impl.softmax(causal, c.dtype, d.x), c.dtype));
+                   expect_consistent_softmax("y", impl.softmax(window, c.dtype, d.x),
+                                             impl.softmax(causal, c.dtype, d.x), causal, c.dtype,
+                                             d.x, "causal run");
                  }});
 
-  out.push_back(
-      {"softmax.leftPaddingIsShiftedRightPadding", Op::softmax,
-       "left padding gives the right-padded result shifted by the padding",
-       [](const Implementation& impl, const CaseLimits& lim) {
-         SoftmaxCase c;
-         if (!draw(impl, lim, c)) return;
-         const auto d = make_data(c);
-         SoftmaxProblem right = c.problem, left = c.problem;
-         right.mask.padding = PaddingSide::right;
-         left.mask.padding = PaddingSide::left;
-         const MaskSpec& m = c.problem.mask;
-         const std::int64_t H = c.problem.H;
-         // Move each sequence's valid block of x to the left-padded position.
-         auto xl = d.x;
-         for (std::int64_t b = 0; b < m.B; ++b)
-           for (std::int64_t h = 0; h < H; ++h) {
-             const std::int64_t dq = m.Lq - m.q_len(b), dk = m.Lk - m.k_len(b);
-             for (std::int64_t q = 0; q < m.q_len(b); ++q)
-               for (std::int64_t k = 0; k < m.k_len(b); ++k)
-                 xl[(((b * H + h) * m.Lq) + q + dq) * m.Lk + k + dk] =
-                     d.x[(((b * H + h) * m.Lq) + q) * m.Lk + k];
-           }
-         const auto yr = impl.softmax(right, c.dtype, d.x);
-         const auto yl = impl.softmax(left, c.dtype, xl);
-         std::vector<double> want(yl.size(), 0.0);
-         for (std::int64_t b = 0; b < m.B; ++b)
-           for (std::int64_t h = 0; h < H; ++h) {
-             const std::int64_t dq = m.Lq - m.q_len(b), dk = m.Lk - m.k_len(b);
-             for (std::int64_t q = 0; q < m.q_len(b); ++q)
-               for (std::int64_t k = 0; k < m.k_len(b); ++k)
-                 want[(((b * H + h) * m.Lq) + q + dq) * m.Lk + k + dk] =
-                     yr[(((b * H + h) * m.Lq) + q) * m.Lk + k];
-           }
-         expect(check_consistent("y (left padded)", softmax_shape(c.problem), yl, want, c.dtype));
-       }});
+  out.push_back({"softmax.leftPaddingIsShiftedRightPadding", Op::softmax,
+                 "left padding gives the right-padded result shifted by the padding",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   SoftmaxCase c;
+                   if (!draw(impl, lim, c)) return;
+                   const auto d = make_data(c);
+                   SoftmaxProblem right = c.problem, left = c.problem;
+                   right.mask.padding = PaddingSide::right;
+                   left.mask.padding = PaddingSide::left;
+                   const MaskSpec& m = c.problem.mask;
+                   const std::int64_t H = c.problem.H;
+                   // Move each sequence's valid block of x to the left-padded position.
+                   auto xl = d.x;
+                   for (std::int64_t b = 0; b < m.B; ++b)
+                     for (std::int64_t h = 0; h < H; ++h) {
+                       const std::int64_t dq = m.Lq - m.q_len(b), dk = m.Lk - m.k_len(b);
+                       for (std::int64_t q = 0; q < m.q_len(b); ++q)
+                         for (std::int64_t k = 0; k < m.k_len(b); ++k)
+                           xl[(((b * H + h) * m.Lq) + q + dq) * m.Lk + k + dk] =
+                               d.x[(((b * H + h) * m.Lq) + q) * m.Lk + k];
+                     }
+                   const auto yr = impl.softmax(right, c.dtype, d.x);
+                   const auto yl = impl.softmax(left, c.dtype, xl);
+                   std::vector<double> want(yl.size(), 0.0);
+                   for (std::int64_t b = 0; b < m.B; ++b)
+                     for (std::int64_t h = 0; h < H; ++h) {
+                       const std::int64_t dq = m.Lq - m.q_len(b), dk = m.Lk - m.k_len(b);
+                       for (std::int64_t q = 0; q < m.q_len(b); ++q)
+                         for (std::int64_t k = 0; k < m.k_len(b); ++k)
+                           want[(((b * H + h) * m.Lq) + q + dq) * m.Lk + k + dk] =
+                               yr[(((b * H + h) * m.Lq) + q) * m.Lk + k];
+                     }
+                   expect_consistent_softmax("y (left padded)", yl, want, left, c.dtype, xl,
+                                             "right-padded run");
+                 }});
 
   out.push_back(
       {"softmax.deterministic", Op::softmax, "two runs on the same inputs are bitwise identical",

@@ -31,6 +31,13 @@ void require_same_size(const Shape& shape, std::size_t got, std::size_t want) {
 
 void add_mismatch(CheckResult& r, std::int64_t i, double got, double want, double allowed = 0) {
   r.ok = false;
+  if (r.all_mismatches == 0 || allowed < r.min_allowed) r.min_allowed = allowed;
+  r.max_allowed = std::max(r.max_allowed, allowed);
+  ++r.all_mismatches;
+  if (std::isnan(got) != std::isnan(want))
+    ++r.nan_mismatches;
+  else if ((std::isinf(got) || std::isinf(want)) && got != want)
+    ++r.inf_mismatches;
   if (r.mismatches < CheckResult::kStopAt) {
     r.first.push_back({i, got, want, allowed});
     ++r.mismatches;
@@ -56,7 +63,8 @@ CheckResult approximate(std::string_view what, const Shape& shape, std::span<con
     const double g = got[i], w = want[i];
     if (std::isnan(w) || std::isinf(w) || std::isnan(g) || std::isinf(g)) {
       const bool same = (std::isnan(g) && std::isnan(w)) || g == w;
-      if (!same) add_mismatch(r, static_cast<std::int64_t>(i), g, w);
+      if (!same)
+        add_mismatch(r, static_cast<std::int64_t>(i), g, w, std::isfinite(w) ? allowed(i, w) : 0);
       continue;
     }
     const double err = std::fabs(g - w);
@@ -110,18 +118,31 @@ std::string Shape::coords(std::int64_t flat) const {
 std::string CheckResult::report() const {
   if (ok) return {};
   std::ostringstream os;
-  os << what << ": " << (mismatches >= kStopAt ? ">= " : "") << mismatches << " mismatching element"
-     << (mismatches == 1 ? "" : "s") << " of " << shape.numel();
-  if (bound > 0 || naive_abs_err > 0)
-    os << " (max |err| " << fmt(max_abs_err) << ", allowed 2*naive " << fmt(naive_abs_err)
-       << " + eps = " << fmt(bound)
-       << (rounding_bound ? ", or the element's first-order rounding bound" : "") << ")";
-  else if (max_abs_err > 0)
-    os << " (max |err| " << fmt(max_abs_err) << ")";
+  os << what << ": " << all_mismatches << " mismatching element" << (all_mismatches == 1 ? "" : "s")
+     << " of " << shape.numel();
+  std::vector<std::string> parts;
+  if (nan_mismatches > 0) parts.push_back(std::to_string(nan_mismatches) + " NaN");
+  if (inf_mismatches > 0) parts.push_back(std::to_string(inf_mismatches) + " inf");
+  if (max_abs_err > 0 || nan_mismatches + inf_mismatches < all_mismatches)
+    parts.push_back("max |err| " + fmt(max_abs_err) + " over finite pairs");
+  if (max_allowed > 0) {
+    std::string bounds = min_allowed == max_allowed
+                             ? "allowed +-" + fmt(max_allowed)
+                             : "allowed +-" + fmt(min_allowed) + " to +-" + fmt(max_allowed);
+    if (bound > 0 || naive_abs_err > 0)
+      bounds += " (2*naive " + fmt(naive_abs_err) + " + eps = " + fmt(bound) + ", the dtype floor" +
+                (rounding_bound ? ", or the element's first-order rounding bound" : "") + ")";
+    parts.push_back(bounds);
+  }
+  if (!parts.empty()) {
+    os << " (";
+    for (std::size_t i = 0; i < parts.size(); ++i) os << (i ? "; " : "") << parts[i];
+    os << ")";
+  }
   os << "\n";
   for (std::size_t i = 0; i < first.size() && i < static_cast<std::size_t>(kShow); ++i)
-    os << "  " << what << shape.coords(first[i].index) << " got " << fmt(first[i].got) << " want "
-       << fmt(first[i].want)
+    os << "  " << what << shape.coords(first[i].index) << " got " << fmt(first[i].got) << " "
+       << want_name << " " << fmt(first[i].want)
        << (first[i].allowed > 0 ? " (allowed +-" + fmt(first[i].allowed) + ")" : "") << "\n";
   return os.str();
 }
@@ -147,13 +168,37 @@ CheckResult check_close(std::string_view what, const Shape& shape, std::span<con
   return r;
 }
 
+Conditioning conditioning(std::span<const double> want, std::span<const double> naive, DType t,
+                          std::span<const double> rounding) {
+  require_size("naive", naive.size(), static_cast<std::int64_t>(want.size()));
+  if (!rounding.empty())
+    require_size("rounding", rounding.size(), static_cast<std::int64_t>(want.size()));
+  double naive_err = 0;
+  for (std::size_t i = 0; i < want.size(); ++i)
+    if (std::isfinite(want[i]) && std::isfinite(naive[i]))
+      naive_err = std::max(naive_err, std::fabs(naive[i] - want[i]));
+  return {2 * naive_err + default_tolerance(t).eps, {rounding.begin(), rounding.end()}};
+}
+
 CheckResult check_consistent(std::string_view what, const Shape& shape, std::span<const double> got,
-                             std::span<const double> want, DType t) {
+                             std::span<const double> want, DType t, std::string_view want_name,
+                             const Conditioning* cond) {
   require_same_size(shape, got.size(), want.size());
+  if (cond && !cond->rounding.empty())
+    require_size("rounding", cond->rounding.size(), shape.numel());
   const Tolerance tol = default_tolerance(t);
-  return approximate(what, shape, got, want, [&](std::size_t, double w) {
-    return tol.eps + tol.atol + tol.rtol * std::fabs(w);
+  CheckResult r = approximate(what, shape, got, want, [&](std::size_t i, double w) {
+    const double floor = tol.atol + tol.rtol * std::fabs(w);
+    double lim = tol.eps + floor;
+    if (cond) {
+      const double one_run =
+          std::max({cond->fa_bound, floor, cond->rounding.empty() ? 0.0 : cond->rounding[i]});
+      lim = std::max(lim, 2 * one_run);
+    }
+    return lim;
   });
+  r.want_name = std::string(want_name);
+  return r;
 }
 
 CheckResult check_exact(std::string_view what, const Shape& shape, std::span<const double> got,

@@ -19,52 +19,16 @@
 #include "maskcheck/suite/registry.hpp"
 #include "maskcheck/suite/tolerance.hpp"
 
+#include "kernel_checks.hpp"
+
 namespace mc = maskcheck;
 
 namespace {
 
-const mc::Implementation& impl(const char* name) {
-  const auto p = mc::builtin_registry().find(name);
-  if (!p) throw std::runtime_error(std::string("no implementation ") + name);
-  return *p;
-}
-
-std::vector<double> uniform(std::size_t n, double lo, double hi, std::uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> d(static_cast<float>(lo), static_cast<float>(hi));
-  std::vector<double> v(n);
-  for (auto& x : v) x = d(gen);  // representable in f32
-  return v;
-}
-
-// Every entry within atol + rtol |want|; entries the reference gives exactly 0 (masked) must be
-// exactly +0.0.
-void expect_close(const std::vector<double>& got, const std::vector<double>& want, double atol,
-                  double rtol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  int bad = 0;
-  for (std::size_t i = 0; i < got.size() && bad < 5; ++i) {
-    const bool exact_zero = want[i] == 0.0;
-    const bool ok = exact_zero ? (got[i] == 0.0 && !std::signbit(got[i]))
-                               : got[i] == want[i] ||  // -inf log-sum-exp
-                                     std::abs(got[i] - want[i]) <= atol + rtol * std::abs(want[i]);
-    if (!ok) {
-      ++bad;
-      ADD_FAILURE() << what << "[" << i << "] got " << got[i] << " want " << want[i];
-    }
-  }
-}
-
-mc::MaskSpec padded_causal(std::int64_t Lq, std::int64_t Lk) {
-  mc::MaskSpec m;
-  m.B = 2;
-  m.Lq = Lq;
-  m.Lk = Lk;
-  m.q_lens = {static_cast<std::int32_t>(Lq), static_cast<std::int32_t>(Lq / 2 + 1)};
-  m.k_lens = {static_cast<std::int32_t>(Lk), static_cast<std::int32_t>(Lk * 3 / 5)};
-  m.causal = true;
-  return m;
-}
+using kernel_checks::expect_close;
+using kernel_checks::impl;
+using kernel_checks::padded_causal;
+using kernel_checks::uniform;
 
 // Runs softmax, attention and cross-entropy of "cpu" and "reference" on one case each.
 void check_operations(const std::string& target) {

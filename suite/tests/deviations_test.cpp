@@ -272,6 +272,119 @@ class MeanNan : public mc::ReferenceImplementation {
   }
 };
 
+// Implementations that mimic a convention wrongly (each named deviation must be granted only
+// for the whole behaviour of the convention).
+
+// An empty row that sees a key anyway and happens to have log-sum-exp 0: the first key of the
+// sequence with score 0 (zero queries), so out = v of that key and lse = 0.
+class EmptyRowsSeeTheFirstKey : public mc::ReferenceImplementation {
+ public:
+  mc::AttentionResult attention(const mc::AttentionProblem& p, mc::DType t,
+                                std::span<const double> q, std::span<const double> k,
+                                std::span<const double> v, bool want_lse) const override {
+    auto r = ReferenceImplementation::attention(p, t, q, k, v, want_lse);
+    for (std::size_t i = 0; i < r.lse.size(); ++i)
+      if (r.lse[i] == -kInf) {
+        r.lse[i] = 0.0;
+        r.out[i * static_cast<std::size_t>(p.D)] = 0.5;  // v[key 0], not the zero row
+      }
+    return r;
+  }
+};
+
+TEST(Deviations, emptyRowLseIsGrantedOnlyWithTheZeroRowOfTheConvention) {
+  const auto p = problem_with_empty_rows();
+  const auto q = ramp(p.q_numel()), kv = ramp(p.kv_numel());
+  const EmptyRowsSeeTheFirstKey impl;
+  const mc::DeviationFilter filter(impl, false);
+  mc::reset_deviation_ledger();
+  const auto got = filter.attention(p, mc::DType::f64, q, kv, kv, true);
+  EXPECT_EQ(mc::deviation_ledger().count("empty_row_lse"), 0u);
+  EXPECT_EQ(std::count(got.lse.begin(), got.lse.end(), 0.0), 8);  // left for the properties
+}
+
+// Alignment by the sign of Lk - Lq: top-left with more keys than queries, bottom-right with
+// fewer. Either case alone looks like a convention (or like the contract); the run does not.
+class AlignmentBySign : public mc::ReferenceImplementation {
+ public:
+  mc::AttentionResult attention(const mc::AttentionProblem& p, mc::DType t,
+                                std::span<const double> q, std::span<const double> k,
+                                std::span<const double> v, bool want_lse) const override {
+    mc::AttentionProblem a = p;
+    if (p.mask.Lk > p.mask.Lq) a.mask.alignment = mc::Alignment::top_left;
+    return ReferenceImplementation::attention(a, t, q, k, v, want_lse);
+  }
+};
+
+TEST(Deviations, topLeftCausalMustHoldThroughoutTheRun) {
+  const AlignmentBySign impl;
+  const mc::DeviationFilter filter(impl, false);
+  mc::AttentionProblem more_queries, more_keys;
+  more_queries.mask.Lq = 6;
+  more_queries.mask.Lk = 3;
+  more_queries.mask.causal = true;
+  more_queries.D = 2;
+  more_keys = more_queries;
+  more_keys.mask.Lq = 3;
+  more_keys.mask.Lk = 6;
+  auto call = [&](const mc::AttentionProblem& p) {
+    return filter.attention(p, mc::DType::f32, ramp(p.q_numel()), ramp(p.kv_numel()),
+                            ramp(p.kv_numel()), true);
+  };
+  mc::reset_deviation_ledger();
+  EXPECT_NO_THROW(call(more_queries));  // bottom-right where the alignments differ: the contract
+  try {
+    call(more_keys);  // top-left now: no convention aligns by the sign of Lk - Lq
+    ADD_FAILURE() << "no error for top-left after bottom-right in one run";
+  } catch (const mc::DeviationError& e) {
+    EXPECT_NE(std::string(e.what()).find("alignment inconsistent across the run"),
+              std::string::npos)
+        << e.what();
+  }
+  // The other order fails too, and a consistently top-left implementation stays a deviation.
+  const mc::DeviationFilter fresh(impl, false);
+  EXPECT_NO_THROW(fresh.attention(more_keys, mc::DType::f32, ramp(more_keys.q_numel()),
+                                  ramp(more_keys.kv_numel()), ramp(more_keys.kv_numel()), true));
+  EXPECT_THROW(fresh.attention(more_queries, mc::DType::f32, ramp(more_queries.q_numel()),
+                               ramp(more_queries.kv_numel()), ramp(more_queries.kv_numel()), true),
+               mc::DeviationError);
+  const TopLeft top_left;
+  const mc::DeviationFilter consistent(top_left, false);
+  for (const auto* p : {&more_keys, &more_queries, &more_keys})
+    EXPECT_NO_THROW(consistent.attention(*p, mc::DType::f32, ramp(p->q_numel()),
+                                         ramp(p->kv_numel()), ramp(p->kv_numel()), true));
+}
+
+// An exclusive window edge (k < diag + right): for causal it equals top-left exactly when
+// Lk - Lq = 1, and is neither alignment for any other offset; over a run it fails.
+class ExclusiveCausalEdge : public mc::ReferenceImplementation {
+ public:
+  mc::AttentionResult attention(const mc::AttentionProblem& p, mc::DType t,
+                                std::span<const double> q, std::span<const double> k,
+                                std::span<const double> v, bool want_lse) const override {
+    mc::AttentionProblem a = p;
+    if (a.mask.causal) {
+      a.mask.causal = false;
+      mc::Window w = a.mask.window.value_or(mc::Window{});
+      w.right = std::min<std::int64_t>(w.right, 0) - 1;
+      a.mask.window = w;
+    }
+    return ReferenceImplementation::attention(a, t, q, k, v, want_lse);
+  }
+  std::string name() const override { return "test:exclusive-edge"; }
+};
+
+TEST(Deviations, anExclusiveWindowEdgeIsNoTopLeftConvention) {
+  const ExclusiveCausalEdge impl;
+  const mc::Property* prop = mc::find_property("attention.agreesWithReference");
+  ASSERT_NE(prop, nullptr);
+  mc::VerifyConfig config;
+  config.seed = 5;
+  config.cases = 100;
+  const auto o = mc::run_property(impl, *prop, config);  // not strict
+  EXPECT_EQ(o.status, mc::Status::failed) << o.message;
+}
+
 TEST(Deviations, allIgnoredMeanNanIsNamedOtherNanIsNot) {
   const MeanNan impl;
   const mc::DeviationFilter filter(impl, false);

@@ -254,6 +254,19 @@ TEST(Plugin, namedDeviationsAreReportedAndStrictFailsThem) {
   EXPECT_TRUE(contains(r.out, "empty_row_lse")) << r.out;
 }
 
+TEST(Plugin, outputRowsLeftUnwrittenFailInsteadOfPassingAsNanRows) {
+  // Outputs are poisoned with a signaling NaN: rows a plugin never wrote used to read back as
+  // NaN rows and pass as the fully_masked_row_nan convention (exit 0 without --strict).
+  const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("unwritten") +
+                                    " --property attention.agreesWithReference,"
+                                    "attention.rowsSumToOneOrAreZero --cases 100 --seed 3 "
+                                    "--no-counterexamples");
+  ASSERT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "attention_forward left ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "elements of out unwritten")) << r.out;
+  EXPECT_FALSE(contains(r.out, "fully_masked_row_nan")) << r.out;
+}
+
 TEST(Plugin, writePastAnOutputIsCaught) {
   const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("overrun") +
                                     " --property attention.agreesWithReference --cases 5 --seed 1 "

@@ -61,14 +61,15 @@ TEST(Tolerance, exactModeComparesBits) {
                    .ok);
 }
 
-TEST(Tolerance, reportShowsFiveMismatchesAndStopsCountingAtTen) {
+TEST(Tolerance, reportShowsFiveMismatchesAndStopsCollectingAtTen) {
   const mc::Shape s{{"n", "v"}, {4, 5}};
   std::vector<double> want(20, 0.0), got(20, 1.0);
   const auto r = mc::check_exact("dlogits", s, got, want);
   EXPECT_EQ(r.mismatches, 10);
   EXPECT_EQ(r.first.size(), 10u);
+  EXPECT_EQ(r.all_mismatches, 20);  // counted in full for the headline
   const std::string report = r.report();
-  EXPECT_NE(report.find(">= 10 mismatching elements of 20"), std::string::npos) << report;
+  EXPECT_NE(report.find("20 mismatching elements of 20"), std::string::npos) << report;
   EXPECT_NE(report.find("dlogits(n=0, v=4) got 1 want 0"), std::string::npos) << report;
   EXPECT_EQ(report.find("dlogits(n=1, v=0)"), std::string::npos)
       << report;  // the sixth is not shown
@@ -180,3 +181,36 @@ TEST(Tolerance, attentionRoundingBoundIsZeroOnRowsThatSeeNoKey) {
 }
 
 }  // namespace
+
+TEST(Tolerance, headlineCountsNonFiniteMismatchesAndShowsTheBoundsApplied) {
+  // "max |err| 0" above "got -nan want 1" told nothing: NaN and inf are counted by name.
+  const mc::Shape s{{"i"}, {5}};
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<double> want{1, 1, 1, 1, 1}, naive{1, 1, 1, 1, 1};
+  const std::vector<double> got{nan, -nan, inf, 1.5, 1};
+  const auto r = mc::check_close("out", s, got, want, naive, mc::DType::f32);
+  const std::string report = r.report();
+  EXPECT_NE(report.find("out: 4 mismatching elements of 5 (2 NaN; 1 inf; max |err| 0.5 over finite "
+                        "pairs; allowed +-2e-05"),
+            std::string::npos)
+      << report;
+  EXPECT_NE(report.find("out(i=0) got nan want 1 (allowed +-2e-05)"), std::string::npos) << report;
+}
+
+TEST(Tolerance, consistencyNamesTheComparedRunAndTakesTheConditioning) {
+  const mc::Shape s{{"i"}, {2}};
+  const std::vector<double> want{1.0, 2.0}, got{1.0, 2.004};
+  // The plain floor refuses 4e-3 in f32 ...
+  auto r = mc::check_consistent("out", s, got, want, mc::DType::f32, "batched run");
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.report().find("got 2.004 batched run 2"), std::string::npos) << r.report();
+  // ... a computation whose naive f32 result is off by 1e-3 allows each run 2e-3, two runs 4e-3 ...
+  const auto cond = mc::conditioning(want, std::vector<double>{1.0, 2.001}, mc::DType::f32);
+  EXPECT_TRUE(mc::check_consistent("out", s, got, want, mc::DType::f32, "batched run", &cond).ok);
+  // ... and per-element rounding bounds widen only their own elements.
+  const auto tight = mc::conditioning(want, want, mc::DType::f32, std::vector<double>{0.0, 2.5e-3});
+  EXPECT_TRUE(mc::check_consistent("out", s, got, want, mc::DType::f32, "run", &tight).ok);
+  const std::vector<double> off_first{1.004, 2.0};
+  EXPECT_FALSE(mc::check_consistent("out", s, off_first, want, mc::DType::f32, "run", &tight).ok);
+}

@@ -14,6 +14,9 @@
 //                D > 128) stream through shared memory
 //                (cp.async, double-buffered); S = Q K^T and O += P V run on tensor cores
 //                (mma.sync m16n8k16, fp32 accumulate); online softmax in registers with exp2.
+//                Both kernels keep scores as keys sign(scale) q.k (Q negated for a negative scale)
+//                and form each weight's exponent relative to the row's top key, the same way in
+//                every tile: (key - max) |scale| log2 e (exp2_scale.hpp).
 //                Tile skipping derives from the rows' intervals, folded into the predicate's
 //                TileBounds (each thread its row, each warp by an xor-shuffle butterfly, then
 //                the block): only tiles inside the span of the block's intervals are visited,
@@ -28,12 +31,11 @@
 #include <limits>
 
 #include "common.cuh"
+#include "maskcheck/kernels/exp2_scale.hpp"
 
 namespace maskcheck::cuda {
 namespace {
 
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
 constexpr int kMaxD = 256;
 
 // Where rows of q / k / v / out / lse live for sequence b and head h, in either layout.
@@ -65,7 +67,7 @@ struct Layout {
 template <class T>
 __global__ void rows_kernel(const T* __restrict__ q, const T* __restrict__ k,
                             const T* __restrict__ v, T* __restrict__ out, float* __restrict__ lse,
-                            MaskView mask, Layout lay, float scale_log2, std::int64_t group,
+                            MaskView mask, Layout lay, Exp2Scale sc, std::int64_t group,
                             std::int64_t rows) {
   constexpr int kPer = kMaxD / 32;
   const int lane = threadIdx.x % 32;
@@ -81,10 +83,11 @@ __global__ void rows_kernel(const T* __restrict__ q, const T* __restrict__ k,
 #pragma unroll
     for (int u = 0; u < kPer; ++u) {
       const std::int64_t d = lane + 32 * u;
-      qv[u] = d < lay.D && !range.empty() ? detail::to_float(q[lay.q_row(b, h, i) + d]) * scale_log2
-                                          : 0.f;
+      qv[u] =
+          d < lay.D && !range.empty() ? sc.key(detail::to_float(q[lay.q_row(b, h, i) + d])) : 0.f;
       acc[u] = 0.f;
     }
+    // dot: a key, sign(scale) q.k; m: the top key so far, l = sum 2^exponent(dot, m).
     float m = -INFINITY, l = 0.f;
     for (std::int64_t j = range.begin; j < range.end; ++j) {
       const T* kr = k + lay.kv_row(b, hk, j);
@@ -96,7 +99,7 @@ __global__ void rows_kernel(const T* __restrict__ q, const T* __restrict__ k,
       }
       dot = detail::warp_sum(dot);
       const float m_new = fmaxf(m, dot);
-      const float alpha = exp2f(m - m_new), p = exp2f(dot - m_new);
+      const float alpha = exp2f(sc.exponent(m, m_new)), p = exp2f(sc.exponent(dot, m_new));
       l = l * alpha + p;
       const T* vr = v + lay.kv_row(b, hk, j);
 #pragma unroll
@@ -112,7 +115,7 @@ __global__ void rows_kernel(const T* __restrict__ q, const T* __restrict__ k,
       const std::int64_t d = lane + 32 * u;
       if (d < lay.D) o[d] = detail::from_float<T>(empty ? 0.f : acc[u] / l);
     }
-    if (lse && lane == 0) lse[lay.lse_index(b, h, i)] = empty ? -INFINITY : (m + log2f(l)) * kLn2;
+    if (lse && lane == 0) lse[lay.lse_index(b, h, i)] = empty ? -INFINITY : sc.lse(m, l);
   }
 }
 
@@ -239,11 +242,18 @@ __device__ __forceinline__ void load_tile(T* __restrict__ tile, const T* __restr
   }
 }
 
+// Blocks per SM that ptxas must fit: 3 for D <= 32 with element-wise loads (168 registers, as
+// ptxas chose unasked before exponents became (key - max) c: left alone it takes 170-173 and fits
+// 2); 0 (no directive) for the others, which it sizes well alone (asked for 1 or 3, the 16-byte
+// D <= 32 path took 200 registers or spilled).
+template <int D_PAD, bool VEC>
+inline constexpr int kFlashMinBlocks = D_PAD <= 32 && !VEC ? 3 : 0;
+
 template <class T, int D_PAD, bool VEC>
-__global__ void __launch_bounds__(Config<D_PAD>::kThreads)
+__global__ void __launch_bounds__(Config<D_PAD>::kThreads, kFlashMinBlocks<D_PAD, VEC>)
     flash_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                  T* __restrict__ out, float* __restrict__ lse, MaskView mask, Layout lay,
-                 float scale_log2, std::int64_t group) {
+                 Exp2Scale sc, std::int64_t group) {
   using C = Config<D_PAD>;
   constexpr int MT = C::kMT, kBM = C::kBM, kBN = C::kBN, kStride = C::kStride;
   constexpr int kKSteps = D_PAD / 16;  // k-steps of S = Q K^T
@@ -314,6 +324,18 @@ __global__ void __launch_bounds__(Config<D_PAD>::kThreads)
 #pragma unroll
   for (int t = 0; t < kStages - 1; ++t) load_kv(t, t);
 
+  // Scores are keys, sign(scale) q.k: for a negative scale Q is negated once it has landed (exact),
+  // so that every tile takes plain maxima. (Q rides with tile 0: this waits for both, once.)
+  if (sc.sign < 0.f && tiles > 0) {
+    cp_async_wait<0>();
+    __syncthreads();
+    auto* words = reinterpret_cast<std::uint32_t*>(sQ);  // two halves each (sign bits 15, 31)
+    constexpr int kRowWords = D_PAD / 2;
+    for (int w = tid; w < kBM * kRowWords; w += C::kThreads)
+      words[w / kRowWords * (kStride / 2) + w % kRowWords] ^= 0x80008000u;
+    // The main loop's first barrier orders these writes before any warp's ldmatrix of Q.
+  }
+
   // This thread's rows: g and g + 8 of each of the warp's m-tiles, and their intervals.
   const int g = lane / 4, t4 = lane % 4;
   int lo[MT][2], hi[MT][2];
@@ -376,12 +398,11 @@ __global__ void __launch_bounds__(Config<D_PAD>::kThreads)
       }
     }
 
-    // Boundary tiles: scale and mask element by element. Full tiles: no test, and the scale is
-    // folded into the exponent's FMA (the row max of raw scores scales with it; a negative
-    // scale turns it into the row min). Rows without visible keys compute on zeros here and are
-    // written as empty rows in step 3.
-    const bool full = tb.unmasked(n0, n0 + kBN);
-    if (!full) {
+    // Boundary tiles: masked keys become -inf element by element; full tiles need no test. Both
+    // form each exponent as (key - m) c with m the row's top key, so a key's weight does not
+    // depend on the kind of tile it lies in. Rows without visible keys compute on zeros here and
+    // are written as empty rows in step 3.
+    if (!tb.unmasked(n0, n0 + kBN)) {
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -390,33 +411,27 @@ __global__ void __launch_bounds__(Config<D_PAD>::kThreads)
           for (int e = 0; e < 4; ++e) {
             const int col = n0 + nb * 8 + t4 * 2 + (e & 1);
             const int rr = e >> 1;
-            s[mt][nb][e] =
-                col >= lo[mt][rr] && col < hi[mt][rr] ? s[mt][nb][e] * scale_log2 : -INFINITY;
+            if (col < lo[mt][rr] || col >= hi[mt][rr]) s[mt][nb][e] = -INFINITY;
           }
     }
-    const float mul = full ? scale_log2 : 1.f;
-    const bool use_min = mul < 0.f;
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr) {
-        float mx = use_min ? INFINITY : -INFINITY;
+        float mx = -INFINITY;
 #pragma unroll
         for (int nb = 0; nb < kNB; ++nb)
-          mx = use_min ? fminf(mx, fminf(s[mt][nb][2 * rr], s[mt][nb][2 * rr + 1]))
-                       : fmaxf(mx, fmaxf(s[mt][nb][2 * rr], s[mt][nb][2 * rr + 1]));
-        mx = use_min ? fminf(mx, __shfl_xor_sync(0xffffffffu, mx, 1))
-                     : fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = use_min ? fminf(mx, __shfl_xor_sync(0xffffffffu, mx, 2))
-                     : fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(m_row[mt][rr], mx * mul);
-        const float m_use = m_new == -INFINITY ? 0.f : m_new;  // no key yet: avoid -inf - -inf
-        const float alpha = fast_exp2(m_row[mt][rr] - m_use);
+          mx = fmaxf(mx, fmaxf(s[mt][nb][2 * rr], s[mt][nb][2 * rr + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m_row[mt][rr], mx);
+        const float m_use = Exp2Scale::origin(m_new);  // no key yet: avoid -inf - -inf
+        const float alpha = fast_exp2(sc.exponent(m_row[mt][rr], m_use));
         float sum = 0.f;
 #pragma unroll
         for (int nb = 0; nb < kNB; ++nb) {
-          s[mt][nb][2 * rr] = fast_exp2(fmaf(s[mt][nb][2 * rr], mul, -m_use));
-          s[mt][nb][2 * rr + 1] = fast_exp2(fmaf(s[mt][nb][2 * rr + 1], mul, -m_use));
+          s[mt][nb][2 * rr] = fast_exp2(sc.exponent(s[mt][nb][2 * rr], m_use));
+          s[mt][nb][2 * rr + 1] = fast_exp2(sc.exponent(s[mt][nb][2 * rr + 1], m_use));
           sum += s[mt][nb][2 * rr] + s[mt][nb][2 * rr + 1];
         }
         l_row[mt][rr] = l_row[mt][rr] * alpha + sum;
@@ -478,13 +493,13 @@ __global__ void __launch_bounds__(Config<D_PAD>::kThreads)
             o[col + e] = detail::from_float<T>(empty ? 0.f : o_acc[mt][db][2 * rr + e] * inv);
       }
       if (lse && t4 == 0)
-        lse[lay.lse_index(b, h, i)] = empty ? -INFINITY : (m_row[mt][rr] + log2f(l)) * kLn2;
+        lse[lay.lse_index(b, h, i)] = empty ? -INFINITY : sc.lse(m_row[mt][rr], l);
     }
 }
 
 template <class T, int D_PAD, bool VEC>
 void launch_flash(const T* q, const T* k, const T* v, T* out, float* lse, const MaskView& mask,
-                  const Layout& lay, float scale_log2, std::int64_t group, std::int64_t B,
+                  const Layout& lay, Exp2Scale sc, std::int64_t group, std::int64_t B,
                   std::int64_t max_q, cudaStream_t stream) {
   using C = Config<D_PAD>;
   static bool configured = false;  // one attribute call per instantiation (host-side, benign race)
@@ -498,19 +513,18 @@ void launch_flash(const T* q, const T* k, const T* v, T* out, float* lse, const 
   const dim3 grid(static_cast<unsigned>((max_q + C::kBM - 1) / C::kBM),
                   static_cast<unsigned>(lay.H), static_cast<unsigned>(B));
   flash_kernel<T, D_PAD, VEC>
-      <<<grid, C::kThreads, C::kBytes, stream>>>(q, k, v, out, lse, mask, lay, scale_log2, group);
+      <<<grid, C::kThreads, C::kBytes, stream>>>(q, k, v, out, lse, mask, lay, sc, group);
   detail::check_launch("attention flash_kernel");
 }
 
 template <class T, int D_PAD>
 void launch_flash(const T* q, const T* k, const T* v, T* out, float* lse, const MaskView& mask,
-                  const Layout& lay, float scale_log2, std::int64_t group, std::int64_t B,
+                  const Layout& lay, Exp2Scale sc, std::int64_t group, std::int64_t B,
                   std::int64_t max_q, bool vector_ok, cudaStream_t stream) {
   if (vector_ok) {
-    launch_flash<T, D_PAD, true>(q, k, v, out, lse, mask, lay, scale_log2, group, B, max_q, stream);
+    launch_flash<T, D_PAD, true>(q, k, v, out, lse, mask, lay, sc, group, B, max_q, stream);
   } else {
-    launch_flash<T, D_PAD, false>(q, k, v, out, lse, mask, lay, scale_log2, group, B, max_q,
-                                  stream);
+    launch_flash<T, D_PAD, false>(q, k, v, out, lse, mask, lay, sc, group, B, max_q, stream);
   }
 }
 
@@ -518,29 +532,25 @@ template <class T>
 void run(const T* q, const T* k, const T* v, T* out, float* lse, const MaskView& mask,
          const Layout& lay, double scale, std::int64_t group, std::int64_t B, std::int64_t max_q,
          cudaStream_t stream) {
-  const float scale_log2 = static_cast<float>(scale) * kLog2e;
+  const Exp2Scale sc = exp2_scale(scale);
   if (B == 0 || lay.H == 0 || max_q == 0) return;
   if constexpr (std::is_same_v<T, float>) {
     const std::int64_t rows = B * lay.H * lay.Lq;
     const int threads = 256;
     rows_kernel<T><<<detail::grid_for(rows * 32, threads), threads, 0, stream>>>(
-        q, k, v, out, lse, mask, lay, scale_log2, group, rows);
+        q, k, v, out, lse, mask, lay, sc, group, rows);
     detail::check_launch("attention rows_kernel");
   } else {
     auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
     const bool vector_ok = lay.D % 8 == 0 && aligned(q) && aligned(k) && aligned(v);
     if (lay.D <= 32) {
-      launch_flash<T, 32>(q, k, v, out, lse, mask, lay, scale_log2, group, B, max_q, vector_ok,
-                          stream);
+      launch_flash<T, 32>(q, k, v, out, lse, mask, lay, sc, group, B, max_q, vector_ok, stream);
     } else if (lay.D <= 64) {
-      launch_flash<T, 64>(q, k, v, out, lse, mask, lay, scale_log2, group, B, max_q, vector_ok,
-                          stream);
+      launch_flash<T, 64>(q, k, v, out, lse, mask, lay, sc, group, B, max_q, vector_ok, stream);
     } else if (lay.D <= 128) {
-      launch_flash<T, 128>(q, k, v, out, lse, mask, lay, scale_log2, group, B, max_q, vector_ok,
-                           stream);
+      launch_flash<T, 128>(q, k, v, out, lse, mask, lay, sc, group, B, max_q, vector_ok, stream);
     } else {
-      launch_flash<T, 256>(q, k, v, out, lse, mask, lay, scale_log2, group, B, max_q, vector_ok,
-                           stream);
+      launch_flash<T, 256>(q, k, v, out, lse, mask, lay, sc, group, B, max_q, vector_ok, stream);
     }
   }
 }

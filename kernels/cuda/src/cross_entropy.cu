@@ -8,8 +8,9 @@
 //   w_i / norm, norm = weight_sum for mean and 1 otherwise; 0 for ignored rows and when norm
 //   is 0. A row whose label is ignore_index, or outside [0, V) (an error reported through
 //   totals->bad_label_row), is never read.
-// Arithmetic: fp32 in the log2 domain (u = x log2 e); u - max is formed by one fmaf, so the
-// error of a probability is relative to its distance from the row's max, not to |x|.
+// Arithmetic: fp32 in the log2 domain: p = exp2f((x - max) * log2 e) / sum, so the error of a
+// probability's exponent is relative to its distance from the row's max, not to |max|, and the
+// smoothing's mean_j x_j - max is a sum of the distances x_j - max (exp2_scale.hpp, OnlineLogits).
 // Complexity: O(N V); memory traffic = logits of contributing rows read once (twice for the
 // part of a row that does not fit on chip) + dlogits written once; O(N) for the reductions.
 // Kernels, in stream order:
@@ -19,14 +20,15 @@
 //   3. rows: block per row (32-512 threads caching 4 16-byte vectors each in registers, the
 //      rest of the row in shared memory through cp.async; 1024 threads and a whole SM's
 //      shared memory for V = 128k f16/bf16 on H100; whatever does not fit is read again from
-//      L2, newest first). One sweep for an online (max, sum of exp, sum of x), a fixed-order
-//      block reduction, then the gradient from the cache.
+//      L2, newest first). One sweep for an online (max, sum of exp, sum of x - max), a
+//      fixed-order block reduction, then the gradient from the cache.
 //   4. loss partials over fixed chunks of `losses`, and 5. one block adding them in a fixed
 //      order into totals->loss (no float atomics anywhere).
 #include <cmath>
 #include <cstdint>
 
 #include "common.cuh"
+#include "maskcheck/kernels/exp2_scale.hpp"
 
 namespace maskcheck::cuda {
 namespace {
@@ -40,8 +42,11 @@ constexpr int kReduceThreads = 256;
 constexpr std::int64_t kChunkRows = 4096;  // rows per block of the O(N) reductions
 constexpr std::int64_t kMaxReduceBlocks = 1024;
 constexpr std::int64_t kNoBadRow = INT64_MAX;
-constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
+// softmax(x): the logits have no scale (keys are the logits, c = log2 e).
+__device__ __forceinline__ Exp2Scale unscaled() {
+  return Exp2Scale{};
+}
 
 // The workspace: per-block partials of the two O(N) reductions and the gradient's norm.
 struct Workspace {
@@ -146,28 +151,6 @@ __global__ void __launch_bounds__(kReduceThreads)
   }
 }
 
-// One thread's online state over u = x log2 e: m = max u, s = sum 2^(u - m), xs = sum x.
-struct OnlineLse {
-  float m = -INFINITY, s = 0.0f, xs = 0.0f;
-  template <int N>
-  __device__ __forceinline__ void add(const float (&x)[N]) {
-    float vm = -INFINITY, vs = 0.0f;
-#pragma unroll
-    for (int k = 0; k < N; ++k) {
-      vm = fmaxf(vm, x[k] * kLog2e);
-      vs += x[k];
-    }
-    xs += vs;
-    if (vm > m) {
-      s *= exp2f(m - vm);  // 0 while m is -inf (s is 0 then)
-      m = vm;
-    }
-    const float shift = m == -INFINITY ? 0.0f : -m;  // all -inf so far: they add 0, not NaN
-#pragma unroll
-    for (int k = 0; k < N; ++k) s += exp2f(fmaf(x[k], kLog2e, shift));
-  }
-};
-
 template <class T>
 struct RowArgs {
   std::int64_t N = 0, V = 1;
@@ -241,7 +224,7 @@ __global__ void __launch_bounds__(kMaxThreads) cross_entropy_rows_kernel(const R
     const std::int64_t s_off = has_scalar ? sp.scalar_offset(rank, kV) : 0;
     const float xsc = has_scalar ? detail::to_float(xr[s_off]) : 0.0f;
 
-    OnlineLse st;
+    OnlineLogits st;
 #pragma unroll
     for (int k = 0; k < kRegVecs; ++k) {
       if (rank + std::int64_t{k} * size < nv) {
@@ -281,15 +264,15 @@ __global__ void __launch_bounds__(kMaxThreads) cross_entropy_rows_kernel(const R
     }
 
     // Combine in a fixed order: max, then the sums rescaled to it.
-    const float m = detail::block_reduce(st.m, scratch, detail::MaxOp{}, -INFINITY);
-    const float sum = detail::block_reduce(st.m == -INFINITY ? 0.0f : st.s * exp2f(st.m - m),
-                                           scratch, detail::SumOp{}, 0.0f);
-    const float xsum = detail::block_reduce(st.xs, scratch, detail::SumOp{}, 0.0f);
-    // lse log2 e = m + log2(sum); lse - x = ln 2 (log2(sum) - (x log2 e - m)).
+    const float m = detail::block_reduce(st.e.m, scratch, detail::MaxOp{}, -INFINITY);
+    const float sum =
+        detail::block_reduce(st.e.sum_at(m, unscaled()), scratch, detail::SumOp{}, 0.0f);
+    const float dist = detail::block_reduce(st.distance_at(m), scratch, detail::SumOp{}, 0.0f);
+    // lse = m + ln 2 log2(sum); lse - x = ln 2 (log2(sum) - (x - m) log2 e).
     if (rank == 0) {
       const float lg = log2f(sum);
-      const float nll = kLn2 * (lg - fmaf(x_label, kLog2e, -m));
-      const float smooth = kLn2 * (lg - fmaf(xsum / static_cast<float>(V), kLog2e, -m));
+      const float nll = kLn2 * (lg - unscaled().score_exponent(x_label, m));
+      const float smooth = kLn2 * (lg - dist / static_cast<float>(V) * unscaled().c);
       a.losses[i] = w * ((1.0f - a.eps) * nll + a.eps * smooth);
     }
     if (gr == nullptr) continue;
@@ -298,14 +281,14 @@ __global__ void __launch_bounds__(kMaxThreads) cross_entropy_rows_kernel(const R
       continue;
     }
 
-    // Pass 2: dlogits = (2^(u - m) / sum - target) * w / norm, from registers, shared memory,
-    // then the streamed vectors newest first.
+    // Pass 2: dlogits = (2^((x - m) log2 e) / sum - target) * w / norm, from registers, shared
+    // memory, then the streamed vectors newest first.
     const float inv = 1.0f / sum;
     const float coef = w / norm;
     const float t_other = a.eps / static_cast<float>(V);
     const float t_label = (1.0f - a.eps) + t_other;
     auto grad = [&](float x, float target) {
-      return (exp2f(fmaf(x, kLog2e, -m)) * inv - target) * coef;
+      return (exp2f(unscaled().score_exponent(x, m)) * inv - target) * coef;
     };
     T* gs = gr + sp.head;
     uint4* gv = reinterpret_cast<uint4*>(gs);

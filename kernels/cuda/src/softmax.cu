@@ -3,8 +3,9 @@
 //   r = visible_keys(mask, b, q):
 //   y[k] = exp(s_k - m) / sum_{j in r} exp(s_j - m), s = scale * x, m = max_{j in r} s_j, for k
 //   in r; exactly +0.0 elsewhere and on rows with no visible key. Only x[r] is read.
-// Arithmetic: fp32, in the log2 domain: u = x * (scale * log2 e), y = exp2f(u - m) / sum, with
-// u - m formed by one fmaf so that its error is relative to u - m, not to |u|.
+// Arithmetic: fp32, in the log2 domain, on keys sign(scale) * x (exact): y = exp2f((key - m) * c)
+// / sum with m the row's top key and c = |scale| log2 e, so that an exponent's error is relative to
+// its distance from the top, not to |m * c| (exp2_scale.hpp).
 // Complexity: O(B H Lq Lk) time; memory traffic = visible x read once (twice for the part of a
 // row that does not fit on chip) + y written once.
 // Versions (one kernel template, the row's group is a warp or a block):
@@ -21,6 +22,7 @@
 #include <cmath>
 
 #include "common.cuh"
+#include "maskcheck/kernels/exp2_scale.hpp"
 
 namespace maskcheck::cuda {
 namespace {
@@ -54,27 +56,9 @@ struct Group {
   }
 };
 
-// One thread's online softmax state over u = x * c: m = max u, s = sum 2^(u - m).
-struct Online {
-  float m = -INFINITY, s = 0.0f;
-  template <int N>
-  __device__ __forceinline__ void add(const float (&x)[N], float c) {
-    float vm = -INFINITY;
-#pragma unroll
-    for (int k = 0; k < N; ++k) vm = fmaxf(vm, x[k] * c);
-    if (vm > m) {
-      s *= exp2f(m - vm);  // 0 while m is -inf (s is 0 then)
-      m = vm;
-    }
-    const float shift = m == -INFINITY ? 0.0f : -m;  // all -inf so far: they add 0, not NaN
-#pragma unroll
-    for (int k = 0; k < N; ++k) s += exp2f(fmaf(x[k], c, shift));
-  }
-};
-
 template <class T, bool kWarp>
 __global__ void __launch_bounds__(kWarp ? kWarpBlock : kMaxThreads)
-    masked_softmax_kernel(const MaskView mask, const std::int64_t H, const float c,
+    masked_softmax_kernel(const MaskView mask, const std::int64_t H, const Exp2Scale sc,
                           const T* __restrict__ x, T* __restrict__ y, const int smem_vecs,
                           const bool out_aligned) {
   constexpr int kV = kVec16<T>;
@@ -160,18 +144,18 @@ __global__ void __launch_bounds__(kWarp ? kWarpBlock : kMaxThreads)
     const std::int64_t s_off = has_scalar ? sp.scalar_offset(g.rank, kV) : 0;
     const float xsc = has_scalar ? detail::to_float(xs[s_off]) : 0.0f;
 
-    Online st;
+    OnlineExp2 st;
 #pragma unroll
     for (int i = 0; i < kRegVecs; ++i) {
       if (g.rank + std::int64_t{i} * g.size < nv) {
         float f[kV];
         detail::unpack16<T>(reg[i], f);
-        st.add(f, c);
+        st.add(f, sc);
       }
     }
     if (has_scalar) {
       const float f[1] = {xsc};
-      st.add(f, c);
+      st.add(f, sc);
     }
     for (std::int64_t v = C + g.rank; v < nv; v += 2 * std::int64_t{g.size}) {
       const std::int64_t v1 = v + g.size;  // both loads in flight before either is used
@@ -179,10 +163,10 @@ __global__ void __launch_bounds__(kWarp ? kWarpBlock : kMaxThreads)
       const uint4 u1 = detail::ld16(xv + (v1 < nv ? v1 : v));
       float f[kV];
       detail::unpack16<T>(u0, f);
-      st.add(f, c);
+      st.add(f, sc);
       if (v1 < nv) {
         detail::unpack16<T>(u1, f);
-        st.add(f, c);
+        st.add(f, sc);
       }
     }
     if constexpr (!kWarp) {
@@ -191,7 +175,7 @@ __global__ void __launch_bounds__(kWarp ? kWarpBlock : kMaxThreads)
         if (in_group == 0) detail::cp_async_wait_pending(groups - 1 - done);
         float f[kV];
         detail::unpack16<T>(cache[v - R], f);
-        st.add(f, c);
+        st.add(f, sc);
         if (++in_group == kAsyncChunk) {
           in_group = 0;
           ++done;
@@ -199,19 +183,19 @@ __global__ void __launch_bounds__(kWarp ? kWarpBlock : kMaxThreads)
       }
     }
 
-    // Combine: the group's max, then every thread's sum rescaled to it.
+    // Combine: the group's top, then every thread's sum rescaled to it.
     const float m = g.max(st.m);
-    const float sum = g.sum(st.m == -INFINITY ? 0.0f : st.s * exp2f(st.m - m));
+    const float sum = g.sum(st.sum_at(m, sc));
     const float inv = 1.0f / sum;
 
-    // Pass 2: y = 2^(u - m) / sum, from registers, shared memory, then the streamed vectors
+    // Pass 2: y = 2^((key - m) c) / sum, from registers, shared memory, then the streamed vectors
     // newest first.
     uint4* yv = reinterpret_cast<uint4*>(ys + sp.head);
     auto emit = [&](std::int64_t v, const uint4& in) {
       float f[kV];
       detail::unpack16<T>(in, f);
 #pragma unroll
-      for (int k = 0; k < kV; ++k) f[k] = exp2f(fmaf(f[k], c, -m)) * inv;
+      for (int k = 0; k < kV; ++k) f[k] = exp2f(sc.score_exponent(f[k], m)) * inv;
       if (out_aligned) {
         detail::st16(yv + v, detail::pack16<T>(f));
       } else {
@@ -224,7 +208,7 @@ __global__ void __launch_bounds__(kWarp ? kWarpBlock : kMaxThreads)
       const std::int64_t v = g.rank + std::int64_t{i} * g.size;
       if (v < nv) emit(v, reg[i]);
     }
-    if (has_scalar) ys[s_off] = detail::from_float<T>(exp2f(fmaf(xsc, c, -m)) * inv);
+    if (has_scalar) ys[s_off] = detail::from_float<T>(exp2f(sc.score_exponent(xsc, m)) * inv);
     if constexpr (!kWarp) {
       for (std::int64_t v = R + g.rank; v < shared_end; v += g.size) emit(v, cache[v - R]);
     }
@@ -240,7 +224,7 @@ void launch_masked_softmax(const SoftmaxProblem& p, const MaskView& mask, const 
                            cudaStream_t stream) {
   const std::int64_t rows = p.mask.B * p.H * p.mask.Lq;
   const std::int64_t vecs = p.mask.Lk / kVec16<T>;  // most whole vectors of any visible range
-  const float c = static_cast<float>(p.scale * 1.4426950408889634);
+  const Exp2Scale sc = exp2_scale(p.scale);
   const bool out_aligned =
       (reinterpret_cast<std::uintptr_t>(x) - reinterpret_cast<std::uintptr_t>(y)) % 16 == 0;
   constexpr std::int64_t kMaxGrid = 2147483647;
@@ -249,7 +233,7 @@ void launch_masked_softmax(const SoftmaxProblem& p, const MaskView& mask, const 
     const std::int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
     masked_softmax_kernel<T, true>
         <<<static_cast<unsigned>(blocks < kMaxGrid ? blocks : kMaxGrid), kWarpBlock, 0, stream>>>(
-            mask, p.H, c, x, y, 0, out_aligned);
+            mask, p.H, sc, x, y, 0, out_aligned);
     detail::check_launch("masked_softmax_kernel<warp>");
     return;
   }
@@ -265,7 +249,7 @@ void launch_masked_softmax(const SoftmaxProblem& p, const MaskView& mask, const 
           "masked_softmax_kernel: carveout");
   }
   kernel<<<static_cast<unsigned>(rows < kMaxGrid ? rows : kMaxGrid), plan.threads,
-           plan.smem_bytes(), stream>>>(mask, p.H, c, x, y, plan.smem_vecs, out_aligned);
+           plan.smem_bytes(), stream>>>(mask, p.H, sc, x, y, plan.smem_vecs, out_aligned);
   detail::check_launch("masked_softmax_kernel<block>");
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "maskcheck/kernels/cpu.hpp"
+#include "maskcheck/reference/masks.hpp"
 #include "maskcheck/suite/reference_impl.hpp"
 #include "maskcheck/suite/registry.hpp"
 
@@ -55,9 +56,7 @@ class CpuImplementation final : public Implementation {
   }
   std::vector<double> convert_mask(std::span<const double> values, MaskEncoding from,
                                    MaskEncoding to, DType t) const override {
-    for (std::size_t i = 0; i < values.size(); ++i)
-      if (std::isnan(values[i]))
-        throw_invalid("mask[" + std::to_string(i) + "]", "nan", "a mask value must not be NaN");
+    ref::validate_mask_values(values, from);
     const std::size_t n = values.size();
     return dispatch_dtype(t, [&](auto tag) {
       using S = decltype(tag);

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "maskcheck/kernels/cuda.hpp"
+#include "maskcheck/reference/masks.hpp"
 #include "maskcheck/suite/reference_impl.hpp"
 #include "maskcheck/suite/registry.hpp"
 
@@ -86,9 +87,7 @@ class CudaImplementation final : public Implementation {
   }
   std::vector<double> convert_mask(std::span<const double> values, MaskEncoding from,
                                    MaskEncoding to, DType t) const override {
-    for (std::size_t i = 0; i < values.size(); ++i)
-      if (std::isnan(values[i]))
-        throw_invalid("mask[" + std::to_string(i) + "]", "nan", "a mask value must not be NaN");
+    ref::validate_mask_values(values, from);
     const std::size_t n = values.size();
     cu::DeviceBuffer in = byte_encoding(from)
                               ? upload(std::vector<std::uint8_t>(values.begin(), values.end()))

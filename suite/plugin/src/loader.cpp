@@ -268,12 +268,43 @@ class Tensor {
     if (!original_.empty() && std::memcmp(original_.data(), payload(), bytes()) != 0)
       throw std::runtime_error(function + " modified its input " + name_ +
                                " (inputs are read-only)");
+    // Elements still holding the poison were never written (no arithmetic yields a signaling
+    // NaN): a failure, not the fully_masked_row_nan convention of rows computed as NaN.
+    if (!poison_.empty()) {
+      const std::size_t w = poison_.size();
+      std::int64_t unwritten = 0, first = -1;
+      for (std::int64_t i = 0; i < numel_; ++i)
+        if (std::memcmp(payload() + static_cast<std::size_t>(i) * w, poison_.data(), w) == 0) {
+          if (unwritten++ == 0) first = i;
+        }
+      if (unwritten > 0) {
+        std::ostringstream os;
+        os << function << " left " << unwritten << " of " << numel_ << " elements of " << name_
+           << " unwritten (still the poison it was handed), first at " << index_text(first)
+           << "; every output element must be written (zeros, -inf log-sum-exp for a row that "
+              "sees no key)";
+        throw std::runtime_error(os.str());
+      }
+    }
   }
+  // The element pattern an output is poisoned with; collect() reports elements still holding it.
+  void set_poison(std::vector<unsigned char> element) { poison_ = std::move(element); }
 
   const unsigned char* payload() const { return host_.data() + kGuard; }
   unsigned char* payload() { return host_.data() + kGuard; }
 
  private:
+  // "(0, 1, 3, 2)" for a flat index.
+  std::string index_text(std::int64_t flat) const {
+    std::string s = ")";
+    for (std::size_t a = shape_.size(); a-- > 0;) {
+      const std::int64_t d = std::max<std::int64_t>(shape_[a], 1);
+      s = (a ? ", " : "") + std::to_string(flat % d) + s;
+      flat /= d;
+    }
+    return name_ + "(" + s;
+  }
+
   static constexpr std::size_t kAlign = 256;
   static std::size_t round_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
@@ -298,6 +329,7 @@ class Tensor {
     unsigned char& operator[](std::size_t i) { return base[i]; }
   } host_;
   std::vector<unsigned char> original_;
+  std::vector<unsigned char> poison_;
   const Device* device_ = nullptr;
   void* device_mem_ = nullptr;
 };
@@ -1055,11 +1087,34 @@ class PluginImplementation final : public detail::PluginBase {
   void shape_only(T&... tensors) const {
     (tensors.describe_on(device_), ...);
   }
-  // Outputs start as NaN: a plugin must write every element.
+  // Outputs start as a signaling NaN with a payload of its own (no arithmetic produces one): a
+  // plugin must write every element, and one it leaves alone is told apart from a NaN it
+  // computed.
   void poison(Tensor& tensor, DType t) const {
-    const std::vector<double> nan(static_cast<std::size_t>(tensor.numel()),
-                                  std::numeric_limits<double>::quiet_NaN());
-    tensor.place(device_, storage_bytes(nan, t).data(), false);
+    std::vector<unsigned char> element;
+    auto bytes_of = [&](auto bits) {
+      element.resize(sizeof bits);
+      std::memcpy(element.data(), &bits, sizeof bits);
+    };
+    switch (t) {
+      case DType::f64:
+        bytes_of(std::uint64_t{0x7FF5A5A5A5A5A5A5});
+        break;
+      case DType::f32:
+        bytes_of(std::uint32_t{0x7FA5A5A5});
+        break;
+      case DType::f16:
+        bytes_of(std::uint16_t{0x7D5A});
+        break;
+      case DType::bf16:
+        bytes_of(std::uint16_t{0x7FA5});
+        break;
+    }
+    std::vector<unsigned char> all;
+    for (std::int64_t i = 0; i < tensor.numel(); ++i)
+      all.insert(all.end(), element.begin(), element.end());
+    tensor.place(device_, all.data(), false);
+    tensor.set_poison(std::move(element));
   }
 
   // Calls into the plugin and turns its status into a Support (queries) or an exception.

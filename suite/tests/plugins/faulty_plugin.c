@@ -15,6 +15,8 @@
 //   FAULT_ORPHAN    attention_forward forks a child that calls setsid, forks a grandchild that
 //                   sleeps forever (its pid written to $MASKCHECK_TEST_ORPHAN_FILE), and exits:
 //                   the grandchild is an orphan in a session of its own
+//   FAULT_UNWRITTEN attention_forward leaves the output rows of queries that see no key as it
+//                   found them (unwritten) instead of writing zeros
 //   FAULT_KEEP      no fault: asks for the keep-mask tensor and reads only that, and declares
 //                   that it has no log-sum-exp (and insists on never being asked for it)
 //   FAULT_CRASH_SHAPE  attention_forward dereferences NULL for one shape only (head dim D with
@@ -136,6 +138,28 @@ static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char
     if (child > 0) waitpid(child, NULL, 0);
   }
   return example_attention(a, msg, msg_size);
+}
+#elif defined(FAULT_UNWRITTEN)
+#define FAULT_NAME "unwritten"
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  if (a->query) return example_attention(a, msg, msg_size);
+  const DLTensor* o = a->out;
+  int64_t n = 1;
+  for (int d = 0; d < o->ndim; ++d) n *= o->shape[d];
+  const size_t width = (size_t)(o->dtype.bits / 8), row = (size_t)o->shape[3] * width;
+  unsigned char* before = malloc((size_t)n * width + 1);
+  if (!before) return fail(MASKCHECK_INTERNAL, msg, msg_size, "out of memory");
+  memcpy(before, o->data, (size_t)n * width);
+  const maskcheck_status s = example_attention(a, msg, msg_size);
+  /* The rows the example wrote as zeros (no visible key) go back to what they held. */
+  for (int64_t r = 0; s == MASKCHECK_OK && r < n / o->shape[3]; ++r) {
+    int zero = 1;
+    for (int64_t d = 0; d < o->shape[3] && zero; ++d) zero = load(o, r * o->shape[3] + d) == 0.0;
+    if (zero) memcpy((unsigned char*)o->data + (size_t)r * row, before + (size_t)r * row, row);
+  }
+  free(before);
+  return s;
 }
 #elif defined(FAULT_KEEP)
 static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,

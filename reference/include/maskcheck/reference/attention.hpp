@@ -50,7 +50,7 @@ void attention_forward(const AttentionProblem& p, std::span<const std::uint8_t> 
           const S* kj = k.data() + ((b * Hkv + hk) * Lk + j) * D;
           A dot = 0;
           for (std::int64_t d = 0; d < D; ++d) dot += load<A>(qi[d]) * load<A>(kj[d]);
-          s[j] = round_through<S, A>(scale * dot);
+          s[j] = round_score<S, A>(scale * dot);
           m = std::max(m, s[j]);
           any = true;
         }
@@ -104,23 +104,25 @@ void attention_forward_varlen(const VarlenAttentionProblem& p, std::span<const S
     one.mask.alignment = p.alignment;
     one.mask.window = p.window;
     // [rows, heads, D] -> [heads, rows, D] and back.
-    std::vector<S> qs(static_cast<std::size_t>(one.q_numel())), ks(static_cast<std::size_t>(one.kv_numel())),
-        vs(ks.size()), os(qs.size());
+    std::vector<S> qs(static_cast<std::size_t>(one.q_numel())),
+        ks(static_cast<std::size_t>(one.kv_numel())), vs(ks.size()), os(qs.size());
     std::vector<A> ls(lse.empty() ? 0 : static_cast<std::size_t>(one.lse_numel()));
     for (std::int64_t h = 0; h < H; ++h)
       for (std::int64_t i = 0; i < one.mask.Lq; ++i)
-        for (std::int64_t d = 0; d < D; ++d) qs[(h * one.mask.Lq + i) * D + d] = q[((q0 + i) * H + h) * D + d];
+        for (std::int64_t d = 0; d < D; ++d)
+          qs[(h * one.mask.Lq + i) * D + d] = q[((q0 + i) * H + h) * D + d];
     for (std::int64_t h = 0; h < Hkv; ++h)
       for (std::int64_t j = 0; j < one.mask.Lk; ++j)
         for (std::int64_t d = 0; d < D; ++d) {
           ks[(h * one.mask.Lk + j) * D + d] = k[((k0 + j) * Hkv + h) * D + d];
           vs[(h * one.mask.Lk + j) * D + d] = v[((k0 + j) * Hkv + h) * D + d];
         }
-    attention_forward<S, A>(one, std::span<const S>(qs), std::span<const S>(ks), std::span<const S>(vs),
-                            std::span<S>(os), std::span<A>(ls));
+    attention_forward<S, A>(one, std::span<const S>(qs), std::span<const S>(ks),
+                            std::span<const S>(vs), std::span<S>(os), std::span<A>(ls));
     for (std::int64_t h = 0; h < H; ++h)
       for (std::int64_t i = 0; i < one.mask.Lq; ++i) {
-        for (std::int64_t d = 0; d < D; ++d) out[((q0 + i) * H + h) * D + d] = os[(h * one.mask.Lq + i) * D + d];
+        for (std::int64_t d = 0; d < D; ++d)
+          out[((q0 + i) * H + h) * D + d] = os[(h * one.mask.Lq + i) * D + d];
         if (!lse.empty()) lse[h * p.total_q() + q0 + i] = ls[h * one.mask.Lq + i];
       }
   }

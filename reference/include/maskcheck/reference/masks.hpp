@@ -19,7 +19,12 @@ namespace ref {
 std::vector<std::uint8_t> build_keep_mask(const MaskSpec& spec);
 
 // Encodes a keep-mask in `e` at dtype `t`, and decodes any encoding back to a keep-mask.
+// Decoding validates (validate_mask_values): keep and masked_out masks hold exactly 0 or 1 (a 2,
+// a 0.5 or a -1 is refused: frameworks read them as true, truncate them to 0 or wrap them to 255,
+// and a mask value that means different things to different readers is an input error); no
+// encoding holds NaN. Additive masks hold any other value (see encodings.hpp).
 std::vector<double> encode_mask(std::span<const std::uint8_t> keep, MaskEncoding e, DType t);
+void validate_mask_values(std::span<const double> values, MaskEncoding e);
 std::vector<std::uint8_t> decode_mask(std::span<const double> values, MaskEncoding e, DType t);
 std::vector<double> convert_mask(std::span<const double> values, MaskEncoding from, MaskEncoding to,
                                  DType t);

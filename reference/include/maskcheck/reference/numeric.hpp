@@ -4,6 +4,8 @@
 // framework would store (scores, probabilities, outputs) are rounded to S, arithmetic runs in A.
 #pragma once
 
+#include <cmath>
+
 #include "maskcheck/reference/dtype.hpp"
 
 namespace maskcheck::ref {
@@ -22,6 +24,16 @@ inline S store(A x) {
 template <class S, class A>
 inline A round_through(A x) {
   return load<A>(store<S>(x));
+}
+
+// An attention score as a framework stores it: rounded to S where it fits, kept in the
+// accumulator where S would overflow. A score beyond fp16's 65504 (a scale of 1e3 over scores of
+// 100) is an intermediate no correct kernel holds in fp16, so the reference must not turn it into
+// inf - inf = NaN; what a kernel that does store it in fp16 gets is a failure of that kernel.
+template <class S, class A>
+inline A round_score(A x) {
+  const A r = round_through<S, A>(x);
+  return std::isinf(r) && !std::isinf(x) ? x : r;
 }
 
 }  // namespace maskcheck::ref

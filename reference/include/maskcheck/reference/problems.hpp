@@ -68,6 +68,9 @@ struct MaskSpec {
 };
 
 // Masked softmax: y = softmax(x * scale + mask) over the last axis. x, y: [B, H, Lq, Lk].
+// The scale defaults to 1 (x are scores already; attention's default 1/sqrt(D) belongs to the
+// product q.k it computes itself) and may be any finite value, 0 and negative included.
+// Masked-out entries of x are never read: they may hold NaN or +-inf.
 struct SoftmaxProblem {
   MaskSpec mask;
   std::int64_t H = 1;
@@ -91,7 +94,12 @@ struct AttentionShape {
 
 // Attention forward: O = softmax(Q K^T * scale + mask) V.
 // q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D], out: [B, H, Lq, D], lse: [B, H, Lq].
-// Head h reads kv head h / (H / Hkv) (grouped-query attention).
+// Head h reads kv head h / (H / Hkv) (grouped-query attention). The scale defaults to 1/sqrt(D)
+// and may be any finite value (0: uniform weights over the visible keys; negative: reversed).
+// NaN and +-inf may sit in padding only (queries and keys outside a sequence's valid range),
+// never in a key that some query of its sequence sees: keys masked for some rows only (causal,
+// window, other documents) must be finite, because a tiled kernel multiplies their weight, an
+// exact 0, by their values, and 0 * NaN is NaN.
 struct AttentionProblem {
   MaskSpec mask;
   std::int64_t H = 1;
@@ -140,8 +148,10 @@ struct LossProblem {
 };
 
 // Causal-LM labels: labels[b, t] = ids[b, t + 1] when positions t and t + 1 are both valid
-// (attention mask 1) and t + 1 is not part of the prompt (its index within the sequence is at
-// least prompt_lens[b]); ignore_index elsewhere. ids, keep, labels: [B, L]; prompt_lens: [B].
+// (attention mask 1) and t + 1 is not part of the prompt (its index within the sequence, i.e. its
+// offset from the sequence's first valid position, is at least prompt_lens[b]: a hole in the keep
+// mask still counts as a position); ignore_index elsewhere. ids, keep, labels: [B, L];
+// prompt_lens: [B].
 struct LmLabelsProblem {
   std::int64_t B = 1;
   std::int64_t L = 0;

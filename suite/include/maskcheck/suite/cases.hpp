@@ -24,7 +24,8 @@ enum class DataStyle : std::uint8_t {
   integers,  // small integers: exact products and sums
   large,     // wide spread: peaked softmax, fp16 overflow range for logits
   huge,      // extreme magnitudes (|x| up to 1e4, or near the fp16 limit)
-  tiny       // |x| ~ 1e-3: nearly uniform softmax
+  tiny,      // |x| ~ 1e-3: nearly uniform softmax
+  positive   // same sign, uniform in (0, 2]: sums that cannot cancel (accumulation drift shows)
 };
 std::string_view to_string(DataStyle s);
 DataStyle data_style_from_string(std::string_view s);

@@ -4,10 +4,14 @@
 //
 //   fully_masked_row_nan  A query with no visible key (a fully masked row) comes out NaN in every
 //                         element, where the contract says zeros (softmax of an all -inf row:
-//                         torch.softmax(x + additive_mask), SDPA before PyTorch 2.5).
+//                         torch.softmax(x + additive_mask), SDPA before PyTorch 2.5). Only rows
+//                         the reference says are empty; a plugin's output left unwritten is told
+//                         apart (outputs are poisoned with a signaling NaN, loader.cpp) and fails.
 //   empty_row_lse         The log-sum-exp of a fully masked row is +inf (FlashAttention, so that
 //                         exp(s - lse) is 0 in the backward pass) or 0 (PyTorch's CPU flash
-//                         kernel) instead of -inf. NaN is never a deviation.
+//                         kernel) instead of -inf. NaN is never a deviation. Only where the
+//                         reference row is empty and the implementation's output row is exactly
+//                         zero: a row that wrongly sees keys and happens to have LSE 0 fails.
 //   all_ignored_mean_nan  Cross-entropy with reduction mean over rows that are all ignored is NaN
 //                         (0 / 0: torch.nn.functional.cross_entropy), with zero gradient or NaN
 //                         gradient, where the contract says loss 0 and zero gradient.
@@ -16,7 +20,12 @@
 //                         was asked for; they differ only where a segment has q_len != k_len.
 //                         Named when every output row agrees with the top-left reference (each
 //                         row against its own bound) and some row that disagrees with bottom-right
-//                         differs from a row that sees no key.
+//                         differs from a row that sees no key, and only for an implementation
+//                         that is top-left throughout the run: once a call of the run has shown
+//                         bottom-right alignment where the two differ (a segment of either sign
+//                         of Lk - Lq), a top-left call fails, and the other way round. An
+//                         implementation whose alignment follows the sign of Lk - Lq, or an
+//                         exclusive window edge that equals top-left only for Lk - Lq = 1, fails.
 //
 // The runner wraps the implementation under test in a DeviationFilter. It recognizes exactly these
 // patterns in the outputs, records each under its name, and hands the properties the output the
@@ -72,7 +81,13 @@ class DeviationFilter : public ForwardingImplementation {
  private:
   // Records the deviation, or throws DeviationError in strict mode.
   void observe(const std::string& name, const std::string& where) const;
+  // The run's alignment so far, for top_left_causal (both only where the alignments differ).
+  enum class Seen : std::uint8_t { nothing, top_left, bottom_right };
+  // Notes a call's alignment; throws DeviationError when the run has shown the other one.
+  void note_alignment(Seen now, const std::string& where) const;
   bool strict_;
+  mutable Seen alignment_ = Seen::nothing;
+  mutable std::string alignment_where_;  // where the run's alignment was first shown
 };
 
 }  // namespace maskcheck

@@ -36,6 +36,22 @@ void expect(const CheckResult& r);
 // Fails the case with a message unless cond.
 void expect(bool cond, const std::string& message);
 
+// Garbage written where nothing may be read (padding, masked keys, ignored rows), printed by
+// name in counterexamples ("garbage: +inf"), the same in every property.
+enum class Garbage : std::uint8_t {
+  nan,           // quiet NaN
+  pos_inf,       // +inf
+  neg_inf,       // -inf
+  half_max,      // +max_finite(dtype) / 2
+  neg_half_max,  // -max_finite(dtype) / 2
+  random_1e3     // N(0, 1e3), rounded to the dtype
+};
+std::string_view to_string(Garbage g);
+void showValue(Garbage g, std::ostream& os);
+double garbage_value(Garbage g, DType t, DataRng& rng);
+// One of `kinds`, shrinking toward the first; labelled "garbage" in counterexamples.
+Garbage draw_garbage(std::initializer_list<Garbage> kinds);
+
 // Shapes with named axes.
 Shape mask_shape(const MaskSpec& m);                   // (b, q, k)
 Shape softmax_shape(const SoftmaxProblem& p);          // (b, h, q, k)
