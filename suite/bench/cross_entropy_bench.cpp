@@ -212,8 +212,9 @@ LossTarget plugin_target(std::shared_ptr<const Implementation> plugin) {
                 std::shared_ptr<plugin::PreparedCall> call = plugin::prepare_cross_entropy(
                     *plugin, f.p, f.c.t, logits, f.labels.as<std::int64_t>(), o->losses.get(),
                     o->dlogits.get(), loss.get());
+                // The call writes *loss on every run: the run keeps it alive, not only the check.
                 return finish(
-                    f, name, false, [call, o] { call->run(); }, [loss] { return *loss; },
+                    f, name, false, [call, o, loss] { call->run(); }, [loss] { return *loss; },
                     [&f, o, st] { return sampled_rows(f, o->dlogits.get(), st.dlogits); },
                     plugin->description());
               }};
