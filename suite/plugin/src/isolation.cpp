@@ -514,6 +514,7 @@ class BlobReader {
 
  private:
   void take(void* dst, std::size_t n) {
+    if (n == 0) return;  // dst may be an empty vector's NULL data(): no memcpy from or to NULL
     if (n > b_.size() - pos_) throw std::runtime_error("truncated result from a call's process");
     std::memcpy(dst, b_.data() + pos_, n);
     pos_ += n;
@@ -831,7 +832,7 @@ PropertyOutcome run_property_isolated(const Implementation& impl, const Property
             "\n  (running every plugin call in a process of its own did not reproduce the "
             "crash: " +
             (shrunk ? "the property " + std::string(to_string(shrunk->status))
-                    : failure_of(rerun, impl.name(), timeout_s)) +
+                    : failure_of(rerun, impl.name(), timeout_s) + output_tail(rerun.output)) +
             "; it may depend on the calls before it)";
       }
     }
