@@ -392,9 +392,10 @@ typedef const maskcheck_plugin* (*maskcheck_plugin_entry_fn)(void);
 MASKCHECK_PLUGIN_EXPORT const maskcheck_plugin* maskcheck_plugin_v1(void);
 
 /* ---- 16-bit conversions (ABI 1.1), so that a plugin need not write its own -----------------
- * IEEE binary16 and bfloat16 bits <-> float, round to nearest even, NaN kept (quiet), overflow to
- * infinity. A float holds every f16 and bf16 value exactly, so a kernel reads 16-bit inputs into
- * float without loss and rounds once when it stores. */
+ * IEEE binary16 and bfloat16 bits <-> float, round to nearest even, overflow to infinity; a NaN
+ * stays a NaN (widening keeps its bits, narrowing makes it quiet). A float holds every f16 and
+ * bf16 value exactly, so a kernel reads 16-bit inputs into float without loss and rounds once when
+ * it stores. */
 
 static inline uint32_t maskcheck_float_bits_(float f) {
   uint32_t u;
