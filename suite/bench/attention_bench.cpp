@@ -10,6 +10,8 @@
 //         reference           ref::attention_forward<f32, double> with the keep-mask materialized
 //                             once; naive O(B H L^2 D), single-threaded: f32 and L <= 256 only (in
 //                             bf16 it decodes every element in software, about 30x slower)
+//         plugin:<name>       a plugin of maskcheck bench --plugin, its attention_forward on the
+//                             same buffers (plugins.hpp)
 //   cuda  maskcheck           cuda::attention_forward, padded layout [B, H, L, D]
 //         maskcheck_varlen    cuda::attention_varlen, packed layout of the same problem (cases with
 //                             padding or documents)
@@ -39,6 +41,7 @@
 #include <cstddef>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -49,6 +52,8 @@
 #include "maskcheck/reference/attention.hpp"
 #include "maskcheck/reference/masks.hpp"
 #include "maskcheck/reference/predicate.hpp"
+#include "maskcheck/suite/plugin_host.hpp"
+#include "plugins.hpp"
 #if MASKCHECK_BENCH_CUDA
 #include "cuda/cuda_harness.hpp"
 #endif
@@ -331,9 +336,10 @@ CheckOutcome check_output(const AttnFixture& f, const Readback& got, bool packed
 }
 
 // Runs once and checks the output that `fetch` returns (in the padded layout, or the packed one,
-// and the dtype), records the check.
+// in the case's dtype or `out_dtype` where a third party stores it wider), records the check.
 Prepared finish(const AttnFixture& f, const std::string& name, bool ours, std::function<void()> run,
-                const std::function<const void*()>& fetch, bool packed, const std::string& notes) {
+                const std::function<const void*()>& fetch, bool packed, const std::string& notes,
+                std::optional<DType> out_dtype = std::nullopt) {
   const DeviceHarness& d = device(f.c.device);
   Prepared pr;
   pr.run = std::move(run);
@@ -342,7 +348,7 @@ Prepared finish(const AttnFixture& f, const std::string& name, bool ours, std::f
   const void* out = fetch();
   d.synchronize();
   const std::int64_t numel = packed ? f.packed->total_q * f.p.H * f.p.D : f.p.q_numel();
-  pr.check = check_output(f, Readback(f.c.device, out, f.c.t, numel), packed);
+  pr.check = check_output(f, Readback(f.c.device, out, out_dtype.value_or(f.c.t), numel), packed);
   record_check(name, pr.check, ours);
   pr.work = f.work;
   pr.label = check_label(f.shape, notes, pr.check);
@@ -470,6 +476,43 @@ AttnTarget cuda_varlen_target() {
 }
 #endif
 
+// A plugin (maskcheck bench --plugin) on the CPU: its attention_forward on the case's buffers, q,
+// k and v converted once where it stores them wider than the case's dtype.
+AttnTarget plugin_target(std::shared_ptr<const Implementation> plugin) {
+  return {.device = Device::cpu,
+          .impl = plugin->name(),
+          .skip =
+              [plugin](const AttnCase& c) {
+                std::string why = takes(*plugin, Op::attention, c.t);
+                if (why.empty())
+                  if (const Support s = plugin->supports_attention(make_problem(c), c.t, false); !s)
+                    why = s.reason;
+                return why;
+              },
+          .build =
+              [plugin](AttnFixture& f, const std::string& name) {
+                const Storage st = plugin->storage(f.c.t);
+                auto inputs = std::make_shared<std::vector<Buffer>>();
+                auto input = [&](const Buffer& b, DType to, std::int64_t n) -> const void* {
+                  if (to == f.c.t) return b.get();
+                  inputs->push_back(converted(b.get(), f.c.t, to, n));
+                  return inputs->back().get();
+                };
+                const void* q = input(f.q, st.q, f.p.q_numel());
+                const void* k = input(f.k, st.k, f.p.kv_numel());
+                const void* v = input(f.v, st.v, f.p.kv_numel());
+                Buffer& out = f.outs[plugin->name()] = Buffer(
+                    Device::cpu, static_cast<std::size_t>(f.p.q_numel()) * dtype_bytes(st.out));
+                out.fill(0xFF);
+                void* o = out.get();
+                std::shared_ptr<plugin::PreparedCall> call =
+                    plugin::prepare_attention(*plugin, f.p, f.c.t, q, k, v, o);
+                return finish(
+                    f, name, false, [call, inputs] { call->run(); }, [o] { return o; }, false,
+                    plugin->description(), st.out);
+              }};
+}
+
 // Every implementation, one registration each, in the order of their rows.
 std::vector<AttnTarget> targets() {
   std::vector<AttnTarget> t;
@@ -482,6 +525,7 @@ std::vector<AttnTarget> targets() {
                            torch_peers::Layout::padded));
 #endif
   t.push_back(reference_target());
+  for (const auto& plugin : plugins()) t.push_back(plugin_target(plugin));
 #if MASKCHECK_BENCH_CUDA
   t.push_back(maskcheck_target(Device::cuda, [](const AttnFixture& f, void* out) {
     cuda::attention_forward(f.p.shape(), f.mask->view(), f.c.t, f.q.get(), f.k.get(), f.v.get(),

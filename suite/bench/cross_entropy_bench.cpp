@@ -4,8 +4,9 @@
 // backward() on the same device (grad set to none between runs, as optimizer.zero_grad() does, so
 // LibTorch allocates dlogits every call).
 //
-// Names: <device>/cross_entropy/<dtype>/V<vocab>/N<tokens>/ignore<p>/<impl>, impl maskcheck or
-// torch. Cases: f32, bf16; 0 % and 50 % of the labels ignore_index; sizes per device:
+// Names: <device>/cross_entropy/<dtype>/V<vocab>/N<tokens>/ignore<p>/<impl>, impl maskcheck,
+// torch, or a plugin of maskcheck bench --plugin (plugin:<name>, CPU, plugins.hpp). Cases: f32,
+// bf16; 0 % and 50 % of the labels ignore_index; sizes per device:
 //   cpu   V 32768 (N 2048) and 131072 (N 512), 2^26 logits each (f32: logits and dlogits 256 MiB
 //         each, beyond the last-level cache).
 //   cuda  V 32768 (N 16384) and 131072 (N 4096), 2^29 logits each.
@@ -13,12 +14,15 @@
 // Counters: bytes_per_second and bw_frac with minimal bytes = logits of contributing rows read
 // once + dlogits written once + labels read once.
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "check.hpp"
 #include "harness.hpp"
 #include "maskcheck/kernels/cpu.hpp"
+#include "maskcheck/suite/plugin_host.hpp"
+#include "plugins.hpp"
 #if MASKCHECK_BENCH_CUDA
 #include "cuda/cuda_harness.hpp"
 #endif
@@ -99,14 +103,17 @@ std::unique_ptr<LossFixture> make_fixture(const LossCase& c) {
   return f;
 }
 
-// The sampled rows of the reference from maskcheck's dlogits [N, V].
-std::vector<double> sampled_rows(const LossFixture& f, const void* dlogits) {
+// The sampled rows of the reference from an implementation's dlogits [N, V] (in the case's dtype,
+// or `dt` where a third party stores dlogits wider).
+std::vector<double> sampled_rows(const LossFixture& f, const void* dlogits,
+                                 std::optional<DType> dt = std::nullopt) {
   std::vector<double> out;
-  const std::size_t row_bytes = static_cast<std::size_t>(f.p.V) * dtype_bytes(f.c.t);
+  const DType t = dt.value_or(f.c.t);
+  const std::size_t row_bytes = static_cast<std::size_t>(f.p.V) * dtype_bytes(t);
   for (std::int64_t r : f.ref.rows) {
     const Readback row(f.c.device,
                        static_cast<const char*>(dlogits) + static_cast<std::size_t>(r) * row_bytes,
-                       f.c.t, f.p.V);
+                       t, f.p.V);
     for (std::int64_t j = 0; j < f.p.V; ++j) out.push_back(row.at(j));
   }
   return out;
@@ -170,6 +177,49 @@ LossTarget torch_target(Device d) {
 }
 #endif
 
+// A plugin (maskcheck bench --plugin) on the CPU: its cross_entropy forward + backward on the
+// case's buffers, logits converted once where it stores them wider than the case's dtype.
+LossTarget plugin_target(std::shared_ptr<const Implementation> plugin) {
+  return {.device = Device::cpu,
+          .impl = plugin->name(),
+          .skip =
+              [plugin](const LossCase& c) {
+                std::string why = takes(*plugin, Op::cross_entropy, c.t);
+                if (why.empty()) {
+                  LossProblem p;
+                  p.N = c.N;
+                  p.V = c.V;
+                  p.reduction = Reduction::mean;
+                  if (const Support s = plugin->supports_cross_entropy(p, c.t); !s) why = s.reason;
+                }
+                return why;
+              },
+          .build =
+              [plugin](LossFixture& f, const std::string& name) {
+                const Storage st = plugin->storage(f.c.t);
+                auto o = std::make_shared<Outputs>();
+                const void* logits = f.logits.get();
+                if (st.logits != f.c.t) {
+                  o->workspace = converted(f.logits.get(), f.c.t, st.logits, f.p.N * f.p.V);
+                  logits = o->workspace.get();
+                }
+                const DType aux = f.c.t == DType::f64 ? DType::f64 : DType::f32;
+                o->losses = Buffer(Device::cpu, static_cast<std::size_t>(f.p.N) * dtype_bytes(aux));
+                o->dlogits = Buffer(
+                    Device::cpu, static_cast<std::size_t>(f.p.N * f.p.V) * dtype_bytes(st.dlogits));
+                o->dlogits.fill(0xFF);
+                auto loss = std::make_shared<double>(0.0);
+                std::shared_ptr<plugin::PreparedCall> call = plugin::prepare_cross_entropy(
+                    *plugin, f.p, f.c.t, logits, f.labels.as<std::int64_t>(), o->losses.get(),
+                    o->dlogits.get(), loss.get());
+                // The call writes *loss on every run: the run keeps it alive, not only the check.
+                return finish(
+                    f, name, false, [call, o, loss] { call->run(); }, [loss] { return *loss; },
+                    [&f, o, st] { return sampled_rows(f, o->dlogits.get(), st.dlogits); },
+                    plugin->description());
+              }};
+}
+
 // Every implementation, one registration each, in the order of their rows.
 std::vector<LossTarget> targets() {
   std::vector<LossTarget> t;
@@ -193,6 +243,7 @@ std::vector<LossTarget> targets() {
 #if MASKCHECK_BENCH_TORCH
   t.push_back(torch_target(Device::cpu));
 #endif
+  for (const auto& plugin : plugins()) t.push_back(plugin_target(plugin));
 #if MASKCHECK_BENCH_CUDA
   t.push_back(
       {.device = Device::cuda,

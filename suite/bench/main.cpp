@@ -1,7 +1,10 @@
 // maskcheck_bench: Google Benchmark over maskcheck's kernels and their peers, one binary.
 //
-//   maskcheck_bench [--benchmark_filter=REGEX] [--benchmark_repetitions=N]
+//   maskcheck_bench [--plugin=LIB.so]... [--benchmark_filter=REGEX] [--benchmark_repetitions=N]
 //                   [--benchmark_report_aggregates_only=true] [--benchmark_out=FILE.json]
+//
+// --plugin loads a plugin library (maskcheck/plugin.h) into this process and times its operations
+// beside maskcheck's rows of the same cases (plugins.hpp); a library that cannot be loaded: exit 2.
 //
 // --benchmark_min_time defaults to 0.1 (seconds of measured GPU time per row) unless given.
 // Order of a run: the seed (MASKCHECK_SEED, default 1) and the replay line; the context
@@ -22,9 +25,13 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "harness.hpp"
 #include "maskcheck/suite/about.hpp"
+#include "maskcheck/suite/plugin_host.hpp"
 #include "maskcheck/suite/progress.hpp"
+#include "plugins.hpp"
 #if MASKCHECK_BENCH_TORCH
 #include "maskcheck/adapters/torch_peers.hpp"
 #endif
@@ -126,6 +133,31 @@ int main(int argc, char** argv) {
     return v == "--benchmark_list_tests" || v == "--benchmark_list_tests=true" ||
            v == "--benchmark_list_tests=1";
   });
+  // --plugin=LIB or --plugin LIB, ours: taken out before Google Benchmark reads the rest.
+  std::vector<std::string> plugin_paths;
+  for (std::size_t i = 1; i < args.size();) {
+    const std::string_view a(args[i]);
+    if (a.starts_with("--plugin=")) {
+      plugin_paths.emplace_back(a.substr(9));
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
+    } else if (a == "--plugin" && i + 1 < args.size()) {
+      plugin_paths.emplace_back(args[i + 1]);
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
+                 args.begin() + static_cast<std::ptrdiff_t>(i + 2));
+    } else {
+      ++i;
+    }
+  }
+  try {
+    mb::load_plugins(plugin_paths);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "maskcheck_bench: %s\n", e.what());
+    return 2;
+  }
+  nlohmann::json described = nlohmann::json::array();
+  for (const auto& plugin : mb::plugins())
+    described.push_back(maskcheck::plugin::plugin_info(*plugin)->to_json());
+  if (!described.empty()) benchmark::AddCustomContext("plugins", described.dump());
   int n = static_cast<int>(args.size());
   benchmark::Initialize(&n, args.data());
   if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 2;

@@ -3,7 +3,8 @@
 // against LibTorch softmax(x + additive -inf mask [B, 1, Lq, Lk]) on the same device (the mask
 // materialized once, the sum allocated per call, as a framework does it).
 //
-// Names: <device>/softmax/<dtype>/Lk<keys>/Lq<rows>/pad<p>/<mask>/<impl>, impl maskcheck or torch.
+// Names: <device>/softmax/<dtype>/Lk<keys>/Lq<rows>/pad<p>/<mask>/<impl>, impl maskcheck, torch,
+// or a plugin of maskcheck bench --plugin (plugin:<name>, CPU, plugins.hpp).
 // Cases: B = 4, H = 16 and Lq such that every case holds a fixed number of elements; masks none,
 // padding (keys only, 25 % mean padding) and causal (bottom-right, so with Lq < Lk the rows are
 // the last Lq of a causal triangle). Sizes per device:
@@ -16,12 +17,15 @@
 // every entry of y written once.
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "check.hpp"
 #include "harness.hpp"
 #include "maskcheck/kernels/cpu.hpp"
+#include "maskcheck/suite/plugin_host.hpp"
+#include "plugins.hpp"
 #if MASKCHECK_BENCH_CUDA
 #include "cuda/cuda_harness.hpp"
 #endif
@@ -133,14 +137,16 @@ void* output_for(SoftmaxFixture& f, const std::string& impl) {
   return y.get();
 }
 
-// Runs once, checks y, records the check.
+// Runs once, checks y (in the case's dtype, or `y_dtype` where a third party stores it wider),
+// records the check.
 Prepared finish(const SoftmaxFixture& f, const std::string& name, bool ours,
-                std::function<void()> run, const void* y, const std::string& notes) {
+                std::function<void()> run, const void* y, const std::string& notes,
+                std::optional<DType> y_dtype = std::nullopt) {
   Prepared pr;
   pr.run = std::move(run);
   pr.run();
   device(f.c.device).synchronize();
-  const Readback got(f.c.device, y, f.c.t, f.p.numel());
+  const Readback got(f.c.device, y, y_dtype.value_or(f.c.t), f.p.numel());
   const std::int64_t H = f.p.H, Lq = f.p.mask.Lq, Lk = f.p.mask.Lk;
   pr.check = check_rows("y", f.ref, f.c.t,
                         [&](std::int64_t b, std::int64_t h, std::int64_t q, std::int64_t j) {
@@ -184,6 +190,39 @@ SoftmaxTarget maskcheck_target(Device d, void (*kernel)(const SoftmaxFixture& f,
           }};
 }
 
+// A plugin (maskcheck bench --plugin) on the CPU: its softmax_forward on the case's buffers, x
+// converted once where it stores x wider than the case's dtype.
+SoftmaxTarget plugin_target(std::shared_ptr<const Implementation> plugin) {
+  return {.device = Device::cpu,
+          .impl = plugin->name(),
+          .skip =
+              [plugin](const SoftmaxCase& c) {
+                std::string why = takes(*plugin, Op::softmax, c.t);
+                if (why.empty())
+                  if (const Support s = plugin->supports_softmax(make_problem(c), c.t); !s)
+                    why = s.reason;
+                return why;
+              },
+          .build =
+              [plugin](SoftmaxFixture& f, const std::string& name) {
+                const Storage st = plugin->storage(f.c.t);
+                auto x = std::make_shared<Buffer>();
+                const void* xp = f.x.get();
+                if (st.x != f.c.t) {
+                  *x = converted(f.x.get(), f.c.t, st.x, f.p.numel());
+                  xp = x->get();
+                }
+                Buffer& y = f.ys[plugin->name()] =
+                    Buffer(Device::cpu, static_cast<std::size_t>(f.p.numel()) * dtype_bytes(st.y));
+                y.fill(0xFF);
+                std::shared_ptr<plugin::PreparedCall> call =
+                    plugin::prepare_softmax(*plugin, f.p, f.c.t, xp, y.get());
+                return finish(
+                    f, name, false, [call, x] { call->run(); }, y.get(), plugin->description(),
+                    st.y);
+              }};
+}
+
 // Every implementation, one registration each, in the order of their rows.
 std::vector<SoftmaxTarget> targets() {
   std::vector<SoftmaxTarget> t;
@@ -193,6 +232,7 @@ std::vector<SoftmaxTarget> targets() {
 #if MASKCHECK_BENCH_TORCH
   t.push_back(torch_target(Device::cpu));
 #endif
+  for (const auto& plugin : plugins()) t.push_back(plugin_target(plugin));
 #if MASKCHECK_BENCH_CUDA
   t.push_back(maskcheck_target(Device::cuda, [](const SoftmaxFixture& f, void* y) {
     cuda::masked_softmax(f.p, f.mask->view(), f.c.t, f.x.get(), y, kStream);

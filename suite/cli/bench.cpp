@@ -37,6 +37,12 @@ int cmd_bench(const BenchOptions& o) {
     }
   }
   std::vector<std::string> args{bin.string()};
+  for (const auto& plugin : o.plugins) {
+    std::error_code ec;
+    if (!fs::is_regular_file(plugin, ec))
+      throw mc::InvalidArgument("--plugin", plugin, "must be a plugin library (a regular file)");
+    args.push_back("--plugin=" + fs::absolute(plugin, ec).string());
+  }
   if (!o.filter.empty()) args.push_back("--benchmark_filter=" + o.filter);
   args.push_back("--benchmark_repetitions=" + std::to_string(o.repetitions));
   // The console shows the aggregates (median, mean, stddev, cv); the JSON keeps every repetition
@@ -78,8 +84,8 @@ int cmd_bench(const BenchOptions& o) {
   if (!finished) {
     why = noted != 0 ? "interrupted"
           : rc == kExitUsage
-              ? "maskcheck_bench ran nothing (no benchmark matched the filter, or it did not know "
-                "an argument)"
+              ? "maskcheck_bench ran nothing (no benchmark matched the filter, it did not know "
+                "an argument, or a --plugin library could not be loaded)"
               : "maskcheck_bench exited with " + std::to_string(rc);
   } else if (!fs::exists(tmp, ec) || fs::file_size(tmp, ec) == 0) {
     why = "maskcheck_bench wrote no results (no benchmark matched the filter?)";

@@ -43,6 +43,7 @@ int cmd_eval(const EvalOptions& o);
 // bench: maskcheck_bench beside this executable.
 struct BenchOptions {
   std::string filter, json;
+  std::vector<std::string> plugins;  // --plugin: libraries timed beside maskcheck's rows
   int repetitions = 5;
   std::string min_time;  // empty: maskcheck_bench's default
   std::vector<std::string> extra;

@@ -50,6 +50,65 @@ std::string preview(const mc::safetensors::Tensor& t) {
   return s + " = [" + joined + "]";
 }
 
+// Why the implementation cannot be handed the case's floating inputs as they are: a tensor whose
+// values are not exact in the dtype the implementation stores it in for the case's dtype (mixed
+// storage, registry.hpp), or "".
+std::string storage_mismatch(const mc::Implementation& impl, const mc::CallInputs& in) {
+  auto check = [](const char* name, const std::vector<double>& v, mc::DType d) -> std::string {
+    if (mc::safetensors::exactly_representable(v, d)) return "";
+    return std::string(name) + " holds values that are not exact in " +
+           std::string(mc::to_string(d)) + ", the dtype it stores " + name + " in";
+  };
+  auto first = [](std::initializer_list<std::string> reasons) {
+    for (const auto& r : reasons)
+      if (!r.empty()) return r;
+    return std::string();
+  };
+  return std::visit(
+      mc::overloaded{
+          [&](const mc::SoftmaxCall& c) { return check("x", c.x, impl.storage(c.dtype).x); },
+          [&](const mc::AttentionCall& c) {
+            const mc::Storage st = impl.storage(c.dtype);
+            return first({check("q", c.q, st.q), check("k", c.k, st.k), check("v", c.v, st.v)});
+          },
+          [&](const mc::VarlenAttentionCall& c) {
+            const mc::Storage st = impl.storage(c.dtype);
+            return first({check("q", c.q, st.q), check("k", c.k, st.k), check("v", c.v, st.v)});
+          },
+          [&](const mc::CrossEntropyCall& c) {
+            return check("logits", c.logits, impl.storage(c.dtype).logits);
+          },
+          [](const auto&) { return std::string(); }},
+      in);
+}
+
+// An attention case that leaves want_lse unsaid asks for no log-sum-exp from an implementation
+// that has none (a plugin with MASKCHECK_FLAG_NO_LSE), instead of being declined for it.
+void default_want_lse(const mc::Implementation& impl, const mc::safetensors::File& file,
+                      mc::CallInputs& in) {
+  if (impl.attention_lse()) return;
+  if (const auto it = file.metadata.find(mc::kMetaOptions); it != file.metadata.end()) {
+    const auto options = nlohmann::json::parse(it->second, nullptr, false);
+    if (options.is_object() && options.contains("want_lse")) return;
+  }
+  if (auto* a = std::get_if<mc::AttentionCall>(&in)) a->want_lse = false;
+  if (auto* a = std::get_if<mc::VarlenAttentionCall>(&in)) a->want_lse = false;
+}
+
+// The implementation's storage for a case that named none: its results are written in it.
+void adopt_storage(const mc::Implementation& impl, mc::CallInputs& in) {
+  auto adopt = [&](auto& c, mc::Op op) {
+    if (c.storage) return;
+    if (const mc::Storage st = impl.storage(c.dtype); !st.uniform(op, c.dtype)) c.storage = st;
+  };
+  std::visit(mc::overloaded{[&](mc::SoftmaxCall& c) { adopt(c, mc::Op::softmax); },
+                            [&](mc::AttentionCall& c) { adopt(c, mc::Op::attention); },
+                            [&](mc::VarlenAttentionCall& c) { adopt(c, mc::Op::attention); },
+                            [&](mc::CrossEntropyCall& c) { adopt(c, mc::Op::cross_entropy); },
+                            [](auto&) {}},
+             in);
+}
+
 }  // namespace
 
 int cmd_eval(const EvalOptions& o) {
@@ -81,7 +140,8 @@ int cmd_eval(const EvalOptions& o) {
               << " (maskcheck eval " << it->second << " runs it)\n";
     return kExitUsage;
   }
-  const mc::CallInputs in = mc::decode_case(file, o.in);
+  mc::CallInputs in = mc::decode_case(file, o.in);
+  default_want_lse(*impl, file, in);
   try {
     mc::validate_call(in);
   } catch (const mc::InvalidArgument& e) {
@@ -92,6 +152,12 @@ int cmd_eval(const EvalOptions& o) {
   mc::CallCost cost = mc::cost_of(in);
   cost.bytes += held;
   mc::check_budget(cost, o.budget, o.in);
+  if (const std::string why = storage_mismatch(*impl, in); !why.empty()) {
+    std::cerr << "maskcheck: " << impl->name() << " cannot take " << o.in << " as it is: " << why
+              << "\n";
+    return kExitUsage;
+  }
+  adopt_storage(*impl, in);
   if (const mc::Support s = mc::supports_call(*impl, in); !s) {
     std::cerr << "maskcheck: " << impl->name() << " does not support this case: " << s.reason
               << "\n";
@@ -108,8 +174,8 @@ int cmd_eval(const EvalOptions& o) {
   mc::safetensors::File result;
   result.tensors = mc::result_tensors(in, r, "", &notes);
   const auto meta = mc::encode_case(in).metadata;  // the case as this run read it
-  for (const auto& key :
-       {mc::kMetaOp, mc::kMetaCall, mc::kMetaDtype, mc::kMetaProblem, mc::kMetaOptions}) {
+  for (const auto& key : {mc::kMetaOp, mc::kMetaCall, mc::kMetaDtype, mc::kMetaProblem,
+                          mc::kMetaOptions, mc::kMetaStorage}) {
     if (const auto it = meta.find(key); it != meta.end()) result.metadata[key] = it->second;
   }
   result.metadata[mc::kMetaFormat] = std::string(mc::kResultFormat);
@@ -122,8 +188,8 @@ int cmd_eval(const EvalOptions& o) {
   if (!o.quiet) {
     const std::string call(mc::to_string(mc::call_of(in)));
     std::cout << "maskcheck eval " << o.op << (call != o.op ? " (" + call + ")" : "") << " --impl "
-              << impl->name() << " --in " << o.in
-              << "\n  problem: " << result.metadata[mc::kMetaProblem] << "\n";
+              << impl->name() << (o.plugin.empty() ? "" : " --plugin " + o.plugin) << " --in "
+              << o.in << "\n  problem: " << result.metadata[mc::kMetaProblem] << "\n";
     if (const auto it = result.metadata.find(mc::kMetaDtype); it != result.metadata.end())
       std::cout << "  dtype: " << it->second << "\n";
     for (const auto& [name, t] : result.tensors)

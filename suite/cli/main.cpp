@@ -1,15 +1,17 @@
 // maskcheck: verify implementations of masked sequence-model operations against the reference
 // and write reports.
 //   maskcheck list [--json] [--mutants] [--plugin LIB.so]...
-//   maskcheck verify [--impl a,b] [--op OP] [--property P,...] [--cases N] [--seed S] [--json FILE]
-//                    [--size small|medium|large] [--shard K/N | --chunk J]
+//   maskcheck verify [--impl a,b] [--op OP] [--property P,...] [--dtype f32,bf16] [--cases N]
+//                    [--seed S] [--json FILE] [--size small|medium|large] [--shard K/N | --chunk J]
 //                    [--strict] [--mutants] [--counterexamples DIR | --no-counterexamples]
 //                    [--plugin LIB.so]... [--plugin-timeout S] [--plugin-memory SIZE]
 //                    [--in-process]
 //   maskcheck eval OP [--impl NAME] [--plugin LIB.so] --in CASE.safetensors
 //                  [--out RESULT.safetensors] [--quiet] [--max-memory SIZE] [--max-work N]
 //   maskcheck report RESULTS.json... --out DIR      (writes DIR/report.md and DIR/report.html)
-//   maskcheck bench [--filter RE] [--json FILE] [--repetitions N] [--min-time S] [-- ARGS...]
+//   maskcheck bench [--filter RE] [--json FILE] [--repetitions N] [--min-time S] [--plugin
+//   LIB.so]...
+//                   [-- ARGS...]
 //   maskcheck compare BASELINE NEW [--max-slowdown 5%] [--alpha 0.05] [--gate RE] [--out FILE]
 // Exit codes: 0 everything passed (named deviations included, unless --strict), 1 a property
 // failed, 2 usage or input error (bench: the exit code of maskcheck_bench, 1 when a maskcheck
@@ -21,6 +23,7 @@
 // `--plugin` loads a library implementing maskcheck/plugin.h (in a child process: see
 // suite/plugin/include/maskcheck/suite/plugin_host.hpp); `maskcheck plugin-worker` is that child,
 // a hidden subcommand.
+#include <algorithm>
 #include <iostream>
 #include <random>
 
@@ -69,6 +72,11 @@ int main(int argc, char** argv) {
   verify->add_option(
       "--op", op, "only this operation: masks, softmax, attention, cross_entropy, lm_labels, mlm");
   verify->add_option("--property", properties, "only these properties, comma-separated");
+  std::string dtypes;
+  verify->add_option("--dtype", dtypes,
+                     "only cases of these dtypes, comma-separated: f64, f32, f16, bf16 (an "
+                     "implementation that takes none of them is skipped with the reason; a failure "
+                     "shrinks within the dtype it was found in)");
   verify->add_option("--cases", cases, "cases per property (default 100, or MASKCHECK_CASES)")
       ->check(CLI::Range(1, 1000000));
   auto* seed_opt = verify->add_option(
@@ -173,6 +181,9 @@ int main(int argc, char** argv) {
   bool worker_no_shrink = false;
   worker->add_flag("--no-shrink", worker_no_shrink);
   worker->add_flag("--strict", worker_opts.strict);
+  std::string worker_dtypes;
+  worker->add_option("--dtype", worker_dtypes);
+  worker->add_flag("--isolate-calls", worker_opts.isolate_calls);
   worker->add_option("--counterexamples", worker_opts.counterexample_dir);
   worker->add_option("--result-fd", worker_opts.result_fd);
   worker->add_option("--sandbox-memory", worker_opts.sandbox_memory);
@@ -209,6 +220,10 @@ int main(int argc, char** argv) {
   bench->add_option("--min-time", bench_opts.min_time,
                     "minimum seconds per repetition, a finite number > 0 (default: "
                     "maskcheck_bench's, 0.1)");
+  bench->add_option("--plugin", bench_opts.plugins,
+                    "also time this plugin library (maskcheck/plugin.h) on the same cases, rows "
+                    "<case>/plugin:<name>, each checked against the reference first; loaded into "
+                    "the benchmark process (verify it first); repeatable");
   bench->add_option("benchmark_args", bench_opts.extra,
                     "further arguments for maskcheck_bench, after --");
 
@@ -254,6 +269,8 @@ int main(int argc, char** argv) {
   try {
     if (*worker) {
       worker_opts.shrink = !worker_no_shrink;
+      for (const auto& d : cli::split_commas(worker_dtypes))
+        worker_opts.dtypes.push_back(mc::dtype_from_string(d));
       mc::plugin::worker_main(worker_opts);
     }
     if (*list) {
@@ -277,17 +294,24 @@ int main(int argc, char** argv) {
       if (*shard_opt) config.shard = mc::parse_shard(shard_text);
       if (chunk >= 0) {
         if (chunk >= mc::chunk_count(config.cases))
-          throw mc::InvalidArgument(
-              "--chunk", std::to_string(chunk),
-              "must be below the number of chunks, " +
-                  std::to_string(mc::chunk_count(config.cases)) + " for " +
-                  std::to_string(config.cases) + " cases (100 cases per chunk)");
+          throw mc::InvalidArgument("--chunk", std::to_string(chunk),
+                                    "must be below the number of chunks, " +
+                                        std::to_string(mc::chunk_count(config.cases)) + " for " +
+                                        std::to_string(config.cases) +
+                                        " cases (100 cases per chunk)");
         config.chunk = chunk;
       }
       config.shrink = !no_shrink;
       config.impls = impls;
       if (!op.empty()) config.op = mc::op_from_string(op);
       config.properties = cli::split_commas(properties);
+      for (const auto& d : cli::split_commas(dtypes)) {
+        const mc::DType t = mc::dtype_from_string(d);
+        if (std::find(config.dtypes.begin(), config.dtypes.end(), t) == config.dtypes.end())
+          config.dtypes.push_back(t);
+      }
+      if (*verify->get_option("--dtype") && config.dtypes.empty())
+        throw mc::InvalidArgument("--dtype", "''", "must name f64, f32, f16 or bf16");
       // A mutant is judged against the exact contract: a named deviation kills it too.
       config.strict = strict || mutants;
       if (*ce_opt && counterexample_dir.empty())

@@ -156,7 +156,25 @@ struct CaseParts {
   json problem = json::object();
   json options = json::object();
   std::optional<DType> dtype;
+  json storage;  // maskcheck.storage, when some tensor is stored wider than dtype
 };
+
+// The tensors of `op` stored other than in t, as maskcheck.storage holds them.
+json storage_json(const std::optional<Storage>& s, Op op, DType t) {
+  json j;
+  if (!s) return j;
+  const std::pair<const char*, DType> all[] = {
+      {"q", s->q}, {"k", s->k}, {"v", s->v},           {"out", s->out},
+      {"x", s->x}, {"y", s->y}, {"logits", s->logits}, {"dlogits", s->dlogits}};
+  for (const auto& [name, d] : all) {
+    const std::string n(name);
+    const bool mine = op == Op::attention ? (n == "q" || n == "k" || n == "v" || n == "out")
+                      : op == Op::softmax ? (n == "x" || n == "y")
+                                          : (n == "logits" || n == "dlogits");
+    if (mine && d != t) j[n] = std::string(to_string(d));
+  }
+  return j;
+}
 
 void encode_inputs(const BuildMaskCall& c, CaseParts& p) {
   p.problem = c.spec;
@@ -177,7 +195,8 @@ void encode_inputs(const PaddingCall& c, CaseParts& p) {
 void encode_inputs(const SoftmaxCall& c, CaseParts& p) {
   p.problem = c.problem;
   p.dtype = c.dtype;
-  p.w.floats("x", c.x, x_shape(c.problem), c.dtype);
+  p.storage = storage_json(c.storage, Op::softmax, c.dtype);
+  p.w.floats("x", c.x, x_shape(c.problem), storage_of(c).x);
   p.w.mask_arrays(c.problem.mask);
 }
 template <class AttentionCall_>
@@ -185,9 +204,11 @@ void encode_qkv(const AttentionCall_& c, CaseParts& p) {
   p.problem = c.problem;
   p.options["want_lse"] = c.want_lse;
   p.dtype = c.dtype;
-  p.w.floats("q", c.q, q_shape(c.problem), c.dtype);
-  p.w.floats("k", c.k, kv_shape(c.problem), c.dtype);
-  p.w.floats("v", c.v, kv_shape(c.problem), c.dtype);
+  p.storage = storage_json(c.storage, Op::attention, c.dtype);
+  const Storage s = storage_of(c);
+  p.w.floats("q", c.q, q_shape(c.problem), s.q);
+  p.w.floats("k", c.k, kv_shape(c.problem), s.k);
+  p.w.floats("v", c.v, kv_shape(c.problem), s.v);
 }
 void encode_inputs(const AttentionCall& c, CaseParts& p) {
   encode_qkv(c, p);
@@ -204,7 +225,8 @@ void encode_inputs(const CrossEntropyCall& c, CaseParts& p) {
   p.problem = c.problem;
   p.options["backward"] = c.backward;
   p.dtype = c.dtype;
-  p.w.floats("logits", c.logits, {c.problem.N, c.problem.V}, c.dtype);
+  p.storage = storage_json(c.storage, Op::cross_entropy, c.dtype);
+  p.w.floats("logits", c.logits, {c.problem.N, c.problem.V}, storage_of(c).logits);
   p.w.ints<std::int64_t>("labels", c.labels, {c.problem.N}, I64);
   if (c.problem.weighted || !c.weights.empty())
     p.w.floats("weights", c.weights, {c.problem.N}, c.dtype);
@@ -300,15 +322,52 @@ class CaseReader {
 
   std::vector<double> floats(const std::string& name, const st::Tensor& t,
                              const std::vector<std::int64_t>& want, std::string_view layout,
-                             DType dt) const {
+                             DType dt, bool own_storage = false) const {
     shape(name, t, want, layout);
     auto v = st::to_doubles(t, where("tensor \"" + name + "\""));
     for (std::size_t i = 0; i < v.size(); ++i)
       if (!st::exactly_representable(std::span<const double>(&v[i], 1), dt))
-        throw_invalid(
-            where(name + "[" + std::to_string(i) + "]"), fmt(v[i]),
-            "is not exactly representable in the case dtype " + std::string(to_string(dt)));
+        throw_invalid(where(name + "[" + std::to_string(i) + "]"), fmt(v[i]),
+                      "is not exactly representable in " +
+                          std::string(own_storage ? "its storage dtype (maskcheck.storage) "
+                                                  : "the case dtype ") +
+                          std::string(to_string(dt)));
     return v;
+  }
+
+  // maskcheck.storage of a case of dtype t: the tensors of `op` stored wider (registry.hpp).
+  std::optional<Storage> storage(Op op, DType t) const {
+    const auto it = f_.metadata.find(kMetaStorage);
+    if (it == f_.metadata.end()) return std::nullopt;
+    const std::string field = where(std::string("metadata ") + kMetaStorage);
+    const json j = json::parse(it->second, nullptr, false);
+    if (!j.is_object()) throw_invalid(field, it->second, "must be a JSON object");
+    Storage s = Storage::of(t);
+    for (const auto& [name, value] : j.items()) {
+      DType* slot = nullptr;
+      if (op == Op::attention)
+        slot = name == "q"     ? &s.q
+               : name == "k"   ? &s.k
+               : name == "v"   ? &s.v
+               : name == "out" ? &s.out
+                               : nullptr;
+      else if (op == Op::softmax)
+        slot = name == "x" ? &s.x : name == "y" ? &s.y : nullptr;
+      else if (op == Op::cross_entropy)
+        slot = name == "logits" ? &s.logits : name == "dlogits" ? &s.dlogits : nullptr;
+      if (!slot)
+        throw_invalid(field + "." + name, value.dump(),
+                      "is not a floating tensor of " + std::string(to_string(op)));
+      if (!value.is_string())
+        throw_invalid(field + "." + name, value.dump(), "must be f64, f32, f16 or bf16");
+      try {
+        *slot = dtype_from_string(value.get<std::string>());
+      } catch (const InvalidArgument&) {
+        throw_invalid(field + "." + name, value.dump(), "must be f64, f32, f16 or bf16");
+      }
+    }
+    check_storage(s, op, t, field);
+    return s;
   }
   std::vector<std::int64_t> ints(const std::string& name, const st::Tensor& t,
                                  const std::vector<std::int64_t>& want,
@@ -508,7 +567,9 @@ CallInputs decode_softmax(CaseReader& r, json& problem, const json& options,
   r.mask_arrays(mask);
   read_json(problem, c.problem, source + ": maskcheck.problem");
   c.dtype = r.dtype(&x, "x");
-  c.x = r.floats("x", x, x_shape(c.problem), "[B, H, Lq, Lk]", c.dtype);
+  c.storage = r.storage(Op::softmax, c.dtype);
+  c.x = r.floats("x", x, x_shape(c.problem), "[B, H, Lq, Lk]", storage_of(c).x,
+                 c.storage.has_value());
   read_options(options, source, [](JsonFields&) {});
   return c;
 }
@@ -525,9 +586,12 @@ template <class AttentionCall_>
 void read_qkv(CaseReader& r, AttentionCall_& c, const Qkv& t, std::string_view q_layout,
               std::string_view kv_layout, const json& options, const std::string& source) {
   c.dtype = r.dtype(&t.q, "q");
-  c.q = r.floats("q", t.q, q_shape(c.problem), q_layout, c.dtype);
-  c.k = r.floats("k", t.k, kv_shape(c.problem), kv_layout, c.dtype);
-  c.v = r.floats("v", t.v, kv_shape(c.problem), kv_layout, c.dtype);
+  c.storage = r.storage(Op::attention, c.dtype);
+  const Storage s = storage_of(c);
+  const bool own = c.storage.has_value();
+  c.q = r.floats("q", t.q, q_shape(c.problem), q_layout, s.q, own);
+  c.k = r.floats("k", t.k, kv_shape(c.problem), kv_layout, s.k, own);
+  c.v = r.floats("v", t.v, kv_shape(c.problem), kv_layout, s.v, own);
   read_options(options, source, [&](JsonFields& f) {
     f.field("want_lse", [&](const json& v, const std::string& p) { c.want_lse = json_bool(v, p); });
   });
@@ -583,7 +647,9 @@ CallInputs decode_cross_entropy(CaseReader& r, json& problem, const json& option
     problem["weighted"] = weights != nullptr;
   read_json(problem, c.problem, source + ": maskcheck.problem");
   c.dtype = r.dtype(&logits, "logits");
-  c.logits = r.floats("logits", logits, {c.problem.N, c.problem.V}, "[N, V]", c.dtype);
+  c.storage = r.storage(Op::cross_entropy, c.dtype);
+  c.logits = r.floats("logits", logits, {c.problem.N, c.problem.V}, "[N, V]", storage_of(c).logits,
+                      c.storage.has_value());
   c.labels = r.ints("labels", labels, {c.problem.N}, "[N]");
   if (c.problem.weighted && !weights)
     throw_invalid(r.where("tensor \"weights\""), "missing", "a weighted problem needs weights [N]");
@@ -822,6 +888,7 @@ st::File encode_case(const CallInputs& in) {
   if (parts.dtype) f.metadata[kMetaDtype] = std::string(to_string(*parts.dtype));
   f.metadata[kMetaProblem] = parts.problem.dump();
   f.metadata[kMetaOptions] = parts.options.dump();
+  if (!parts.storage.is_null()) f.metadata[kMetaStorage] = parts.storage.dump();
   return f;
 }
 
@@ -914,18 +981,20 @@ Tensors result_tensors(const CallInputs& in, const CallResult& r, std::string_vi
             w.ints<std::int64_t>("last_valid_index", std::get<std::vector<std::int64_t>>(r),
                                  {ssize(c.lengths.size())}, I64);
           },
-          [&](const SoftmaxCall& c) { w.floats("y", doubles(), x_shape(c.problem), c.dtype); },
+          [&](const SoftmaxCall& c) {
+            w.floats("y", doubles(), x_shape(c.problem), storage_of(c).y);
+          },
           [&](const AttentionCall& c) {
             if (!std::holds_alternative<AttentionResult>(r)) wrong_result();
             const auto& a = std::get<AttentionResult>(r);
-            w.floats("out", a.out, q_shape(c.problem), c.dtype);
+            w.floats("out", a.out, q_shape(c.problem), storage_of(c).out);
             if (c.want_lse || !a.lse.empty())
               w.f64("lse", a.lse, {c.problem.mask.B, c.problem.H, c.problem.mask.Lq});
           },
           [&](const VarlenAttentionCall& c) {
             if (!std::holds_alternative<AttentionResult>(r)) wrong_result();
             const auto& a = std::get<AttentionResult>(r);
-            w.floats("out", a.out, q_shape(c.problem), c.dtype);
+            w.floats("out", a.out, q_shape(c.problem), storage_of(c).out);
             if (c.want_lse || !a.lse.empty())
               w.f64("lse", a.lse, {c.problem.H, c.problem.total_q()});
           },
@@ -937,7 +1006,7 @@ Tensors result_tensors(const CallInputs& in, const CallResult& r, std::string_vi
             w.ints<std::int64_t>("count", std::span<const std::int64_t>(&l.count, 1), {}, I64);
             w.f64("weight_sum", std::span<const double>(&l.weight_sum, 1), {});
             if (c.backward || !l.dlogits.empty())
-              w.floats("dlogits", l.dlogits, {c.problem.N, c.problem.V}, c.dtype);
+              w.floats("dlogits", l.dlogits, {c.problem.N, c.problem.V}, storage_of(c).dlogits);
           },
           [&](const LmLabelsCall& c) {
             if (!std::holds_alternative<std::vector<std::int64_t>>(r)) wrong_result();

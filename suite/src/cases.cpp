@@ -89,8 +89,8 @@ std::vector<double> draw_values(DataRng& rng, std::size_t n, DataStyle style, DT
 SoftmaxData make_data(const SoftmaxCase& c) {
   DataRng rng(c.data_seed);
   const double huge = c.dtype == DType::f16 ? 3e4 : 1e4;
-  return {
-      draw_values(rng, static_cast<std::size_t>(c.problem.numel()), c.style, c.dtype, 20.0, huge)};
+  return {draw_values(rng, static_cast<std::size_t>(c.problem.numel()), c.style, storage_of(c).x,
+                      20.0, huge)};
 }
 
 AttentionData make_data(const AttentionCase& c) {
@@ -98,10 +98,11 @@ AttentionData make_data(const AttentionCase& c) {
   AttentionData d;
   const auto nq = static_cast<std::size_t>(c.problem.q_numel());
   const auto nkv = static_cast<std::size_t>(c.problem.kv_numel());
+  const Storage s = storage_of(c);
   // Scores grow like |q||k|: "large" gives peaked rows, "huge" rows dominated by one key.
-  d.q = draw_values(rng, nq, c.style, c.dtype, 3.0, 12.0);
-  d.k = draw_values(rng, nkv, c.style, c.dtype, 3.0, 12.0);
-  d.v = draw_values(rng, nkv, c.style == DataStyle::huge ? DataStyle::large : c.style, c.dtype, 3.0,
+  d.q = draw_values(rng, nq, c.style, s.q, 3.0, 12.0);
+  d.k = draw_values(rng, nkv, c.style, s.k, 3.0, 12.0);
+  d.v = draw_values(rng, nkv, c.style == DataStyle::huge ? DataStyle::large : c.style, s.v, 3.0,
                     12.0);
   return d;
 }
@@ -111,7 +112,8 @@ LossData make_data(const LossCase& c) {
   const LossProblem& p = c.problem;
   LossData d;
   const double huge = c.dtype == DType::f16 ? 3e4 : 1e4;
-  d.logits = draw_values(rng, static_cast<std::size_t>(p.N * p.V), c.style, c.dtype, 30.0, huge);
+  d.logits = draw_values(rng, static_cast<std::size_t>(p.N * p.V), c.style, storage_of(c).logits,
+                         30.0, huge);
   d.labels.resize(static_cast<std::size_t>(p.N));
   for (auto& y : d.labels) y = rng.uniform() < c.ignored_fraction ? p.ignore_index : rng.below(p.V);
   if (p.weighted) {
@@ -174,6 +176,13 @@ std::string list(const std::vector<T>& v) {
   return os.str();
 }
 
+// " (q=f32,out=f32)" for a case with mixed storage, else "".
+template <class Case>
+std::string storage_note(const Case& c, Op op) {
+  const std::string s = c.storage ? c.storage->describe(op, c.dtype) : std::string();
+  return s.empty() ? s : " (" + s + ")";
+}
+
 std::string window_str(const Window& w) {
   auto side = [](std::int64_t x) {
     return x == kUnbounded ? std::string("inf") : std::to_string(x);
@@ -211,16 +220,17 @@ std::string describe(const MaskCase& c) {
 
 std::string describe(const SoftmaxCase& c) {
   std::ostringstream os;
-  os << "softmax " << to_string(c.dtype) << " H=" << c.problem.H << " " << describe(c.problem.mask)
-     << " scale=" << c.problem.scale << " data=" << to_string(c.style) << "/" << c.data_seed;
+  os << "softmax " << to_string(c.dtype) << storage_note(c, Op::softmax) << " H=" << c.problem.H
+     << " " << describe(c.problem.mask) << " scale=" << c.problem.scale
+     << " data=" << to_string(c.style) << "/" << c.data_seed;
   return os.str();
 }
 
 std::string describe(const AttentionCase& c) {
   std::ostringstream os;
   const auto& p = c.problem;
-  os << "attention " << to_string(c.dtype) << " H=" << p.H << " Hkv=" << p.Hkv << " D=" << p.D
-     << " " << describe(p.mask);
+  os << "attention " << to_string(c.dtype) << storage_note(c, Op::attention) << " H=" << p.H
+     << " Hkv=" << p.Hkv << " D=" << p.D << " " << describe(p.mask);
   if (p.scale) os << " scale=" << *p.scale;
   os << " lse=" << (c.want_lse ? 1 : 0) << " data=" << to_string(c.style) << "/" << c.data_seed;
   return os.str();
@@ -229,10 +239,11 @@ std::string describe(const AttentionCase& c) {
 std::string describe(const LossCase& c) {
   std::ostringstream os;
   const auto& p = c.problem;
-  os << "cross_entropy " << to_string(c.dtype) << " N=" << p.N << " V=" << p.V
-     << " ignore_index=" << p.ignore_index << " reduction=" << to_string(p.reduction)
-     << " smoothing=" << p.label_smoothing << " weighted=" << (p.weighted ? 1 : 0)
-     << " ignored=" << c.ignored_fraction << " data=" << to_string(c.style) << "/" << c.data_seed;
+  os << "cross_entropy " << to_string(c.dtype) << storage_note(c, Op::cross_entropy) << " N=" << p.N
+     << " V=" << p.V << " ignore_index=" << p.ignore_index
+     << " reduction=" << to_string(p.reduction) << " smoothing=" << p.label_smoothing
+     << " weighted=" << (p.weighted ? 1 : 0) << " ignored=" << c.ignored_fraction
+     << " data=" << to_string(c.style) << "/" << c.data_seed;
   return os.str();
 }
 

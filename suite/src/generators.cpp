@@ -177,8 +177,13 @@ Gen<MaskSpec> gen_mask_spec(std::int64_t B, std::int64_t Lq, std::int64_t Lk) {
 
 namespace {
 
+// Not shrunk, and drawn first in every generator: a failure stays in the dtype it was found in
+// (the simplest dtype may fail for another reason, or pass). rapidcheck replays the draws of a
+// shrunk case by position, so a draw after a variable number of others (lengths per sequence)
+// would take another draw's value when an earlier one shrinks.
 DType pick_dtype(const CaseLimits& limits) {
-  return pick_of(limits.dtypes);
+  const auto& d = limits.dtypes;
+  return d[*gen::noShrink(gen::resize(100, gen::inRange<std::size_t>(0, d.size())))];
 }
 
 DataStyle pick_style() {
@@ -331,11 +336,11 @@ RowDims mask_dims(const CaseLimits& limits) {
 Gen<MaskCase> gen_mask_case(const CaseLimits& limits) {
   return gen::exec([=] {
     MaskCase c;
+    c.dtype = pick_dtype(limits);
     const RowDims s = mask_dims(limits);
     c.spec = *gen_mask_spec(s.B, s.Lq, s.Lk);
     c.encoding = pick_of(
         std::vector<MaskEncoding>(std::begin(kAllMaskEncodings), std::end(kAllMaskEncodings)));
-    c.dtype = pick_dtype(limits);
     return c;
   });
 }
@@ -343,11 +348,12 @@ Gen<MaskCase> gen_mask_case(const CaseLimits& limits) {
 Gen<SoftmaxCase> gen_softmax_case(const CaseLimits& limits) {
   return gen::exec([=] {
     SoftmaxCase c;
+    c.dtype = pick_dtype(limits);
+    c.storage = limits.storage_for(c.dtype);
     const RowDims s = softmax_dims(limits);
     const std::int64_t B = s.B, H = s.H, Lq = s.Lq, Lk = s.Lk;
     c.problem.H = H;
     c.problem.mask = *gen_mask_spec(B, Lq, Lk);
-    c.dtype = pick_dtype(limits);
     c.style = pick_style();
     c.problem.scale = pick<double>({{1, 0.125}, {1, 3.0}, {4, pick_scale(1.0, extreme(c.style))}});
     c.data_seed = *gen::arbitrary<std::uint64_t>();
@@ -358,13 +364,14 @@ Gen<SoftmaxCase> gen_softmax_case(const CaseLimits& limits) {
 Gen<AttentionCase> gen_attention_case(const CaseLimits& limits) {
   return gen::exec([=] {
     AttentionCase c;
+    c.dtype = pick_dtype(limits);
+    c.storage = limits.storage_for(c.dtype);
     const AttentionDims s = attention_dims(limits);
     const std::int64_t B = s.B, Lq = s.Lq, Lk = s.Lk, Hkv = s.Hkv, group = s.group, D = s.D;
     c.problem.H = Hkv * group;
     c.problem.Hkv = Hkv;
     c.problem.D = D;
     c.problem.mask = *gen_mask_spec(B, Lq, Lk);
-    c.dtype = pick_dtype(limits);
     c.style = pick_style();
     // Scale and data drawn together: extreme data meets a non-default scale half the time.
     if (const double sc = pick_scale(1 / std::sqrt(double(D)), extreme(c.style));
@@ -379,6 +386,8 @@ Gen<AttentionCase> gen_attention_case(const CaseLimits& limits) {
 Gen<LossCase> gen_loss_case(const CaseLimits& limits) {
   return gen::exec([=] {
     LossCase c;
+    c.dtype = pick_dtype(limits);
+    c.storage = limits.storage_for(c.dtype);
     LossProblem& p = c.problem;
     const bool long_rows = draw_long(limits);
     if (long_rows) {
@@ -406,7 +415,6 @@ Gen<LossCase> gen_loss_case(const CaseLimits& limits) {
     if (chance(1, 2)) p.label_smoothing = pick<double>({{2, 0.1}, {1, 0.5}, {1, 1.0}});
     p.weighted = chance(1, 2);
     c.ignored_fraction = pick<double>({{3, 0.0}, {1, 0.1}, {2, 0.5}, {1, 1.0}});
-    c.dtype = pick_dtype(limits);
     c.style = pick_style();
     c.data_seed = *gen::arbitrary<std::uint64_t>();
     return c;

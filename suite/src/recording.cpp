@@ -22,13 +22,20 @@ R RecordingImplementation::record(CallInputs in, Run&& run) const {
   ++total_;
   std::optional<std::size_t> slot;
   if (calls_.size() < max_calls_) {
-    calls_.push_back({std::move(in), std::nullopt, {}});
+    calls_.push_back({std::move(in), std::nullopt, {}, {}, {}});
     slot = calls_.size() - 1;
   }
   try {
     R r = run();
     if (slot) calls_[*slot].result = CallResult(r);
     return r;
+  } catch (const CrashedCall& e) {
+    if (slot) {
+      calls_[*slot].error = e.what();
+      calls_[*slot].signal = e.signal;
+      calls_[*slot].output = e.output;
+    }
+    throw;
   } catch (const std::exception& e) {
     if (slot) calls_[*slot].error = e.what();
     throw;
@@ -46,6 +53,12 @@ std::vector<double> copy(std::span<const double> x) {
 template <class T>
 std::vector<T> copy(std::span<const T> x) {
   return {x.begin(), x.end()};
+}
+
+// The storage a call's tensors had: the implementation's, when it stores some wider than t.
+std::optional<Storage> stored(const Implementation& impl, Op op, DType t) {
+  const Storage s = impl.storage(t);
+  return s.uniform(op, t) ? std::nullopt : std::optional<Storage>(s);
 }
 
 }  // namespace
@@ -77,7 +90,7 @@ std::vector<std::int64_t> RecordingImplementation::last_valid_index(
 
 std::vector<double> RecordingImplementation::softmax(const SoftmaxProblem& p, DType t,
                                                      std::span<const double> x) const {
-  return record<std::vector<double>>(SoftmaxCall{p, t, copy(x)},
+  return record<std::vector<double>>(SoftmaxCall{p, t, copy(x), stored(inner(), Op::softmax, t)},
                                      [&] { return inner().softmax(p, t, x); });
 }
 
@@ -85,15 +98,17 @@ AttentionResult RecordingImplementation::attention(const AttentionProblem& p, DT
                                                    std::span<const double> q,
                                                    std::span<const double> k,
                                                    std::span<const double> v, bool want_lse) const {
-  return record<AttentionResult>(AttentionCall{p, t, copy(q), copy(k), copy(v), want_lse},
-                                 [&] { return inner().attention(p, t, q, k, v, want_lse); });
+  return record<AttentionResult>(
+      AttentionCall{p, t, copy(q), copy(k), copy(v), want_lse, stored(inner(), Op::attention, t)},
+      [&] { return inner().attention(p, t, q, k, v, want_lse); });
 }
 AttentionResult RecordingImplementation::attention_varlen(const VarlenAttentionProblem& p, DType t,
                                                           std::span<const double> q,
                                                           std::span<const double> k,
                                                           std::span<const double> v,
                                                           bool want_lse) const {
-  return record<AttentionResult>(VarlenAttentionCall{p, t, copy(q), copy(k), copy(v), want_lse},
+  return record<AttentionResult>(VarlenAttentionCall{p, t, copy(q), copy(k), copy(v), want_lse,
+                                                     stored(inner(), Op::attention, t)},
                                  [&] { return inner().attention_varlen(p, t, q, k, v, want_lse); });
 }
 
@@ -103,7 +118,8 @@ LossResult RecordingImplementation::cross_entropy(const LossProblem& p, DType t,
                                                   std::span<const double> weights,
                                                   bool backward) const {
   return record<LossResult>(
-      CrossEntropyCall{p, t, copy(logits), copy(labels), copy(weights), backward},
+      CrossEntropyCall{p, t, copy(logits), copy(labels), copy(weights), backward,
+                       stored(inner(), Op::cross_entropy, t)},
       [&] { return inner().cross_entropy(p, t, logits, labels, weights, backward); });
 }
 
@@ -150,7 +166,7 @@ std::string shell_quoted(const std::string& s) {
 }
 
 void write_counterexample(const std::string& dir, const RecordingImplementation& recorder,
-                          bool reproduced, PropertyOutcome& o) {
+                          bool reproduced, PropertyOutcome& o, const std::string& plugin) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -185,7 +201,8 @@ void write_counterexample(const std::string& dir, const RecordingImplementation&
     m["maskcheck.seed"] = std::to_string(o.seed);
     m["maskcheck.replay"] = o.replay;
     m["maskcheck.eval"] = "maskcheck eval " + std::string(to_string(op_of(call_of(c.inputs)))) +
-                          " --impl " + shell_quoted(o.implementation) + " --in " +
+                          " --impl " + shell_quoted(o.implementation) +
+                          (plugin.empty() ? "" : " --plugin " + shell_quoted(plugin)) + " --in " +
                           shell_quoted(path) + " --out " + shell_quoted(result_path);
     m["maskcheck.call_index"] = std::to_string(k);
     m["maskcheck.calls"] = std::to_string(recorder.total_calls());
@@ -193,6 +210,8 @@ void write_counterexample(const std::string& dir, const RecordingImplementation&
     m["maskcheck.message"] = o.message;
     m["maskcheck.reproduced"] = reproduced ? "true" : "false";
     if (!c.error.empty()) m["maskcheck.error"] = c.error;
+    if (!c.signal.empty()) m["maskcheck.signal"] = c.signal;
+    if (!c.output.empty()) m["maskcheck.output"] = c.output;
     m["maskcheck.version"] = about.at("maskcheck").get<std::string>();
     m["maskcheck.commit"] = about.at("commit").get<std::string>();
     safetensors::write_file(path, f);
@@ -208,9 +227,9 @@ std::string counterexample_file_name(std::string_view impl, std::string_view pro
 }
 
 void save_counterexample(const std::string& dir, const RecordingImplementation& recorder,
-                         bool reproduced, PropertyOutcome& o) {
+                         bool reproduced, PropertyOutcome& o, const std::string& plugin) {
   try {
-    write_counterexample(dir, recorder, reproduced, o);
+    write_counterexample(dir, recorder, reproduced, o, plugin);
     if (recorder.total_calls() > recorder.calls().size())
       o.message += "\n(counterexample: the case made " + std::to_string(recorder.total_calls()) +
                    " calls; the first " + std::to_string(recorder.calls().size()) + " are saved)";

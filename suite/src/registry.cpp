@@ -31,6 +31,57 @@ Op op_from_string(std::string_view s) {
                 "must be one of masks, softmax, attention, cross_entropy, lm_labels, mlm");
 }
 
+Storage Storage::of(DType t) {
+  return {t, t, t, t, t, t, t, t, t};
+}
+
+namespace {
+// The tensors of an operation, by name, in Storage.
+std::vector<std::pair<const char*, DType>> tensors_of(const Storage& s, Op op) {
+  switch (op) {
+    case Op::attention:
+      return {{"q", s.q}, {"k", s.k}, {"v", s.v}, {"out", s.out}};
+    case Op::softmax:
+      return {{"x", s.x}, {"y", s.y}};
+    case Op::cross_entropy:
+      return {{"logits", s.logits}, {"dlogits", s.dlogits}};
+    default:
+      return {};
+  }
+}
+}  // namespace
+
+bool Storage::uniform(Op op, DType t) const {
+  for (const auto& [name, d] : tensors_of(*this, op))
+    if (d != t) return false;
+  return true;
+}
+
+std::string Storage::describe(Op op, DType t) const {
+  std::string s;
+  for (const auto& [name, d] : tensors_of(*this, op))
+    if (d != t) s += (s.empty() ? "" : ",") + std::string(name) + "=" + std::string(to_string(d));
+  return s;
+}
+
+bool widens(DType wide, DType t) {
+  if (wide == t || wide == DType::f64) return true;
+  return wide == DType::f32 && (t == DType::f16 || t == DType::bf16);
+}
+
+void check_storage(const Storage& s, Op op, DType t, const std::string& who) {
+  for (const auto& [name, d] : tensors_of(s, op))
+    if (!widens(d, t))
+      throw_invalid(who, std::string(name) + "=" + std::string(to_string(d)),
+                    "a tensor of a " + std::string(to_string(t)) + " case must be stored in " +
+                        std::string(to_string(t)) +
+                        " or a dtype that holds every value of it (f64, f32): the case's dtype is "
+                        "the narrowest storage of its operation");
+  if (s.mask != DType::f32 && s.mask != DType::f16 && s.mask != t)
+    throw_invalid(who, "mask=" + std::string(to_string(s.mask)),
+                  "the additive mask is stored in f32 or f16");
+}
+
 std::vector<DType> Implementation::dtypes(Op) const {
   return {DType::f64, DType::f32, DType::f16, DType::bf16};
 }

@@ -132,8 +132,8 @@ std::string shell_word(const std::string& s) {
 
 }  // namespace
 
-std::string replay_command(const VerifyConfig& c, std::string_view impl,
-                           std::string_view property, std::optional<int> chunk) {
+std::string replay_command(const VerifyConfig& c, std::string_view impl, std::string_view property,
+                           std::optional<int> chunk) {
   std::ostringstream os;
   os << "maskcheck verify";
   if (!impl.empty())
@@ -150,6 +150,11 @@ std::string replay_command(const VerifyConfig& c, std::string_view impl,
   if (plugins && c.plugin_timeout > 0) os << " --plugin-timeout " << c.plugin_timeout;
   if (plugins && c.plugin_memory > 0) os << " --plugin-memory " << c.plugin_memory;
   if (plugins && c.in_process) os << " --in-process";
+  if (!c.dtypes.empty()) {
+    os << " --dtype ";
+    for (std::size_t i = 0; i < c.dtypes.size(); ++i)
+      os << (i ? "," : "") << to_string(c.dtypes[i]);
+  }
   if (!property.empty()) {
     os << " --property " << property;
   } else {
@@ -263,8 +268,8 @@ namespace {
 // Its outcome has no name, seed or timing (run_property keeps those); a failure's replay command
 // and counterexample files (saved when `save`) name the chunk.
 PropertyOutcome run_chunk(const Implementation& impl, const Property& prop,
-                          const VerifyConfig& config, const CaseLimits& limits,
-                          std::uint64_t seed, int chunk, bool save) {
+                          const VerifyConfig& config, const CaseLimits& limits, std::uint64_t seed,
+                          int chunk, bool save) {
   PropertyOutcome o;
   o.implementation = impl.name();
   o.property = prop.name;
@@ -339,8 +344,11 @@ PropertyOutcome run_chunk(const Implementation& impl, const Property& prop,
           meta, params, listener,
           std::unordered_map<std::string, rc::detail::Reproduce>{{meta.id, f.reproduce}});
       restore_error_ledger(ledger);
+      std::string plugin;
+      for (const auto& p : config.plugins)
+        if (p.impl == o.implementation) plugin = p.path;
       save_counterexample(config.counterexample_dir, recorder,
-                          again.template is<rc::detail::FailureResult>(), o);
+                          again.template is<rc::detail::FailureResult>(), o, plugin);
     }
   } else if (result.template is<rc::detail::GaveUpResult>()) {
     const auto& g = result.template get<rc::detail::GaveUpResult>();
@@ -407,6 +415,22 @@ PropertyOutcome run_property(const Implementation& impl, const Property& prop,
     o.skip_reasons["no dtype supported for " + std::string(to_string(prop.op))] = 0;
     return o;
   }
+  if (!config.dtypes.empty()) {
+    std::erase_if(limits.dtypes, [&](DType t) {
+      return std::find(config.dtypes.begin(), config.dtypes.end(), t) == config.dtypes.end();
+    });
+    if (limits.dtypes.empty()) {
+      std::string asked;
+      for (DType t : config.dtypes) asked += (asked.empty() ? "" : ",") + std::string(to_string(t));
+      o.status = Status::skipped;
+      o.skip_reasons[impl.name() + " takes none of --dtype " + asked + " for " +
+                     std::string(to_string(prop.op))] = 0;
+      return o;
+    }
+  }
+  for (DType t : limits.dtypes)
+    if (const Storage st = impl.storage(t); !st.uniform(prop.op, t))
+      limits.storage.emplace_back(t, st);
 
   reset_error_ledger();
   load_rapidcheck_configuration_quietly();

@@ -9,15 +9,21 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <map>
+#include <regex>
 #include <set>
 #include <thread>
 
 #include "cli_run.hpp"
+#include "maskcheck/plugin.h"
+#include "maskcheck/suite/call.hpp"
+#include "maskcheck/suite/cases.hpp"
 #include "maskcheck/suite/io.hpp"
 #include "maskcheck/suite/runner.hpp"
+#include "maskcheck/suite/safetensors.hpp"
 
 namespace {
 
@@ -33,6 +39,21 @@ std::string test_plugin(const std::string& fault) {
 
 bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
+}
+
+// The signal a NULL dereference in a plugin kills its process with: SIGSEGV, or under
+// AddressSanitizer (the asan preset's ASAN_OPTIONS has abort_on_error=1) SIGABRT after its report.
+#if defined(__SANITIZE_ADDRESS__)
+const std::string kSegv = "SIGABRT";
+#else
+const std::string kSegv = "SIGSEGV";
+#endif
+
+// The first match of `re` in s (empty when none); s must outlive it.
+std::smatch match(const std::string& s, const std::string& re) {
+  std::smatch m;
+  std::regex_search(s, m, std::regex(re));
+  return m;
 }
 
 // The rows of a verify JSON, by property.
@@ -53,7 +74,8 @@ TEST(Plugin, examplePassesTheCatalogue) {
   EXPECT_EQ(j.at("summary").at("error"), 0);
   EXPECT_GE(j.at("summary").at("passed").get<int>(), 27);  // softmax, attention, cross-entropy
   EXPECT_EQ(j.at("plugins").at(0).at("name"), "example");
-  EXPECT_EQ(j.at("plugins").at(0).at("abi"), "1.0");
+  EXPECT_EQ(j.at("plugins").at(0).at("abi"), "1.1");
+  EXPECT_EQ(j.at("plugins").at(0).at("varlen"), true);
   for (const auto& row : j.at("results")) {
     EXPECT_EQ(row.at("implementation"), "plugin:example");
     if (row.at("status") == "passed") {
@@ -98,7 +120,7 @@ TEST(Plugin, crashFailsItsPropertiesAndKeepsEveryOtherResult) {
       ++attention;
       EXPECT_EQ(row.at("status"), "failed") << row.dump();
       const std::string msg = row.value("message", "");
-      EXPECT_TRUE(contains(msg, "crashed: the worker ")) << msg;
+      EXPECT_TRUE(contains(msg, "crashed: the worker died of " + kSegv)) << msg;
       EXPECT_TRUE(contains(msg, "inside plugin:crash attention_forward")) << msg;
       EXPECT_TRUE(contains(msg, "attention ")) << msg;  // the problem it was running
       EXPECT_TRUE(
@@ -213,6 +235,14 @@ TEST(Plugin, maskingBugIsCaught) {
   EXPECT_EQ(e.code, 0) << e.out;
   EXPECT_TRUE(contains(e.out, "--impl plugin:right_padding")) << e.out;
   EXPECT_EQ(maskcheck_cli("eval attention --impl plugin:right_padding --in " + file).code, 2);
+
+  // The file's own eval command runs as written: it names the library.
+  const auto meta = maskcheck::safetensors::read_file(file).metadata;
+  const std::string command = meta.at("maskcheck.eval");
+  EXPECT_TRUE(contains(command, "--plugin " + test_plugin("right_padding"))) << command;
+  ASSERT_EQ(command.rfind("maskcheck eval ", 0), 0u) << command;
+  const CliResult again = maskcheck_cli(command.substr(std::string("maskcheck ").size()));
+  EXPECT_EQ(again.code, 0) << command << "\n" << again.out;
 }
 
 TEST(Plugin, namedDeviationsAreReportedAndStrictFailsThem) {
@@ -275,11 +305,11 @@ TEST(Plugin, abiMismatchIsAnInputError) {
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_TRUE(contains(r.out,
                        "plugin ABI version mismatch: the plugin reports ABI 2.0, this "
-                       "maskcheck speaks ABI 1.0"))
+                       "maskcheck speaks ABI 1.1"))
       << r.out;
   r = maskcheck_cli("verify --plugin " + test_plugin("abi_newer"));
   EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_TRUE(contains(r.out, "built for ABI 1.7, newer than this maskcheck's 1.0")) << r.out;
+  EXPECT_TRUE(contains(r.out, "built for ABI 1.7, newer than this maskcheck's 1.1")) << r.out;
 }
 
 TEST(Plugin, unusableLibrariesAreInputErrors) {
@@ -359,6 +389,303 @@ TEST(Plugin, replayQuotesPluginPathsForTheShell) {
   EXPECT_EQ(
       maskcheck::replay_command(c, "reference", "softmax.deterministic"),
       "maskcheck verify --impl reference --property softmax.deterministic --seed 9 --cases 4");
+}
+
+// ---- ABI 1.1 -------------------------------------------------------------------------------
+
+TEST(PluginAbi11, aPluginBuiltAgainstAbi10StillLoadsAndPasses) {
+  // Its table is followed by 0xFF bytes where ABI 1.1's fields would be.
+  const std::string json = temp_path("abi10.json");
+  const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("abi10") +
+                                    " --seed 4 --cases 20 --json " + json);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = maskcheck::read_json_file(json);
+  EXPECT_EQ(j.at("plugins").at(0).at("abi"), "1.0");
+  EXPECT_EQ(j.at("plugins").at(0).at("storage"), nlohmann::json::object());
+  EXPECT_GE(j.at("summary").at("passed").get<int>(), 5);
+}
+
+TEST(PluginAbi11, mixedStorageOfACorrectKernelPasses) {
+  // f16 attention with q and out in float32, k and v in float16, as llama.cpp stores them.
+  const CliResult l = maskcheck_cli("list --json --plugin " + test_plugin("storage"));
+  ASSERT_EQ(l.code, 0) << l.out;
+  const auto listed = nlohmann::json::parse(l.out);
+  for (const auto& impl : listed.at("implementations"))
+    if (impl.at("name") == "plugin:storage") {
+      const auto& st = impl.at("plugin").at("storage").at("f16");
+      EXPECT_EQ(st.at("q"), "f32");
+      EXPECT_EQ(st.at("k"), "f16");
+      EXPECT_EQ(st.at("v"), "f16");
+      EXPECT_EQ(st.at("out"), "f32");
+    }
+  const std::string json = temp_path("storage.json");
+  const CliResult r = maskcheck_cli(
+      "verify --plugin " + test_plugin("storage") + " --dtype f16 --seed 6 --json " + json, kCi);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "f16 stores q=f32,out=f32")) << r.out;
+  const auto j = maskcheck::read_json_file(json);
+  int checked = 0;
+  for (const auto& row : j.at("results")) {
+    EXPECT_EQ(row.at("coverage").value("f32", 0), 0) << row.dump();  // --dtype f16 only
+    checked += row.at("cases").get<int>();
+  }
+  EXPECT_GT(checked, 100);
+}
+
+TEST(PluginAbi11, mixedStorageHandsEachTensorInItsDtypeAndTheReferenceTheSameValues) {
+  // In process: the values of q reach the plugin in float32 (not rounded to the case's f16), k in
+  // float16; the recorded call keeps both, and the case file says so.
+  const std::string dir = temp_path("storage_ce");
+  std::filesystem::remove_all(dir);
+  const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("storage") +
+                                    " --property attention.deterministic --dtype f16 --cases 3 "
+                                    "--seed 2 --counterexamples " +
+                                    dir);
+  ASSERT_EQ(r.code, 0) << r.out;
+  maskcheck::AttentionCase c;
+  c.dtype = maskcheck::DType::f16;
+  c.storage = maskcheck::Storage::of(maskcheck::DType::f16);
+  c.storage->q = c.storage->out = maskcheck::DType::f32;
+  c.problem.mask.Lq = c.problem.mask.Lk = 4;
+  c.problem.D = 8;
+  c.data_seed = 3;
+  const auto d = maskcheck::make_data(c);
+  EXPECT_FALSE(maskcheck::safetensors::exactly_representable(d.q, maskcheck::DType::f16));
+  EXPECT_TRUE(maskcheck::safetensors::exactly_representable(d.q, maskcheck::DType::f32));
+  EXPECT_TRUE(maskcheck::safetensors::exactly_representable(d.k, maskcheck::DType::f16));
+  // A case file of it: q in F32, k in F16, maskcheck.storage naming q and out.
+  maskcheck::AttentionCall call{c.problem, c.dtype, d.q, d.k, d.v, false, c.storage};
+  const auto f = maskcheck::encode_case(call);
+  EXPECT_EQ(f.tensors.at("q").dtype, maskcheck::safetensors::Dtype::F32);
+  EXPECT_EQ(f.tensors.at("k").dtype, maskcheck::safetensors::Dtype::F16);
+  EXPECT_EQ(nlohmann::json::parse(f.metadata.at("maskcheck.storage")),
+            (nlohmann::json{{"q", "f32"}, {"out", "f32"}}));
+  const std::string path = temp_path("storage_case.safetensors");
+  maskcheck::safetensors::write_file(path, f);
+  const auto back = std::get<maskcheck::AttentionCall>(
+      maskcheck::decode_case(maskcheck::safetensors::read_file(path), path));
+  EXPECT_EQ(back.q, d.q);
+  ASSERT_TRUE(back.storage.has_value());
+  EXPECT_EQ(back.storage->q, maskcheck::DType::f32);
+  // eval hands it to the plugin as is; the example (f16 for every tensor) cannot take its q.
+  CliResult e =
+      maskcheck_cli("eval attention --plugin " + test_plugin("storage") + " --in " + path);
+  EXPECT_EQ(e.code, 0) << e.out;
+  e = maskcheck_cli("eval attention --plugin " + std::string(EXAMPLE_PLUGIN) + " --in " + path);
+  EXPECT_EQ(e.code, 2) << e.out;
+  EXPECT_TRUE(contains(e.out, "q holds values that are not exact in f16")) << e.out;
+}
+
+TEST(PluginAbi11, aKernelThatRoundsMoreThanItDeclaresFails) {
+  // Declares float32 k and v, rounds them to float16.
+  const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("overround") +
+                                    " --property attention.agreesWithReference --seed 1 "
+                                    "--cases 50 --no-counterexamples");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "FAILED plugin:overround attention.agreesWithReference")) << r.out;
+}
+
+TEST(PluginAbi11, additiveMaskTensorAlone) {
+  // The plugin reads only maskcheck_mask.additive (float16 in f16 cases, float32 otherwise) and
+  // rejects anything but 0 and -inf in it.
+  const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("additive") +
+                                        " --seed 8 --json " + temp_path("additive.json"),
+                                    kCi);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "additive mask tensor")) << r.out;
+  EXPECT_TRUE(contains(r.out, "f16 stores mask=f16")) << r.out;
+}
+
+TEST(PluginAbi11, varlenRunsForAPluginWithThePackedEntry) {
+  const std::string json = temp_path("varlen.json");
+  CliResult r =
+      maskcheck_cli("verify --plugin " + std::string(EXAMPLE_PLUGIN) +
+                        " --property attention.varlenEqualsPadded --seed 3 --json " + json,
+                    kCi);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto row = rows_by_property(maskcheck::read_json_file(json)).at("attention.varlenEqualsPadded");
+  EXPECT_EQ(row.at("status"), "passed") << row.dump();
+  EXPECT_GT(row.at("cases").get<int>(), 10) << row.dump();
+  // Without the entry (ABI 1.0 tables, or a NULL attention_varlen_forward) it is skipped, saying
+  // why.
+  r = maskcheck_cli("verify --plugin " + test_plugin("keep") +
+                        " --property attention.varlenEqualsPadded --seed 3 --json " + json,
+                    kCi);
+  ASSERT_EQ(r.code, 0) << r.out;
+  row = rows_by_property(maskcheck::read_json_file(json)).at("attention.varlenEqualsPadded");
+  EXPECT_EQ(row.at("status"), "skipped") << row.dump();
+  EXPECT_TRUE(contains(row.at("skip_reasons").dump(), "has no attention_varlen_forward"))
+      << row.dump();
+}
+
+TEST(PluginAbi11, aPluginThatDeclinesToLoadSaysWhy) {
+  CliResult r = maskcheck_cli("list --plugin " + test_plugin("unavailable"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_TRUE(contains(r.out,
+                       "the plugin unavailable declines to load: this test plugin needs a "
+                       "device this machine does not have"))
+      << r.out;
+  // NULL from the entry point: what the library printed while loading is shown, all of it.
+  r = maskcheck_cli("verify --plugin " + test_plugin("null"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_TRUE(contains(r.out, "maskcheck_plugin_v1() returned NULL")) << r.out;
+  EXPECT_TRUE(contains(r.out, "null plugin: diagnostic line 1 of 40")) << r.out;
+  EXPECT_TRUE(contains(r.out, "null plugin: diagnostic line 40 of 40")) << r.out;
+}
+
+TEST(PluginAbi11, aCrashOnOneShapeIsShrunkAndSavedWithItsSignal) {
+  const std::string json = temp_path("crash_shape.json");
+  const std::string dir = temp_path("crash_shape_ce");
+  std::filesystem::remove_all(dir);
+  const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("crash_shape") +
+                                    " --property attention.agreesWithReference,"
+                                    "attention.deterministic --seed 1 --cases 60 --json " +
+                                    json + " --counterexamples " + dir);
+  ASSERT_EQ(r.code, 1) << r.out;
+  const auto row =
+      rows_by_property(maskcheck::read_json_file(json)).at("attention.agreesWithReference");
+  EXPECT_EQ(row.at("status"), "failed") << row.dump();
+  const std::string msg = row.value("message", "");
+  EXPECT_TRUE(contains(msg, "crashed: the worker died of " + kSegv)) << msg;
+  EXPECT_TRUE(contains(msg, "shrunk with every plugin call in a process of its own")) << msg;
+  EXPECT_TRUE(contains(msg, "attention_forward died of " + kSegv)) << msg;
+  // Shrunk to the shape it dies on (a head dim with D % 4 == 3, more than 4 keys), one sequence,
+  // in the dtype of the case that first killed the worker ("... on attention f16 H=...").
+  ASSERT_TRUE(row.contains("counterexample")) << row.dump();
+  const std::string ce = row.at("counterexample").at(0).at("value").get<std::string>();
+  const std::smatch d = match(ce, R"( D=(\d+) )"), lk = match(ce, R"( Lk=(\d+))");
+  ASSERT_FALSE(d.empty()) << ce;
+  EXPECT_EQ(std::stoi(d[1]) % 4, 3) << ce;
+  EXPECT_GT(std::stoi(lk[1]), 4) << ce;
+  EXPECT_TRUE(contains(ce, " B=1 ")) << ce;
+  const std::smatch first = match(msg, R"(on attention (\w+) )"),
+                    shrunk = match(ce, R"(^attention (\w+))");
+  ASSERT_FALSE(first.empty()) << msg;
+  ASSERT_FALSE(shrunk.empty()) << ce;
+  EXPECT_EQ(first[1].str(), shrunk[1].str()) << "shrinking left the dtype the crash was found in\n"
+                                             << msg << "\n"
+                                             << ce;
+  ASSERT_TRUE(row.contains("counterexample_files")) << row.dump();
+  const std::string file = row.at("counterexample_files").at(0).get<std::string>();
+  const auto meta = maskcheck::safetensors::read_file(file).metadata;
+  EXPECT_EQ(meta.at("maskcheck.signal"), kSegv);
+  EXPECT_TRUE(contains(meta.at("maskcheck.output"), "is the shape it dies on"))
+      << meta.at("maskcheck.output");
+  EXPECT_TRUE(contains(meta.at("maskcheck.eval"), "--plugin " + test_plugin("crash_shape")));
+  // Replaying it in process dies the same way.
+  const CliResult e = maskcheck_cli("eval attention --plugin " + test_plugin("crash_shape") +
+                                    " --in " + file + " --quiet");
+  EXPECT_NE(e.code, 0) << e.out;
+  EXPECT_TRUE(contains(e.out, "is the shape it dies on")) << e.out;
+}
+
+TEST(PluginCli, dtypeSelectsTheCasesAndReplaysWithIt) {
+  const std::string json = temp_path("dtype.json");
+  CliResult r = maskcheck_cli("verify --plugin " + std::string(EXAMPLE_PLUGIN) +
+                              " --op softmax --dtype bf16 --cases 10 --seed 5 --json " + json);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = maskcheck::read_json_file(json);
+  for (const auto& row : j.at("results")) {
+    EXPECT_EQ(row.at("coverage").value("f32", 0) + row.at("coverage").value("f64", 0) +
+                  row.at("coverage").value("f16", 0),
+              0)
+        << row.dump();
+    EXPECT_TRUE(contains(row.at("replay").get<std::string>(), " --dtype bf16 ")) << row.dump();
+  }
+  // A dtype the plugin does not take: skipped with the reason.
+  r = maskcheck_cli("verify --plugin " + test_plugin("overround") +
+                    " --property attention.deterministic --dtype bf16 --cases 5 --seed 5 --json " +
+                    json);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto row = rows_by_property(maskcheck::read_json_file(json)).at("attention.deterministic");
+  EXPECT_EQ(row.at("status"), "skipped");
+  EXPECT_TRUE(contains(row.at("skip_reasons").dump(), "takes none of --dtype bf16")) << row.dump();
+  EXPECT_EQ(maskcheck_cli("verify --impl reference --dtype f8").code, 2);
+}
+
+TEST(PluginCli, evalHonoursNoLse) {
+  // A hand-written attention case that does not say want_lse, against a plugin without a
+  // log-sum-exp (MASKCHECK_FLAG_NO_LSE): run without one instead of being declined.
+  maskcheck::AttentionCase c;
+  c.problem.mask.B = 1;
+  c.problem.mask.Lq = c.problem.mask.Lk = 3;
+  c.problem.D = 4;
+  const auto d = maskcheck::make_data(c);
+  auto f = maskcheck::encode_case(
+      maskcheck::AttentionCall{c.problem, c.dtype, d.q, d.k, d.v, true, std::nullopt});
+  f.metadata.erase("maskcheck.options");
+  const std::string path = temp_path("no_lse.safetensors");
+  maskcheck::safetensors::write_file(path, f);
+  CliResult r = maskcheck_cli("eval attention --plugin " + test_plugin("keep") + " --in " + path);
+  EXPECT_EQ(r.code, 0) << r.out;
+  // Asking for it explicitly is still declined, with the reason.
+  f.metadata["maskcheck.options"] = R"({"want_lse": true})";
+  maskcheck::safetensors::write_file(path, f);
+  r = maskcheck_cli("eval attention --plugin " + test_plugin("keep") + " --in " + path);
+  EXPECT_EQ(r.code, 2) << r.out;
+}
+
+#ifdef MASKCHECK_HAVE_BENCH
+TEST(PluginCli, benchTimesAPluginOnTheSameCasesCheckedFirst) {
+  const std::string json = temp_path("bench_plugin.json");
+  const CliResult r =
+      maskcheck_cli("bench --plugin " + std::string(EXAMPLE_PLUGIN) +
+                        " --filter '^cpu/(softmax/f32/Lk256/|cross_entropy/f32/)' --repetitions 1"
+                        " --min-time 0.001 --json " +
+                        json,
+                    kCi);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "All results match")) << r.out;
+  const auto j = maskcheck::read_json_file(json);
+  std::set<std::string> impls;
+  for (const auto& b : j.at("benchmarks")) {
+    const std::string name = b.at("name").get<std::string>();
+    EXPECT_FALSE(b.contains("error_occurred") && b.at("error_occurred").get<bool>()) << b.dump();
+    const std::string base = name.substr(0, name.rfind("/real_time"));
+    impls.insert(base.substr(base.rfind('/') + 1));
+  }
+  EXPECT_TRUE(impls.count("plugin:example")) << j.dump(1);
+  EXPECT_TRUE(impls.count("maskcheck")) << j.dump(1);
+  EXPECT_EQ(
+      nlohmann::json::parse(j.at("context").at("plugins").get<std::string>()).at(0).at("name"),
+      "example");
+}
+#endif
+
+// ---- the 16-bit conversions of plugin.h ------------------------------------------------------
+
+TEST(PluginHeader, sixteenBitConversionsMatchTheReferenceStorageTypes) {
+  for (std::uint32_t b = 0; b < 65536; ++b) {
+    const auto bits = static_cast<std::uint16_t>(b);
+    const double h = static_cast<double>(maskcheck::half::from_bits(bits));
+    const double bf = static_cast<double>(maskcheck::bfloat16::from_bits(bits));
+    const float fh = maskcheck_f16_to_f32(bits), fb = maskcheck_bf16_to_f32(bits);
+    if (std::isnan(h)) {
+      EXPECT_TRUE(std::isnan(fh)) << b;
+    } else {
+      ASSERT_EQ(static_cast<double>(fh), h) << b;
+      ASSERT_EQ(maskcheck_f32_to_f16(fh), bits) << b;
+    }
+    if (std::isnan(bf)) {
+      EXPECT_TRUE(std::isnan(fb)) << b;
+    } else {
+      ASSERT_EQ(static_cast<double>(fb), bf) << b;
+      ASSERT_EQ(maskcheck_f32_to_bf16(fb), bits) << b;
+    }
+  }
+  // Rounding: every float between, near and past the 16-bit ranges.
+  maskcheck::DataRng rng(7);
+  for (int i = 0; i < 200000; ++i) {
+    const std::uint32_t u = static_cast<std::uint32_t>(rng.next());
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(maskcheck_f32_to_f16(f), maskcheck::half(static_cast<double>(f)).bits) << f;
+    ASSERT_EQ(maskcheck_f32_to_bf16(f), maskcheck::bfloat16(static_cast<double>(f)).bits) << f;
+  }
+  EXPECT_TRUE(std::isnan(maskcheck_f16_to_f32(maskcheck_f32_to_f16(NAN))));
+  EXPECT_EQ(maskcheck_f32_to_f16(65520.0f), 0x7c00);  // ties past the largest finite: infinity
+  EXPECT_EQ(maskcheck_f32_to_f16(65519.0f), 0x7bff);
 }
 
 }  // namespace

@@ -1,14 +1,19 @@
 // example_plugin.c: a complete maskcheck plugin (maskcheck/plugin.h), on the CPU, in plain C99.
 //
-// It provides the three operations of the ABI for float64, float32 and bfloat16:
-//   attention_forward  out = softmax(q k^T * scale + mask) v and its log-sum-exp
-//                      q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D]; O(B H Lq Lk D)
-//   softmax_forward    y = softmax(x * scale + mask), x, y: [B, H, Lq, Lk]; O(B H Lq Lk)
-//   cross_entropy      loss, per-row losses and dlogits, logits: [N, V]; O(N V)
+// It provides the operations of the ABI for float64, float32, float16 and bfloat16:
+//   attention_forward         out = softmax(q k^T * scale + mask) v and its log-sum-exp
+//                             q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D]; O(B H Lq Lk D)
+//   attention_varlen_forward  the same in the packed (varlen) layout, q: [Tq, H, D], k, v:
+//                             [Tk, Hkv, D] with cu_seqlens (ABI 1.1)
+//   softmax_forward           y = softmax(x * scale + mask), x, y: [B, H, Lq, Lk]; O(B H Lq Lk)
+//   cross_entropy             loss, per-row losses and dlogits, logits: [N, V]; O(N V)
 // with every mask feature of the ABI: padding on either side, causal in both alignments,
 // sliding windows, packed documents, grouped-query heads, and the keep tensor when the host
-// passes one. It declines (MASKCHECK_UNSUPPORTED, with the reason) what it does not do: float16,
-// and head dims above 256.
+// passes one. Every tensor is read in its own dtype (load() converts float16 and bfloat16 with
+// the header's maskcheck_f16_to_f32 and maskcheck_bf16_to_f32, store() rounds with
+// maskcheck_f32_to_f16 and maskcheck_f32_to_bf16), so the same code serves a table that declares
+// mixed storage (ABI 1.1: q in float32 beside k and v in float16). It declines
+// (MASKCHECK_UNSUPPORTED, with the reason) what it does not do: head dims above 256.
 //
 // It is written to be read, not to be fast: elements go through load() and store(), every sum
 // is in double, scores are recomputed rather than tiled. A real kernel replaces the loops; the
@@ -17,8 +22,9 @@
 // Build it alone (or with examples/CMakeLists.txt, against an installed maskcheck):
 //   cc -std=c99 -O2 -shared -fPIC -fvisibility=hidden -I<prefix>/include example_plugin.c
 //      -o libmaskcheck_example_plugin.so -lm
-// and test it:
+// and test and time it:
 //   maskcheck verify --plugin ./libmaskcheck_example_plugin.so
+//   maskcheck bench --plugin ./libmaskcheck_example_plugin.so --filter '^cpu/softmax/'
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -46,21 +52,19 @@ static int is_dtype(DLDataType t, int code, int bits) {
   return t.code == code && t.bits == bits && t.lanes == 1;
 }
 
-// The dtypes this plugin computes in: float64, float32, bfloat16.
+// The dtypes this plugin reads and writes: float64, float32, float16, bfloat16.
 static int computes_in(DLDataType t) {
-  return is_dtype(t, kDLFloat, 64) || is_dtype(t, kDLFloat, 32) || is_dtype(t, kDLBfloat, 16);
+  return is_dtype(t, kDLFloat, 64) || is_dtype(t, kDLFloat, 32) || is_dtype(t, kDLFloat, 16) ||
+         is_dtype(t, kDLBfloat, 16);
 }
 
-// Element i of a float tensor (float64, float32 or bfloat16), as a double.
+// Element i of a float tensor (float64, float32, float16 or bfloat16), as a double.
 static double load(const DLTensor* t, int64_t i) {
   const char* base = (const char*)t->data + t->byte_offset;
   if (t->dtype.bits == 64) return ((const double*)base)[i];
   if (t->dtype.bits == 32) return ((const float*)base)[i];
-  // bfloat16 is the upper half of a float32.
-  uint32_t bits = (uint32_t)((const uint16_t*)base)[i] << 16;
-  float f;
-  memcpy(&f, &bits, sizeof f);
-  return f;
+  const uint16_t h = ((const uint16_t*)base)[i];
+  return t->dtype.code == kDLBfloat ? maskcheck_bf16_to_f32(h) : maskcheck_f16_to_f32(h);
 }
 
 // Stores v into element i, rounding to nearest even.
@@ -72,28 +76,25 @@ static void store(const DLTensor* t, int64_t i, double v) {
     ((float*)base)[i] = (float)v;
   } else {
     // Through float32: the double rounding this implies is off by at most a tie, far inside
-    // maskcheck's tolerance for bfloat16.
+    // maskcheck's tolerance for 16-bit dtypes.
     const float f = (float)v;
-    uint32_t bits;
-    memcpy(&bits, &f, sizeof bits);
-    uint16_t h;
-    if ((bits & 0x7fffffffu) > 0x7f800000u)
-      h = (uint16_t)((bits >> 16) | 0x40u);  // NaN stays a quiet NaN
-    else
-      h = (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-    ((uint16_t*)base)[i] = h;
+    ((uint16_t*)base)[i] =
+        t->dtype.code == kDLBfloat ? maskcheck_f32_to_bf16(f) : maskcheck_f32_to_f16(f);
   }
 }
 
 // ---- argument checks -------------------------------------------------------------------------
 
 // Checks one tensor: present, on the CPU, the dtype, and a compact row-major shape `shape`.
+// dtype.bits == 0 takes any floating dtype the plugin reads (a tensor of mixed storage).
 static maskcheck_status check_tensor(const DLTensor* t, const char* name, DLDataType dtype,
                                      int ndim, const int64_t* shape, char* msg, size_t msg_size) {
   if (!t) return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "%s is missing", name);
   if (t->device.device_type != kDLCPU)
     return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "%s is not on the CPU", name);
-  if (t->dtype.code != dtype.code || t->dtype.bits != dtype.bits || t->dtype.lanes != 1)
+  if (dtype.bits == 0
+          ? !computes_in(t->dtype)
+          : t->dtype.code != dtype.code || t->dtype.bits != dtype.bits || t->dtype.lanes != 1)
     return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "%s has dtype code %d bits %d", name,
                 t->dtype.code, t->dtype.bits);
   if (t->ndim != ndim)
@@ -111,11 +112,18 @@ static maskcheck_status check_tensor(const DLTensor* t, const char* name, DLData
   return MASKCHECK_OK;
 }
 
-// The dtype of log-sum-exp, per-row losses and weights: float64 beside float64, else float32.
+// The dtype of log-sum-exp, per-row losses and weights: float64 in a float64 case, else float32.
+// A case is float64 when its narrowest tensor is (mixed storage never narrows below the case's
+// dtype), so the narrowest of the tensors given decides.
 static DLDataType aux_dtype(DLDataType t) {
   DLDataType a = {kDLFloat, (uint8_t)(t.bits == 64 ? 64 : 32), 1};
   return a;
 }
+static DLDataType narrowest(DLDataType a, DLDataType b) {
+  return b.bits < a.bits ? b : a;
+}
+// Any floating dtype this plugin reads: each tensor in its own (mixed storage, ABI 1.1).
+static const DLDataType kAnyFloat = {kDLFloat, 0, 1};
 
 // ---- the mask ----------------------------------------------------------------------------------
 
@@ -196,16 +204,53 @@ static maskcheck_status check_mask(const maskcheck_mask* m, int64_t B, int64_t L
 
 // ---- attention ---------------------------------------------------------------------------------
 
+// Where the keys of one query row live: key k is row `first + k * stride` (in rows of D) of k and
+// v, and the mask (with its keep tensor, if any) of row (b, i) says which of them it sees.
+typedef struct Keys {
+  const maskcheck_mask* mask;
+  int64_t b, i;
+  int64_t first, stride;
+} Keys;
+
+// One output row: softmax(q_row . keys^T * scale) over the visible keys in [lo, hi), times v.
+// score: scratch of at least hi entries. A row with no visible key is all zeros, with log-sum-exp
+// -inf (not NaN: nothing is divided by a zero sum).
+static void attend_row(const DLTensor* q, int64_t q_row, const DLTensor* k, const DLTensor* v,
+                       const Keys* keys, int64_t lo, int64_t hi, int64_t D, double scale,
+                       double* score, const DLTensor* out, int64_t out_row, const DLTensor* lse,
+                       int64_t lse_index) {
+  // Pass 1: the scores of the visible keys, and their maximum.
+  double max = -INFINITY;
+  int64_t visible = 0;
+  for (int64_t j = lo; j < hi; ++j) {
+    if (!sees(keys->mask, keys->b, keys->i, j)) continue;
+    const int64_t key_row = keys->first + j * keys->stride;
+    double dot = 0;
+    for (int64_t d = 0; d < D; ++d) dot += load(q, q_row * D + d) * load(k, key_row * D + d);
+    score[j] = dot * scale;
+    if (score[j] > max) max = score[j];
+    ++visible;
+  }
+  // Pass 2: the softmax-weighted sum of values.
+  double acc[kMaxHeadDim] = {0}, sum = 0;
+  for (int64_t j = lo; j < hi && visible > 0; ++j) {
+    if (!sees(keys->mask, keys->b, keys->i, j)) continue;
+    const double p = exp(score[j] - max);
+    const int64_t key_row = keys->first + j * keys->stride;
+    sum += p;
+    for (int64_t d = 0; d < D; ++d) acc[d] += p * load(v, key_row * D + d);
+  }
+  for (int64_t d = 0; d < D; ++d) store(out, out_row * D + d, visible > 0 ? acc[d] / sum : 0.0);
+  if (lse) store(lse, lse_index, visible > 0 ? max + log(sum) : -INFINITY);
+}
+
 static maskcheck_status example_attention(const maskcheck_attention_args* a, char* msg,
                                           size_t msg_size) {
   if (!a->q || a->q->ndim != 4 || !a->k || a->k->ndim != 4)
     return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "q and k must be 4-dimensional");
-  const DLDataType dt = a->q->dtype;
+  const DLDataType dt = narrowest(a->q->dtype, a->k->dtype);
   const int64_t B = a->q->shape[0], H = a->q->shape[1], Lq = a->q->shape[2], D = a->q->shape[3];
   const int64_t Hkv = a->k->shape[1], Lk = a->k->shape[2];
-  if (!computes_in(dt))
-    return fail(MASKCHECK_UNSUPPORTED, msg, msg_size,
-                "example plugin: attention in float64, float32 and bfloat16 only");
   if (D > kMaxHeadDim)
     return fail(MASKCHECK_UNSUPPORTED, msg, msg_size,
                 "example plugin: head dim %lld > %d (an output row lives on the stack)",
@@ -216,10 +261,10 @@ static maskcheck_status example_attention(const maskcheck_attention_args* a, cha
   const int64_t q_shape[4] = {B, H, Lq, D}, kv_shape[4] = {B, Hkv, Lk, D},
                 lse_shape[3] = {B, H, Lq};
   maskcheck_status s;
-  if ((s = check_tensor(a->q, "q", dt, 4, q_shape, msg, msg_size)) ||
-      (s = check_tensor(a->k, "k", dt, 4, kv_shape, msg, msg_size)) ||
-      (s = check_tensor(a->v, "v", dt, 4, kv_shape, msg, msg_size)) ||
-      (s = check_tensor(a->out, "out", dt, 4, q_shape, msg, msg_size)) ||
+  if ((s = check_tensor(a->q, "q", kAnyFloat, 4, q_shape, msg, msg_size)) ||
+      (s = check_tensor(a->k, "k", kAnyFloat, 4, kv_shape, msg, msg_size)) ||
+      (s = check_tensor(a->v, "v", kAnyFloat, 4, kv_shape, msg, msg_size)) ||
+      (s = check_tensor(a->out, "out", kAnyFloat, 4, q_shape, msg, msg_size)) ||
       (a->lse && (s = check_tensor(a->lse, "lse", aux_dtype(dt), 3, lse_shape, msg, msg_size))) ||
       (s = check_mask(a->mask, B, Lq, Lk, msg, msg_size)))
     return s;
@@ -231,35 +276,71 @@ static maskcheck_status example_attention(const maskcheck_attention_args* a, cha
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = 0; i < Lq; ++i) {
-        const int64_t row = (b * H + h) * Lq + i;            // of out and lse
-        const int64_t kv_head = (b * Hkv + h / group) * Lk;  // first key row of k and v
+        const int64_t row = (b * H + h) * Lq + i;  // of out and lse
+        const Keys keys = {a->mask, b, i, (b * Hkv + h / group) * Lk, 1};
         int64_t lo, hi;
         row_keys(a->mask, b, i, &lo, &hi);
-        // Pass 1: the scores of the visible keys, and their maximum.
-        double max = -INFINITY;
-        int64_t visible = 0;
-        for (int64_t k = lo; k < hi; ++k) {
-          if (!sees(a->mask, b, i, k)) continue;
-          double dot = 0;
-          for (int64_t d = 0; d < D; ++d)
-            dot += load(a->q, row * D + d) * load(a->k, (kv_head + k) * D + d);
-          score[k] = dot * a->scale;
-          if (score[k] > max) max = score[k];
-          ++visible;
-        }
-        // Pass 2: the softmax-weighted sum of values. A row with no visible key is all zeros,
-        // with log-sum-exp -inf (not NaN: nothing is divided by a zero sum).
-        double acc[kMaxHeadDim] = {0}, sum = 0;
-        for (int64_t k = lo; k < hi && visible > 0; ++k) {
-          if (!sees(a->mask, b, i, k)) continue;
-          const double p = exp(score[k] - max);
-          sum += p;
-          for (int64_t d = 0; d < D; ++d) acc[d] += p * load(a->v, (kv_head + k) * D + d);
-        }
-        for (int64_t d = 0; d < D; ++d)
-          store(a->out, row * D + d, visible > 0 ? acc[d] / sum : 0.0);
-        if (a->lse) store(a->lse, row, visible > 0 ? max + log(sum) : -INFINITY);
+        attend_row(a->q, row, a->k, a->v, &keys, lo, hi, D, a->scale, score, a->out, row, a->lse,
+                   row);
       }
+  free(score);
+  return MASKCHECK_OK;
+}
+
+// Attention in the packed (varlen) layout (ABI 1.1): q, out [Tq, H, D], k, v [Tk, Hkv, D], lse
+// [H, Tq]. Each sequence is a padded batch of one without padding, so the mask logic is the same
+// visible_keys() on a mask descriptor of that one sequence.
+static maskcheck_status example_attention_varlen(const maskcheck_attention_varlen_args* a,
+                                                 char* msg, size_t msg_size) {
+  if (!a->q || a->q->ndim != 3 || !a->k || a->k->ndim != 3)
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "q and k must be 3-dimensional");
+  const DLDataType dt = narrowest(a->q->dtype, a->k->dtype), i32 = {kDLInt, 32, 1};
+  const int64_t Tq = a->q->shape[0], H = a->q->shape[1], D = a->q->shape[2];
+  const int64_t Tk = a->k->shape[0], Hkv = a->k->shape[1], B = a->batch;
+  if (D > kMaxHeadDim)
+    return fail(MASKCHECK_UNSUPPORTED, msg, msg_size,
+                "example plugin: head dim %lld > %d (an output row lives on the stack)",
+                (long long)D, kMaxHeadDim);
+  if (Hkv < 1 || H % Hkv != 0)
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size,
+                "H = %lld is not a multiple of Hkv = %lld", (long long)H, (long long)Hkv);
+  const int64_t q_shape[3] = {Tq, H, D}, kv_shape[3] = {Tk, Hkv, D}, lse_shape[2] = {H, Tq},
+                cu_shape[1] = {B + 1};
+  maskcheck_status s;
+  if ((s = check_tensor(a->q, "q", kAnyFloat, 3, q_shape, msg, msg_size)) ||
+      (s = check_tensor(a->k, "k", kAnyFloat, 3, kv_shape, msg, msg_size)) ||
+      (s = check_tensor(a->v, "v", kAnyFloat, 3, kv_shape, msg, msg_size)) ||
+      (s = check_tensor(a->out, "out", kAnyFloat, 3, q_shape, msg, msg_size)) ||
+      (a->lse && (s = check_tensor(a->lse, "lse", aux_dtype(dt), 2, lse_shape, msg, msg_size))) ||
+      (s = check_tensor(a->cu_seqlens_q, "cu_seqlens_q", i32, 1, cu_shape, msg, msg_size)) ||
+      (s = check_tensor(a->cu_seqlens_k, "cu_seqlens_k", i32, 1, cu_shape, msg, msg_size)))
+    return s;
+  if (a->query) return MASKCHECK_OK;
+
+  double* score = (double*)malloc((size_t)(Tk > 0 ? Tk : 1) * sizeof(double));
+  if (!score) return fail(MASKCHECK_INTERNAL, msg, msg_size, "out of memory");
+  const int64_t group = H / Hkv;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t q0 = a->cu_seqlens_q_host[b], k0 = a->cu_seqlens_k_host[b];
+    maskcheck_mask one;
+    memset(&one, 0, sizeof one);
+    one.batch = 1;
+    one.q_len = a->cu_seqlens_q_host[b + 1] - q0;
+    one.k_len = a->cu_seqlens_k_host[b + 1] - k0;
+    one.causal = a->causal;
+    one.alignment = a->alignment;
+    one.window_left = a->window_left;
+    one.window_right = a->window_right;
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < one.q_len; ++i) {
+        const int64_t row = (q0 + i) * H + h;  // of q and out
+        const Keys keys = {&one, 0, i, k0 * Hkv + h / group, Hkv};
+        int64_t lo, hi;
+        visible_keys(&one, 0, i, &lo, &hi);
+        attend_row(a->q, row, a->k, a->v, &keys, lo, hi, D, a->scale, score, a->out, row, a->lse,
+                   h * Tq + q0 + i);
+      }
+  }
   free(score);
   return MASKCHECK_OK;
 }
@@ -270,15 +351,11 @@ static maskcheck_status example_softmax(const maskcheck_softmax_args* a, char* m
                                         size_t msg_size) {
   if (!a->x || a->x->ndim != 4)
     return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "x must be [B, H, Lq, Lk]");
-  const DLDataType dt = a->x->dtype;
   const int64_t B = a->x->shape[0], H = a->x->shape[1], Lq = a->x->shape[2], Lk = a->x->shape[3];
-  if (!computes_in(dt))
-    return fail(MASKCHECK_UNSUPPORTED, msg, msg_size,
-                "example plugin: softmax in float64, float32 and bfloat16 only");
   const int64_t shape[4] = {B, H, Lq, Lk};
   maskcheck_status s;
-  if ((s = check_tensor(a->x, "x", dt, 4, shape, msg, msg_size)) ||
-      (s = check_tensor(a->y, "y", dt, 4, shape, msg, msg_size)) ||
+  if ((s = check_tensor(a->x, "x", kAnyFloat, 4, shape, msg, msg_size)) ||
+      (s = check_tensor(a->y, "y", kAnyFloat, 4, shape, msg, msg_size)) ||
       (s = check_mask(a->mask, B, Lq, Lk, msg, msg_size)))
     return s;
   if (a->query) return MASKCHECK_OK;
@@ -321,19 +398,19 @@ static maskcheck_status example_cross_entropy(const maskcheck_cross_entropy_args
                                               size_t msg_size) {
   if (!a->logits || a->logits->ndim != 2)
     return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "logits must be [N, V]");
-  const DLDataType dt = a->logits->dtype, i64 = {kDLInt, 64, 1};
+  const DLDataType dt = a->dlogits ? narrowest(a->logits->dtype, a->dlogits->dtype)
+                                   : a->logits->dtype,
+                   i64 = {kDLInt, 64, 1};
   const int64_t N = a->logits->shape[0], V = a->logits->shape[1];
-  if (!computes_in(dt))
-    return fail(MASKCHECK_UNSUPPORTED, msg, msg_size,
-                "example plugin: cross-entropy in float64, float32 and bfloat16 only");
   const int64_t logits_shape[2] = {N, V}, rows[1] = {N};
   maskcheck_status s;
-  if ((s = check_tensor(a->logits, "logits", dt, 2, logits_shape, msg, msg_size)) ||
+  if ((s = check_tensor(a->logits, "logits", kAnyFloat, 2, logits_shape, msg, msg_size)) ||
       (s = check_tensor(a->labels, "labels", i64, 1, rows, msg, msg_size)) ||
       (a->weights &&
        (s = check_tensor(a->weights, "weights", aux_dtype(dt), 1, rows, msg, msg_size))) ||
       (s = check_tensor(a->losses, "losses", aux_dtype(dt), 1, rows, msg, msg_size)) ||
-      (a->dlogits && (s = check_tensor(a->dlogits, "dlogits", dt, 2, logits_shape, msg, msg_size))))
+      (a->dlogits &&
+       (s = check_tensor(a->dlogits, "dlogits", kAnyFloat, 2, logits_shape, msg, msg_size))))
     return s;
   if (a->reduction < MASKCHECK_REDUCTION_NONE || a->reduction > MASKCHECK_REDUCTION_MEAN)
     return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "unknown reduction %d", a->reduction);
@@ -395,7 +472,8 @@ static maskcheck_status example_cross_entropy(const maskcheck_cross_entropy_args
 
 // ---- the table ---------------------------------------------------------------------------------
 
-#define EXAMPLE_DTYPES (MASKCHECK_DTYPE_F64 | MASKCHECK_DTYPE_F32 | MASKCHECK_DTYPE_BF16)
+#define EXAMPLE_DTYPES \
+  (MASKCHECK_DTYPE_F64 | MASKCHECK_DTYPE_F32 | MASKCHECK_DTYPE_F16 | MASKCHECK_DTYPE_BF16)
 
 static const maskcheck_plugin example = {
     .abi_major = MASKCHECK_PLUGIN_ABI_VERSION_MAJOR,
@@ -412,6 +490,8 @@ static const maskcheck_plugin example = {
     .attention_forward = example_attention,
     .softmax_forward = example_softmax,
     .cross_entropy = example_cross_entropy,
+    // ABI 1.1. Every tensor in the case's dtype (storage left zero), and the packed layout.
+    .attention_varlen_forward = example_attention_varlen,
 };
 
 // maskcheck's tests build variants of this plugin by including this file with

@@ -7,9 +7,13 @@
 //                                            <- "result <json>" (info, outcome or load_error)
 //
 // The worker's standard output and error go to a second pipe; the parent keeps their tail for
-// failure messages. The parent kills the worker's process group when no message arrived for the
-// timeout, and reports a worker that dies of a signal, exits without a result or times out as a
-// failed property, naming the plugin call it was in.
+// failure messages (a plugin that fails to load gets all of that tail shown). The parent kills the
+// worker's process group when no message arrived for the timeout, and reports a worker that dies
+// of a signal, exits without a result or times out as a failed property, naming the plugin call it
+// was in. A worker that died of a signal is run again with --isolate-calls: every plugin call then
+// runs in a process of its own (forked from the worker), a call that dies becomes an ordinary
+// failure of its case (CrashedCall), and rapidcheck shrinks it and the runner saves it as
+// counterexample files like any other failure, with the signal and the call's last output.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -23,12 +27,17 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <iostream>
+#include <limits>
+#include <optional>
 #include <sstream>
 
 #include "maskcheck/plugin.h"
+#include "maskcheck/suite/forwarding.hpp"
 #include "maskcheck/suite/plugin_host.hpp"
 #include "maskcheck/suite/process.hpp"
+#include "maskcheck/suite/recording.hpp"
 #include "plugin_internal.hpp"
 
 namespace maskcheck::plugin {
@@ -52,7 +61,17 @@ std::string PluginInfo::summary() const {
   if (!version.empty()) os << "version " << version << ", ";
   os << "ABI " << abi_major << "." << abi_minor << ", " << device();
   if (keep_tensor) os << ", keep-mask tensor";
+  if (additive_mask) os << ", additive mask tensor";
   if (!lse) os << ", no log-sum-exp";
+  if (varlen) os << ", varlen";
+  for (const auto& [t, st] : storage) {
+    std::string parts;
+    for (Op op : op_list())
+      if (const std::string d = st.describe(op, t); !d.empty())
+        parts += (parts.empty() ? "" : ",") + d;
+    if (st.mask != DType::f32) parts += (parts.empty() ? "" : ",") + std::string("mask=f16");
+    os << ", " << to_string(t) << " stores " << parts;
+  }
   os << ", " << path << "]";
   return os.str();
 }
@@ -69,12 +88,40 @@ std::vector<DType> PluginInfo::dtypes(Op op) const {
   return {};
 }
 
+Storage PluginInfo::storage_for(DType t) const {
+  for (const auto& [d, s] : storage)
+    if (d == t) return s;
+  Storage s = Storage::of(t);
+  s.mask = DType::f32;
+  return s;
+}
+
+namespace {
+constexpr const char* kStorageFields[] = {"q", "k",      "v",       "out", "x",
+                                          "y", "logits", "dlogits", "mask"};
+DType* storage_field(Storage& s, std::string_view name) {
+  DType* fields[] = {&s.q, &s.k, &s.v, &s.out, &s.x, &s.y, &s.logits, &s.dlogits, &s.mask};
+  for (std::size_t i = 0; i < std::size(kStorageFields); ++i)
+    if (name == kStorageFields[i]) return fields[i];
+  throw InvalidArgument("storage field", std::string(name), "unknown");
+}
+}  // namespace
+
 nlohmann::json PluginInfo::to_json() const {
   nlohmann::json ops_json = nlohmann::json::array();
   for (const auto& [op, dts] : ops) {
     nlohmann::json d = nlohmann::json::array();
     for (DType t : dts) d.push_back(std::string(to_string(t)));
     ops_json.push_back({{"op", std::string(to_string(op))}, {"dtypes", d}});
+  }
+  // {"f16": {"q": "f32", "k": "f16", ...}}: every field, for the dtypes with mixed storage.
+  nlohmann::json storage_json = nlohmann::json::object();
+  for (const auto& [t, st] : storage) {
+    Storage copy = st;
+    nlohmann::json fields;
+    for (const char* field : kStorageFields)
+      fields[field] = std::string(to_string(*storage_field(copy, field)));
+    storage_json[std::string(to_string(t))] = fields;
   }
   return {{"path", path},
           {"name", name},
@@ -87,7 +134,10 @@ nlohmann::json PluginInfo::to_json() const {
           {"device_type", device_type},
           {"device_id", device_id},
           {"keep_tensor", keep_tensor},
+          {"additive_mask", additive_mask},
           {"lse", lse},
+          {"varlen", varlen},
+          {"storage", storage_json},
           {"operations", ops_json}};
 }
 
@@ -103,6 +153,15 @@ PluginInfo PluginInfo::from_json(const nlohmann::json& j) {
   i.device_id = j.at("device_id").get<std::int32_t>();
   i.keep_tensor = j.at("keep_tensor").get<bool>();
   i.lse = j.at("lse").get<bool>();
+  i.additive_mask = j.at("additive_mask").get<bool>();
+  i.varlen = j.at("varlen").get<bool>();
+  for (const auto& [t, fields] : j.at("storage").items()) {
+    const DType dt = dtype_from_string(t);
+    Storage st = Storage::of(dt);
+    for (const auto& [field, d] : fields.items())
+      *storage_field(st, field) = dtype_from_string(d.get<std::string>());
+    i.storage.emplace_back(dt, st);
+  }
   for (const auto& o : j.at("operations")) {
     std::vector<DType> dts;
     for (const auto& t : o.at("dtypes")) dts.push_back(dtype_from_string(t.get<std::string>()));
@@ -361,7 +420,8 @@ WorkerRun run_worker(std::vector<std::string> args, double timeout_s, std::uint6
   return run;
 }
 
-// The last lines of the worker's output, indented, for a message.
+// The last lines of the worker's output, indented, for a message (every line kept, at most
+// kOutputTail bytes, with max_lines = SIZE_MAX).
 std::string output_tail(const std::string& output, std::size_t max_lines = 30) {
   std::string s = output;
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
@@ -415,6 +475,264 @@ double effective_timeout(double t) {
   return t > 0 ? t : kDefaultTimeout;
 }
 
+// ---- every call in a process of its own (the worker's --isolate-calls) ----------------------
+
+// Results and errors cross from the call's process to the worker as bytes.
+class Blob {
+ public:
+  std::string bytes;
+  void put(std::uint64_t x) { bytes.append(reinterpret_cast<const char*>(&x), sizeof x); }
+  void put(double x) { bytes.append(reinterpret_cast<const char*>(&x), sizeof x); }
+  void put(const std::string& x) {
+    put(static_cast<std::uint64_t>(x.size()));
+    bytes += x;
+  }
+  void put(const std::vector<double>& x) {
+    put(static_cast<std::uint64_t>(x.size()));
+    bytes.append(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(double));
+  }
+};
+class BlobReader {
+ public:
+  explicit BlobReader(const std::string& b) : b_(b) {}
+  template <class T>
+  T get() {
+    T x{};
+    take(&x, sizeof x);
+    return x;
+  }
+  std::string str() {
+    std::string x(get<std::uint64_t>(), '\0');
+    take(x.data(), x.size());
+    return x;
+  }
+  std::vector<double> doubles() {
+    std::vector<double> x(get<std::uint64_t>());
+    take(x.data(), x.size() * sizeof(double));
+    return x;
+  }
+
+ private:
+  void take(void* dst, std::size_t n) {
+    if (n == 0) return;  // dst may be an empty vector's NULL data(): no memcpy from or to NULL
+    if (n > b_.size() - pos_) throw std::runtime_error("truncated result from a call's process");
+    std::memcpy(dst, b_.data() + pos_, n);
+    pos_ += n;
+  }
+  const std::string& b_;
+  std::size_t pos_ = 0;
+};
+
+enum class Outcome : std::uint64_t { ok, unsupported, invalid_argument, error };
+
+// Runs `body` in a forked child and returns what it returned, or rethrows what it threw (as
+// Unsupported, InvalidArgument or std::runtime_error). A child that dies of a signal throws
+// CrashedCall with the signal and the child's last output. The child's output also goes on to
+// this process's standard error, so the parent of the worker sees it as before.
+std::string in_child(const std::string& what, const std::function<std::string()>& body) {
+  Pipe result, output;
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("cannot fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::dup2(output.write_end(), 1);
+    ::dup2(output.write_end(), 2);
+    Blob b;
+    try {
+      const std::string r = body();
+      b.put(static_cast<std::uint64_t>(Outcome::ok));
+      b.bytes += r;
+    } catch (const Unsupported& e) {
+      b.put(static_cast<std::uint64_t>(Outcome::unsupported));
+      b.put(std::string(e.what()));
+    } catch (const InvalidArgument& e) {
+      b.put(static_cast<std::uint64_t>(Outcome::invalid_argument));
+      b.put(e.field());
+      b.put(e.value());
+      b.put(std::string(e.what()));
+    } catch (const std::exception& e) {
+      b.put(static_cast<std::uint64_t>(Outcome::error));
+      b.put(std::string(e.what()));
+    }
+    std::fflush(nullptr);
+    const char* p = b.bytes.data();
+    std::size_t left = b.bytes.size();
+    while (left > 0) {
+      const ssize_t n = ::write(result.write_end(), p, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) ::_exit(3);
+      p += n;
+      left -= static_cast<std::size_t>(n);
+    }
+    ::_exit(0);  // no destructors: the worker's state belongs to the worker
+  }
+  result.close_write();
+  output.close_write();
+  std::string bytes, printed;
+  bool result_open = true, output_open = true;
+  char buf[8192];
+  while (result_open || output_open) {
+    pollfd fds[2] = {{result_open ? result.read_end() : -1, POLLIN, 0},
+                     {output_open ? output.read_end() : -1, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
+    }
+    if (result_open && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+      const ssize_t n = ::read(result.read_end(), buf, sizeof buf);
+      if (n > 0)
+        bytes.append(buf, static_cast<std::size_t>(n));
+      else if (n == 0 || errno != EINTR)
+        result_open = false;
+    }
+    if (output_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      const ssize_t n = ::read(output.read_end(), buf, sizeof buf);
+      if (n > 0) {
+        printed.append(buf, static_cast<std::size_t>(n));
+        if (printed.size() > 2 * kOutputTail) printed.erase(0, printed.size() - kOutputTail);
+        (void)!::write(2, buf, static_cast<std::size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        output_open = false;
+      }
+    }
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (printed.size() > kOutputTail) printed.erase(0, printed.size() - kOutputTail);
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    std::ostringstream os;
+    os << "crashed: " << what << " died of " << signal_name(sig) << " (" << ::strsignal(sig)
+       << ") in a process of its own" << output_tail(printed);
+    throw CrashedCall(os.str(), signal_name(sig), printed);
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || bytes.empty())
+    throw std::runtime_error(what + ": its process exited with status " +
+                             std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
+                             " without a result" + output_tail(printed));
+  BlobReader r(bytes);
+  switch (static_cast<Outcome>(r.get<std::uint64_t>())) {
+    case Outcome::ok:
+      return bytes.substr(sizeof(std::uint64_t));
+    case Outcome::unsupported:
+      throw Unsupported(r.str());
+    case Outcome::invalid_argument: {
+      const std::string field = r.str(), value = r.str(), full = r.str();
+      // InvalidArgument's what() is "invalid argument: F = V (REQUIREMENT)".
+      const std::string head = "invalid argument: " + field + " = " + value + " (";
+      const bool parts = full.rfind(head, 0) == 0 && full.size() > head.size();
+      throw InvalidArgument(field, value,
+                            parts ? full.substr(head.size(), full.size() - head.size() - 1) : full);
+    }
+    case Outcome::error:
+      throw std::runtime_error(r.str());
+  }
+  throw std::runtime_error("unreadable result from a call's process");
+}
+
+std::string encode(const Support& s) {
+  Blob b;
+  b.put(static_cast<std::uint64_t>(s.ok));
+  b.put(s.reason);
+  return b.bytes;
+}
+Support decode_support(const std::string& bytes) {
+  BlobReader r(bytes);
+  Support s;
+  s.ok = r.get<std::uint64_t>() != 0;
+  s.reason = r.str();
+  return s;
+}
+std::string encode(const AttentionResult& a) {
+  Blob b;
+  b.put(a.out);
+  b.put(a.lse);
+  return b.bytes;
+}
+AttentionResult decode_attention(const std::string& bytes) {
+  BlobReader r(bytes);
+  AttentionResult a;
+  a.out = r.doubles();
+  a.lse = r.doubles();
+  return a;
+}
+
+// The plugin seen through a fork per call: queries and calls alike run in a child process, so
+// that a call that kills its process fails its case (CrashedCall) instead of the worker.
+class CallIsolation final : public ForwardingImplementation {
+ public:
+  using ForwardingImplementation::ForwardingImplementation;
+
+  Support supports_softmax(const SoftmaxProblem& p, DType t) const override {
+    return decode_support(in_child(name() + " softmax_forward (a query)",
+                                   [&] { return encode(inner().supports_softmax(p, t)); }));
+  }
+  std::vector<double> softmax(const SoftmaxProblem& p, DType t,
+                              std::span<const double> x) const override {
+    const std::string r = in_child(name() + " softmax_forward", [&] {
+      Blob b;
+      b.put(inner().softmax(p, t, x));
+      return b.bytes;
+    });
+    BlobReader in(r);
+    return in.doubles();
+  }
+  Support supports_attention(const AttentionProblem& p, DType t, bool want_lse) const override {
+    return decode_support(in_child(name() + " attention_forward (a query)", [&] {
+      return encode(inner().supports_attention(p, t, want_lse));
+    }));
+  }
+  AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
+                            std::span<const double> k, std::span<const double> v,
+                            bool want_lse) const override {
+    return decode_attention(in_child(name() + " attention_forward", [&] {
+      return encode(inner().attention(p, t, q, k, v, want_lse));
+    }));
+  }
+  Support supports_attention_varlen(const VarlenAttentionProblem& p, DType t,
+                                    bool want_lse) const override {
+    return decode_support(in_child(name() + " attention_varlen_forward (a query)", [&] {
+      return encode(inner().supports_attention_varlen(p, t, want_lse));
+    }));
+  }
+  AttentionResult attention_varlen(const VarlenAttentionProblem& p, DType t,
+                                   std::span<const double> q, std::span<const double> k,
+                                   std::span<const double> v, bool want_lse) const override {
+    return decode_attention(in_child(name() + " attention_varlen_forward", [&] {
+      return encode(inner().attention_varlen(p, t, q, k, v, want_lse));
+    }));
+  }
+  Support supports_cross_entropy(const LossProblem& p, DType t) const override {
+    return decode_support(in_child(name() + " cross_entropy (a query)",
+                                   [&] { return encode(inner().supports_cross_entropy(p, t)); }));
+  }
+  LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
+                           std::span<const std::int64_t> labels, std::span<const double> weights,
+                           bool backward) const override {
+    const std::string bytes = in_child(name() + " cross_entropy", [&] {
+      const LossResult l = inner().cross_entropy(p, t, logits, labels, weights, backward);
+      Blob b;
+      b.put(l.loss);
+      b.put(l.losses);
+      b.put(static_cast<std::uint64_t>(l.count));
+      b.put(l.weight_sum);
+      b.put(l.dlogits);
+      return b.bytes;
+    });
+    BlobReader r(bytes);
+    LossResult l;
+    l.loss = r.get<double>();
+    l.losses = r.doubles();
+    l.count = static_cast<std::int64_t>(r.get<std::uint64_t>());
+    l.weight_sum = r.get<double>();
+    l.dlogits = r.doubles();
+    return l;
+  }
+};
+
 // Stands in for a probed plugin in the parent. Its operations run in workers only.
 class IsolatedPlugin final : public detail::PluginBase {
  public:
@@ -429,11 +747,14 @@ PluginInfo probe_plugin(const std::string& path, double timeout_s, std::uint64_t
   timeout_s = effective_timeout(timeout_s);
   const WorkerRun run = run_worker({"--plugin", path}, timeout_s, memory_limit);
   if (run.result && run.json.contains("info")) return PluginInfo::from_json(run.json.at("info"));
+  // Why it did not load, with everything the library printed while loading (a missing
+  // dependency, its own diagnostics): the whole tail the parent kept, not only its last lines.
+  const std::string printed = output_tail(run.output, std::numeric_limits<std::size_t>::max());
   if (run.result && run.json.contains("load_error"))
-    throw LoadError(run.json.at("load_error").get<std::string>());
+    throw LoadError(run.json.at("load_error").get<std::string>() + printed);
   throw LoadError("plugin " + path + ": " +
                   (run.timed_out ? "did not finish loading: " : "crashed while loading: ") +
-                  ending(run, timeout_s) + output_tail(run.output));
+                  ending(run, timeout_s) + printed);
 }
 
 std::shared_ptr<const Implementation> isolated_plugin(PluginInfo info) {
@@ -460,33 +781,69 @@ PropertyOutcome run_property_isolated(const Implementation& impl, const Property
   if (config.chunk) args.insert(args.end(), {"--chunk", std::to_string(*config.chunk)});
   if (!config.shrink) args.push_back("--no-shrink");
   if (config.strict) args.push_back("--strict");
+  if (!config.dtypes.empty()) {
+    std::string d;
+    for (DType t : config.dtypes) d += (d.empty() ? "" : ",") + std::string(to_string(t));
+    args.insert(args.end(), {"--dtype", d});
+  }
   if (!config.counterexample_dir.empty()) {
     args.push_back("--counterexamples");
     args.push_back(config.counterexample_dir);
   }
   const WorkerRun run = run_worker(args, timeout_s, config.plugin_memory);
 
-  PropertyOutcome o;
-  bool have = false;
-  if (run.result && run.json.contains("outcome")) {
+  // The outcome a worker reported, or nothing (its message, if it sent an unreadable one).
+  auto outcome_of = [](const WorkerRun& r,
+                       std::string& unreadable) -> std::optional<PropertyOutcome> {
+    if (!r.result || !r.json.contains("outcome")) return std::nullopt;
     try {
-      o = outcome_from_json(run.json.at("outcome"));
-      have = true;
+      return outcome_from_json(r.json.at("outcome"));
     } catch (const std::exception& e) {
-      o.message = std::string("unreadable result from the worker: ") + e.what();
+      unreadable = std::string("unreadable result from the worker: ") + e.what();
+      return std::nullopt;
     }
-  }
-  if (!have) {
+  };
+  std::string unreadable;
+  std::optional<PropertyOutcome> got = outcome_of(run, unreadable);
+  PropertyOutcome o;
+  if (got) {
+    o = *got;
+  } else {
     const std::string why =
         run.result && run.json.contains("load_error")
             ? run.json.at("load_error").get<std::string>()
-            : (o.message.empty() ? failure_of(run, impl.name(), timeout_s) : o.message);
-    o = PropertyOutcome{};
+            : (unreadable.empty() ? failure_of(run, impl.name(), timeout_s) : unreadable);
     o.status = Status::failed;
-    o.message = why + output_tail(run.output) +
-                "\n  debug it in this process (under gdb, for instance): add --in-process to the "
-                "replay command";
+    o.message = why + output_tail(run.output);
     o.seconds = run.seconds;
+    // A crash (not the sandbox's kill, not a timeout): the same run again with every plugin call
+    // in a process of its own, so that the case that kills the worker is shrunk and saved like
+    // any other failure. CPU plugins only: a CUDA context does not survive fork().
+    const bool crashed = run.signal != 0 && run.limit.empty() && !run.timed_out;
+    if (crashed && proxy->info().device_type == kDLCPU) {
+      std::vector<std::string> again = args;
+      again.push_back("--isolate-calls");
+      const WorkerRun rerun = run_worker(again, timeout_s, config.plugin_memory);
+      std::string ignored;
+      const std::optional<PropertyOutcome> shrunk = outcome_of(rerun, ignored);
+      if (shrunk && shrunk->status == Status::failed) {
+        PropertyOutcome s = *shrunk;
+        s.message = o.message + "\n  shrunk with every plugin call in a process of its own:\n  " +
+                    s.message;
+        s.seconds += run.seconds;
+        o = std::move(s);
+      } else {
+        o.message +=
+            "\n  (running every plugin call in a process of its own did not reproduce the "
+            "crash: " +
+            (shrunk ? "the property " + std::string(to_string(shrunk->status))
+                    : failure_of(rerun, impl.name(), timeout_s) + output_tail(rerun.output)) +
+            "; it may depend on the calls before it)";
+      }
+    }
+    o.message +=
+        "\n  debug it in this process (under gdb, for instance): add --in-process to the "
+        "replay command";
   }
   o.implementation = impl.name();
   o.property = prop.name;
@@ -496,7 +853,7 @@ PropertyOutcome run_property_isolated(const Implementation& impl, const Property
   o.replay = replay_command(
       config, o.implementation, o.property,
       o.failed_chunks.empty() ? config.chunk : std::optional<int>(o.failed_chunks.front()));
-  if (!have) o.chunks = selected_chunks(config, o.implementation, o.property);
+  if (o.chunks.empty()) o.chunks = selected_chunks(config, o.implementation, o.property);
   return o;
 }
 
@@ -534,8 +891,13 @@ void worker_main(const WorkerOptions& opt) {
   if (opt.chunk >= 0) config.chunk = opt.chunk;
   config.shrink = opt.shrink;
   config.strict = opt.strict;
+  config.dtypes = opt.dtypes;
   config.counterexample_dir = opt.counterexample_dir;
   config.plugins = {{impl->name(), opt.plugin}};
+  if (opt.isolate_calls) {
+    const CallIsolation isolated(*impl);
+    finish(channel, {{"outcome", outcome_json(run_property(isolated, *prop, config))}}, 0);
+  }
   finish(channel, {{"outcome", outcome_json(run_property(*impl, *prop, config))}}, 0);
 }
 

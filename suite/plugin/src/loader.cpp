@@ -2,7 +2,9 @@
 // "plugin:<name>". Every call builds DLTensors from the registry's doubles in the case's dtype,
 // fills the outputs with NaN, surrounds every buffer with guard bytes, calls the plugin, and
 // then checks that the guards and the inputs are untouched before reading the outputs back.
-// A support question is the same call with args.query set and no data.
+// A support question is the same call with args.query set and no data. Each tensor is in the
+// dtype the plugin declared for it (ABI 1.1's mixed storage), and only the table fields of the
+// plugin's ABI minor version are read.
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -10,6 +12,8 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -35,7 +39,8 @@ static_assert(kUnbounded == MASKCHECK_UNBOUNDED, "one spelling of an unbounded w
 
 constexpr std::uint32_t kKnownDtypes =
     MASKCHECK_DTYPE_F64 | MASKCHECK_DTYPE_F32 | MASKCHECK_DTYPE_F16 | MASKCHECK_DTYPE_BF16;
-constexpr std::uint32_t kKnownFlags = MASKCHECK_FLAG_KEEP_TENSOR | MASKCHECK_FLAG_NO_LSE;
+constexpr std::uint32_t kKnownFlags10 = MASKCHECK_FLAG_KEEP_TENSOR | MASKCHECK_FLAG_NO_LSE;
+constexpr std::uint32_t kKnownFlags11 = kKnownFlags10 | MASKCHECK_FLAG_ADDITIVE_MASK;
 
 std::uint32_t dtype_bit(DType t) {
   switch (t) {
@@ -65,6 +70,7 @@ DLDataType dl_dtype(DType t) {
   return {kDLFloat, 64, 1};
 }
 constexpr DLDataType kUInt8{kDLUInt, 8, 1};
+constexpr DLDataType kInt32{kDLInt, 32, 1};
 constexpr DLDataType kInt64{kDLInt, 64, 1};
 
 // The dtype of log-sum-exp, per-row losses and weights.
@@ -362,6 +368,12 @@ std::string where(const std::string& path) {
   return "plugin " + path;
 }
 
+std::string upper(std::string_view s) {
+  std::string u(s);
+  for (char& ch : u) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return u;
+}
+
 Library open_library(const std::string& given) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -406,6 +418,12 @@ const maskcheck_plugin* entry_table(const Library& lib, const std::string& given
   return table;
 }
 
+// A plugin's own text, at most 4096 bytes of it.
+std::string bounded(const char* text) {
+  const std::size_t n = ::strnlen(text, 4096);
+  return std::string(text, n) + (n == 4096 ? "..." : "");
+}
+
 bool valid_name(const char* name) {
   if (!name) return false;
   const std::string_view s(name);
@@ -423,6 +441,60 @@ std::string hex(std::uint32_t x) {
   return os.str();
 }
 
+// The plugin's table as far as its ABI minor version defines it, the rest zero: a 1.0 plugin's
+// table ends before ABI 1.1's fields, and reading past it would read whatever follows it.
+maskcheck_plugin copy_table(const maskcheck_plugin& t) {
+  maskcheck_plugin c{};
+  const std::size_t n =
+      t.abi_minor >= 1 ? sizeof(maskcheck_plugin) : offsetof(maskcheck_plugin, storage);
+  std::memcpy(static_cast<void*>(&c), &t, n);
+  return c;
+}
+
+constexpr int dtype_index(DType t) {
+  switch (t) {
+    case DType::f64:
+      return MASKCHECK_DTYPE_INDEX_F64;
+    case DType::f32:
+      return MASKCHECK_DTYPE_INDEX_F32;
+    case DType::f16:
+      return MASKCHECK_DTYPE_INDEX_F16;
+    case DType::bf16:
+      return MASKCHECK_DTYPE_INDEX_BF16;
+  }
+  return 0;
+}
+static_assert(MASKCHECK_DTYPE_F16 == 1u << MASKCHECK_DTYPE_INDEX_F16 &&
+              MASKCHECK_DTYPE_BF16 == 1u << MASKCHECK_DTYPE_INDEX_BF16);
+
+// maskcheck_storage[t] as a Storage: 0 is t, the mask f32 unless f16 is asked for.
+Storage read_storage(const maskcheck_storage& m, DType t, const std::string& w) {
+  const std::string field = "storage[MASKCHECK_DTYPE_INDEX_" + upper(to_string(t)) + "]";
+  auto one = [&](std::uint32_t bits, const char* name) {
+    for (DType d : {DType::f64, DType::f32, DType::f16, DType::bf16})
+      if (bits == dtype_bit(d)) return d;
+    if (bits == 0) return t;
+    throw LoadError(w + ": " + field + "." + name + " = " + hex(bits) +
+                    " is not one MASKCHECK_DTYPE_* bit (or 0 for the case's dtype)");
+  };
+  Storage s = Storage::of(t);
+  s.q = one(m.q, "q");
+  s.k = one(m.k, "k");
+  s.v = one(m.v, "v");
+  s.out = one(m.out, "out");
+  s.x = one(m.x, "x");
+  s.y = one(m.y, "y");
+  s.logits = one(m.logits, "logits");
+  s.dlogits = one(m.dlogits, "dlogits");
+  if (m.mask != 0 && m.mask != MASKCHECK_DTYPE_F32 && m.mask != MASKCHECK_DTYPE_F16)
+    throw LoadError(w + ": " + field + ".mask = " + hex(m.mask) +
+                    " (the additive mask is MASKCHECK_DTYPE_F32, or 0, or MASKCHECK_DTYPE_F16)");
+  s.mask = m.mask == MASKCHECK_DTYPE_F16 ? DType::f16 : DType::f32;
+  if (m.reserved[0] || m.reserved[1] || m.reserved[2])
+    throw LoadError(w + ": " + field + ".reserved must be 0");
+  return s;
+}
+
 // Checks the table against this maskcheck and reads it into a PluginInfo.
 PluginInfo read_table(const maskcheck_plugin& t, const std::string& given, const Library& lib) {
   const std::string w = where(given);
@@ -436,6 +508,9 @@ PluginInfo read_table(const maskcheck_plugin& t, const std::string& given, const
   if (t.abi_minor > MASKCHECK_PLUGIN_ABI_VERSION_MINOR)
     throw LoadError(w + ": plugin ABI version mismatch: the plugin was built for ABI " + theirs +
                     ", newer than this maskcheck's " + ours + " (use a newer maskcheck)");
+  if (t.abi_minor >= 1 && t.unavailable)
+    throw LoadError(w + ": the plugin" + (valid_name(t.name) ? " " + std::string(t.name) : "") +
+                    " declines to load: " + bounded(t.unavailable));
   if (!valid_name(t.name))
     throw LoadError(w + ": invalid plugin name " +
                     (t.name ? "\"" + std::string(t.name) + "\"" : std::string("(NULL)")) +
@@ -449,10 +524,12 @@ PluginInfo read_table(const maskcheck_plugin& t, const std::string& given, const
   info.abi_minor = t.abi_minor;
   info.device_type = t.device_type;
   info.device_id = t.device_id;
-  if (t.flags & ~kKnownFlags)
-    throw LoadError(w + ": unknown flags " + hex(t.flags & ~kKnownFlags) + " for ABI " + ours);
+  const std::uint32_t known = t.abi_minor >= 1 ? kKnownFlags11 : kKnownFlags10;
+  if (t.flags & ~known)
+    throw LoadError(w + ": unknown flags " + hex(t.flags & ~known) + " for ABI " + theirs);
   info.keep_tensor = (t.flags & MASKCHECK_FLAG_KEEP_TENSOR) != 0;
   info.lse = (t.flags & MASKCHECK_FLAG_NO_LSE) == 0;
+  info.additive_mask = (t.flags & MASKCHECK_FLAG_ADDITIVE_MASK) != 0;
 
   bool cuda_ok = false;
 #ifdef MASKCHECK_PLUGIN_CUDA
@@ -497,6 +574,28 @@ PluginInfo read_table(const maskcheck_plugin& t, const std::string& given, const
     throw LoadError(w +
                     ": provides no operation (set attention_dtypes, softmax_dtypes or "
                     "cross_entropy_dtypes and the matching function)");
+  if (t.attention_varlen_forward) {
+    if (!t.attention_forward)
+      throw LoadError(w + ": attention_varlen_forward is set but attention_forward is NULL");
+    info.varlen = true;
+  }
+  // Mixed storage: every dtype an operation lists, checked against that operation's tensors.
+  for (DType dt : {DType::f64, DType::f32, DType::f16, DType::bf16}) {
+    const Storage st = read_storage(t.storage[dtype_index(dt)], dt, w);
+    bool listed = false;
+    for (const auto& [op, dts] : info.ops) {
+      if (std::find(dts.begin(), dts.end(), dt) == dts.end()) continue;
+      listed = true;
+      try {
+        check_storage(st, op, dt, "storage[MASKCHECK_DTYPE_INDEX_" + upper(to_string(dt)) + "]");
+      } catch (const InvalidArgument& e) {
+        throw LoadError(w + ": " + e.what());
+      }
+    }
+    Storage plain = Storage::of(dt);
+    plain.mask = DType::f32;
+    if (listed && !(st == plain)) info.storage.emplace_back(dt, st);
+  }
   return info;
 }
 
@@ -505,7 +604,10 @@ PluginInfo read_table(const maskcheck_plugin& t, const std::string& given, const
 // The mask descriptor of a call, with the arrays it points into.
 class MaskArgs {
  public:
-  MaskArgs(const MaskSpec& spec, bool keep_tensor, const Device& device, bool query) : flat_(spec) {
+  // additive: the dtype of the additive mask tensor, when the plugin takes one.
+  MaskArgs(const MaskSpec& spec, bool keep_tensor, std::optional<DType> additive,
+           const Device& device, bool query)
+      : flat_(spec) {
     const MaskView v = flat_.view();
     m_.batch = v.B;
     m_.q_len = v.Lq;
@@ -531,25 +633,87 @@ class MaskArgs {
       }
       m_.keep = keep_->dl();
     }
+    if (additive) {
+      additive_.emplace("mask.additive", dl_dtype(*additive),
+                        std::vector<std::int64_t>{spec.B, spec.Lq, spec.Lk});
+      if (query) {
+        additive_->describe_on(device);
+      } else {
+        const auto values =
+            ref::encode_mask(ref::build_keep_mask(spec), MaskEncoding::additive_inf, *additive);
+        additive_->place(device, storage_bytes(values, *additive).data(), true);
+      }
+      m_.additive = additive_->dl();
+    }
   }
   const maskcheck_mask* get() const { return &m_; }
   void collect(const std::string& function) {
     if (keep_) keep_->collect(function);
+    if (additive_) additive_->collect(function);
   }
 
  private:
   FlatMask flat_;
   maskcheck_mask m_{};
-  std::optional<Tensor> keep_;
+  std::optional<Tensor> keep_, additive_;
 };
+
+// A DLTensor over memory someone else owns (prepared calls).
+class View {
+ public:
+  View(const void* data, DLDataType dtype, std::vector<std::int64_t> shape)
+      : shape_(std::move(shape)), strides_(shape_.size()) {
+    std::int64_t stride = 1;
+    for (std::size_t i = shape_.size(); i-- > 0;) {
+      strides_[i] = stride;
+      stride *= shape_[i];
+    }
+    t_.data = const_cast<void*>(data);
+    t_.device = {kDLCPU, 0};
+    t_.ndim = static_cast<int>(shape_.size());
+    t_.dtype = dtype;
+    t_.shape = shape_.data();
+    t_.strides = strides_.data();
+  }
+  View(const View&) = delete;
+  View& operator=(const View&) = delete;
+  const DLTensor* dl() const { return &t_; }
+
+ private:
+  std::vector<std::int64_t> shape_, strides_;
+  DLTensor t_{};
+};
+
+// A prepared call: the arguments live here, run() is one call of `fn`.
+template <class Args, class Fn>
+class RawCall final : public PreparedCall {
+ public:
+  RawCall(std::string what, Fn fn) : what_(std::move(what)), fn_(std::move(fn)) {}
+  void run() override {
+    std::array<char, 4096> msg{};
+    const maskcheck_status s = fn_(msg.data(), msg.size());
+    msg.back() = '\0';
+    if (s != MASKCHECK_OK)
+      throw std::runtime_error(what_ + " returned " + status_name(s) +
+                               (msg[0] ? ": " + std::string(msg.data()) : std::string()));
+  }
+
+ private:
+  std::string what_;
+  Fn fn_;
+};
+template <class Fn>
+std::unique_ptr<PreparedCall> raw_call(std::string what, Fn fn) {
+  return std::make_unique<RawCall<int, Fn>>(std::move(what), std::move(fn));
+}
 
 class PluginImplementation final : public detail::PluginBase {
  public:
-  PluginImplementation(Library lib, const maskcheck_plugin* table, PluginInfo info,
+  PluginImplementation(Library lib, const maskcheck_plugin& table, PluginInfo info,
                        CallObserver* observer)
       : PluginBase(std::move(info)),
         lib_(std::move(lib)),
-        t_(*table),
+        t_(table),
         device_(info_),
         observer_(observer) {}
 
@@ -579,6 +743,112 @@ class PluginImplementation final : public detail::PluginBase {
     AttentionResult r;
     attention_call(p, t, q, k, v, want_lse, &r);
     return r;
+  }
+
+  // ---- attention, packed (varlen): q [Tq, H, D], k, v [Tk, Hkv, D], lse [H, Tq]
+  Support supports_attention_varlen(const VarlenAttentionProblem& p, DType t,
+                                    bool want_lse) const override {
+    if (auto s = precheck(Op::attention, t); !s) return s;
+    if (!info_.varlen)
+      return Support::no(name() + " has no attention_varlen_forward (ABI 1.1: the packed layout)");
+    return varlen_call(p, t, {}, {}, {}, want_lse, nullptr);
+  }
+  AttentionResult attention_varlen(const VarlenAttentionProblem& p, DType t,
+                                   std::span<const double> q, std::span<const double> k,
+                                   std::span<const double> v, bool want_lse) const override {
+    p.validate();
+    (void)p.padded();  // heads and head dim
+    require_size("q", q.size(), checked_numel("q", {p.total_q(), p.H, p.D}));
+    require_size("k", k.size(), checked_numel("k", {p.total_k(), p.Hkv, p.D}));
+    require_size("v", v.size(), checked_numel("v", {p.total_k(), p.Hkv, p.D}));
+    if (!info_.varlen) throw Unsupported(name() + " has no attention_varlen_forward");
+    AttentionResult r;
+    varlen_call(p, t, q, k, v, want_lse, &r);
+    return r;
+  }
+
+  // ---- prepared calls on the caller's memory (plugin_host.hpp)
+  std::unique_ptr<PreparedCall> prepare_softmax(const SoftmaxProblem& p, DType t, const void* x,
+                                                void* y) const {
+    require_here(supports_softmax(p, t));
+    const Storage st = info_.storage_for(t);
+    const std::vector<std::int64_t> shape{p.mask.B, p.H, p.mask.Lq, p.mask.Lk};
+    struct State {
+      View x, y;
+      MaskArgs mask;
+      maskcheck_softmax_args a{};
+    };
+    std::shared_ptr<State> s(new State{{x, dl_dtype(st.x), shape},
+                                       {y, dl_dtype(st.y), shape},
+                                       {p.mask, info_.keep_tensor, additive(st), device_, false},
+                                       {}});
+    s->a.x = s->x.dl();
+    s->a.y = s->y.dl();
+    s->a.mask = s->mask.get();
+    s->a.scale = p.scale;
+    const auto fn = t_.softmax_forward;
+    return raw_call(name() + " softmax_forward",
+                    [s, fn](char* msg, std::size_t n) { return fn(&s->a, msg, n); });
+  }
+  std::unique_ptr<PreparedCall> prepare_attention(const AttentionProblem& p, DType t, const void* q,
+                                                  const void* k, const void* v, void* out) const {
+    require_here(supports_attention(p, t, false));
+    const Storage st = info_.storage_for(t);
+    const std::vector<std::int64_t> qs{p.mask.B, p.H, p.mask.Lq, p.D},
+        kvs{p.mask.B, p.Hkv, p.mask.Lk, p.D};
+    struct State {
+      View q, k, v, out;
+      MaskArgs mask;
+      maskcheck_attention_args a{};
+    };
+    std::shared_ptr<State> s(new State{{q, dl_dtype(st.q), qs},
+                                       {k, dl_dtype(st.k), kvs},
+                                       {v, dl_dtype(st.v), kvs},
+                                       {out, dl_dtype(st.out), qs},
+                                       {p.mask, info_.keep_tensor, additive(st), device_, false},
+                                       {}});
+    s->a.q = s->q.dl();
+    s->a.k = s->k.dl();
+    s->a.v = s->v.dl();
+    s->a.out = s->out.dl();
+    s->a.mask = s->mask.get();
+    s->a.scale = p.effective_scale();
+    const auto fn = t_.attention_forward;
+    return raw_call(name() + " attention_forward",
+                    [s, fn](char* msg, std::size_t n) { return fn(&s->a, msg, n); });
+  }
+  std::unique_ptr<PreparedCall> prepare_cross_entropy(const LossProblem& p, DType t,
+                                                      const void* logits,
+                                                      const std::int64_t* labels, void* losses,
+                                                      void* dlogits, double* loss) const {
+    require_here(supports_cross_entropy(p, t));
+    const Storage st = info_.storage_for(t);
+    struct State {
+      View logits, labels, losses, dlogits;
+      maskcheck_cross_entropy_args a{};
+      maskcheck_loss_totals totals{};
+    };
+    std::shared_ptr<State> s(new State{{logits, dl_dtype(st.logits), {p.N, p.V}},
+                                       {labels, kInt64, {p.N}},
+                                       {losses, dl_dtype(aux_dtype(t)), {p.N}},
+                                       {dlogits, dl_dtype(st.dlogits), {p.N, p.V}},
+                                       {},
+                                       {}});
+    s->a.logits = s->logits.dl();
+    s->a.labels = s->labels.dl();
+    s->a.losses = s->losses.dl();
+    s->a.dlogits = s->dlogits.dl();
+    s->a.ignore_index = p.ignore_index;
+    s->a.label_smoothing = p.label_smoothing;
+    s->a.reduction = p.reduction == Reduction::none  ? MASKCHECK_REDUCTION_NONE
+                     : p.reduction == Reduction::sum ? MASKCHECK_REDUCTION_SUM
+                                                     : MASKCHECK_REDUCTION_MEAN;
+    const auto fn = t_.cross_entropy;
+    return raw_call(name() + " cross_entropy", [s, fn, loss](char* msg, std::size_t n) {
+      const maskcheck_status status = fn(&s->a, &s->totals, msg, n);
+      *loss = s->totals.loss;
+      return status;
+    });
   }
 
   // ---- cross-entropy: logits [N, V], labels [N], weights [N]
@@ -614,14 +884,15 @@ class PluginImplementation final : public detail::PluginBase {
                        std::vector<double>* out) const {
     const bool query = out == nullptr;
     const MaskSpec& m = p.mask;
+    const Storage st = info_.storage_for(t);
     const std::vector<std::int64_t> shape{m.B, p.H, m.Lq, m.Lk};
-    Tensor xt("x", dl_dtype(t), shape), yt("y", dl_dtype(t), shape);
-    MaskArgs mask(m, info_.keep_tensor, device_, query);
+    Tensor xt("x", dl_dtype(st.x), shape), yt("y", dl_dtype(st.y), shape);
+    MaskArgs mask(m, info_.keep_tensor, additive(st), device_, query);
     if (query) {
       shape_only(xt, yt);
     } else {
-      xt.place(device_, storage_bytes(x, t).data(), true);
-      poison(yt, t);
+      xt.place(device_, storage_bytes(x, st.x).data(), true);
+      poison(yt, st.y);
     }
     maskcheck_softmax_args a{};
     a.x = xt.dl();
@@ -639,7 +910,7 @@ class PluginImplementation final : public detail::PluginBase {
     if (query) return s;
     for (Tensor* tensor : {&xt, &yt}) tensor->collect("softmax_forward");
     mask.collect("softmax_forward");
-    *out = storage_values(yt, t);
+    *out = storage_values(yt, st.y);
     return s;
   }
 
@@ -648,17 +919,18 @@ class PluginImplementation final : public detail::PluginBase {
                          AttentionResult* out) const {
     const bool query = out == nullptr;
     const MaskSpec& m = p.mask;
+    const Storage st = info_.storage_for(t);
     const std::vector<std::int64_t> qs{m.B, p.H, m.Lq, p.D}, kvs{m.B, p.Hkv, m.Lk, p.D};
-    Tensor qt("q", dl_dtype(t), qs), kt("k", dl_dtype(t), kvs), vt("v", dl_dtype(t), kvs),
-        ot("out", dl_dtype(t), qs), lt("lse", dl_dtype(aux_dtype(t)), {m.B, p.H, m.Lq});
-    MaskArgs mask(m, info_.keep_tensor, device_, query);
+    Tensor qt("q", dl_dtype(st.q), qs), kt("k", dl_dtype(st.k), kvs), vt("v", dl_dtype(st.v), kvs),
+        ot("out", dl_dtype(st.out), qs), lt("lse", dl_dtype(aux_dtype(t)), {m.B, p.H, m.Lq});
+    MaskArgs mask(m, info_.keep_tensor, additive(st), device_, query);
     if (query) {
       shape_only(qt, kt, vt, ot, lt);
     } else {
-      qt.place(device_, storage_bytes(q, t).data(), true);
-      kt.place(device_, storage_bytes(k, t).data(), true);
-      vt.place(device_, storage_bytes(v, t).data(), true);
-      poison(ot, t);
+      qt.place(device_, storage_bytes(q, st.q).data(), true);
+      kt.place(device_, storage_bytes(k, st.k).data(), true);
+      vt.place(device_, storage_bytes(v, st.v).data(), true);
+      poison(ot, st.out);
       if (want_lse) poison(lt, aux_dtype(t));
     }
     maskcheck_attention_args a{};
@@ -680,9 +952,84 @@ class PluginImplementation final : public detail::PluginBase {
     if (query) return s;
     for (Tensor* tensor : {&qt, &kt, &vt, &ot, &lt}) tensor->collect("attention_forward");
     mask.collect("attention_forward");
-    out->out = storage_values(ot, t);
+    out->out = storage_values(ot, st.out);
     if (want_lse) out->lse = storage_values(lt, aux_dtype(t));
     return s;
+  }
+
+  Support varlen_call(const VarlenAttentionProblem& p, DType t, std::span<const double> q,
+                      std::span<const double> k, std::span<const double> v, bool want_lse,
+                      AttentionResult* out) const {
+    const bool query = out == nullptr;
+    const Storage st = info_.storage_for(t);
+    const std::int64_t B = p.batch(), Tq = p.total_q(), Tk = p.total_k();
+    Tensor qt("q", dl_dtype(st.q), {Tq, p.H, p.D}), kt("k", dl_dtype(st.k), {Tk, p.Hkv, p.D}),
+        vt("v", dl_dtype(st.v), {Tk, p.Hkv, p.D}), ot("out", dl_dtype(st.out), {Tq, p.H, p.D}),
+        lt("lse", dl_dtype(aux_dtype(t)), {p.H, Tq}), cq("cu_seqlens_q", kInt32, {B + 1}),
+        ck("cu_seqlens_k", kInt32, {B + 1});
+    if (query) {
+      shape_only(qt, kt, vt, ot, lt, cq, ck);
+    } else {
+      qt.place(device_, storage_bytes(q, st.q).data(), true);
+      kt.place(device_, storage_bytes(k, st.k).data(), true);
+      vt.place(device_, storage_bytes(v, st.v).data(), true);
+      cq.place(device_, p.cu_seqlens_q.data(), true);
+      ck.place(device_, p.cu_seqlens_k.data(), true);
+      poison(ot, st.out);
+      if (want_lse) poison(lt, aux_dtype(t));
+    }
+    std::int64_t max_q = 0, max_k = 0;
+    for (std::int64_t b = 0; b < B; ++b) {
+      max_q = std::max<std::int64_t>(max_q, p.cu_seqlens_q[b + 1] - p.cu_seqlens_q[b]);
+      max_k = std::max<std::int64_t>(max_k, p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b]);
+    }
+    maskcheck_attention_varlen_args a{};
+    a.q = qt.dl();
+    a.k = kt.dl();
+    a.v = vt.dl();
+    a.out = ot.dl();
+    a.lse = want_lse ? lt.dl() : nullptr;
+    a.cu_seqlens_q = cq.dl();
+    a.cu_seqlens_k = ck.dl();
+    a.cu_seqlens_q_host = p.cu_seqlens_q.data();
+    a.cu_seqlens_k_host = p.cu_seqlens_k.data();
+    a.batch = B;
+    a.max_seqlen_q = max_q;
+    a.max_seqlen_k = max_k;
+    a.causal = p.causal ? 1 : 0;
+    a.alignment = p.alignment == Alignment::top_left ? MASKCHECK_ALIGN_TOP_LEFT
+                                                     : MASKCHECK_ALIGN_BOTTOM_RIGHT;
+    a.window_left = p.window ? p.window->left : MASKCHECK_UNBOUNDED;
+    a.window_right = p.window ? p.window->right : MASKCHECK_UNBOUNDED;
+    a.scale = p.scale ? *p.scale : 1.0 / std::sqrt(static_cast<double>(p.D));
+    a.query = query ? 1 : 0;
+    a.stream = device_.stream();
+    std::ostringstream what;
+    what << "attention_varlen " << to_string(t) << " H=" << p.H << " Hkv=" << p.Hkv << " D=" << p.D
+         << " B=" << B << " Tq=" << Tq << " Tk=" << Tk << (p.causal ? " causal" : "")
+         << " scale=" << a.scale << " lse=" << (want_lse ? 1 : 0);
+    const Support s =
+        call("attention_varlen_forward", query, what.str(),
+             [&](char* msg, std::size_t n) { return t_.attention_varlen_forward(&a, msg, n); });
+    if (query) return s;
+    for (Tensor* tensor : {&qt, &kt, &vt, &ot, &lt, &cq, &ck})
+      tensor->collect("attention_varlen_forward");
+    out->out = storage_values(ot, st.out);
+    if (want_lse) out->lse = storage_values(lt, aux_dtype(t));
+    return s;
+  }
+
+  // Prepared calls take host memory: a CPU plugin, and a problem its query accepts.
+  void require_here(const Support& s) const {
+    if (!device_.host())
+      throw std::invalid_argument(name() + " runs on " + info_.device() +
+                                  ": prepared calls take host memory (CPU plugins)");
+    if (!s) throw Unsupported(s.reason);
+  }
+
+  // The additive mask's dtype, when the plugin takes one.
+  std::optional<DType> additive(const Storage& st) const {
+    return info_.additive_mask ? std::optional<DType>(st.mask) : std::nullopt;
   }
 
   Support loss_call(const LossProblem& p, DType t, std::span<const double> logits,
@@ -690,17 +1037,18 @@ class PluginImplementation final : public detail::PluginBase {
                     bool backward, LossResult* out) const {
     const bool query = out == nullptr;
     const DType at = aux_dtype(t);
-    Tensor xt("logits", dl_dtype(t), {p.N, p.V}), yt("labels", kInt64, {p.N}),
+    const Storage st = info_.storage_for(t);
+    Tensor xt("logits", dl_dtype(st.logits), {p.N, p.V}), yt("labels", kInt64, {p.N}),
         wt("weights", dl_dtype(at), {p.N}), lt("losses", dl_dtype(at), {p.N}),
-        gt("dlogits", dl_dtype(t), {p.N, p.V});
+        gt("dlogits", dl_dtype(st.dlogits), {p.N, p.V});
     if (query) {
       shape_only(xt, yt, wt, lt, gt);
     } else {
-      xt.place(device_, storage_bytes(logits, t).data(), true);
+      xt.place(device_, storage_bytes(logits, st.logits).data(), true);
       yt.place(device_, raw(labels), true);
       if (p.weighted) wt.place(device_, storage_bytes(weights, at).data(), true);
       poison(lt, at);
-      if (backward) poison(gt, t);
+      if (backward) poison(gt, st.dlogits);
     }
     maskcheck_cross_entropy_args a{};
     a.logits = xt.dl();
@@ -731,7 +1079,7 @@ class PluginImplementation final : public detail::PluginBase {
     out->count = totals.count;
     out->weight_sum = totals.weight_sum;
     out->losses = storage_values(lt, at);
-    if (backward) out->dlogits = storage_values(gt, t);
+    if (backward) out->dlogits = storage_values(gt, st.dlogits);
     return s;
   }
 
@@ -795,17 +1143,39 @@ class PluginImplementation final : public detail::PluginBase {
   }
 
   Library lib_;
-  maskcheck_plugin t_;  // a copy: the plugin cannot change its table behind our back
+  maskcheck_plugin t_;  // a copy (copy_table): the plugin cannot change its table behind our back
   Device device_;
   CallObserver* observer_;
 };
 
+const PluginImplementation& loaded(const Implementation& impl) {
+  const auto* p = dynamic_cast<const PluginImplementation*>(&impl);
+  if (!p) throw std::invalid_argument(impl.name() + " is not a plugin loaded into this process");
+  return *p;
+}
+
 }  // namespace
+
+std::unique_ptr<PreparedCall> prepare_softmax(const Implementation& plugin, const SoftmaxProblem& p,
+                                              DType t, const void* x, void* y) {
+  return loaded(plugin).prepare_softmax(p, t, x, y);
+}
+std::unique_ptr<PreparedCall> prepare_attention(const Implementation& plugin,
+                                                const AttentionProblem& p, DType t, const void* q,
+                                                const void* k, const void* v, void* out) {
+  return loaded(plugin).prepare_attention(p, t, q, k, v, out);
+}
+std::unique_ptr<PreparedCall> prepare_cross_entropy(const Implementation& plugin,
+                                                    const LossProblem& p, DType t,
+                                                    const void* logits, const std::int64_t* labels,
+                                                    void* losses, void* dlogits, double* loss) {
+  return loaded(plugin).prepare_cross_entropy(p, t, logits, labels, losses, dlogits, loss);
+}
 
 std::shared_ptr<const Implementation> load_plugin(const std::string& path, CallObserver* observer) {
   Library lib = open_library(path);
-  const maskcheck_plugin* table = entry_table(lib, path);
-  PluginInfo info = read_table(*table, path, lib);
+  const maskcheck_plugin table = copy_table(*entry_table(lib, path));
+  PluginInfo info = read_table(table, path, lib);
   return std::make_shared<PluginImplementation>(std::move(lib), table, std::move(info), observer);
 }
 

@@ -19,6 +19,7 @@ class PluginBase : public Implementation {
   bool attention_lse() const override { return info_.lse; }
   std::vector<Op> ops() const override { return info_.op_list(); }
   std::vector<DType> dtypes(Op op) const override { return info_.dtypes(op); }
+  Storage storage(DType t) const override { return info_.storage_for(t); }
 
  protected:
   PluginInfo info_;

@@ -196,7 +196,10 @@ void enter_sandbox(std::uint64_t memory_limit, int message_fd) {
   int status = 0;
   bool worker_done = false;
   for (int tick = 0; !worker_done && !g_stop; ++tick) {
-    if (reap(worker, status)) break;
+    if (reap(worker, status)) {
+      worker_done = true;  // its status is reaped now: kill_all cannot reap it again
+      break;
+    }
     if (tick % 5 == 0) {  // every 50 ms
       const auto live = descendants(self);
       std::uint64_t rss = 0;

@@ -19,6 +19,18 @@
 //                   found them (unwritten) instead of writing zeros
 //   FAULT_KEEP      no fault: asks for the keep-mask tensor and reads only that, and declares
 //                   that it has no log-sum-exp (and insists on never being asked for it)
+//   FAULT_CRASH_SHAPE  attention_forward dereferences NULL for one shape only (head dim D with
+//                   D % 4 == 3 and more than 4 keys), after printing a line to stderr: the crash
+//                   is shrunk and saved like any failure
+//   FAULT_STORAGE   no fault, ABI 1.1 mixed storage: f16 attention with q and out in float32
+//                   beside k and v in float16 (llama.cpp's layout); the example reads each tensor
+//                   in its own dtype
+//   FAULT_OVERROUND declares float32 attention but rounds k and v to float16 before computing:
+//                   it rounds more than it declares
+//   FAULT_ADDITIVE  no fault: asks for the additive mask tensor (ABI 1.1; float16 in f16 cases,
+//                   float32 otherwise) and reads only that
+//   FAULT_UNAVAILABLE  declines to load with a reason (ABI 1.1's unavailable)
+//   FAULT_NULL      prints 40 lines to stderr and returns NULL from the entry point
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +168,124 @@ static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char
   if (!a->mask->keep) return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "no keep tensor");
   return example_attention(a, msg, msg_size);
 }
+#elif defined(FAULT_CRASH_SHAPE)
+#define FAULT_NAME "crash_shape"
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  if (a->query) return example_attention(a, msg, msg_size);
+  if (a->q->shape[3] % 4 == 3 && a->k->shape[2] > 4) {
+    fprintf(stderr, "crash_shape plugin: D = %lld, Lk = %lld is the shape it dies on\n",
+            (long long)a->q->shape[3], (long long)a->k->shape[2]);
+    fflush(stderr);
+    volatile int* volatile nowhere = NULL;
+    *nowhere = 1;
+  }
+  return example_attention(a, msg, msg_size);
+}
+#elif defined(FAULT_OVERROUND)
+#define FAULT_NAME "overround"
+// k or v with every element rounded to float16 (as float32), in `buf`.
+static DLTensor rounded_to_f16(const DLTensor* t, float* buf) {
+  DLTensor r = *t;
+  int64_t n = 1;
+  for (int d = 0; d < t->ndim; ++d) n *= t->shape[d];
+  for (int64_t i = 0; i < n; ++i)
+    buf[i] = maskcheck_f16_to_f32(maskcheck_f32_to_f16((float)load(t, i)));
+  r.data = buf;
+  return r;
+}
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  if (a->query) return example_attention(a, msg, msg_size);
+  int64_t n = 1;
+  for (int d = 0; d < a->k->ndim; ++d) n *= a->k->shape[d];
+  float* kb = (float*)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+  float* vb = (float*)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+  if (!kb || !vb) {
+    free(kb);
+    free(vb);
+    return fail(MASKCHECK_INTERNAL, msg, msg_size, "out of memory");
+  }
+  const DLTensor k = rounded_to_f16(a->k, kb), v = rounded_to_f16(a->v, vb);
+  maskcheck_attention_args b = *a;
+  b.k = &k;
+  b.v = &v;
+  const maskcheck_status s = example_attention(&b, msg, msg_size);
+  free(kb);
+  free(vb);
+  return s;
+}
+#elif defined(FAULT_ADDITIVE)
+#define FAULT_NAME "additive"
+// The keep mask an additive mask stands for: 0 -> 1, -inf -> 0; anything else is an error.
+static maskcheck_status keep_from_additive(const maskcheck_mask* m, uint8_t** keep, DLTensor* t,
+                                           int64_t* shape, char* msg, size_t msg_size) {
+  const DLTensor* add = m->additive;
+  if (!add) return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "no additive mask tensor");
+  if (add->dtype.code != kDLFloat || (add->dtype.bits != 32 && add->dtype.bits != 16))
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "additive mask of dtype %d/%d",
+                add->dtype.code, add->dtype.bits);
+  const int64_t n = m->batch * m->q_len * m->k_len;
+  *keep = (uint8_t*)malloc((size_t)(n > 0 ? n : 1));
+  if (!*keep) return fail(MASKCHECK_INTERNAL, msg, msg_size, "out of memory");
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = load(add, i);
+    if (x != 0.0 && x != -INFINITY) {
+      free(*keep);
+      return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "additive mask[%lld] = %g",
+                  (long long)i, x);
+    }
+    (*keep)[i] = x == 0.0;
+  }
+  shape[0] = m->batch;
+  shape[1] = m->q_len;
+  shape[2] = m->k_len;
+  memset(t, 0, sizeof *t);
+  t->data = *keep;
+  t->device.device_type = kDLCPU;
+  t->ndim = 3;
+  t->dtype.code = kDLUInt;
+  t->dtype.bits = 8;
+  t->dtype.lanes = 1;
+  t->shape = shape;
+  return MASKCHECK_OK;
+}
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  if (a->query)
+    return a->mask->additive ? example_attention(a, msg, msg_size)
+                             : fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size,
+                                    "no additive mask tensor in a query");
+  uint8_t* keep = NULL;
+  DLTensor t;
+  int64_t shape[3];
+  maskcheck_status s = keep_from_additive(a->mask, &keep, &t, shape, msg, msg_size);
+  if (s != MASKCHECK_OK) return s;
+  maskcheck_mask m = *a->mask;
+  m.keep = &t;
+  maskcheck_attention_args b = *a;
+  b.mask = &m;
+  s = example_attention(&b, msg, msg_size);
+  free(keep);
+  return s;
+}
+static maskcheck_status faulty_softmax(const maskcheck_softmax_args* a, char* msg,
+                                       size_t msg_size) {
+  if (a->query) return example_softmax(a, msg, msg_size);
+  uint8_t* keep = NULL;
+  DLTensor t;
+  int64_t shape[3];
+  maskcheck_status s = keep_from_additive(a->mask, &keep, &t, shape, msg, msg_size);
+  if (s != MASKCHECK_OK) return s;
+  maskcheck_mask m = *a->mask;
+  m.keep = &t;
+  maskcheck_softmax_args b = *a;
+  b.mask = &m;
+  s = example_softmax(&b, msg, msg_size);
+  free(keep);
+  return s;
+}
+#define HAVE_FAULTY_SOFTMAX
 #else
 #define faulty_attention example_attention
 #endif
@@ -164,6 +294,12 @@ MASKCHECK_PLUGIN_EXPORT const maskcheck_plugin* maskcheck_plugin_v1(void) {
   static maskcheck_plugin p;
   p = example;
   p.attention_forward = faulty_attention;
+#ifdef HAVE_FAULTY_SOFTMAX
+  p.softmax_forward = faulty_softmax;
+#endif
+#if !defined(FAULT_NONE) && !defined(FAULT_STORAGE) && !defined(FAULT_ADDITIVE)
+  p.attention_varlen_forward = NULL;  // the faults are in the padded layout
+#endif
 #ifdef FAULT_NAME
   p.name = FAULT_NAME;
 #endif
@@ -180,6 +316,27 @@ MASKCHECK_PLUGIN_EXPORT const maskcheck_plugin* maskcheck_plugin_v1(void) {
 #elif defined(FAULT_KEEP)
   p.name = "keep";
   p.flags = MASKCHECK_FLAG_KEEP_TENSOR | MASKCHECK_FLAG_NO_LSE;
+#elif defined(FAULT_STORAGE)
+  p.name = "storage";
+  // f16 cases: q and out in float32, k and v in float16; every other dtype uniform.
+  p.storage[MASKCHECK_DTYPE_INDEX_F16].q = MASKCHECK_DTYPE_F32;
+  p.storage[MASKCHECK_DTYPE_INDEX_F16].out = MASKCHECK_DTYPE_F32;
+  p.storage[MASKCHECK_DTYPE_INDEX_F16].k = MASKCHECK_DTYPE_F16;
+  p.attention_dtypes = MASKCHECK_DTYPE_F32 | MASKCHECK_DTYPE_F16;
+  p.softmax_dtypes = 0;
+  p.cross_entropy_dtypes = 0;
+#elif defined(FAULT_OVERROUND)
+  p.attention_dtypes = MASKCHECK_DTYPE_F32;
+#elif defined(FAULT_ADDITIVE)
+  p.flags = MASKCHECK_FLAG_ADDITIVE_MASK;
+  p.storage[MASKCHECK_DTYPE_INDEX_F16].mask = MASKCHECK_DTYPE_F16;
+  p.cross_entropy_dtypes = 0;
+#elif defined(FAULT_UNAVAILABLE)
+  p.name = "unavailable";
+  p.unavailable = "this test plugin needs a device this machine does not have";
+#elif defined(FAULT_NULL)
+  for (int i = 1; i <= 40; ++i) fprintf(stderr, "null plugin: diagnostic line %d of 40\n", i);
+  return NULL;
 #endif
   return &p;
 }

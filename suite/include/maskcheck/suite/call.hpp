@@ -16,6 +16,10 @@
 //             maskcheck.options  JSON: {"encoding"} build_mask, {"from", "to"} convert_mask,
 //                                {"want_lse"} attention (default true), {"backward"}
 //                                cross_entropy (default false); {} otherwise
+//             maskcheck.storage  JSON, optional: the tensors stored wider than maskcheck.dtype
+//                                (mixed storage, registry.hpp's Storage), e.g. {"q": "f32",
+//                                "out": "f32"} in an f16 attention case; names q, k, v, out
+//                                (attention), x, y (softmax), logits, dlogits (cross_entropy)
 //   tensors   build_mask         the mask spec's arrays (below)
 //             convert_mask       mask [any shape]
 //             keep_from_lengths, last_valid_index   lengths I32 [B]
@@ -30,12 +34,12 @@
 //   cu_seqlens_q (I32, the B lists concatenated) with cu_seqlens_q_offsets (I32 [B + 1]: list b
 //   is cu_seqlens_q[offsets[b]:offsets[b+1]]), the same for k. They repeat the problem JSON's
 //   arrays for PyTorch users; when both are given they must agree, either alone is enough.
-//   Floating inputs are written in the case dtype (as F64 when a value is not exactly
-//   representable in it, so that a file always holds what the implementation was given) and
-//   must be exactly representable in it when read. Integer inputs may come in any integer
-//   dtype (BOOL too for 0/1 arrays) and are range-checked.
-//   Tensors named "recorded.<name>" (what the implementation returned, in counterexample
-//   files) are carried along and ignored by eval; any other unknown tensor is an error.
+//   Floating inputs are written in the case dtype, or in their own with maskcheck.storage (as F64
+//   when a value is not exactly representable in it, so that a file always holds what the
+//   implementation was given) and must be exactly representable in it when read. Integer inputs may
+//   come in any integer dtype (BOOL too for 0/1 arrays) and are range-checked. Tensors named
+//   "recorded.<name>" (what the implementation returned, in counterexample files) are carried along
+//   and ignored by eval; any other unknown tensor is an error.
 //
 // Result tensors (result_tensors): build_mask, convert_mask: mask (case dtype); keep_from_lengths:
 // keep U8 [B, L]; last_valid_index: last_valid_index I64 [B]; softmax: y; attention: out and
@@ -47,6 +51,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -96,18 +101,21 @@ struct SoftmaxCall {
   SoftmaxProblem problem;
   DType dtype = DType::f32;
   std::vector<double> x;
+  std::optional<Storage> storage = std::nullopt;  // tensors stored wider than dtype
 };
 struct AttentionCall {
   AttentionProblem problem;
   DType dtype = DType::f32;
   std::vector<double> q, k, v;
   bool want_lse = true;
+  std::optional<Storage> storage = std::nullopt;  // tensors stored wider than dtype
 };
 struct VarlenAttentionCall {
   VarlenAttentionProblem problem;
   DType dtype = DType::f32;
   std::vector<double> q, k, v;
   bool want_lse = true;
+  std::optional<Storage> storage = std::nullopt;  // tensors stored wider than dtype
 };
 struct CrossEntropyCall {
   LossProblem problem;
@@ -116,6 +124,7 @@ struct CrossEntropyCall {
   std::vector<std::int64_t> labels;
   std::vector<double> weights;
   bool backward = false;
+  std::optional<Storage> storage = std::nullopt;  // tensors stored wider than dtype
 };
 struct LmLabelsCall {
   LmLabelsProblem problem;
@@ -175,6 +184,7 @@ inline constexpr const char* kMetaCall = "maskcheck.call";
 inline constexpr const char* kMetaDtype = "maskcheck.dtype";
 inline constexpr const char* kMetaProblem = "maskcheck.problem";
 inline constexpr const char* kMetaOptions = "maskcheck.options";
+inline constexpr const char* kMetaStorage = "maskcheck.storage";
 inline constexpr std::string_view kCaseFormat = "maskcheck.case/1";
 inline constexpr std::string_view kResultFormat = "maskcheck.result/1";
 inline constexpr std::string_view kRecordedPrefix = "recorded.";

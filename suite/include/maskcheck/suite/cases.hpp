@@ -1,16 +1,19 @@
-// Test cases: a problem, a dtype, and how to fill its tensors. Tensor contents are not drawn
+// Test cases: a problem, a dtype (with the storage of each tensor when an implementation stores
+// some wider: registry.hpp's Storage), and how to fill its tensors. Tensor contents are not drawn
 // element by element through rapidcheck (that would shrink poorly and slowly); they are filled
 // deterministically from (style, data_seed), so a printed case replays exactly.
 #pragma once
 
 #include <cstdint>
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "maskcheck/reference/dtype.hpp"
 #include "maskcheck/reference/masks.hpp"
 #include "maskcheck/reference/problems.hpp"
+#include "maskcheck/suite/registry.hpp"
 
 namespace maskcheck {
 
@@ -54,6 +57,7 @@ struct MaskCase {
 struct SoftmaxCase {
   SoftmaxProblem problem;
   DType dtype = DType::f32;
+  std::optional<Storage> storage;  // mixed storage; empty: every tensor in dtype
   DataStyle style = DataStyle::normal;
   std::uint64_t data_seed = 0;
 };
@@ -65,6 +69,7 @@ SoftmaxData make_data(const SoftmaxCase& c);
 struct AttentionCase {
   AttentionProblem problem;
   DType dtype = DType::f32;
+  std::optional<Storage> storage;  // mixed storage; empty: every tensor in dtype
   DataStyle style = DataStyle::normal;
   std::uint64_t data_seed = 0;
   bool want_lse = true;
@@ -77,6 +82,7 @@ AttentionData make_data(const AttentionCase& c);
 struct LossCase {
   LossProblem problem;
   DType dtype = DType::f32;
+  std::optional<Storage> storage;  // mixed storage; empty: every tensor in dtype
   DataStyle style = DataStyle::normal;
   std::uint64_t data_seed = 0;
   double ignored_fraction = 0.0;  // share of rows whose label is ignore_index (1.0: all ignored)
@@ -87,6 +93,7 @@ struct LossData {
   std::vector<double> weights;  // empty unless weighted
 };
 LossData make_data(const LossCase& c);
+// (make_data draws each input in its own storage dtype: storage_of(c), registry.hpp.)
 
 struct LabelsCase {
   LmLabelsProblem problem;

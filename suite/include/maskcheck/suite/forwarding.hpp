@@ -17,6 +17,7 @@ class ForwardingImplementation : public Implementation {
   std::vector<Op> ops() const override { return inner_.ops(); }
   bool third_party() const override { return inner_.third_party(); }
   std::vector<DType> dtypes(Op op) const override { return inner_.dtypes(op); }
+  Storage storage(DType t) const override { return inner_.storage(t); }
 
   Support supports_masks(const MaskSpec& spec, MaskEncoding e, DType t) const override {
     return inner_.supports_masks(spec, e, t);

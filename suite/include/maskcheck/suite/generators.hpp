@@ -15,8 +15,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <rapidcheck.h>
@@ -32,13 +34,21 @@ SizeTier size_tier_from_string(std::string_view s);  // throws InvalidArgument n
 struct CaseLimits {
   std::vector<DType> dtypes{DType::f64, DType::f32, DType::f16, DType::bf16};
   SizeTier tier = SizeTier::small;
-  std::int64_t max_work = std::int64_t{1} << 21;  // B*H*Lq*Lk*D (attention), B*H*Lq*Lk, N*V
-  std::int64_t max_len = 260;                     // longest regular sequence (Lq, Lk)
-  std::int64_t long_keys = 8192;                  // longest key axis of a long (decode) case
-  std::int64_t long_row = 32768;                  // longest softmax / cross-entropy row
-  int long_share = 4;                             // 1 case in long_share is long (0: never)
+  std::int64_t max_work = std::int64_t{1} << 21;       // B*H*Lq*Lk*D (attention), B*H*Lq*Lk, N*V
+  std::int64_t max_len = 260;                          // longest regular sequence (Lq, Lk)
+  std::int64_t long_keys = 8192;                       // longest key axis of a long (decode) case
+  std::int64_t long_row = 32768;                       // longest softmax / cross-entropy row
+  int long_share = 4;                                  // 1 case in long_share is long (0: never)
   std::uint64_t max_bytes = std::uint64_t{256} << 20;  // memory budget of one case
-  bool attention_lse = true;                      // attention cases may ask for the LSE
+  bool attention_lse = true;                           // attention cases may ask for the LSE
+  // Mixed storage (registry.hpp): the dtypes whose cases store some tensor wider; the others
+  // store every tensor in the case's dtype.
+  std::vector<std::pair<DType, Storage>> storage;
+  std::optional<Storage> storage_for(DType t) const {
+    for (const auto& [d, s] : storage)
+      if (d == t) return s;
+    return std::nullopt;
+  }
 };
 // The limits of a tier (dtypes and attention_lse at their defaults).
 CaseLimits tier_limits(SizeTier tier);
@@ -50,8 +60,7 @@ std::string describe_tier(SizeTier tier);
 // case's dtype) and the materialized B x Lq x Lk masks. An upper estimate (tiers_test checks it
 // against the measured peak); the generators keep it within CaseLimits::max_bytes.
 std::uint64_t mask_case_bytes(std::int64_t B, std::int64_t Lq, std::int64_t Lk);
-std::uint64_t softmax_case_bytes(std::int64_t B, std::int64_t H, std::int64_t Lq,
-                                 std::int64_t Lk);
+std::uint64_t softmax_case_bytes(std::int64_t B, std::int64_t H, std::int64_t Lq, std::int64_t Lk);
 std::uint64_t attention_case_bytes(std::int64_t B, std::int64_t H, std::int64_t Hkv,
                                    std::int64_t Lq, std::int64_t Lk, std::int64_t D);
 std::uint64_t loss_case_bytes(std::int64_t N, std::int64_t V);

@@ -8,8 +8,10 @@
 
 #include <cstddef>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "maskcheck/suite/call.hpp"
@@ -22,6 +24,18 @@ struct RecordedCall {
   CallInputs inputs;
   std::optional<CallResult> result;  // absent when the call threw
   std::string error;                 // what it threw
+  std::string signal, output;        // a CrashedCall's signal and last output
+};
+
+// Thrown for a call that killed the process it ran in (a plugin's call run in a process of its
+// own while a crash is shrunk, isolation.cpp): what() says how and where; counterexample files
+// keep the signal ("SIGSEGV") and the last output of that process as maskcheck.signal and
+// maskcheck.output.
+class CrashedCall : public std::runtime_error {
+ public:
+  CrashedCall(const std::string& what, std::string signal_name, std::string last_output)
+      : std::runtime_error(what), signal(std::move(signal_name)), output(std::move(last_output)) {}
+  std::string signal, output;
 };
 
 // A property makes a handful of calls per case; past this many only the count is kept.
@@ -78,10 +92,11 @@ std::string counterexample_file_name(std::string_view impl, std::string_view pro
 
 // Writes the recorded calls of o's failing case into `dir` (created if needed; earlier files of
 // the same implementation and property are removed first) and lists them in
-// o.counterexample_files. `reproduced` says whether the re-run failed again. Never throws: a
-// file that cannot be written is reported in o.message.
+// o.counterexample_files. `reproduced` says whether the re-run failed again; `plugin` is the
+// library of a plugin implementation, which each file's eval command names (--plugin). Never
+// throws: a file that cannot be written is reported in o.message.
 void save_counterexample(const std::string& dir, const RecordingImplementation& recorder,
-                         bool reproduced, PropertyOutcome& o);
+                         bool reproduced, PropertyOutcome& o, const std::string& plugin = {});
 
 // The directory this run saves its counterexamples in, so that concurrent runs sharing `dir`
 // never replace or list each other's files: `dir` itself when no other live process holds it,

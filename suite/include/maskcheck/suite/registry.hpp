@@ -60,6 +60,39 @@ struct MlmResult {
   std::vector<std::int64_t> labels;
 };
 
+// Mixed storage precision: the dtype each tensor of an operation is stored in when a case has
+// dtype t (plugin ABI 1.1's maskcheck_storage). A kernel may take Q in f32 beside K and V in f16:
+// that is an f16 case whose q is stored wider. Every operand holds t or a dtype that represents
+// every value of t exactly (widens(), so t stays the narrowest storage of the case), and the
+// tolerance's naive baseline and floor are t's. Case values are drawn in each operand's own dtype,
+// and the reference reads exactly the values the implementation was handed. The mask is the
+// additive mask tensor of implementations that take one: 0 and -inf are exact in f16 and f32.
+struct Storage {
+  DType q = DType::f32, k = DType::f32, v = DType::f32, out = DType::f32;  // attention
+  DType x = DType::f32, y = DType::f32;                                    // softmax
+  DType logits = DType::f32, dlogits = DType::f32;                         // cross-entropy
+  DType mask = DType::f32;  // an additive 0 / -inf mask tensor, where one is taken
+
+  // Every tensor in t (the additive mask in t as well).
+  static Storage of(DType t);
+  // Whether every tensor of `op` is stored in t (the mask aside).
+  bool uniform(Op op, DType t) const;
+  // "q=f32,out=f32": the tensors of `op` not stored in t, "" when uniform.
+  std::string describe(Op op, DType t) const;
+  bool operator==(const Storage&) const = default;
+};
+// The storage of a case or call with an optional `storage` and a `dtype`: its own, else every
+// tensor in its dtype.
+template <class Case>
+Storage storage_of(const Case& c) {
+  return c.storage.value_or(Storage::of(c.dtype));
+}
+// Whether every value of dtype t is exact in `wide`: f64 > f32 > f16, f32 > bf16 (f16 and bf16
+// hold each other's values only in part).
+bool widens(DType wide, DType t);
+// Throws InvalidArgument (naming `who`) unless every tensor of `op` widens t.
+void check_storage(const Storage& s, Op op, DType t, const std::string& who);
+
 class Implementation {
  public:
   virtual ~Implementation() = default;
@@ -73,6 +106,9 @@ class Implementation {
   // Storage dtypes an operation accepts (generators draw cases among these).
   virtual std::vector<DType> dtypes(Op op) const;
   bool provides(Op op) const;
+  // The dtype of each tensor in a case of dtype t (mixed storage precision; see Storage). The
+  // default stores every tensor in t.
+  virtual Storage storage(DType t) const { return Storage::of(t); }
 
   // Masks: build a [B, Lq, Lk] mask in an encoding; convert between encodings; padding helpers.
   virtual Support supports_masks(const MaskSpec& spec, MaskEncoding e, DType t) const;

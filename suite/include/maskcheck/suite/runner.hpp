@@ -58,6 +58,7 @@ struct VerifyConfig {
   bool shrink = true;
   std::string impls;                    // comma-separated, empty: all
   std::optional<Op> op;                 // only this operation
+  std::vector<DType> dtypes;            // --dtype: only cases of these dtypes (empty: all)
   std::vector<std::string> properties;  // only these properties (empty: all)
   bool strict = false;                  // named deviations fail (deviations.hpp)
   std::string counterexample_dir;       // save failing cases here (recording.hpp); empty: don't

@@ -1,8 +1,10 @@
-/* maskcheck plugin ABI, version 1.0: test your own kernels with `maskcheck verify --plugin`.
+/* maskcheck plugin ABI, version 1.1: test your own kernels with `maskcheck verify --plugin` and
+ * time them with `maskcheck bench --plugin`.
  *
  * A plugin is a shared library that exports one C function, maskcheck_plugin_v1(), returning a
  * table: what the plugin is (name, ABI version, device, dtypes per operation, flags) and its
- * operations (masked attention forward, masked softmax, cross-entropy forward + backward).
+ * operations (masked attention forward, in the padded and the packed (varlen) layout, masked
+ * softmax, cross-entropy forward + backward).
  * maskcheck dlopen()s the library in a child process, checks the ABI version, and runs its whole
  * property catalogue against the plugin: every tensor the plugin sees is a DLPack DLTensor built
  * from a randomized, shrinking test case, and every output is compared with a naive fp64
@@ -28,6 +30,15 @@
  *   }
  *
  * suite/plugin/examples/example_plugin.c is a complete, correct plugin to start from.
+ *
+ * What ABI 1.1 added (appended fields only: a plugin built against 1.0 loads unchanged):
+ *   - maskcheck_plugin.storage: mixed storage precision, the dtype of each tensor per case dtype
+ *     (q in f32 beside k and v in f16, ...); see "Mixed storage" below;
+ *   - MASKCHECK_FLAG_ADDITIVE_MASK and maskcheck_mask.additive: the mask as an additive 0 / -inf
+ *     tensor (f32 or f16) for kernels that take one;
+ *   - maskcheck_plugin.attention_varlen_forward: attention in the packed (varlen) layout;
+ *   - maskcheck_plugin.unavailable: a plugin that cannot run here declines to load, with a reason;
+ *   - maskcheck_f16_to_f32() and the other conversions at the end of this header.
  *
  * ------------------------------------------------------------------------------------------
  * Semantics (the same contract as maskcheck's reference, reference/.../problems.hpp)
@@ -112,8 +123,8 @@
  * call after accepting the query fails the case.
  *
  * Tensors: DLPack DLTensors with dtype lanes 1, byte_offset 0, strides always given (never NULL)
- * and compact row-major in ABI 1.0, data aligned to 256 bytes, on the device the plugin declared
- * (device_type, device_id). Inputs must not be modified. Tensors never alias. Zero-sized
+ * and compact row-major (ABI 1.0 and 1.1), data aligned to 256 bytes, on the device the plugin
+ * declared (device_type, device_id). Inputs must not be modified. Tensors never alias. Zero-sized
  * dimensions occur (B = 0, Lq = 0, N = 0, ...) and still have a non-NULL data pointer.
  * Calls come from one thread at a time; a plugin may keep global state (a workspace, a handle).
  * On CUDA the plugin runs on args->stream (a cudaStream_t) and maskcheck synchronizes it after
@@ -121,7 +132,19 @@
  *
  * The floating-point dtype of every op is one of F64, F32, F16, BF16 (DLPack kDLFloat 64/32/16,
  * kDLBfloat 16). Auxiliary float tensors (log-sum-exp, per-row losses, weights) are float32, or
- * float64 when the op's dtype is F64. Masks are uint8 (kDLUInt 8) holding 0 or 1.
+ * float64 when the op's dtype is F64. Keep masks are uint8 (kDLUInt 8) holding 0 or 1; additive
+ * masks are float32 or float16 holding 0 or -inf.
+ *
+ * Mixed storage (ABI 1.1): by default every floating tensor of a call is in the case's dtype t.
+ * A kernel that stores some tensors otherwise (Q and the output in f32 beside K and V in f16, as
+ * llama.cpp's KV cache does) declares it in storage[MASKCHECK_DTYPE_INDEX_*] for each dtype t it
+ * lists: maskcheck then hands it each tensor in its declared dtype, draws each input's values in
+ * that dtype, and feeds the reference exactly the same values. A tensor may be stored in t or in
+ * a dtype holding every value of t (f64 or f32 for f16 and bf16, f64 for f32): t is the narrowest
+ * storage of the case, and the tolerance (the naive baseline in t, t's floor) is t's. So Q in f32
+ * with K and V in f16 is an f16 case whose q and out are f32; a kernel that computes such a case
+ * correctly passes, and one that rounds more than it declares (K to bf16 in an f16 case, anything
+ * to f16 in an f32 case) fails.
  *
  * ABI versioning: the major version is part of the entry symbol's name and must equal
  * MASKCHECK_PLUGIN_ABI_VERSION_MAJOR; maskcheck accepts plugins built against its own minor
@@ -134,6 +157,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <dlpack/dlpack.h>
 
@@ -142,7 +166,7 @@ extern "C" {
 #endif
 
 #define MASKCHECK_PLUGIN_ABI_VERSION_MAJOR 1
-#define MASKCHECK_PLUGIN_ABI_VERSION_MINOR 0
+#define MASKCHECK_PLUGIN_ABI_VERSION_MINOR 1
 
 /* The one symbol a plugin exports, and its type. */
 #define MASKCHECK_PLUGIN_ENTRY_NAME "maskcheck_plugin_v1"
@@ -165,6 +189,11 @@ typedef int32_t maskcheck_status;
 #define MASKCHECK_DTYPE_F32 (1u << 1)  /* kDLFloat, 32 bits */
 #define MASKCHECK_DTYPE_F16 (1u << 2)  /* kDLFloat, 16 bits (IEEE binary16) */
 #define MASKCHECK_DTYPE_BF16 (1u << 3) /* kDLBfloat, 16 bits */
+/* Indices of maskcheck_plugin.storage (ABI 1.1): the bit number of the dtype. */
+#define MASKCHECK_DTYPE_INDEX_F64 0
+#define MASKCHECK_DTYPE_INDEX_F32 1
+#define MASKCHECK_DTYPE_INDEX_F16 2
+#define MASKCHECK_DTYPE_INDEX_BF16 3
 
 /* Bits of maskcheck_plugin.flags. */
 /* Pass every attention and softmax mask as a keep tensor (maskcheck_mask.keep) as well: for
@@ -173,6 +202,10 @@ typedef int32_t maskcheck_status;
 /* attention_forward never writes log-sum-exp: maskcheck draws only cases that do not ask for it
  * (args->lse is always NULL). Without the flag about half the cases ask for it. */
 #define MASKCHECK_FLAG_NO_LSE (1u << 1)
+/* ABI 1.1: pass every attention and softmax mask as an additive tensor (maskcheck_mask.additive)
+ * as well: 0 where attention is allowed, -inf elsewhere, in float32 or, when storage[t].mask says
+ * so, float16; for kernels that add a materialized mask to the scores. */
+#define MASKCHECK_FLAG_ADDITIVE_MASK (1u << 2)
 
 /* Enumerations of maskcheck_mask. */
 #define MASKCHECK_PADDING_RIGHT 0
@@ -214,6 +247,11 @@ typedef struct maskcheck_mask {
    * NULL unless the plugin sets MASKCHECK_FLAG_KEEP_TENSOR. A kernel that takes only a mask
    * tensor reads this and may ignore the structured fields above. */
   const DLTensor* keep;
+  /* ABI 1.1: the same mask as an additive tensor [B, Lq, Lk], 0 = may attend, -inf = masked,
+   * float32 or float16 (storage[t].mask), on the plugin's device, shared by every head (a kernel
+   * taking [B, H, Lq, Lk] broadcasts it with stride 0 over H); NULL unless the plugin sets
+   * MASKCHECK_FLAG_ADDITIVE_MASK. */
+  const DLTensor* additive;
 } maskcheck_mask;
 
 /* Attention forward: out = softmax(q k^T * scale + mask) v.
@@ -233,6 +271,36 @@ typedef struct maskcheck_attention_args {
   int32_t reserved0;
   void* stream; /* CUDA: the cudaStream_t to run on; NULL on the CPU */
 } maskcheck_attention_args;
+
+/* ABI 1.1: attention in the packed (varlen) layout of FlashAttention's varlen API: B sequences
+ * without padding, one after the other. Sequence b holds queries [cu_seqlens_q[b],
+ * cu_seqlens_q[b + 1]) and keys [cu_seqlens_k[b], cu_seqlens_k[b + 1]); causal and the window are
+ * measured from its diagonal (bottom-right: the last query sees the last key; top-left: query i
+ * sees key i), as for a sequence of the padded layout. A sequence may be empty on either side.
+ *   q, out: [Tq, H, D]   k, v: [Tk, Hkv, D]   (Tq = cu_seqlens_q[B], Tk = cu_seqlens_k[B])
+ *   lse:    [H, Tq] float32 (float64 for F64), or NULL when not requested
+ * in the storage of the padded layout (storage[t].q, .k, .v, .out). */
+typedef struct maskcheck_attention_varlen_args {
+  const DLTensor* q;
+  const DLTensor* k;
+  const DLTensor* v;
+  const DLTensor* out;
+  const DLTensor* lse;              /* may be NULL */
+  const DLTensor* cu_seqlens_q;     /* int32 [B + 1], on the plugin's device */
+  const DLTensor* cu_seqlens_k;     /* int32 [B + 1], on the plugin's device */
+  const int32_t* cu_seqlens_q_host; /* the same offsets in host memory */
+  const int32_t* cu_seqlens_k_host;
+  int64_t batch;                      /* B */
+  int64_t max_seqlen_q, max_seqlen_k; /* the longest sequence on each side */
+  int32_t causal;                     /* non-zero: k <= diag(q) */
+  int32_t alignment;                  /* MASKCHECK_ALIGN_BOTTOM_RIGHT or _TOP_LEFT */
+  int64_t window_left;                /* or MASKCHECK_UNBOUNDED */
+  int64_t window_right;               /* or MASKCHECK_UNBOUNDED */
+  double scale;
+  int32_t query;
+  int32_t reserved0;
+  void* stream;
+} maskcheck_attention_varlen_args;
 
 /* Masked softmax over the last axis: y = softmax(x * scale + mask), x, y: [B, H, Lq, Lk],
  * one dtype. Masked entries of y are exactly 0; a fully masked row is all zeros. */
@@ -276,10 +344,22 @@ typedef maskcheck_status (*maskcheck_attention_fn)(const maskcheck_attention_arg
                                                    size_t msg_size);
 typedef maskcheck_status (*maskcheck_softmax_fn)(const maskcheck_softmax_args* args, char* msg,
                                                  size_t msg_size);
+typedef maskcheck_status (*maskcheck_attention_varlen_fn)(
+    const maskcheck_attention_varlen_args* args, char* msg, size_t msg_size);
 /* totals is NULL in queries. */
 typedef maskcheck_status (*maskcheck_cross_entropy_fn)(const maskcheck_cross_entropy_args* args,
                                                        maskcheck_loss_totals* totals, char* msg,
                                                        size_t msg_size);
+
+/* ABI 1.1: the dtype of each tensor of a case (see "Mixed storage" above): one MASKCHECK_DTYPE_*
+ * bit per field, or 0 for the case's dtype t (all zero: every tensor in t, as in ABI 1.0). */
+typedef struct maskcheck_storage {
+  uint32_t q, k, v, out;    /* attention_forward and attention_varlen_forward */
+  uint32_t x, y;            /* softmax_forward */
+  uint32_t logits, dlogits; /* cross_entropy */
+  uint32_t mask;            /* maskcheck_mask.additive: MASKCHECK_DTYPE_F32 (and 0) or _F16 */
+  uint32_t reserved[3];     /* 0 */
+} maskcheck_storage;
 
 /* What maskcheck_plugin_v1() returns. Zero-initialize it and set what you provide; it must stay
  * valid while the library is loaded (a static is the usual choice). */
@@ -301,11 +381,84 @@ typedef struct maskcheck_plugin {
   maskcheck_attention_fn attention_forward;
   maskcheck_softmax_fn softmax_forward;
   maskcheck_cross_entropy_fn cross_entropy;
+
+  /* ---- ABI 1.1 (read only when abi_minor >= 1) ---- */
+  /* Per case dtype t, indexed by MASKCHECK_DTYPE_INDEX_*: the dtype of each tensor. Entries of
+   * dtypes no operation lists are ignored. */
+  maskcheck_storage storage[4];
+  /* Attention in the packed (varlen) layout, for the dtypes of attention_dtypes; NULL when the
+   * plugin has none (attention.varlenEqualsPadded is then skipped). Needs attention_forward. */
+  maskcheck_attention_varlen_fn attention_varlen_forward;
+  /* Non-NULL: the plugin cannot run here (no device, a missing dependency) and declines to load;
+   * maskcheck prints this reason and exits 2. The other fields may then be left empty. */
+  const char* unavailable;
 } maskcheck_plugin;
 
-/* The entry point. maskcheck calls it once, right after loading the library. */
+/* The entry point. maskcheck calls it once, right after loading the library. Returning NULL
+ * declines to load without a reason (set `unavailable` instead, to give one); what the library
+ * printed to stderr while loading is shown either way. */
 typedef const maskcheck_plugin* (*maskcheck_plugin_entry_fn)(void);
 MASKCHECK_PLUGIN_EXPORT const maskcheck_plugin* maskcheck_plugin_v1(void);
+
+/* ---- 16-bit conversions (ABI 1.1), so that a plugin need not write its own -----------------
+ * IEEE binary16 and bfloat16 bits <-> float, round to nearest even, overflow to infinity; a NaN
+ * stays a NaN (widening keeps its bits, narrowing makes it quiet). A float holds every f16 and
+ * bf16 value exactly, so a kernel reads 16-bit inputs into float without loss and rounds once when
+ * it stores. */
+
+static inline uint32_t maskcheck_float_bits_(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+static inline float maskcheck_bits_float_(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+static inline float maskcheck_bf16_to_f32(uint16_t h) {
+  return maskcheck_bits_float_((uint32_t)h << 16);
+}
+
+static inline uint16_t maskcheck_f32_to_bf16(float f) {
+  const uint32_t u = maskcheck_float_bits_(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline float maskcheck_f16_to_f32(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+  if (exp == 0x1fu) return maskcheck_bits_float_(sign | 0x7f800000u | (mant << 13)); /* inf, NaN */
+  if (exp != 0) return maskcheck_bits_float_(sign | ((exp + 112u) << 23) | (mant << 13));
+  /* zero or subnormal: mant * 2^-24, exact in float */
+  {
+    const float m = (float)mant * 5.9604644775390625e-8f;
+    return sign ? -m : m;
+  }
+}
+
+static inline uint16_t maskcheck_f32_to_f16(float f) {
+  const uint32_t u = maskcheck_float_bits_(f);
+  const uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+  const uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu)); /* NaN */
+  if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds past 65504: infinity */
+  if (a < 0x38800000u) {
+    /* below the smallest normal 2^-14: a subnormal, in units of 2^-24 (rint: to nearest even) */
+    const float q = maskcheck_bits_float_(a) * 16777216.0f; /* exact: a power-of-two scaling */
+    uint32_t n = (uint32_t)q;
+    const float rest = q - (float)n;
+    if (rest > 0.5f || (rest == 0.5f && (n & 1u))) ++n;
+    return (uint16_t)(sign | n); /* n == 0x400 is the smallest normal: the bits agree */
+  }
+  {
+    /* normal: drop 13 mantissa bits, ties to even; a carry into the exponent is correct */
+    const uint32_t r = a + 0xfffu + ((a >> 13) & 1u);
+    return (uint16_t)(sign | ((r - 0x38000000u) >> 13));
+  }
+}
 
 #ifdef __cplusplus
 } /* extern "C" */

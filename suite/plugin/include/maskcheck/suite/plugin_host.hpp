@@ -42,11 +42,17 @@ struct PluginInfo {
   std::int32_t device_type = 0, device_id = 0;  // DLDeviceType
   bool keep_tensor = false;                     // MASKCHECK_FLAG_KEEP_TENSOR
   bool lse = true;                              // not MASKCHECK_FLAG_NO_LSE
+  bool additive_mask = false;                   // MASKCHECK_FLAG_ADDITIVE_MASK (ABI 1.1)
+  bool varlen = false;                          // attention_varlen_forward (ABI 1.1)
   std::vector<std::pair<Op, std::vector<DType>>> ops;
+  // Mixed storage (ABI 1.1): the dtypes whose tensors are not all stored in the dtype itself.
+  std::vector<std::pair<DType, Storage>> storage;
 
   std::string impl_name() const { return "plugin:" + name; }
   std::vector<Op> op_list() const;
   std::vector<DType> dtypes(Op op) const;  // empty when the op is not provided
+  Storage storage_for(DType t) const;      // every tensor in t (the additive mask in f32) unless
+                                           // the plugin declared otherwise
   std::string device() const;              // "cpu", "cuda:0", ...
   std::string summary() const;             // description, version, ABI, device, library
   nlohmann::json to_json() const;
@@ -71,6 +77,33 @@ std::shared_ptr<const Implementation> load_plugin(const std::string& path,
                                                   CallObserver* observer = nullptr);
 // The info of an implementation made by load_plugin or isolated_plugin, else nullptr.
 const PluginInfo* plugin_info(const Implementation& impl);
+
+// One operation of a plugin loaded into this process (load_plugin), prepared once on memory the
+// caller owns, for `maskcheck bench --plugin`: host memory (CPU plugins only), every tensor in the
+// dtype the plugin stores it in for the case's dtype (impl.storage(t); the caller converts its
+// inputs), the mask descriptor (and the keep or additive tensor the plugin asked for) built once.
+// run() calls the plugin's function and nothing else: no copies, no guard bytes, no checks (the
+// benchmark checks the result once against the reference before it times it).
+class PreparedCall {
+ public:
+  virtual ~PreparedCall() = default;
+  virtual void run() = 0;  // throws std::runtime_error when the plugin does not return OK
+};
+// Each throws Unsupported with the plugin's reason when its query declines the problem, and
+// std::invalid_argument for an implementation that is not a CPU plugin loaded here.
+//   softmax: x, y [B, H, Lq, Lk]
+std::unique_ptr<PreparedCall> prepare_softmax(const Implementation& plugin, const SoftmaxProblem& p,
+                                              DType t, const void* x, void* y);
+//   attention: q, out [B, H, Lq, D], k, v [B, Hkv, Lk, D]; no log-sum-exp
+std::unique_ptr<PreparedCall> prepare_attention(const Implementation& plugin,
+                                                const AttentionProblem& p, DType t, const void* q,
+                                                const void* k, const void* v, void* out);
+//   cross-entropy forward + backward: logits, dlogits [N, V], labels [N], losses [N] (float32,
+//   float64 for f64); the reduced loss goes to *loss after each run
+std::unique_ptr<PreparedCall> prepare_cross_entropy(const Implementation& plugin,
+                                                    const LossProblem& p, DType t,
+                                                    const void* logits, const std::int64_t* labels,
+                                                    void* losses, void* dlogits, double* loss);
 
 // Loads the plugin in a worker process and returns what it declares. Throws LoadError.
 // memory_limit: bytes the worker's processes may hold resident (0: default_worker_memory()).
@@ -107,7 +140,11 @@ struct WorkerOptions {
   int chunk = -1;
   bool shrink = true;
   bool strict = false;             // named deviations fail (deviations.hpp)
+  std::vector<DType> dtypes;       // --dtype: only cases of these dtypes
   std::string counterexample_dir;  // save failing cases here (recording.hpp); empty: don't
+  // Every plugin call in a forked process of its own: the rerun of a property whose worker died,
+  // so that the crash fails its case and is shrunk (see the file comment of isolation.cpp).
+  bool isolate_calls = false;
   int result_fd = -1;
   std::uint64_t sandbox_memory = 0;  // > 0: run under the sandbox with this memory limit
 };
