@@ -335,7 +335,7 @@ void add_attention_numerics_mutants(std::vector<Mutant>& out) {
       op, "P.V accumulated in the storage dtype", "pv-in-storage",
       "sum_j p_j v_j accumulated in bf16/f16 (f32 in f32) instead of f32: the running sum stalls "
       "over long rows of same-sign values"));
-  out.push_back(long_rows(entry<DecodePvInStorage>(
+  out.push_back(rare_draws(entry<DecodePvInStorage>(
       op, "P.V accumulated in the storage dtype on the long-row path", "decode-pv-in-storage",
       "rows of 512 visible keys or more (a split-KV decode path) accumulate sum_j p_j v_j in "
       "bf16/f16; shorter rows accumulate in f32")));
@@ -343,11 +343,11 @@ void add_attention_numerics_mutants(std::vector<Mutant>& out) {
       op, "softmax denominator accumulated in the storage dtype", "denominator-in-storage",
       "sum_j exp(s_j - m) accumulated in bf16/f16: over thousands of keys the sum stops growing "
       "and every weight comes out too large"));
-  out.push_back(long_rows(entry<SplitKvMergeUnscaled>(
+  out.push_back(rare_draws(entry<SplitKvMergeUnscaled>(
       op, "split-KV merge without the chunk maxima", "split-kv-merge-unscaled",
       "rows of 512 keys or more are split into 256-key chunks whose partial softmaxes are merged "
       "by their sums alone, without rescaling each by exp(m_chunk - m)")));
-  out.push_back(long_rows(entry<LastKeyOfLongRowDropped>(
+  out.push_back(rare_draws(entry<LastKeyOfLongRowDropped>(
       op, "last key of a long row dropped", "long-row-last-key-dropped",
       "for rows of 512 keys or more that are a multiple of the 64-key tile, the last tile stops "
       "one key short: 63 keys of 64")));
@@ -355,10 +355,11 @@ void add_attention_numerics_mutants(std::vector<Mutant>& out) {
                                 "the softmax scale is applied as |scale|, so a negative scale "
                                 "(reversed preference) attends to the wrong keys",
                                 magnitude_of_scale));
-  out.push_back(entry<ScaleBug>(op, "scale 0 taken as the default", "scale-zero-is-default",
-                                "a scale of exactly 0 is read as not given and replaced by "
-                                "1/sqrt(D), where 0 means uniform weights",
-                                zero_scale_is_default));
+  out.push_back(
+      rare_draws(entry<ScaleBug>(op, "scale 0 taken as the default", "scale-zero-is-default",
+                                 "a scale of exactly 0 is read as not given and replaced by "
+                                 "1/sqrt(D), where 0 means uniform weights",
+                                 zero_scale_is_default)));
 }
 
 }  // namespace maskcheck::mutants

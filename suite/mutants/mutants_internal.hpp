@@ -45,8 +45,8 @@ Mutant entry(Op op, std::string bug, std::string id, std::string how, Args&&... 
           std::move(bug), op};
 }
 
-// A mutant whose bug only long rows show (see Mutant::min_cases).
-inline Mutant long_rows(Mutant m) {
+// A mutant whose bug only rare draws show: long rows, a zero scale (see Mutant::min_cases).
+inline Mutant rare_draws(Mutant m) {
   m.min_cases = 100;
   return m;
 }

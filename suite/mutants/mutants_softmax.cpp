@@ -228,7 +228,7 @@ void add_softmax_mutants(std::vector<Mutant>& out) {
       op, "first tile fully masked, running max clamped to 0", "online-max-clamped-to-zero",
       "online softmax from the last key tile: a fully masked first tile clamps the running max "
       "to 0 and keeps it, so rows of very negative scores underflow to 0 / 0"));
-  out.push_back(long_rows(entry<MultiBlockRowUnscaled>(
+  out.push_back(rare_draws(entry<MultiBlockRowUnscaled>(
       op, "multi-block softmax rows combined without rescaling", "multiblock-row-unscaled",
       "rows of 4096 keys or more are split into 2048-key blocks whose sums are added without "
       "rescaling each by exp(m_block - m); each block normalizes against its own max")));

@@ -19,8 +19,9 @@ struct Mutant {
   std::string bug;                             // what is wrong, in one sentence
   Op op;                                       // the operation the bug lives in
   // Cases the catalogue is promised to kill it at under any case budget (0: the run's count).
-  // Bugs that only rows of hundreds or thousands of keys show need the long cases, 1 case in 4
-  // (generators.hpp): they are promised at the default 100 cases, not at CI's 30 or ASan's 20.
+  // Bugs that only rare draws show (rows of hundreds or thousands of keys, 1 case in 4; a scale
+  // of exactly 0, about 1 attention case in 14) are promised at the default 100 cases, not at
+  // CI's 30 or ASan's 20.
   int min_cases = 0;
 };
 
