@@ -85,6 +85,13 @@ Garbage draw_garbage(std::initializer_list<Garbage> kinds) {
               .as("garbage");
 }
 
+double draw_one_of(std::initializer_list<double> values, const char* name) {
+  const std::vector<double> v(values);
+  return *rc::gen::map(rc::gen::resize(100, rc::gen::inRange(0, static_cast<int>(v.size()))),
+                       [v](int i) { return v[static_cast<std::size_t>(i)]; })
+              .as(name);
+}
+
 void tag_case(std::initializer_list<std::string> tags) {
   for (const auto& tag : tags) RC_TAG(tag);
 }

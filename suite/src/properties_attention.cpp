@@ -1,7 +1,6 @@
 // Properties of masked attention forward.
 #include <rapidcheck.h>
 #include <algorithm>
-#include <array>
 #include <bit>
 #include <cmath>
 #include <functional>
@@ -219,10 +218,7 @@ void add_attention_properties(std::vector<Property>& out) {
          AttentionProblem& p = c.problem;
          c.want_lse = lim.attention_lse;
          if (p.effective_scale() == 0) p.scale = 1.0;  // a zero scale has nothing to shift
-         const double shift =
-             *rc::gen::map(rc::gen::resize(100, rc::gen::inRange(0, 5)), [](int i) {
-                return std::array{-1024.0, 1024.0, -8192.0, -1e4, -1e5}[i];
-              }).as("shift");
+         const double shift = draw_one_of({-1024.0, 1024.0, -8192.0, -1e4, -1e5}, "shift");
          const double scale = p.effective_scale();
          auto base = make_data(c);
          const Rows rows{p};
@@ -266,10 +262,7 @@ void add_attention_properties(std::vector<Property>& out) {
          AttentionCase c;
          if (!draw(impl, lim, c)) return;
          const AttentionProblem& p = c.problem;
-         const double value = round_to(
-             c.dtype, *rc::gen::map(rc::gen::resize(100, rc::gen::inRange(0, 4)), [](int i) {
-                         return std::array{1.7, -3.25, 0.1, 300.0}[i];
-                       }).as("value"));
+         const double value = round_to(c.dtype, draw_one_of({1.7, -3.25, 0.1, 300.0}, "value"));
          auto d = make_data(c);
          std::fill(d.v.begin(), d.v.end(), value);
          const auto got = run(impl, c, p, d);

@@ -1,7 +1,6 @@
 // Properties of fused scale + mask + softmax.
 #include <rapidcheck.h>
 #include <algorithm>
-#include <array>
 #include <bit>
 #include <cmath>
 #include <cstdio>
@@ -61,10 +60,7 @@ void add_softmax_properties(std::vector<Property>& out) {
        [](const Implementation& impl, const CaseLimits& lim) {
          SoftmaxCase c;
          if (!draw(impl, lim, c)) return;
-         const double shift =
-             *rc::gen::map(rc::gen::resize(100, rc::gen::inRange(0, 3)), [](int i) {
-                return std::array{-1024.0, 1024.0, -8192.0}[i];
-              }).as("shift");
+         const double shift = draw_one_of({-1024.0, 1024.0, -8192.0}, "shift");
          // Scores in [-64, 64] shifted by a power of two at least 16 times larger: x + shift
          // rounds to a multiple of its own ulp, which the unshifted value is then a multiple of
          // too, so both are exact in the dtype and differ by exactly `shift`.
@@ -88,9 +84,7 @@ void add_softmax_properties(std::vector<Property>& out) {
        [](const Implementation& impl, const CaseLimits& lim) {
          SoftmaxCase c;
          if (!draw(impl, lim, c)) return;
-         const double s = *rc::gen::map(rc::gen::resize(100, rc::gen::inRange(0, 6)), [](int i) {
-                             return std::array{0.0, -1.0, -0.5, 0x1p-20, 2.0, 256.0}[i];
-                           }).as("scale");
+         const double s = draw_one_of({0.0, -1.0, -0.5, 0x1p-20, 2.0, 256.0}, "scale");
          c.problem.scale = s;
          if (!supported(impl.supports_softmax(c.problem, c.dtype))) return;
          // Scores on a grid of 1/16 in [-64, 64]: x * s is then exact in every dtype (in f16

@@ -51,6 +51,9 @@ void showValue(Garbage g, std::ostream& os);
 double garbage_value(Garbage g, DType t, DataRng& rng);
 // One of `kinds`, shrinking toward the first; labelled "garbage" in counterexamples.
 Garbage draw_garbage(std::initializer_list<Garbage> kinds);
+// One of a few values, drawn uniformly (and shrinking toward the first), shown as `name` in a
+// counterexample: the shifts, scales and constants of the invariance properties.
+double draw_one_of(std::initializer_list<double> values, const char* name);
 
 // Shapes with named axes.
 Shape mask_shape(const MaskSpec& m);                   // (b, q, k)
