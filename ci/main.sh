@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds the default preset, verifies maskcheck's own
 # implementations (reference, CPU and CUDA kernels) against the property catalogue, verifies the
-# third-party LibTorch adapters (their findings are reported, they do not fail the job), runs the
+# third-party LibTorch and ggml adapters (their findings are reported, they do not fail the job), runs the
 # benchmarks behind the CPU targets and writes the report.
 #   OUT=dir (default build/report): where verify.json, verify-third-party.json, bench.json,
 #   report.md and report.html go
@@ -27,8 +27,8 @@ if [ ! -f "$out/verify.json" ]; then
   exit "$status"
 fi
 reports=("$out/verify.json")
-# LibTorch as an implementation under test: failures here are LibTorch's findings (see
-# suite/adapters/torch/tests/expected_verdicts.json), reported beside maskcheck's own results.
+# LibTorch and ggml as implementations under test: failures here are their findings (see
+# suite/adapters/{torch,ggml}/tests/expected_verdicts.json), reported beside maskcheck's own results.
 third_status=0
 build/bin/maskcheck verify --impl third-party --quiet --json "$out/verify-third-party.json" "$@" ||
   third_status=$?

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything maskcheck builds and tests with, idempotently: Debian packages with apt-get
-# (only when one is missing) and the pinned Python wheels (ci/requirements.txt) into a virtual
-# environment under the cache directory (rebuilt only when the pins change).
+# (only when one is missing) and the pinned Python wheels (ci/requirements.txt: torch, ggml's
+# libggml-python, ...) into a virtual environment under the cache directory (rebuilt only when the
+# pins change).
 #
-# Source it (". ci/setup.sh") to get the environment (CMAKE_PREFIX_PATH with LibTorch, CUDACXX)
-# in the calling shell, or run it to install and print the exports.
+# Source it (". ci/setup.sh") to get the environment (CMAKE_PREFIX_PATH with LibTorch, ggml_DIR,
+# CUDACXX) in the calling shell, or run it to install and print the exports.
 #   MASKCHECK_CACHE   cache directory (default: ${XDG_CACHE_HOME:-$HOME/.cache}/maskcheck)
-#   MASKCHECK_NO_TORCH=1  skip the torch wheel (builds without the LibTorch adapters and peers)
+#   MASKCHECK_NO_TORCH=1  skip the Python wheels (builds without the LibTorch and ggml adapters and
+#     peers)
 #   MASKCHECK_SETUP_TESTS=1  also what only the tests need: headless Chromium and its WebDriver
 #     (the report's browser test), clang and libFuzzer (the fuzz targets); ci/test.sh and
 #     ci/fuzz.sh set it, the main job pulls neither
@@ -51,6 +53,11 @@ _mc_setup() {
     local torch_prefix
     torch_prefix=$("$venv/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
     export CMAKE_PREFIX_PATH="$torch_prefix${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+    # ggml's CMake package is in the libggml package directory, under lib64/cmake/ggml, which
+    # Debian's CMake does not search below a prefix (no lib64 paths): name it directly.
+    ggml_DIR=$("$venv/bin/python" -c \
+      'import libggml, os; print(os.path.join(os.path.dirname(libggml.__file__), "lib64/cmake/ggml"))')
+    export ggml_DIR
     export MASKCHECK_PYTHON="$venv/bin/python"
   fi
   if [ -z "${CUDACXX:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
@@ -63,6 +70,7 @@ _mc_setup() {
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   _mc_setup
   echo "export CMAKE_PREFIX_PATH=\"${CMAKE_PREFIX_PATH:-}\""
+  [ -n "${ggml_DIR:-}" ] && echo "export ggml_DIR=\"$ggml_DIR\""
   [ -n "${CUDACXX:-}" ] && echo "export CUDACXX=\"$CUDACXX\""
   echo "export TORCH_CUDA_ARCH_LIST=\"$TORCH_CUDA_ARCH_LIST\""
 else

@@ -9,6 +9,9 @@
 #ifdef MASKCHECK_WITH_CUDA
 #include "maskcheck/kernels/cuda.hpp"
 #endif
+#ifdef MASKCHECK_WITH_GGML
+#include "maskcheck/adapters/ggml_impl.hpp"
+#endif
 
 namespace maskcheck {
 
@@ -28,6 +31,9 @@ const Registry& builtin_registry() {
 #ifdef MASKCHECK_WITH_TORCH
     for (auto& impl : make_torch_implementations()) r.add(std::move(impl));
 #endif
+#ifdef MASKCHECK_WITH_GGML
+    for (auto& impl : ggml_adapters::make_ggml_implementations()) r.add(std::move(impl));
+#endif
     return r;
   }();
   return registry;
@@ -39,6 +45,11 @@ nlohmann::json builtin_environment() {
   j["libtorch"] = torch_peers::torch_version();
 #else
   j["libtorch"] = "not built";
+#endif
+#ifdef MASKCHECK_WITH_GGML
+  j["ggml"] = ggml_adapters::ggml_version();
+#else
+  j["ggml"] = "not built";
 #endif
 #ifdef MASKCHECK_WITH_CUDA
   std::string why;

@@ -12,6 +12,13 @@
 //                             bf16 it decodes every element in software, about 30x slower)
 //         plugin:<name>       a plugin of maskcheck bench --plugin, its attention_forward on the
 //                             same buffers (plugins.hpp)
+//         ggml_flash          ggml_flash_attn_ext (llama.cpp's attention with flash attention on)
+//                             with the additive f16 mask [B, L, L] materialized once; K and V in
+//                             the case's dtype, q handed over as f32; ggml's own threadpool over
+//                             every core (MASKCHECK_ENABLE_GGML)
+//         ggml_mul_mat        llama.cpp's path without flash attention: mul_mat(k, q),
+//                             soft_max_ext(kq, additive f32 mask, scale), mul_mat(v^T, kq); V
+//                             transposed once before timing, as llama.cpp's cache holds it
 //   cuda  maskcheck           cuda::attention_forward, padded layout [B, H, L, D]
 //         maskcheck_varlen    cuda::attention_varlen, packed layout of the same problem (cases with
 //                             padding or documents)
@@ -56,6 +63,9 @@
 #include "plugins.hpp"
 #if MASKCHECK_BENCH_CUDA
 #include "cuda/cuda_harness.hpp"
+#endif
+#if MASKCHECK_BENCH_GGML
+#include "maskcheck/adapters/ggml_impl.hpp"
 #endif
 
 namespace maskcheck::bench {
@@ -513,6 +523,49 @@ AttnTarget plugin_target(std::shared_ptr<const Implementation> plugin) {
               }};
 }
 
+#if MASKCHECK_BENCH_GGML
+// ggml on the CPU (ggml_impl.hpp's Peer): one graph built once on the case's buffers, q converted
+// once to the f32 ggml takes; ggml_flash's output ([B, L, H, D], as llama.cpp uses it) is permuted
+// to the padded layout after the timed runs, for the check only.
+AttnTarget ggml_target(ggml_adapters::Kind kind, const char* impl) {
+  return {.device = Device::cpu,
+          .impl = impl,
+          .build = [kind, impl_name = std::string(impl)](AttnFixture& f, const std::string& name) {
+            const AttentionProblem& p = f.p;
+            auto q32 = std::make_shared<Buffer>();
+            const void* q = f.q.get();
+            if (f.c.t != DType::f32) {
+              *q32 = converted(f.q.get(), f.c.t, DType::f32, p.q_numel());
+              q = q32->get();
+            }
+            const auto bytes = static_cast<std::size_t>(p.q_numel()) * sizeof(float);
+            Buffer& raw = f.outs[impl_name + "/ggml"] = Buffer(Device::cpu, bytes);
+            raw.fill(0xFF);
+            Buffer& out = f.outs[impl_name] = Buffer(Device::cpu, bytes);
+            out.fill(0xFF);
+            auto peer = std::make_shared<ggml_adapters::Peer>(kind, p, f.c.t, q, f.k.get(),
+                                                              f.v.get(), raw.get(), 0);
+            const bool permuted = kind == ggml_adapters::Kind::flash_attn_ext;
+            return finish(
+                f, name, false, [peer, q32] { peer->run(); },
+                [&p, &raw, &out, permuted]() -> const void* {
+                  if (!permuted) return raw.get();
+                  const std::int64_t B = p.mask.B, H = p.H, Lq = p.mask.Lq, D = p.D;
+                  const float* src = raw.as<const float>();
+                  float* dst = out.as<float>();
+                  for (std::int64_t b = 0; b < B; ++b)
+                    for (std::int64_t i = 0; i < Lq; ++i)
+                      for (std::int64_t h = 0; h < H; ++h)
+                        std::memcpy(dst + ((b * H + h) * Lq + i) * D,
+                                    src + ((b * Lq + i) * H + h) * D,
+                                    static_cast<std::size_t>(D) * sizeof(float));
+                  return out.get();
+                },
+                false, peer->description(), DType::f32);
+          }};
+}
+#endif
+
 // Every implementation, one registration each, in the order of their rows.
 std::vector<AttnTarget> targets() {
   std::vector<AttnTarget> t;
@@ -525,6 +578,10 @@ std::vector<AttnTarget> targets() {
                            torch_peers::Layout::padded));
 #endif
   t.push_back(reference_target());
+#if MASKCHECK_BENCH_GGML
+  t.push_back(ggml_target(ggml_adapters::Kind::flash_attn_ext, "ggml_flash"));
+  t.push_back(ggml_target(ggml_adapters::Kind::mul_mat_softmax, "ggml_mul_mat"));
+#endif
   for (const auto& plugin : plugins()) t.push_back(plugin_target(plugin));
 #if MASKCHECK_BENCH_CUDA
   t.push_back(maskcheck_target(Device::cuda, [](const AttnFixture& f, void* out) {

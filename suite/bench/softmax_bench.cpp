@@ -4,7 +4,9 @@
 // materialized once, the sum allocated per call, as a framework does it).
 //
 // Names: <device>/softmax/<dtype>/Lk<keys>/Lq<rows>/pad<p>/<mask>/<impl>, impl maskcheck, torch,
-// or a plugin of maskcheck bench --plugin (plugin:<name>, CPU, plugins.hpp).
+// ggml (ggml_soft_max_ext with the additive f32 mask [B, Lq, Lk] materialized once, f32 only, as
+// ggml takes it; MASKCHECK_ENABLE_GGML) or a plugin of maskcheck bench --plugin (plugin:<name>,
+// CPU, plugins.hpp).
 // Cases: B = 4, H = 16 and Lq such that every case holds a fixed number of elements; masks none,
 // padding (keys only, 25 % mean padding) and causal (bottom-right, so with Lq < Lk the rows are
 // the last Lq of a causal triangle). Sizes per device:
@@ -28,6 +30,9 @@
 #include "plugins.hpp"
 #if MASKCHECK_BENCH_CUDA
 #include "cuda/cuda_harness.hpp"
+#endif
+#if MASKCHECK_BENCH_GGML
+#include "maskcheck/adapters/ggml_impl.hpp"
 #endif
 
 namespace maskcheck::bench {
@@ -223,6 +228,24 @@ SoftmaxTarget plugin_target(std::shared_ptr<const Implementation> plugin) {
               }};
 }
 
+#if MASKCHECK_BENCH_GGML
+// ggml_soft_max_ext on the CPU (ggml_impl.hpp's Peer): one graph built once on the case's buffers.
+SoftmaxTarget ggml_target() {
+  return {.device = Device::cpu,
+          .impl = "ggml",
+          .skip = [](const SoftmaxCase& c) -> std::string {
+            return c.t == DType::f32 ? "" : "ggml_soft_max_ext takes f32 scores only";
+          },
+          .build =
+              [](SoftmaxFixture& f, const std::string& name) {
+                void* y = output_for(f, "ggml");
+                auto peer = std::make_shared<ggml_adapters::Peer>(f.p, f.c.t, f.x.get(), y, 0);
+                return finish(
+                    f, name, false, [peer] { peer->run(); }, y, peer->description());
+              }};
+}
+#endif
+
 // Every implementation, one registration each, in the order of their rows.
 std::vector<SoftmaxTarget> targets() {
   std::vector<SoftmaxTarget> t;
@@ -231,6 +254,9 @@ std::vector<SoftmaxTarget> targets() {
   }));
 #if MASKCHECK_BENCH_TORCH
   t.push_back(torch_target(Device::cpu));
+#endif
+#if MASKCHECK_BENCH_GGML
+  t.push_back(ggml_target());
 #endif
   for (const auto& plugin : plugins()) t.push_back(plugin_target(plugin));
 #if MASKCHECK_BENCH_CUDA

@@ -68,7 +68,8 @@ int main(int argc, char** argv) {
   verify->add_option(
       "--impl", impls,
       "implementations, comma-separated: names, own (maskcheck's), third-party "
-      "(LibTorch adapters), prefixes such as torch:*, mutant:<id> (default: all built in)");
+      "(LibTorch and ggml adapters, plugins), prefixes such as torch:* or ggml:*, mutant:<id> "
+      "(default: all built in)");
   verify->add_option(
       "--op", op, "only this operation: masks, softmax, attention, cross_entropy, lm_labels, mlm");
   verify->add_option("--property", properties, "only these properties, comma-separated");

@@ -7,15 +7,11 @@
 // that lists the differences. MASKCHECK_UPDATE_EXPECTED=1 rewrites the file from this run.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <fstream>
-#include <map>
+#include <string>
 
-#include <nlohmann/json.hpp>
-
+#include "expected_verdicts.hpp"
 #include "maskcheck/adapters/torch_peers.hpp"
 #include "maskcheck/suite/builtin.hpp"
-#include "maskcheck/suite/io.hpp"
 #include "maskcheck/suite/runner.hpp"
 
 namespace mc = maskcheck;
@@ -25,66 +21,30 @@ namespace {
 constexpr std::uint64_t kSeed = 20261123;
 constexpr int kCases = 30;
 
-std::string verdict(const mc::PropertyOutcome& o) {
-  std::string v(mc::to_string(o.status));
-  if (o.status == mc::Status::deviation) {
-    v += ":";
-    for (const auto& [name, n] : o.deviations) v += " " + name;
-  }
-  return v;
-}
-
 TEST(TorchAdapters, verdictsAreTheExpectedOnes) {
   mc::VerifyConfig config;
   config.seed = kSeed;
   config.cases = kCases;
   config.impls = "torch:*";
-  std::map<std::string, std::map<std::string, std::string>> got;
+  mc::testing::Verdicts got;
   const auto plan = mc::plan_verify(mc::builtin_registry(), config);
   for (const auto& [impl, prop] : plan.items) {
     if (impl->name().rfind("torch:cuda-", 0) == 0) continue;  // CPU verdicts only
     const auto o = mc::run_property(*impl, *prop, config);
     ASSERT_NE(o.status, mc::Status::error)
         << impl->name() << " " << prop->name << ": " << o.message;
-    got[impl->name()][prop->name] = verdict(o);
+    got[impl->name()][prop->name] = mc::testing::verdict(o);
   }
   ASSERT_FALSE(got.empty()) << "no LibTorch adapter is registered";
-
-  nlohmann::json doc;
-  doc["about"] = "verdicts of maskcheck verify --impl 'torch:*' --seed " + std::to_string(kSeed) +
-                 " --cases " + std::to_string(kCases) +
-                 " (CPU adapters), checked by torch_adapters_test";
-  doc["torch"] = mc::torch_peers::torch_version();
-  doc["verdicts"] = got;
-  const char* update = std::getenv("MASKCHECK_UPDATE_EXPECTED");
-  if (update && std::string_view(update) == "1") {
-    mc::write_json_atomic(MASKCHECK_TORCH_EXPECTED, doc);
-    GTEST_SKIP() << "rewrote " << MASKCHECK_TORCH_EXPECTED;
-  }
-  const nlohmann::json want = mc::read_json_file(MASKCHECK_TORCH_EXPECTED);
-  if (want.at("torch") != doc["torch"])
-    GTEST_SKIP() << "the expected verdicts are LibTorch " << want.at("torch") << "'s, this is "
-                 << doc["torch"] << ": rerun with MASKCHECK_UPDATE_EXPECTED=1 and review the diff";
-  std::string diff;
-  const auto& expected = want.at("verdicts");
-  for (const auto& [impl, props] : got)
-    for (const auto& [prop, v] : props) {
-      const std::string e = expected.contains(impl) && expected[impl].contains(prop)
-                                ? expected[impl][prop].get<std::string>()
-                                : "(none)";
-      if (e != v) diff += "  " + impl + " " + prop + ": expected " + e + ", got " + v + "\n";
-    }
-  for (const auto& [impl, props] : expected.items())
-    for (const auto& [prop, v] : props.items())
-      if (!got.count(impl) || !got[impl].count(prop))
-        diff += "  " + impl + " " + prop + ": expected " + v.get<std::string>() + ", not run\n";
-  EXPECT_TRUE(diff.empty()) << "LibTorch verdicts changed (seed " << kSeed << ", " << kCases
-                            << " cases; replay one with maskcheck verify --impl NAME --property "
-                               "PROPERTY --seed "
-                            << kSeed << " --cases " << kCases << "):\n"
-                            << diff << "If the change is intended: MASKCHECK_UPDATE_EXPECTED=1 "
-                            << "ctest -R torch_adapters_test, and review the diff of "
-                            << MASKCHECK_TORCH_EXPECTED;
+  const std::string run = "--seed " + std::to_string(kSeed) + " --cases " + std::to_string(kCases);
+  mc::testing::expect_verdicts({.path = MASKCHECK_TORCH_EXPECTED,
+                                .library = "torch",
+                                .version = mc::torch_peers::torch_version(),
+                                .about = "verdicts of maskcheck verify --impl 'torch:*' " + run +
+                                         " (CPU adapters), checked by torch_adapters_test",
+                                .replay = "maskcheck verify --impl NAME --property PROPERTY " + run,
+                                .test = "torch_adapters_test"},
+                               got);
 }
 
 }  // namespace

@@ -178,6 +178,4 @@ class Registry {
   std::vector<std::shared_ptr<const Implementation>> impls_;
 };
 
-std::shared_ptr<const Implementation> make_reference_implementation();
-
 }  // namespace maskcheck
