@@ -75,6 +75,11 @@ std::string storage_mismatch(const mc::Implementation& impl, const mc::CallInput
             const mc::Storage st = impl.storage(c.dtype);
             return first({check("q", c.q, st.q), check("k", c.k, st.k), check("v", c.v, st.v)});
           },
+          [&](const mc::AttentionBackwardCall& c) {
+            const mc::Storage st = impl.storage(c.dtype);
+            return first({check("q", c.q, st.q), check("k", c.k, st.k), check("v", c.v, st.v),
+                          check("dout", c.dout, st.out)});
+          },
           [&](const mc::CrossEntropyCall& c) {
             return check("logits", c.logits, impl.storage(c.dtype).logits);
           },
@@ -104,6 +109,7 @@ void adopt_storage(const mc::Implementation& impl, mc::CallInputs& in) {
   std::visit(mc::overloaded{[&](mc::SoftmaxCall& c) { adopt(c, mc::Op::softmax); },
                             [&](mc::AttentionCall& c) { adopt(c, mc::Op::attention); },
                             [&](mc::VarlenAttentionCall& c) { adopt(c, mc::Op::attention); },
+                            [&](mc::AttentionBackwardCall& c) { adopt(c, mc::Op::attention); },
                             [&](mc::CrossEntropyCall& c) { adopt(c, mc::Op::cross_entropy); },
                             [](auto&) {}},
              in);

@@ -25,6 +25,7 @@ constexpr std::pair<Call, std::string_view> kCalls[] = {
     {Call::softmax, "softmax"},
     {Call::attention, "attention"},
     {Call::attention_varlen, "attention_varlen"},
+    {Call::attention_backward, "attention_backward"},
     {Call::cross_entropy, "cross_entropy"},
     {Call::lm_labels, "lm_labels"},
     {Call::mlm, "mlm"}};
@@ -212,6 +213,17 @@ void encode_qkv(const AttentionCall_& c, CaseParts& p) {
 }
 void encode_inputs(const AttentionCall& c, CaseParts& p) {
   encode_qkv(c, p);
+  p.w.mask_arrays(c.problem.mask);
+}
+void encode_inputs(const AttentionBackwardCall& c, CaseParts& p) {
+  p.problem = c.problem;
+  p.dtype = c.dtype;
+  p.storage = storage_json(c.storage, Op::attention, c.dtype);
+  const Storage s = storage_of(c);
+  p.w.floats("q", c.q, q_shape(c.problem), s.q);
+  p.w.floats("k", c.k, kv_shape(c.problem), s.k);
+  p.w.floats("v", c.v, kv_shape(c.problem), s.v);
+  p.w.floats("dout", c.dout, q_shape(c.problem), s.out);
   p.w.mask_arrays(c.problem.mask);
 }
 void encode_inputs(const VarlenAttentionCall& c, CaseParts& p) {
@@ -616,6 +628,34 @@ CallInputs decode_attention(CaseReader& r, json& problem, const json& options,
   return c;
 }
 
+CallInputs decode_attention_backward(CaseReader& r, json& problem, const json& options,
+                                     const std::string& source) {
+  AttentionBackwardCall c;
+  const st::Tensor& q = r.need("q", 4, kQLayout);
+  const st::Tensor& k = r.need("k", 4, kKvLayout);
+  const st::Tensor& v = r.need("v", 4, kKvLayout);
+  const st::Tensor& g = r.need("dout", 4, kQLayout);
+  json& mask = member(problem, "mask");
+  fill(mask, "B", q.shape[0]);
+  fill(problem, "H", q.shape[1]);
+  fill(mask, "Lq", q.shape[2]);
+  fill(problem, "D", q.shape[3]);
+  fill(problem, "Hkv", k.shape[1]);
+  fill(mask, "Lk", k.shape[2]);
+  r.mask_arrays(mask);
+  read_json(problem, c.problem, source + ": maskcheck.problem");
+  c.dtype = r.dtype(&q, "q");
+  c.storage = r.storage(Op::attention, c.dtype);
+  const Storage s = storage_of(c);
+  const bool own = c.storage.has_value();
+  c.q = r.floats("q", q, q_shape(c.problem), kQLayout, s.q, own);
+  c.k = r.floats("k", k, kv_shape(c.problem), kKvLayout, s.k, own);
+  c.v = r.floats("v", v, kv_shape(c.problem), kKvLayout, s.v, own);
+  c.dout = r.floats("dout", g, q_shape(c.problem), kQLayout, s.out, own);
+  read_options(options, source, [](JsonFields&) {});
+  return c;
+}
+
 CallInputs decode_attention_varlen(CaseReader& r, json& problem, const json& options,
                                    const std::string& source) {
   VarlenAttentionCall c;
@@ -732,6 +772,7 @@ Op op_of(Call c) {
       return Op::softmax;
     case Call::attention:
     case Call::attention_varlen:
+    case Call::attention_backward:
       return Op::attention;
     case Call::cross_entropy:
       return Op::cross_entropy;
@@ -744,17 +785,19 @@ Op op_of(Call c) {
 }
 
 Call call_of(const CallInputs& in) {
-  return std::visit(overloaded{[](const BuildMaskCall&) { return Call::build_mask; },
-                               [](const ConvertMaskCall&) { return Call::convert_mask; },
-                               [](const KeepFromLengthsCall&) { return Call::keep_from_lengths; },
-                               [](const LastValidIndexCall&) { return Call::last_valid_index; },
-                               [](const SoftmaxCall&) { return Call::softmax; },
-                               [](const AttentionCall&) { return Call::attention; },
-                               [](const VarlenAttentionCall&) { return Call::attention_varlen; },
-                               [](const CrossEntropyCall&) { return Call::cross_entropy; },
-                               [](const LmLabelsCall&) { return Call::lm_labels; },
-                               [](const MlmCall&) { return Call::mlm; }},
-                    in);
+  return std::visit(
+      overloaded{[](const BuildMaskCall&) { return Call::build_mask; },
+                 [](const ConvertMaskCall&) { return Call::convert_mask; },
+                 [](const KeepFromLengthsCall&) { return Call::keep_from_lengths; },
+                 [](const LastValidIndexCall&) { return Call::last_valid_index; },
+                 [](const SoftmaxCall&) { return Call::softmax; },
+                 [](const AttentionCall&) { return Call::attention; },
+                 [](const VarlenAttentionCall&) { return Call::attention_varlen; },
+                 [](const AttentionBackwardCall&) { return Call::attention_backward; },
+                 [](const CrossEntropyCall&) { return Call::cross_entropy; },
+                 [](const LmLabelsCall&) { return Call::lm_labels; },
+                 [](const MlmCall&) { return Call::mlm; }},
+      in);
 }
 
 void validate_call(const CallInputs& in) {
@@ -782,6 +825,13 @@ void validate_call(const CallInputs& in) {
             require_size("q", c.q.size(), c.problem.q_numel());
             require_size("k", c.k.size(), c.problem.kv_numel());
             require_size("v", c.v.size(), c.problem.kv_numel());
+          },
+          [](const AttentionBackwardCall& c) {
+            c.problem.validate();
+            require_size("q", c.q.size(), c.problem.q_numel());
+            require_size("k", c.k.size(), c.problem.kv_numel());
+            require_size("v", c.v.size(), c.problem.kv_numel());
+            require_size("dout", c.dout.size(), c.problem.q_numel());
           },
           [](const VarlenAttentionCall& c) {
             c.problem.padded().validate();
@@ -833,6 +883,9 @@ Support supports_call(const Implementation& impl, const CallInputs& in) {
           [&](const VarlenAttentionCall& c) {
             return impl.supports_attention_varlen(c.problem, c.dtype, c.want_lse);
           },
+          [&](const AttentionBackwardCall& c) {
+            return impl.supports_attention_backward(c.problem, c.dtype);
+          },
           [&](const CrossEntropyCall& c) {
             return impl.supports_cross_entropy(c.problem, c.dtype);
           },
@@ -862,6 +915,9 @@ CallResult run_call(const Implementation& impl, const CallInputs& in) {
           },
           [&](const VarlenAttentionCall& c) -> CallResult {
             return impl.attention_varlen(c.problem, c.dtype, c.q, c.k, c.v, c.want_lse);
+          },
+          [&](const AttentionBackwardCall& c) -> CallResult {
+            return impl.attention_backward(c.problem, c.dtype, c.q, c.k, c.v, c.dout);
           },
           [&](const CrossEntropyCall& c) -> CallResult {
             return impl.cross_entropy(c.problem, c.dtype, c.logits, c.labels, c.weights,
@@ -940,6 +996,9 @@ CallInputs decode_case(const st::File& f, const std::string& source) {
     case Call::attention_varlen:
       in = decode_attention_varlen(r, problem, options, source);
       break;
+    case Call::attention_backward:
+      in = decode_attention_backward(r, problem, options, source);
+      break;
     case Call::cross_entropy:
       in = decode_cross_entropy(r, problem, options, source);
       break;
@@ -997,6 +1056,14 @@ Tensors result_tensors(const CallInputs& in, const CallResult& r, std::string_vi
             w.floats("out", a.out, q_shape(c.problem), storage_of(c).out);
             if (c.want_lse || !a.lse.empty())
               w.f64("lse", a.lse, {c.problem.H, c.problem.total_q()});
+          },
+          [&](const AttentionBackwardCall& c) {
+            if (!std::holds_alternative<AttentionGradients>(r)) wrong_result();
+            const auto& g = std::get<AttentionGradients>(r);
+            const Storage s = storage_of(c);
+            w.floats("dq", g.dq, q_shape(c.problem), s.q);
+            w.floats("dk", g.dk, kv_shape(c.problem), s.k);
+            w.floats("dv", g.dv, kv_shape(c.problem), s.v);
           },
           [&](const CrossEntropyCall& c) {
             if (!std::holds_alternative<LossResult>(r)) wrong_result();

@@ -57,6 +57,13 @@ CallCost cost_of(const CallInputs& in) {
                  [](const AttentionCall& c) {
                    return attention_cost(c.problem, c.q.size() + c.k.size() + c.v.size());
                  },
+                 [](const AttentionBackwardCall& c) {
+                   // The forward's work three times over, and its tensors twice (gradients).
+                   CallCost cost = attention_cost(
+                       c.problem, 2 * (c.q.size() + c.k.size() + c.v.size() + c.dout.size()));
+                   cost.work *= 3;
+                   return cost;
+                 },
                  [](const VarlenAttentionCall& c) {
                    // Bounded by the padded problem (every document padded to the longest).
                    std::int64_t lq = 0, lk = 0;

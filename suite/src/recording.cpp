@@ -112,6 +112,17 @@ AttentionResult RecordingImplementation::attention_varlen(const VarlenAttentionP
                                  [&] { return inner().attention_varlen(p, t, q, k, v, want_lse); });
 }
 
+AttentionGradients RecordingImplementation::attention_backward(const AttentionProblem& p, DType t,
+                                                               std::span<const double> q,
+                                                               std::span<const double> k,
+                                                               std::span<const double> v,
+                                                               std::span<const double> dout) const {
+  return record<AttentionGradients>(
+      AttentionBackwardCall{p, t, copy(q), copy(k), copy(v), copy(dout),
+                            stored(inner(), Op::attention, t)},
+      [&] { return inner().attention_backward(p, t, q, k, v, dout); });
+}
+
 LossResult RecordingImplementation::cross_entropy(const LossProblem& p, DType t,
                                                   std::span<const double> logits,
                                                   std::span<const std::int64_t> labels,

@@ -35,6 +35,21 @@ AttentionResult attention_as(const AttentionProblem& p, std::span<const double> 
 }
 
 template <class S, class A>
+AttentionGradients attention_backward_as(const AttentionProblem& p, std::span<const double> q,
+                                         std::span<const double> k, std::span<const double> v,
+                                         std::span<const double> dout) {
+  validate_attention_inputs(p, q.size(), k.size(), v.size());
+  require_size("dout", dout.size(), p.q_numel());
+  const auto qs = to_storage_vec<S>(q), ks = to_storage_vec<S>(k), vs = to_storage_vec<S>(v),
+             gs = to_storage_vec<S>(dout);
+  std::vector<S> dq(qs.size()), dk(ks.size()), dv(vs.size());
+  ref::attention_backward<S, A>(p, std::span<const S>(qs), std::span<const S>(ks),
+                                std::span<const S>(vs), std::span<const S>(gs), std::span<S>(dq),
+                                std::span<S>(dk), std::span<S>(dv));
+  return {to_double_vec(dq), to_double_vec(dk), to_double_vec(dv)};
+}
+
+template <class S, class A>
 LossResult cross_entropy_as(const LossProblem& p, std::span<const double> logits,
                             std::span<const std::int64_t> labels, std::span<const double> weights,
                             bool backward) {
@@ -64,6 +79,19 @@ std::vector<double> reference_softmax(const SoftmaxProblem& p, DType t, std::spa
   });
 }
 
+AttentionGradients reference_attention_backward(const AttentionProblem& p, DType t,
+                                                std::span<const double> q,
+                                                std::span<const double> k,
+                                                std::span<const double> v,
+                                                std::span<const double> dout, Precision prec) {
+  if (prec == Precision::exact) return attention_backward_as<double, double>(p, q, k, v, dout);
+  return dispatch_dtype(t, [&](auto s) {
+    using S = decltype(s);
+    return attention_backward_as<S, std::conditional_t<std::is_same_v<S, double>, double, float>>(
+        p, q, k, v, dout);
+  });
+}
+
 AttentionResult reference_attention(const AttentionProblem& p, DType t, std::span<const double> q,
                                     std::span<const double> k, std::span<const double> v,
                                     bool want_lse, Precision prec) {
@@ -73,6 +101,114 @@ AttentionResult reference_attention(const AttentionProblem& p, DType t, std::spa
     return attention_as<S, std::conditional_t<std::is_same_v<S, double>, double, float>>(p, q, k, v,
                                                                                          want_lse);
   });
+}
+
+AttentionGradients attention_backward_rounding_bound(const AttentionProblem& p, DType t,
+                                                     std::span<const double> q,
+                                                     std::span<const double> k,
+                                                     std::span<const double> v,
+                                                     std::span<const double> dout) {
+  validate_attention_inputs(p, q.size(), k.size(), v.size());
+  require_size("dout", dout.size(), p.q_numel());
+  const double u = t == DType::f64 ? unit_roundoff(DType::f64) : unit_roundoff(DType::f32);
+  const double ut = unit_roundoff(t);
+  const std::int64_t B = p.mask.B, H = p.H, Lq = p.mask.Lq, Lk = p.mask.Lk, D = p.D;
+  const std::int64_t group = H / p.Hkv;
+  const double scale = p.effective_scale(), as = std::abs(scale);
+  const auto keep = ref::build_keep_mask(p.mask);
+  AttentionGradients r{std::vector<double>(static_cast<std::size_t>(p.q_numel()), 0.0),
+                       std::vector<double>(static_cast<std::size_t>(p.kv_numel()), 0.0),
+                       std::vector<double>(static_cast<std::size_t>(p.kv_numel()), 0.0)};
+  // The exact values of the result, for the storage rounding term.
+  const auto exact = attention_backward_as<double, double>(p, q, k, v, dout);
+  std::vector<double> sc(static_cast<std::size_t>(Lk)), es(sc.size()), pr(sc.size()), dp(sc.size()),
+      edp(sc.size()), ep(sc.size()), eds(sc.size()), dsv(sc.size());
+  // Terms each gradient element sums, and the row and key counts, for the sum roundings.
+  std::vector<std::int64_t> kcount(static_cast<std::size_t>(B * p.Hkv * Lk), 0);
+  std::vector<double> dk_abs(r.dk.size(), 0.0), dv_abs(r.dv.size(), 0.0);
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t h = 0; h < H; ++h) {
+      const std::int64_t hk = h / group;
+      for (std::int64_t i = 0; i < Lq; ++i) {
+        const std::uint8_t* kr = keep.data() + (b * Lq + i) * Lk;
+        const std::int64_t row = ((b * H + h) * Lq + i) * D;
+        const double* qi = q.data() + row;
+        const double* gi = dout.data() + row;
+        double m = -std::numeric_limits<double>::infinity();
+        std::int64_t n = 0;
+        for (std::int64_t j = 0; j < Lk; ++j) {
+          if (!kr[j]) continue;
+          const double* kj = k.data() + ((b * p.Hkv + hk) * Lk + j) * D;
+          const double* vj = v.data() + ((b * p.Hkv + hk) * Lk + j) * D;
+          double dot = 0, mag = 0, g = 0, gmag = 0;
+          for (std::int64_t d = 0; d < D; ++d) {
+            dot += qi[d] * kj[d];
+            mag += std::abs(qi[d] * kj[d]);
+            g += gi[d] * vj[d];
+            gmag += std::abs(gi[d] * vj[d]);
+          }
+          sc[j] = scale * dot;
+          // Score: D + 2 roundings of its magnitude, the shift by the max and the exponential.
+          es[j] = u * ((D + 2) * as * mag + 2 * std::abs(sc[j]) + 2);
+          dp[j] = g;
+          edp[j] = u * (D + 1) * gmag;
+          m = std::max(m, sc[j]);
+          ++n;
+        }
+        if (n == 0) continue;
+        double sum = 0;
+        for (std::int64_t j = 0; j < Lk; ++j)
+          if (kr[j]) sum += std::exp(sc[j] - m);
+        double e_mean = 0, delta = 0, dabs = 0;
+        for (std::int64_t j = 0; j < Lk; ++j) {
+          if (!kr[j]) continue;
+          pr[j] = std::exp(sc[j] - m) / sum;
+          e_mean += pr[j] * es[j];
+          delta += pr[j] * dp[j];
+          dabs += pr[j] * std::abs(dp[j]);
+        }
+        // p_j moves by p_j (ds_j + mean ds) plus the n + 2 roundings of the normalization.
+        double edelta = u * (n + 2) * dabs;
+        for (std::int64_t j = 0; j < Lk; ++j) {
+          if (!kr[j]) continue;
+          ep[j] = pr[j] * (es[j] + e_mean + u * (n + 2));
+          edelta += ep[j] * std::abs(dp[j]) + pr[j] * edp[j];
+        }
+        for (std::int64_t j = 0; j < Lk; ++j) {
+          if (!kr[j]) continue;
+          dsv[j] = pr[j] * (dp[j] - delta);
+          eds[j] = ep[j] * std::abs(dp[j] - delta) + pr[j] * (edp[j] + edelta) +
+                   2 * u * std::abs(dsv[j]);
+        }
+        for (std::int64_t j = 0; j < Lk; ++j) {
+          if (!kr[j]) continue;
+          const std::int64_t kv = ((b * p.Hkv + hk) * Lk + j) * D;
+          ++kcount[static_cast<std::size_t>(kv / D)];
+          const double* kj = k.data() + kv;
+          for (std::int64_t d = 0; d < D; ++d) {
+            r.dq[row + d] += as * (eds[j] + u * (n + 1) * std::abs(dsv[j])) * std::abs(kj[d]);
+            r.dk[kv + d] += as * eds[j] * std::abs(qi[d]);
+            dk_abs[kv + d] += as * std::abs(dsv[j] * qi[d]);
+            r.dv[kv + d] += ep[j] * std::abs(gi[d]);
+            dv_abs[kv + d] += pr[j] * std::abs(gi[d]);
+          }
+        }
+      }
+    }
+  // Storage rounding: u_t of the exact value, and half the dtype's smallest subnormal (a
+  // gradient below it rounds to 0, as tiny scales make them in f16).
+  const double tiny = t == DType::f16    ? std::ldexp(1.0, -25)
+                      : t == DType::bf16 ? std::ldexp(1.0, -134)
+                      : t == DType::f32  ? std::ldexp(1.0, -150)
+                                         : 0.0;
+  for (std::size_t i = 0; i < r.dk.size(); ++i) {
+    const auto m =
+        static_cast<double>(kcount[i / static_cast<std::size_t>(std::max<std::int64_t>(D, 1))]);
+    r.dk[i] += u * (m + 1) * dk_abs[i] + ut * std::abs(exact.dk[i]) + tiny;
+    r.dv[i] += u * (m + 1) * dv_abs[i] + ut * std::abs(exact.dv[i]) + tiny;
+  }
+  for (std::size_t i = 0; i < r.dq.size(); ++i) r.dq[i] += ut * std::abs(exact.dq[i]) + tiny;
+  return r;
 }
 
 AttentionResult attention_rounding_bound(const AttentionProblem& p, DType t,
@@ -232,6 +368,18 @@ AttentionResult ReferenceImplementation::attention(const AttentionProblem& p, DT
                                                    std::span<const double> v, bool want_lse) const {
   return dispatch_dtype(
       t, [&](auto s) { return attention_as<decltype(s), double>(p, q, k, v, want_lse); });
+}
+
+Support ReferenceImplementation::supports_attention_backward(const AttentionProblem&, DType) const {
+  return Support::yes();
+}
+AttentionGradients ReferenceImplementation::attention_backward(const AttentionProblem& p, DType t,
+                                                               std::span<const double> q,
+                                                               std::span<const double> k,
+                                                               std::span<const double> v,
+                                                               std::span<const double> dout) const {
+  return dispatch_dtype(
+      t, [&](auto s) { return attention_backward_as<decltype(s), double>(p, q, k, v, dout); });
 }
 
 Support ReferenceImplementation::supports_attention_varlen(const VarlenAttentionProblem&, DType,

@@ -134,6 +134,16 @@ AttentionResult Implementation::attention(const AttentionProblem&, DType, std::s
                                           bool) const {
   unsupported(Op::attention);
 }
+Support Implementation::supports_attention_backward(const AttentionProblem&, DType) const {
+  return Support::no(name() + " does not provide attention backward");
+}
+AttentionGradients Implementation::attention_backward(const AttentionProblem&, DType,
+                                                      std::span<const double>,
+                                                      std::span<const double>,
+                                                      std::span<const double>,
+                                                      std::span<const double>) const {
+  throw Unsupported(name() + " does not provide attention backward");
+}
 Support Implementation::supports_attention_varlen(const VarlenAttentionProblem&, DType,
                                                   bool) const {
   return Support::no(name() + " does not provide the packed (varlen) attention layout");

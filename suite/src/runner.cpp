@@ -223,6 +223,13 @@ class SupportGuard : public ForwardingImplementation {
     require(supports_attention(p, t, want_lse));
     return ForwardingImplementation::attention(p, t, q, k, v, want_lse);
   }
+  AttentionGradients attention_backward(const AttentionProblem& p, DType t,
+                                        std::span<const double> q, std::span<const double> k,
+                                        std::span<const double> v,
+                                        std::span<const double> dout) const override {
+    require(supports_attention_backward(p, t));
+    return ForwardingImplementation::attention_backward(p, t, q, k, v, dout);
+  }
   AttentionResult attention_varlen(const VarlenAttentionProblem& p, DType t,
                                    std::span<const double> q, std::span<const double> k,
                                    std::span<const double> v, bool want_lse) const override {

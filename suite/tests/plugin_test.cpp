@@ -116,7 +116,9 @@ TEST(Plugin, crashFailsItsPropertiesAndKeepsEveryOtherResult) {
   const auto j = maskcheck::read_json_file(json);
   int attention = 0, others = 0;
   for (const auto& [name, row] : rows_by_property(j)) {
-    if (row.at("op") == "attention" && name != "attention.varlenEqualsPadded") {
+    if (name.starts_with("attention.backward.")) {  // the plugin has no backward: never called
+      EXPECT_EQ(row.at("status"), "skipped") << row.dump();
+    } else if (row.at("op") == "attention" && name != "attention.varlenEqualsPadded") {
       ++attention;
       EXPECT_EQ(row.at("status"), "failed") << row.dump();
       const std::string msg = row.value("message", "");

@@ -135,6 +135,27 @@ class CpuImplementation final : public Implementation {
     });
   }
 
+  Support supports_attention_backward(const AttentionProblem&, DType t) const override {
+    return compute(t);
+  }
+  AttentionGradients attention_backward(const AttentionProblem& p, DType t,
+                                        std::span<const double> q, std::span<const double> k,
+                                        std::span<const double> v,
+                                        std::span<const double> dout) const override {
+    validate_attention_inputs(p, q.size(), k.size(), v.size());
+    require_size("dout", dout.size(), p.q_numel());
+    const FlatMask flat(p.mask);
+    return dispatch_compute(t, [&](auto tag) {
+      using S = decltype(tag);
+      const auto qs = to_storage_vec<S>(q), ks = to_storage_vec<S>(k), vs = to_storage_vec<S>(v),
+                 gs = to_storage_vec<S>(dout);
+      std::vector<S> dq(qs.size()), dk(ks.size()), dv(vs.size());
+      cpu::attention_backward(p.shape(), flat.view(), t, qs.data(), ks.data(), vs.data(), gs.data(),
+                              dq.data(), dk.data(), dv.data());
+      return AttentionGradients{to_double_vec(dq), to_double_vec(dk), to_double_vec(dv)};
+    });
+  }
+
   Support supports_cross_entropy(const LossProblem&, DType t) const override { return compute(t); }
   LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                            std::span<const std::int64_t> labels, std::span<const double> weights,

@@ -78,6 +78,105 @@ void attention_forward(const AttentionProblem& p, std::span<const S> q, std::spa
   attention_forward<S, A>(p, std::span<const std::uint8_t>(keep), q, k, v, out, lse);
 }
 
+// Reference masked attention backward: the gradients of out = softmax(q k^T * scale + mask) v
+// with respect to q, k and v, given dout = dL/dout, by the textbook formulas with the mask
+// materialized first.
+//   q, dout, dq: [B, H, Lq, D]; k, v, dk, dv: [B, Hkv, Lk, D]; keep: [B, Lq, Lk]
+//   per row i and visible key j:  p_ij = softmax_j(s_ij),  dp_ij = <dout_i, v_j>,
+//   delta_i = sum_j p_ij dp_ij (= <dout_i, out_i>),  ds_ij = p_ij (dp_ij - delta_i),
+//   dq_i = scale sum_j ds_ij k_j,  dk_j = scale sum_i ds_ij q_i,  dv_j = sum_i p_ij dout_i
+// with the dk and dv sums over every query head of the key's kv head (GQA). Masked pairs take no
+// part: a key no query sees gets dk = dv = 0 exactly, a query with no visible key gets dq = 0
+// exactly and contributes nothing, and masked or padded q, k, v and dout are never read. The
+// log-sum-exp output is not differentiated (its gradient is not part of the contract).
+// Complexity: O(B H Lq Lk D) time, O(Lk + D) scratch besides dk and dv accumulators in A.
+// Accumulation in A; probabilities and ds pass through S (a framework computing in S stores them).
+template <class S, class A>
+void attention_backward(const AttentionProblem& p, std::span<const std::uint8_t> keep,
+                        std::span<const S> q, std::span<const S> k, std::span<const S> v,
+                        std::span<const S> dout, std::span<S> dq, std::span<S> dk,
+                        std::span<S> dv) {
+  p.validate();
+  const std::int64_t B = p.mask.B, H = p.H, Hkv = p.Hkv, Lq = p.mask.Lq, Lk = p.mask.Lk, D = p.D;
+  require_size("keep", keep.size(), checked_numel("keep", {B, Lq, Lk}));
+  require_size("q", q.size(), p.q_numel());
+  require_size("k", k.size(), p.kv_numel());
+  require_size("v", v.size(), p.kv_numel());
+  require_size("dout", dout.size(), p.q_numel());
+  require_size("dq", dq.size(), p.q_numel());
+  require_size("dk", dk.size(), p.kv_numel());
+  require_size("dv", dv.size(), p.kv_numel());
+  const A scale = static_cast<A>(p.effective_scale());
+  const std::int64_t group = H / Hkv;
+  std::vector<A> s(static_cast<std::size_t>(Lk)), pr(s.size()), dp(s.size());
+  std::vector<A> acc(static_cast<std::size_t>(D));
+  std::vector<A> dka(static_cast<std::size_t>(p.kv_numel())), dva(dka.size());
+  std::vector<std::uint8_t> seen(static_cast<std::size_t>(B * Hkv * Lk), 0);
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t h = 0; h < H; ++h) {
+      const std::int64_t hk = h / group;
+      for (std::int64_t i = 0; i < Lq; ++i) {
+        const std::uint8_t* kr = keep.data() + (b * Lq + i) * Lk;
+        const std::int64_t row = ((b * H + h) * Lq + i) * D;
+        const S* qi = q.data() + row;
+        const S* gi = dout.data() + row;
+        A m = -std::numeric_limits<A>::infinity();
+        bool any = false;
+        for (std::int64_t j = 0; j < Lk; ++j) {
+          if (!kr[j]) continue;
+          const S* kj = k.data() + ((b * Hkv + hk) * Lk + j) * D;
+          A dot = 0;
+          for (std::int64_t d = 0; d < D; ++d) dot += load<A>(qi[d]) * load<A>(kj[d]);
+          s[j] = round_score<S, A>(scale * dot);
+          m = std::max(m, s[j]);
+          any = true;
+        }
+        std::fill(acc.begin(), acc.end(), A(0));
+        if (any) {
+          A sum = 0;
+          for (std::int64_t j = 0; j < Lk; ++j)
+            if (kr[j]) sum += std::exp(s[j] - m);
+          A delta = 0;
+          for (std::int64_t j = 0; j < Lk; ++j) {
+            if (!kr[j]) continue;
+            const S* vj = v.data() + ((b * Hkv + hk) * Lk + j) * D;
+            pr[j] = round_through<S, A>(std::exp(s[j] - m) / sum);
+            A dot = 0;
+            for (std::int64_t d = 0; d < D; ++d) dot += load<A>(gi[d]) * load<A>(vj[d]);
+            dp[j] = round_through<S, A>(dot);
+            delta += pr[j] * dp[j];
+          }
+          for (std::int64_t j = 0; j < Lk; ++j) {
+            if (!kr[j]) continue;
+            const std::int64_t kv = ((b * Hkv + hk) * Lk + j) * D;
+            seen[static_cast<std::size_t>(kv / std::max<std::int64_t>(D, 1))] = 1;
+            const A ds = round_through<S, A>(pr[j] * (dp[j] - delta));
+            for (std::int64_t d = 0; d < D; ++d) {
+              acc[d] += ds * load<A>(k[kv + d]);
+              dka[kv + d] += ds * load<A>(qi[d]);
+              dva[kv + d] += pr[j] * load<A>(gi[d]);
+            }
+          }
+        }
+        // +0.0 for a row that sees no key (scale * 0 would be -0.0 for a negative scale).
+        for (std::int64_t d = 0; d < D; ++d) dq[row + d] = store<S>(any ? scale * acc[d] : A(0));
+      }
+    }
+  for (std::size_t i = 0; i < dka.size(); ++i) {
+    const bool any = seen[i / static_cast<std::size_t>(std::max<std::int64_t>(D, 1))] != 0;
+    dk[i] = store<S>(any ? scale * dka[i] : A(0));  // +0.0 for a key no query sees
+    dv[i] = store<S>(any ? dva[i] : A(0));
+  }
+}
+
+template <class S, class A>
+void attention_backward(const AttentionProblem& p, std::span<const S> q, std::span<const S> k,
+                        std::span<const S> v, std::span<const S> dout, std::span<S> dq,
+                        std::span<S> dk, std::span<S> dv) {
+  const auto keep = build_keep_mask(p.mask);
+  attention_backward<S, A>(p, std::span<const std::uint8_t>(keep), q, k, v, dout, dq, dk, dv);
+}
+
 // Packed (varlen) layout: each sequence run alone through the padded reference.
 //   q, out: [T_q, H, D], k, v: [T_k, Hkv, D], lse: [H, T_q] (optional)
 template <class S, class A>

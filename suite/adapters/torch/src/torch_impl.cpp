@@ -176,6 +176,62 @@ class TorchAttention : public Implementation {
     });
   }
 
+  // Backward through autograd, the way training runs it: the SDPA conventions (boolean,
+  // additive, is_causal) differentiate at::scaled_dot_product_attention; the explicit CPU flash op
+  // and MHA are forward adapters only.
+  Support supports_attention_backward(const AttentionProblem& p, DType t) const override {
+    if (c_ != tp::Convention::sdpa_bool && c_ != tp::Convention::sdpa_additive &&
+        c_ != tp::Convention::sdpa_is_causal)
+      return Support::no(name() +
+                         " is a forward adapter (backward: torch:sdpa-bool, "
+                         "torch:sdpa-additive, torch:sdpa-is_causal)");
+    if (c_ == tp::Convention::sdpa_is_causal && p.mask.Lq != p.mask.Lk &&
+        tp::translate_for(c_, p.mask).is_causal)
+      return Support::no(
+          "is_causal=True is top-left aligned, bottom-right was asked and Lq != Lk: the forward "
+          "reports this as the named deviation top_left_causal; backward calls have no "
+          "deviation filter, so these cases are declined");
+    return supports_attention(p, t, false);
+  }
+  AttentionGradients attention_backward(const AttentionProblem& p, DType t,
+                                        std::span<const double> q, std::span<const double> k,
+                                        std::span<const double> v,
+                                        std::span<const double> dout) const override {
+    require_attention_inputs(supports_attention_backward(p, t), p, q, k, v);
+    require_size("dout", dout.size(), p.q_numel());
+    const tp::TorchMask m = tp::translate_for(c_, p.mask);
+    return call_torch(name(), [&] {
+      c10::AutoGradMode grad(true);
+      const std::int64_t B = p.mask.B, Lq = p.mask.Lq, Lk = p.mask.Lk, H = p.H, Hkv = p.Hkv;
+      const std::int64_t D = p.D;
+      at::Tensor qt = host_tensor(q, {B, H, Lq, D}, t).requires_grad_(true);
+      at::Tensor kt = host_tensor(k, {B, Hkv, Lk, D}, t).requires_grad_(true);
+      at::Tensor vt = host_tensor(v, {B, Hkv, Lk, D}, t).requires_grad_(true);
+      const at::Tensor gt = host_tensor(dout, {B, H, Lq, D}, t);
+      std::optional<at::Tensor> mask;
+      if (m.form == tp::MaskForm::boolean) mask = keep_mask(p.mask, at::kCPU);
+      if (m.form == tp::MaskForm::additive) mask = additive_mask(p.mask, t, at::kCPU, m.fill);
+      const at::Tensor out = at::scaled_dot_product_attention(
+          qt, kt, vt, mask, 0.0, m.is_causal, p.effective_scale(), /*enable_gqa=*/H != Hkv);
+      AttentionGradients g;
+      if (out.numel() == 0 || qt.numel() == 0 || kt.numel() == 0) {
+        g.dq.assign(static_cast<std::size_t>(p.q_numel()), 0.0);
+        g.dk.assign(static_cast<std::size_t>(p.kv_numel()), 0.0);
+        g.dv.assign(g.dk.size(), 0.0);
+        return g;
+      }
+      out.backward(gt);
+      auto grad_of = [](const at::Tensor& x) {
+        return x.grad().defined() ? to_host_doubles(x.grad())
+                                  : std::vector<double>(static_cast<std::size_t>(x.numel()), 0.0);
+      };
+      g.dq = grad_of(qt);
+      g.dk = grad_of(kt);
+      g.dv = grad_of(vt);
+      return g;
+    });
+  }
+
  private:
   // q [B, H, Lq, D] -> MHA's [Lq, B, E] with E = H * D, identity projections, and back.
   static at::Tensor mha(const AttentionProblem& p, DType t, const tp::TorchMask& m,

@@ -300,6 +300,58 @@ void SdpaPeer::copy_output(void* dst) const {
 const TorchMask& SdpaPeer::mask() const {
   return impl_->mask;
 }
+struct SdpaBackwardPeer::Impl {
+  at::Tensor q, k, v, dout, mask, out;
+  std::string description;
+};
+
+SdpaBackwardPeer::SdpaBackwardPeer(const AttentionProblem& p, DType t, const void* q, const void* k,
+                                   const void* v, const void* dout)
+    : impl_(std::make_unique<Impl>()) {
+  p.validate();
+  Impl& s = *impl_;
+  const std::int64_t B = p.mask.B, Lq = p.mask.Lq, Lk = p.mask.Lk, H = p.H, Hkv = p.Hkv, D = p.D;
+  guarded("SdpaBackwardPeer", [&] {
+    c10::AutoGradMode grad(true);
+    s.q = wrap(q, {B, H, Lq, D}, t, Device::cpu).clone().requires_grad_(true);
+    s.k = wrap(k, {B, Hkv, Lk, D}, t, Device::cpu).clone().requires_grad_(true);
+    s.v = wrap(v, {B, Hkv, Lk, D}, t, Device::cpu).clone().requires_grad_(true);
+    s.dout = wrap(dout, {B, H, Lq, D}, t, Device::cpu).clone();
+    s.mask = keep_mask(p.mask, s.q.device());
+    const std::string chosen = sdp_backend_name(
+        at::_fused_sdp_choice(s.q, s.k, s.v, s.mask, 0.0, false, p.effective_scale(), H != Hkv));
+    s.out = at::scaled_dot_product_attention(s.q, s.k, s.v, s.mask, 0.0, false, p.effective_scale(),
+                                             /*enable_gqa=*/H != Hkv);
+    s.description = "torch scaled_dot_product_attention -> " + chosen + " (" + TORCH_VERSION +
+                    "), backward through autograd, mask: boolean keep-mask [B, 1, Lq, Lk]";
+  });
+}
+SdpaBackwardPeer::~SdpaBackwardPeer() = default;
+
+void SdpaBackwardPeer::run() {
+  Impl& s = *impl_;
+  guarded("SdpaBackwardPeer.run", [&] {
+    c10::AutoGradMode grad(true);
+    for (at::Tensor* x : {&s.q, &s.k, &s.v}) x->mutable_grad() = at::Tensor();
+    s.out.backward(s.dout, /*retain_graph=*/true);
+  });
+}
+
+void SdpaBackwardPeer::copy_gradients(void* dq, void* dk, void* dv) const {
+  const Impl& s = *impl_;
+  guarded("SdpaBackwardPeer.copy_gradients", [&] {
+    const std::pair<const at::Tensor*, void*> pairs[] = {{&s.q, dq}, {&s.k, dk}, {&s.v, dv}};
+    for (const auto& [x, dst] : pairs) {
+      const at::Tensor g = x->grad().contiguous();
+      at::from_blob(dst, g.sizes(), g.options()).copy_(g);
+    }
+  });
+}
+
+const std::string& SdpaBackwardPeer::description() const {
+  return impl_->description;
+}
+
 const std::string& SdpaPeer::description() const {
   return impl_->description;
 }

@@ -7,7 +7,8 @@
 //             maskcheck.call     the function within the op (default: build_mask for masks,
 //                                attention for attention, else the op): build_mask,
 //                                convert_mask, keep_from_lengths, last_valid_index, softmax,
-//                                attention, attention_varlen, cross_entropy, lm_labels, mlm
+//                                attention, attention_varlen, attention_backward, cross_entropy,
+//                                lm_labels, mlm
 //             maskcheck.dtype    f64 | f32 | f16 | bf16 for floating calls (default: the dtype
 //                                of the first floating input)
 //             maskcheck.problem  JSON of the problem (problem_json.hpp); padding helpers:
@@ -26,6 +27,8 @@
 //             softmax            x [B, H, Lq, Lk] + the mask spec's arrays
 //             attention          q [B, H, Lq, D], k, v [B, Hkv, Lk, D] + the mask spec's arrays
 //             attention_varlen   q [Tq, H, D], k, v [Tk, Hkv, D], cu_seqlens_q, cu_seqlens_k [B+1]
+//             attention_backward q, dout [B, H, Lq, D], k, v [B, Hkv, Lk, D] + the mask spec's
+//                                arrays
 //             cross_entropy      logits [N, V], labels I64 [N], weights [N] (when weighted)
 //             lm_labels          ids I64 [B, L], keep U8 [B, L], prompt_lens I32 [B] (optional)
 //             mlm                ids I64, keep, special, continuation U8 [B, L] (continuation:
@@ -43,10 +46,10 @@
 //
 // Result tensors (result_tensors): build_mask, convert_mask: mask (case dtype); keep_from_lengths:
 // keep U8 [B, L]; last_valid_index: last_valid_index I64 [B]; softmax: y; attention: out and
-// lse F64 (when want_lse); cross_entropy: loss F64 [], losses F64 [N], count I64 [], weight_sum
-// F64 [], dlogits [N, V] (when backward); lm_labels: labels I64; mlm: ids, labels I64.
-// Accumulator-precision values (lse, loss, losses, weight_sum) are F64: the registry boundary
-// hands them over as doubles that need not fit the case dtype.
+// lse F64 (when want_lse); attention_backward: dq, dk, dv (case dtype); cross_entropy: loss F64 [],
+// losses F64 [N], count I64 [], weight_sum F64 [], dlogits [N, V] (when backward); lm_labels:
+// labels I64; mlm: ids, labels I64. Accumulator-precision values (lse, loss, losses, weight_sum)
+// are F64: the registry boundary hands them over as doubles that need not fit the case dtype.
 #pragma once
 
 #include <cstdint>
@@ -70,6 +73,7 @@ enum class Call : std::uint8_t {
   softmax,
   attention,
   attention_varlen,
+  attention_backward,
   cross_entropy,
   lm_labels,
   mlm
@@ -110,6 +114,12 @@ struct AttentionCall {
   bool want_lse = true;
   std::optional<Storage> storage = std::nullopt;  // tensors stored wider than dtype
 };
+struct AttentionBackwardCall {
+  AttentionProblem problem;
+  DType dtype = DType::f32;
+  std::vector<double> q, k, v, dout;
+  std::optional<Storage> storage = std::nullopt;  // tensors stored wider than dtype
+};
 struct VarlenAttentionCall {
   VarlenAttentionProblem problem;
   DType dtype = DType::f32;
@@ -148,13 +158,14 @@ overloaded(F...) -> overloaded<F...>;  // clang 14 deduces no aggregate template
 
 using CallInputs = std::variant<BuildMaskCall, ConvertMaskCall, KeepFromLengthsCall,
                                 LastValidIndexCall, SoftmaxCall, AttentionCall, VarlenAttentionCall,
-                                CrossEntropyCall, LmLabelsCall, MlmCall>;
+                                AttentionBackwardCall, CrossEntropyCall, LmLabelsCall, MlmCall>;
 Call call_of(const CallInputs& in);
 
 // What the implementation returned: masks, softmax and convert_mask give doubles,
 // keep_from_lengths bytes, last_valid_index and lm_labels integers.
-using CallResult = std::variant<std::vector<double>, std::vector<std::uint8_t>,
-                                std::vector<std::int64_t>, AttentionResult, LossResult, MlmResult>;
+using CallResult =
+    std::variant<std::vector<double>, std::vector<std::uint8_t>, std::vector<std::int64_t>,
+                 AttentionResult, AttentionGradients, LossResult, MlmResult>;
 
 // The checks every implementation's front door makes (validate(), tensor sizes,
 // validate_loss_inputs, validate_mlm_inputs, ...); throws InvalidArgument.

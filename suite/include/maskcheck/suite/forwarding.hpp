@@ -56,6 +56,16 @@ class ForwardingImplementation : public Implementation {
     return inner_.attention(p, t, q, k, v, want_lse);
   }
 
+  Support supports_attention_backward(const AttentionProblem& p, DType t) const override {
+    return inner_.supports_attention_backward(p, t);
+  }
+  AttentionGradients attention_backward(const AttentionProblem& p, DType t,
+                                        std::span<const double> q, std::span<const double> k,
+                                        std::span<const double> v,
+                                        std::span<const double> dout) const override {
+    return inner_.attention_backward(p, t, q, k, v, dout);
+  }
+
   Support supports_attention_varlen(const VarlenAttentionProblem& p, DType t,
                                     bool want_lse) const override {
     return inner_.supports_attention_varlen(p, t, want_lse);

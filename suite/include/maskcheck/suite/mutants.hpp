@@ -23,14 +23,19 @@ struct Mutant {
   // of exactly 0, about 1 attention case in 14) are promised at the default 100 cases, not at
   // CI's 30 or ASan's 20.
   int min_cases = 0;
+  // The bug lives in attention backward (the forward is the reference's): the mutant meets the
+  // attention.backward.* properties only, and the forward attention mutants meet none of them
+  // (their backward is the reference's).
+  bool backward = false;
 };
 
 const std::vector<Mutant>& mutant_catalogue();
 Registry mutant_registry();
 
 // The mutant catalogue's plan. Unless the selection names an operation or properties, each mutant
-// meets only the properties of the operation its bug lives in: its other operations are the
-// reference's and cannot fail.
+// meets only the properties of the operation its bug lives in (of attention: the backward ones
+// or the forward ones, Mutant::backward): its other operations are the reference's and cannot
+// fail.
 VerifyPlan plan_mutant_verify(const VerifyConfig& config);
 
 // Mutant runs: which properties killed (failed on) each mutant of the catalogue that ran.

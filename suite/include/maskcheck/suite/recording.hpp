@@ -64,6 +64,10 @@ class RecordingImplementation final : public ForwardingImplementation {
   AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
                             std::span<const double> k, std::span<const double> v,
                             bool want_lse) const override;
+  AttentionGradients attention_backward(const AttentionProblem& p, DType t,
+                                        std::span<const double> q, std::span<const double> k,
+                                        std::span<const double> v,
+                                        std::span<const double> dout) const override;
   AttentionResult attention_varlen(const VarlenAttentionProblem& p, DType t,
                                    std::span<const double> q, std::span<const double> k,
                                    std::span<const double> v, bool want_lse) const override;

@@ -63,6 +63,23 @@ struct AttentionExpectation {
 AttentionExpectation attention_expectation(const AttentionProblem& p, DType t,
                                            std::span<const double> q, std::span<const double> k,
                                            std::span<const double> v, bool want_lse);
+// Attention backward (reference/attention.hpp) in the same two precisions.
+AttentionGradients reference_attention_backward(const AttentionProblem& p, DType t,
+                                                std::span<const double> q,
+                                                std::span<const double> k,
+                                                std::span<const double> v,
+                                                std::span<const double> dout, Precision prec);
+// First-order rounding bounds of attention backward (check_close's `rounding`), in the manner of
+// attention_rounding_bound: per visible pair the score error (D + 2 roundings of its magnitude,
+// the shift, the exponential), the probability's (its score's and the row mean's, the
+// normalization's n + 2), dp's (D + 1 roundings), delta's and ds's, carried into each gradient
+// element's sum with that sum's own roundings (n + 1 terms), plus the storage rounding u_t of the
+// exact value. Worst case, in double, O(B H Lq Lk D); rows that see no key contribute 0.
+AttentionGradients attention_backward_rounding_bound(const AttentionProblem& p, DType t,
+                                                     std::span<const double> q,
+                                                     std::span<const double> k,
+                                                     std::span<const double> v,
+                                                     std::span<const double> dout);
 LossResult reference_cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                                    std::span<const std::int64_t> labels,
                                    std::span<const double> weights, bool backward, Precision prec);
@@ -90,6 +107,12 @@ class ReferenceImplementation : public Implementation {
   AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
                             std::span<const double> k, std::span<const double> v,
                             bool want_lse) const override;
+
+  Support supports_attention_backward(const AttentionProblem& p, DType t) const override;
+  AttentionGradients attention_backward(const AttentionProblem& p, DType t,
+                                        std::span<const double> q, std::span<const double> k,
+                                        std::span<const double> v,
+                                        std::span<const double> dout) const override;
 
   Support supports_attention_varlen(const VarlenAttentionProblem& p, DType t,
                                     bool want_lse) const override;

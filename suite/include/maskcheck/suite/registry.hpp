@@ -55,6 +55,11 @@ struct LossResult {
   std::vector<double> dlogits;  // [N, V] when backward was requested
 };
 
+// Gradients of attention's output (attention backward): dq [B, H, Lq, D], dk, dv [B, Hkv, Lk, D].
+struct AttentionGradients {
+  std::vector<double> dq, dk, dv;
+};
+
 struct MlmResult {
   std::vector<std::int64_t> ids;
   std::vector<std::int64_t> labels;
@@ -133,6 +138,18 @@ class Implementation {
   virtual AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
                                     std::span<const double> k, std::span<const double> v,
                                     bool want_lse) const;
+
+  // Attention backward: the gradients of out = softmax(q k^T * scale + mask) v with respect to
+  // q, k and v, given dout [B, H, Lq, D] (reference/attention.hpp's attention_backward: keys no
+  // query sees get dk = dv = 0 exactly, rows with no visible key dq = 0 exactly, masked and padded
+  // inputs are never read; the log-sum-exp is not differentiated). Tensors in the case's dtype.
+  // The default declines ("does not provide attention backward").
+  virtual Support supports_attention_backward(const AttentionProblem& p, DType t) const;
+  virtual AttentionGradients attention_backward(const AttentionProblem& p, DType t,
+                                                std::span<const double> q,
+                                                std::span<const double> k,
+                                                std::span<const double> v,
+                                                std::span<const double> dout) const;
 
   // Attention in the packed (varlen) layout: q [T_q, H, D], k, v [T_k, Hkv, D], lse [H, T_q].
   virtual Support supports_attention_varlen(const VarlenAttentionProblem& p, DType t,

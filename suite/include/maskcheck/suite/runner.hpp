@@ -85,15 +85,15 @@ struct PropertyOutcome {
   std::vector<ErrorRecord> max_errors;
   std::string replay;                             // command line reproducing this property alone
   std::vector<std::string> counterexample_files;  // .safetensors files of the failing case
-  std::vector<int> chunks;         // the chunks run, ascending
+  std::vector<int> chunks;                        // the chunks run, ascending
   std::vector<int> failed_chunks;  // chunks that failed or errored; message, counterexample
                                    // and replay are those of the first
   int plan_index = -1;             // with --shard: the position in the unsharded plan
 };
 
 inline constexpr int kChunkCases = 100;
-int chunk_count(int cases);                // ceil(cases / kChunkCases), at least 1
-int chunk_cases(int cases, int chunk);     // cases of chunk `chunk` (the last may be short)
+int chunk_count(int cases);             // ceil(cases / kChunkCases), at least 1
+int chunk_cases(int cases, int chunk);  // cases of chunk `chunk` (the last may be short)
 std::uint64_t chunk_seed(std::uint64_t property_seed, int chunk);  // chunk 0: property_seed
 // The shard, of `count`, that runs chunk `chunk` of (impl, property): a property's chunks go
 // round-robin over the shards from a start given by a hash of its name, so that the assignment

@@ -51,6 +51,15 @@ void masked_softmax(const SoftmaxProblem& p, const MaskView& mask, DType t, cons
 void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
                        const void* k, const void* v, void* out, float* lse);
 
+// ---- attention backward ---------------------------------------------------------------------
+// q, dout, dq: [B, H, Lq, D], k, v, dk, dv: [B, Hkv, Lk, D] in dtype t, B, Lq and Lk those of the
+// mask: the gradients of attention_forward's output (reference/attention.hpp's
+// attention_backward). Masked and padded inputs are never read; keys no query sees get dk = dv =
+// +0.0, rows that see no key dq = +0.0. Bitwise the same across runs and thread counts.
+void attention_backward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
+                        const void* k, const void* v, const void* dout, void* dq, void* dk,
+                        void* dv);
+
 // ---- cross-entropy forward + backward ---------------------------------------------------------
 // logits: [N, V]; labels: [N]; weights: [N] or nullptr (p.weighted); losses: [N] (w_i l_i, 0 for
 // ignored rows); dlogits: [N, V] or nullptr (forward only). Ignored rows are never read; their
