@@ -188,6 +188,7 @@ const float* as_f32(const void* x, bool bf16, std::int64_t n, std::vector<float>
 }
 
 void store(const std::vector<float>& x, bool bf16, void* out) {
+  if (x.empty()) return;  // an empty tensor may come as a null pointer
   if (!bf16) {
     std::memcpy(out, x.data(), x.size() * sizeof(float));
     return;
