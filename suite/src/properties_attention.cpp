@@ -191,8 +191,12 @@ void add_attention_properties(std::vector<Property>& out) {
              got_empty.push_back(got.out[i]);
              zeros.push_back(0.0);
            }
-         expect(
-             check_close("out", attention_out_shape(c.problem), got.out, want, naive.out, c.dtype));
+         // The rule against the naive run, or each element's first-order rounding bound: a row
+         // of thousands of keys is one draw of the rounding lottery for the naive run too (a
+         // correct f32 kernel landed at 2.3x its error on a 6112-key row).
+         const auto bound = attention_rounding_bound(c.problem, c.dtype, d.q, d.k, d.v, c.want_lse);
+         expect(check_close("out", attention_out_shape(c.problem), got.out, want, naive.out,
+                            c.dtype, bound.out));
          expect(check_exact("out of fully masked rows", Shape{{"i"}, {std::int64_t(zeros.size())}},
                             got_empty, zeros));
          expect(check_exact("lse of fully masked rows",
