@@ -227,6 +227,11 @@ void validate_attention_inputs(const AttentionProblem& p, std::size_t q_size, st
   require_size("k", k_size, p.kv_numel());
   require_size("v", v_size, p.kv_numel());
 }
+void validate_attention_inputs(const AttentionProblem& p, std::size_t q_size, std::size_t k_size,
+                               std::size_t v_size, std::size_t dout_size) {
+  validate_attention_inputs(p, q_size, k_size, v_size);
+  require_size("dout", dout_size, p.q_numel());
+}
 
 void validate_loss_inputs(const LossProblem& p, std::span<const std::int64_t> labels,
                           std::span<const double> weights) {

@@ -37,8 +37,7 @@ class BackwardBug : public Named {
                                         std::span<const double> q, std::span<const double> k,
                                         std::span<const double> v,
                                         std::span<const double> dout) const override {
-    validate_attention_inputs(p, q.size(), k.size(), v.size());
-    require_size("dout", dout.size(), p.q_numel());
+    validate_attention_inputs(p, q.size(), k.size(), v.size(), dout.size());
     return dispatch_dtype(t, [&](auto tag) {
       using S = decltype(tag);
       const auto round = [](const std::vector<double>& x) {

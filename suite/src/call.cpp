@@ -203,7 +203,7 @@ void encode_inputs(const SoftmaxCall& c, CaseParts& p) {
 template <class AttentionCall_>
 void encode_qkv(const AttentionCall_& c, CaseParts& p) {
   p.problem = c.problem;
-  p.options["want_lse"] = c.want_lse;
+  if constexpr (requires { c.want_lse; }) p.options["want_lse"] = c.want_lse;
   p.dtype = c.dtype;
   p.storage = storage_json(c.storage, Op::attention, c.dtype);
   const Storage s = storage_of(c);
@@ -216,14 +216,8 @@ void encode_inputs(const AttentionCall& c, CaseParts& p) {
   p.w.mask_arrays(c.problem.mask);
 }
 void encode_inputs(const AttentionBackwardCall& c, CaseParts& p) {
-  p.problem = c.problem;
-  p.dtype = c.dtype;
-  p.storage = storage_json(c.storage, Op::attention, c.dtype);
-  const Storage s = storage_of(c);
-  p.w.floats("q", c.q, q_shape(c.problem), s.q);
-  p.w.floats("k", c.k, kv_shape(c.problem), s.k);
-  p.w.floats("v", c.v, kv_shape(c.problem), s.v);
-  p.w.floats("dout", c.dout, q_shape(c.problem), s.out);
+  encode_qkv(c, p);
+  p.w.floats("dout", c.dout, q_shape(c.problem), storage_of(c).out);
   p.w.mask_arrays(c.problem.mask);
 }
 void encode_inputs(const VarlenAttentionCall& c, CaseParts& p) {
@@ -593,10 +587,12 @@ struct Qkv {
   const st::Tensor &q, &k, &v;
 };
 
-// q, k, v of an attention call (padded or varlen) whose problem is read, and want_lse.
+// q, k, v of an attention call (padded or varlen) whose problem is read, dout for the backward,
+// and want_lse for the forward.
 template <class AttentionCall_>
 void read_qkv(CaseReader& r, AttentionCall_& c, const Qkv& t, std::string_view q_layout,
-              std::string_view kv_layout, const json& options, const std::string& source) {
+              std::string_view kv_layout, const json& options, const std::string& source,
+              const st::Tensor* dout = nullptr) {
   c.dtype = r.dtype(&t.q, "q");
   c.storage = r.storage(Op::attention, c.dtype);
   const Storage s = storage_of(c);
@@ -604,17 +600,20 @@ void read_qkv(CaseReader& r, AttentionCall_& c, const Qkv& t, std::string_view q
   c.q = r.floats("q", t.q, q_shape(c.problem), q_layout, s.q, own);
   c.k = r.floats("k", t.k, kv_shape(c.problem), kv_layout, s.k, own);
   c.v = r.floats("v", t.v, kv_shape(c.problem), kv_layout, s.v, own);
+  if constexpr (requires { c.dout; })
+    c.dout = r.floats("dout", *dout, q_shape(c.problem), q_layout, s.out, own);
   read_options(options, source, [&](JsonFields& f) {
-    f.field("want_lse", [&](const json& v, const std::string& p) { c.want_lse = json_bool(v, p); });
+    (void)f;  // the backward takes no option
+    if constexpr (requires { c.want_lse; })
+      f.field("want_lse",
+              [&](const json& v, const std::string& p) { c.want_lse = json_bool(v, p); });
   });
 }
 
-CallInputs decode_attention(CaseReader& r, json& problem, const json& options,
-                            const std::string& source) {
-  AttentionCall c;
-  const st::Tensor& q = r.need("q", 4, kQLayout);
-  const st::Tensor& k = r.need("k", 4, kKvLayout);
-  const st::Tensor& v = r.need("v", 4, kKvLayout);
+// The padded problem of q [B, H, Lq, D] and k [B, Hkv, Lk, D]: the shapes fill in what
+// maskcheck.problem leaves out, then the problem is read.
+void read_padded_problem(CaseReader& r, json& problem, const st::Tensor& q, const st::Tensor& k,
+                         const std::string& source, AttentionProblem& out) {
   json& mask = member(problem, "mask");
   fill(mask, "B", q.shape[0]);
   fill(problem, "H", q.shape[1]);
@@ -623,7 +622,16 @@ CallInputs decode_attention(CaseReader& r, json& problem, const json& options,
   fill(problem, "Hkv", k.shape[1]);
   fill(mask, "Lk", k.shape[2]);
   r.mask_arrays(mask);
-  read_json(problem, c.problem, source + ": maskcheck.problem");
+  read_json(problem, out, source + ": maskcheck.problem");
+}
+
+CallInputs decode_attention(CaseReader& r, json& problem, const json& options,
+                            const std::string& source) {
+  AttentionCall c;
+  const st::Tensor& q = r.need("q", 4, kQLayout);
+  const st::Tensor& k = r.need("k", 4, kKvLayout);
+  const st::Tensor& v = r.need("v", 4, kKvLayout);
+  read_padded_problem(r, problem, q, k, source, c.problem);
   read_qkv(r, c, {q, k, v}, kQLayout, kKvLayout, options, source);
   return c;
 }
@@ -635,24 +643,8 @@ CallInputs decode_attention_backward(CaseReader& r, json& problem, const json& o
   const st::Tensor& k = r.need("k", 4, kKvLayout);
   const st::Tensor& v = r.need("v", 4, kKvLayout);
   const st::Tensor& g = r.need("dout", 4, kQLayout);
-  json& mask = member(problem, "mask");
-  fill(mask, "B", q.shape[0]);
-  fill(problem, "H", q.shape[1]);
-  fill(mask, "Lq", q.shape[2]);
-  fill(problem, "D", q.shape[3]);
-  fill(problem, "Hkv", k.shape[1]);
-  fill(mask, "Lk", k.shape[2]);
-  r.mask_arrays(mask);
-  read_json(problem, c.problem, source + ": maskcheck.problem");
-  c.dtype = r.dtype(&q, "q");
-  c.storage = r.storage(Op::attention, c.dtype);
-  const Storage s = storage_of(c);
-  const bool own = c.storage.has_value();
-  c.q = r.floats("q", q, q_shape(c.problem), kQLayout, s.q, own);
-  c.k = r.floats("k", k, kv_shape(c.problem), kKvLayout, s.k, own);
-  c.v = r.floats("v", v, kv_shape(c.problem), kKvLayout, s.v, own);
-  c.dout = r.floats("dout", g, q_shape(c.problem), kQLayout, s.out, own);
-  read_options(options, source, [](JsonFields&) {});
+  read_padded_problem(r, problem, q, k, source, c.problem);
+  read_qkv(r, c, {q, k, v}, kQLayout, kKvLayout, options, source, &g);
   return c;
 }
 
@@ -827,11 +819,7 @@ void validate_call(const CallInputs& in) {
             require_size("v", c.v.size(), c.problem.kv_numel());
           },
           [](const AttentionBackwardCall& c) {
-            c.problem.validate();
-            require_size("q", c.q.size(), c.problem.q_numel());
-            require_size("k", c.k.size(), c.problem.kv_numel());
-            require_size("v", c.v.size(), c.problem.kv_numel());
-            require_size("dout", c.dout.size(), c.problem.q_numel());
+            validate_attention_inputs(c.problem, c.q.size(), c.k.size(), c.v.size(), c.dout.size());
           },
           [](const VarlenAttentionCall& c) {
             c.problem.padded().validate();

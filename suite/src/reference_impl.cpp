@@ -38,8 +38,7 @@ template <class S, class A>
 AttentionGradients attention_backward_as(const AttentionProblem& p, std::span<const double> q,
                                          std::span<const double> k, std::span<const double> v,
                                          std::span<const double> dout) {
-  validate_attention_inputs(p, q.size(), k.size(), v.size());
-  require_size("dout", dout.size(), p.q_numel());
+  validate_attention_inputs(p, q.size(), k.size(), v.size(), dout.size());
   const auto qs = to_storage_vec<S>(q), ks = to_storage_vec<S>(k), vs = to_storage_vec<S>(v),
              gs = to_storage_vec<S>(dout);
   std::vector<S> dq(qs.size()), dk(ks.size()), dv(vs.size());
@@ -108,8 +107,7 @@ AttentionGradients attention_backward_rounding_bound(const AttentionProblem& p, 
                                                      std::span<const double> k,
                                                      std::span<const double> v,
                                                      std::span<const double> dout) {
-  validate_attention_inputs(p, q.size(), k.size(), v.size());
-  require_size("dout", dout.size(), p.q_numel());
+  validate_attention_inputs(p, q.size(), k.size(), v.size(), dout.size());
   const double u = t == DType::f64 ? unit_roundoff(DType::f64) : unit_roundoff(DType::f32);
   const double ut = unit_roundoff(t);
   const std::int64_t B = p.mask.B, H = p.H, Lq = p.mask.Lq, Lk = p.mask.Lk, D = p.D;

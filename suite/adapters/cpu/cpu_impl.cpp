@@ -142,8 +142,7 @@ class CpuImplementation final : public Implementation {
                                         std::span<const double> q, std::span<const double> k,
                                         std::span<const double> v,
                                         std::span<const double> dout) const override {
-    validate_attention_inputs(p, q.size(), k.size(), v.size());
-    require_size("dout", dout.size(), p.q_numel());
+    validate_attention_inputs(p, q.size(), k.size(), v.size(), dout.size());
     const FlatMask flat(p.mask);
     return dispatch_compute(t, [&](auto tag) {
       using S = decltype(tag);

@@ -185,6 +185,9 @@ struct MlmProblem {
 // The attention front door: validates the problem and the sizes of q, k and v.
 void validate_attention_inputs(const AttentionProblem& p, std::size_t q_size, std::size_t k_size,
                                std::size_t v_size);
+// The same, and dout [B, H, Lq, D] of attention backward.
+void validate_attention_inputs(const AttentionProblem& p, std::size_t q_size, std::size_t k_size,
+                               std::size_t v_size, std::size_t dout_size);
 void validate_loss_inputs(const LossProblem& p, std::span<const std::int64_t> labels,
                           std::span<const double> weights);
 void validate_mlm_inputs(const MlmProblem& p, std::span<const std::int64_t> ids,
