@@ -50,4 +50,17 @@ Buffer converted(const void* src, DType from, DType to, std::int64_t n) {
   return b;
 }
 
+std::string on_host(const Implementation& plugin) {
+  const plugin::PluginInfo* info = plugin::plugin_info(plugin);
+  if (!info || info->device() == "cpu") return "";
+  return plugin.name() + " runs on " + info->device() +
+         ": bench times CPU plugins (prepared calls take host memory)";
+}
+
+const void* PluginInputs::in(const Buffer& b, DType from, DType to, std::int64_t n) {
+  if (to == from) return b.get();
+  copies_.push_back(converted(b.get(), from, to, n));
+  return copies_.back().get();
+}
+
 }  // namespace maskcheck::bench

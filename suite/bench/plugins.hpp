@@ -26,4 +26,19 @@ std::string takes(const Implementation& impl, Op op, DType t);
 // inputs in the dtype it stores them in (mixed storage), converted once before timing.
 Buffer converted(const void* src, DType from, DType to, std::int64_t n);
 
+// "" when `plugin` runs on the CPU, else why its rows are not registered (its rows are CPU rows:
+// prepared calls take host memory).
+std::string on_host(const Implementation& plugin);
+
+// A plugin row's inputs in the dtypes the plugin stores them in: in(b, from, to, n) is the case's
+// buffer b of n elements of dtype `from` itself when to == from, else a copy converted once and
+// held here (keep this alive as long as the row's prepared call).
+class PluginInputs {
+ public:
+  const void* in(const Buffer& b, DType from, DType to, std::int64_t n);
+
+ private:
+  std::vector<Buffer> copies_;
+};
+
 }  // namespace maskcheck::bench

@@ -154,8 +154,10 @@ int main(int argc, char** argv) {
   std::string plugin_timeout;
   bool in_process = false;
   verify->add_option("--plugin", plugin_paths,
-                     "verify this plugin library (maskcheck/plugin.h), as plugin:<name>, in child "
-                     "processes; repeatable; with --impl, beside those implementations");
+                     "verify this plugin library (maskcheck/plugin.h, ABI 1.0 to 1.2; the "
+                     "attention.backward.* properties need ABI 1.2's attention_backward), as "
+                     "plugin:<name>, in child processes; repeatable; with --impl, beside those "
+                     "implementations");
   verify->add_option("--plugin-timeout", plugin_timeout,
                      "seconds a plugin's worker may go without finishing a call before it is "
                      "killed and the property fails, a finite number > 0 (default 60)");

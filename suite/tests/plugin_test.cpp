@@ -1,6 +1,7 @@
-// The plugin ABI end to end, through the command line: the example plugin passes the catalogue;
-// a plugin that crashes or hangs fails (exit 1) while every other result is kept; a plugin with
-// a masking bug is caught; libraries that are not usable plugins are input errors (exit 2).
+// The plugin ABI end to end, through the command line: the example plugin passes the catalogue,
+// its attention backward (ABI 1.2) included; a plugin that crashes or hangs fails (exit 1) while
+// every other result is kept; a plugin with a masking bug, in the forward or the backward, is
+// caught; libraries that are not usable plugins are input errors (exit 2).
 // The test plugins are the example with one fault each (suite/tests/plugins/faulty_plugin.c).
 #include <gtest/gtest.h>
 
@@ -15,7 +16,9 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "cli_run.hpp"
 #include "maskcheck/plugin.h"
@@ -72,16 +75,26 @@ TEST(Plugin, examplePassesTheCatalogue) {
   const auto j = maskcheck::read_json_file(json);
   EXPECT_EQ(j.at("summary").at("failed"), 0);
   EXPECT_EQ(j.at("summary").at("error"), 0);
-  EXPECT_GE(j.at("summary").at("passed").get<int>(), 27);  // softmax, attention, cross-entropy
+  // softmax, attention forward and backward, cross-entropy
+  EXPECT_GE(j.at("summary").at("passed").get<int>(), 33);
   EXPECT_EQ(j.at("plugins").at(0).at("name"), "example");
-  EXPECT_EQ(j.at("plugins").at(0).at("abi"), "1.1");
+  EXPECT_EQ(j.at("plugins").at(0).at("abi"), "1.2");
   EXPECT_EQ(j.at("plugins").at(0).at("varlen"), true);
+  EXPECT_EQ(j.at("plugins").at(0).at("attention_backward"),
+            (nlohmann::json{"f64", "f32", "f16", "bf16"}));
+  int backward = 0;
   for (const auto& row : j.at("results")) {
     EXPECT_EQ(row.at("implementation"), "plugin:example");
     if (row.at("status") == "passed") {
       EXPECT_GT(row.at("cases").get<int>(), 0) << row.dump();
     }
+    if (row.at("property").get<std::string>().starts_with("attention.backward.")) {
+      ++backward;
+      EXPECT_EQ(row.at("status"), "passed") << row.dump();
+      EXPECT_GT(row.at("cases").get<int>(), 10) << row.dump();
+    }
   }
+  EXPECT_EQ(backward, 6);
 }
 
 TEST(Plugin, keepTensorVariantPassesAndInProcessRunsToo) {
@@ -108,16 +121,27 @@ TEST(Plugin, pluginsRunBesideBuiltInImplementations) {
   EXPECT_EQ(impls, (std::set<std::string>{"reference", "plugin:example"}));
 }
 
+// --no-shrink: each attention property's first crash is enough here (shrinking a crash is
+// aCrashOnOneShapeIsShrunkAndSavedWithItsSignal's); under ASan every crash of a shrink costs the
+// worker's sanitizer report, which made this test 4 of the ASan stage's minutes.
 TEST(Plugin, crashFailsItsPropertiesAndKeepsEveryOtherResult) {
   const std::string json = temp_path("crash.json");
-  const CliResult r =
-      maskcheck_cli("verify --plugin " + test_plugin("crash") + " --seed 5 --json " + json, kCi);
+  const CliResult r = maskcheck_cli(
+      "verify --plugin " + test_plugin("crash") + " --seed 5 --no-shrink --json " + json, kCi);
   ASSERT_EQ(r.code, 1) << r.out;
   const auto j = maskcheck::read_json_file(json);
   int attention = 0, others = 0;
   for (const auto& [name, row] : rows_by_property(j)) {
     if (name.starts_with("attention.backward.")) {  // the plugin has no backward: never called
       EXPECT_EQ(row.at("status"), "skipped") << row.dump();
+      EXPECT_TRUE(contains(row.at("skip_reasons").dump(),
+                           "plugin:crash has no attention_backward: its "
+                           "attention_backward_dtypes is 0"))
+          << row.dump();
+    } else if (name.starts_with("cross_entropy.upstream.")) {  // no upstream gradient in the ABI
+      EXPECT_EQ(row.at("status"), "skipped") << row.dump();
+      EXPECT_TRUE(contains(row.at("skip_reasons").dump(), "takes no upstream gradient"))
+          << row.dump();
     } else if (row.at("op") == "attention" && name != "attention.varlenEqualsPadded") {
       ++attention;
       EXPECT_EQ(row.at("status"), "failed") << row.dump();
@@ -181,7 +205,11 @@ TEST(Plugin, aLeakingPluginIsKilledAtItsMemoryLimit) {
   const std::string msg = att.value("message", "");
   EXPECT_TRUE(contains(msg, "over its limit: the plugin's")) << msg;
   EXPECT_TRUE(contains(msg, "above --plugin-memory 1.50 GiB")) << msg;
-  EXPECT_TRUE(contains(msg, "inside plugin:leak attention_forward")) << msg;
+  // The sandbox polls the worker's memory: it kills it inside the call that crossed the limit,
+  // or, when the poll comes just after that call returned, after it (the message says which).
+  EXPECT_TRUE(contains(msg, "inside plugin:leak attention_forward") ||
+              contains(msg, "after plugin:leak attention_forward"))
+      << msg;
   EXPECT_TRUE(contains(att.at("replay").get<std::string>(), "--plugin-memory 1610612736"))
       << att.dump();
   EXPECT_EQ(rows.at("softmax.agreesWithReference").at("status"), "passed");
@@ -308,11 +336,11 @@ TEST(Plugin, abiMismatchIsAnInputError) {
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_TRUE(contains(r.out,
                        "plugin ABI version mismatch: the plugin reports ABI 2.0, this "
-                       "maskcheck speaks ABI 1.1"))
+                       "maskcheck speaks ABI 1.2"))
       << r.out;
   r = maskcheck_cli("verify --plugin " + test_plugin("abi_newer"));
   EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_TRUE(contains(r.out, "built for ABI 1.7, newer than this maskcheck's 1.1")) << r.out;
+  EXPECT_TRUE(contains(r.out, "built for ABI 1.7, newer than this maskcheck's 1.2")) << r.out;
 }
 
 TEST(Plugin, unusableLibrariesAreInputErrors) {
@@ -324,6 +352,9 @@ TEST(Plugin, unusableLibrariesAreInputErrors) {
       {std::filesystem::path(text).parent_path().string(), "is a directory"},
       {test_plugin("no_entry"), "no symbol maskcheck_plugin_v1: not a maskcheck plugin"},
       {test_plugin("load"), "crashed while loading"},
+      {test_plugin("backward_dtypes"),
+       "attention_backward_dtypes has 0xd beyond attention_dtypes 0x2 (the backward runs on "
+       "attention's cases"},
   };
   for (const auto& [path, message] : cases) {
     for (const std::string cmd : {"verify --plugin ", "list --plugin "}) {
@@ -352,6 +383,7 @@ TEST(Plugin, listShowsWhatThePluginDeclares) {
       EXPECT_EQ(impl.at("plugin").at("keep_tensor"), true);
       EXPECT_EQ(impl.at("plugin").at("lse"), false);
       EXPECT_EQ(impl.at("operations").size(), 3u);
+      EXPECT_EQ(impl.at("plugin").at("attention_backward").size(), 4u);
     }
   EXPECT_TRUE(found) << r.out;
 }
@@ -405,6 +437,7 @@ TEST(PluginAbi11, aPluginBuiltAgainstAbi10StillLoadsAndPasses) {
   const auto j = maskcheck::read_json_file(json);
   EXPECT_EQ(j.at("plugins").at(0).at("abi"), "1.0");
   EXPECT_EQ(j.at("plugins").at(0).at("storage"), nlohmann::json::object());
+  EXPECT_EQ(j.at("plugins").at(0).at("attention_backward"), nlohmann::json::array());
   EXPECT_GE(j.at("summary").at("passed").get<int>(), 5);
 }
 
@@ -427,12 +460,18 @@ TEST(PluginAbi11, mixedStorageOfACorrectKernelPasses) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_TRUE(contains(r.out, "f16 stores q=f32,out=f32")) << r.out;
   const auto j = maskcheck::read_json_file(json);
-  int checked = 0;
+  int checked = 0, backward = 0;
   for (const auto& row : j.at("results")) {
     EXPECT_EQ(row.at("coverage").value("f32", 0), 0) << row.dump();  // --dtype f16 only
     checked += row.at("cases").get<int>();
+    // The backward in the same storage: dout as out (f32), dq as q (f32), dk and dv as k, v (f16).
+    if (row.at("property").get<std::string>().starts_with("attention.backward.")) {
+      EXPECT_EQ(row.at("status"), "passed") << row.dump();
+      backward += row.at("status") == "passed";
+    }
   }
   EXPECT_GT(checked, 100);
+  EXPECT_EQ(backward, 6);
 }
 
 TEST(PluginAbi11, mixedStorageHandsEachTensorInItsDtypeAndTheReferenceTheSameValues) {
@@ -582,6 +621,117 @@ TEST(PluginAbi11, aCrashOnOneShapeIsShrunkAndSavedWithItsSignal) {
   EXPECT_TRUE(contains(e.out, "is the shape it dies on")) << e.out;
 }
 
+// ---- ABI 1.2: attention backward ---------------------------------------------------------------
+
+TEST(PluginAbi12, olderTablesHaveTheBackwardSkippedWithTheReason) {
+  // The example's table reporting ABI 1.0 and 1.1: its attention_backward, past the end of such a
+  // table, is still set, and must not be read.
+  for (const std::string abi : {"1.0", "1.1"}) {
+    const std::string lib = test_plugin(abi == "1.0" ? "abi10_table" : "abi11_table");
+    const std::string json = temp_path("old_table.json");
+    const CliResult r = maskcheck_cli(
+        "verify --plugin " + lib +
+        " --property attention.backward.agreesWithReference,attention.backward.deterministic,"
+        "attention.agreesWithReference --cases 10 --seed 2 --json " +
+        json);
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto j = maskcheck::read_json_file(json);
+    EXPECT_EQ(j.at("plugins").at(0).at("abi"), abi);
+    EXPECT_EQ(j.at("plugins").at(0).at("attention_backward"), nlohmann::json::array());
+    auto rows = rows_by_property(j);
+    EXPECT_EQ(rows.at("attention.agreesWithReference").at("status"), "passed");
+    for (const char* name :
+         {"attention.backward.agreesWithReference", "attention.backward.deterministic"}) {
+      const auto& row = rows.at(name);
+      EXPECT_EQ(row.at("status"), "skipped") << row.dump();
+      EXPECT_TRUE(contains(row.at("skip_reasons").dump(),
+                           "plugin:abi has no attention_backward: plugin ABI " + abi +
+                               " < 1.2, the version that added it"))
+          << row.dump();
+    }
+  }
+}
+
+TEST(PluginAbi12, aBackwardBugIsCaughtSavedAndReplayed) {
+  // The backward ignores the causal clause; the forward is the example's, and passes.
+  const std::string json = temp_path("backward_causal.json");
+  const std::string dir = temp_path("backward_causal_ce");
+  std::filesystem::remove_all(dir);
+  const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("backward_causal") +
+                                    " --property attention.backward.agreesWithReference,"
+                                    "attention.agreesWithReference --cases 100 --seed 1 --json " +
+                                    json + " --counterexamples " + dir);
+  ASSERT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(
+      contains(r.out, "FAILED plugin:backward_causal attention.backward.agreesWithReference"))
+      << r.out;
+  auto rows = rows_by_property(maskcheck::read_json_file(json));
+  EXPECT_EQ(rows.at("attention.agreesWithReference").at("status"), "passed");
+  const auto& row = rows.at("attention.backward.agreesWithReference");
+  EXPECT_EQ(row.at("status"), "failed") << row.dump();
+  ASSERT_TRUE(row.contains("counterexample")) << row.dump();
+  EXPECT_TRUE(contains(row.at("counterexample").dump(), "causal")) << row.dump();
+  // The saved case is the call attention_backward; eval replays it against the plugin in process.
+  ASSERT_TRUE(row.contains("counterexample_files")) << row.dump();
+  const std::string file = row.at("counterexample_files").at(0).get<std::string>();
+  const auto meta = maskcheck::safetensors::read_file(file).metadata;
+  EXPECT_TRUE(contains(meta.at("maskcheck.call"), "attention_backward")) << file;
+  const std::string out = temp_path("backward_causal_out.safetensors");
+  std::filesystem::remove(out);
+  CliResult e = maskcheck_cli("eval attention --plugin " + test_plugin("backward_causal") +
+                              " --in " + file + " --out " + out);
+  EXPECT_EQ(e.code, 0) << e.out;
+  const auto result = maskcheck::safetensors::read_file(out);
+  for (const char* name : {"dq", "dk", "dv"})
+    EXPECT_TRUE(result.tensors.count(name)) << name << "\n" << e.out;
+  // The example, whose backward is right, gives other gradients on the same case.
+  const std::string good = temp_path("backward_example_out.safetensors");
+  std::filesystem::remove(good);
+  e = maskcheck_cli("eval attention --plugin " + std::string(EXAMPLE_PLUGIN) + " --in " + file +
+                    " --out " + good);
+  EXPECT_EQ(e.code, 0) << e.out;
+  const auto right = maskcheck::safetensors::read_file(good);
+  bool differ = false;
+  for (const char* name : {"dq", "dk", "dv"})
+    differ = differ || maskcheck::safetensors::to_doubles(result.tensors.at(name), name) !=
+                           maskcheck::safetensors::to_doubles(right.tensors.at(name), name);
+  EXPECT_TRUE(differ);
+  // The file's own eval command runs as written.
+  const std::string command = meta.at("maskcheck.eval");
+  ASSERT_EQ(command.rfind("maskcheck eval ", 0), 0u) << command;
+  EXPECT_EQ(maskcheck_cli(command.substr(std::string("maskcheck ").size())).code, 0) << command;
+}
+
+TEST(PluginAbi12, aCrashInTheBackwardIsContainedShrunkAndSaved) {
+  const std::string json = temp_path("crash_backward.json");
+  const CliResult r = maskcheck_cli(
+      "verify --plugin " + test_plugin("crash_backward") +
+      " --property attention.backward.agreesWithReference,attention.agreesWithReference,"
+      "softmax.agreesWithReference --cases 20 --seed 5 --no-counterexamples --json " +
+      json);
+  ASSERT_EQ(r.code, 1) << r.out;
+  auto rows = rows_by_property(maskcheck::read_json_file(json));
+  EXPECT_EQ(rows.at("attention.agreesWithReference").at("status"), "passed");
+  EXPECT_EQ(rows.at("softmax.agreesWithReference").at("status"), "passed");
+  const auto& row = rows.at("attention.backward.agreesWithReference");
+  EXPECT_EQ(row.at("status"), "failed") << row.dump();
+  const std::string msg = row.value("message", "");
+  EXPECT_TRUE(contains(msg, "crashed: the worker died of " + kSegv)) << msg;
+  EXPECT_TRUE(contains(msg, "inside plugin:crash_backward attention_backward")) << msg;
+  EXPECT_TRUE(contains(msg, "attention_backward ")) << msg;  // the problem it was running
+  EXPECT_TRUE(contains(msg, "shrunk with every plugin call in a process of its own")) << msg;
+  EXPECT_TRUE(contains(msg, "attention_backward died of " + kSegv)) << msg;
+}
+
+TEST(PluginAbi12, backwardGradientsLeftUnwrittenFail) {
+  const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("backward_unwritten") +
+                                    " --property attention.backward.maskedGradientsAreExactlyZero"
+                                    " --cases 100 --seed 3 --no-counterexamples");
+  ASSERT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "attention_backward left ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "elements of dk unwritten")) << r.out;
+}
+
 TEST(PluginCli, dtypeSelectsTheCasesAndReplaysWithIt) {
   const std::string json = temp_path("dtype.json");
   CliResult r = maskcheck_cli("verify --plugin " + std::string(EXAMPLE_PLUGIN) +
@@ -652,6 +802,89 @@ TEST(PluginCli, benchTimesAPluginOnTheSameCasesCheckedFirst) {
   EXPECT_EQ(
       nlohmann::json::parse(j.at("context").at("plugins").get<std::string>()).at(0).at("name"),
       "example");
+}
+
+// The rows of a bench run's JSON by name, without Google Benchmark's "/real_time" suffix.
+std::map<std::string, nlohmann::json> bench_rows(const nlohmann::json& j) {
+  std::map<std::string, nlohmann::json> rows;
+  for (const auto& b : j.at("benchmarks")) {
+    const std::string name = b.at("name").get<std::string>();
+    rows[name.substr(0, name.rfind("/real_time"))] = b;
+  }
+  return rows;
+}
+
+// The keys of a row: its counters and fields, whatever their values.
+std::set<std::string> keys_of(const nlohmann::json& row) {
+  std::set<std::string> keys;
+  for (const auto& [key, value] : row.items()) keys.insert(key);
+  return keys;
+}
+
+// maskcheck bench at CI sizes, the CPU attention backward rows only, with these plugins.
+CliResult bench_backward(const std::vector<std::string>& plugins, const std::string& json) {
+  std::string cmd = "bench";
+  for (const auto& p : plugins) cmd += " --plugin " + p;
+  return maskcheck_cli(cmd +
+                           " --filter '^cpu/attention_backward/' --repetitions 1 --min-time 0.001"
+                           " --json " +
+                           json,
+                       kCi);
+}
+
+TEST(PluginCli, benchTimesAPluginsAttentionBackwardCheckedFirst) {
+  // The example (ABI 1.2, a backward in every dtype): a plugin row beside maskcheck's in each CI
+  // case (f32, bf16), checked against the sampled fp64 gradients, with maskcheck's counters.
+  // An ABI 1.1 table has no backward, the storage variant none in bf16: not registered, with why.
+  const std::string json = temp_path("bench_plugin_backward.json");
+  const CliResult r =
+      bench_backward({EXAMPLE_PLUGIN, test_plugin("abi11_table"), test_plugin("storage")}, json);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "All results match")) << r.out;
+  EXPECT_TRUE(contains(r.out, "plugin:abi has no attention_backward: plugin ABI 1.1 < 1.2"))
+      << r.out;
+  EXPECT_TRUE(contains(r.out, "plugin:storage does not take bf16 for attention_backward")) << r.out;
+  const auto rows = bench_rows(maskcheck::read_json_file(json));
+  int plugin_rows = 0;
+  for (const auto& [name, row] : rows) {
+    EXPECT_FALSE(row.value("error_occurred", false)) << row.dump();
+    EXPECT_FALSE(contains(name, "plugin:abi")) << name;
+    if (!name.ends_with("/plugin:example") && !name.ends_with("/plugin:storage")) continue;
+    ++plugin_rows;
+    EXPECT_TRUE(contains(row.at("label").get<std::string>(), "check: max|err|")) << row.dump();
+    EXPECT_GT(row.at("real_time").get<double>(), 0) << row.dump();
+    const std::string ours = name.substr(0, name.rfind('/')) + "/maskcheck";
+    ASSERT_TRUE(rows.count(ours)) << ours;
+    EXPECT_EQ(keys_of(row), keys_of(rows.at(ours))) << row.dump() << "\n" << rows.at(ours).dump();
+  }
+  // example in f32 and bf16, storage in f32
+  EXPECT_EQ(plugin_rows, 3) << r.out;
+  EXPECT_TRUE(
+      rows.count("cpu/attention_backward/bf16/D64/L128/pad50/padding+causal/plugin:example"))
+      << r.out;
+}
+
+TEST(PluginCli, benchReportsAWrongBackwardAsAMismatchAndDoesNotTimeIt) {
+  // A backward that ignores the causal clause: each row fails its check, is reported (a third
+  // party's mismatch is reported only, as for the forward rows: exit 0) and is not timed.
+  const std::string json = temp_path("bench_plugin_backward_causal.json");
+  const CliResult r = bench_backward({test_plugin("backward_causal")}, json);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "Peer mismatches")) << r.out;
+  EXPECT_TRUE(contains(r.out, "/plugin:backward_causal: dq, dk, dv (sampled)")) << r.out;
+  int wrong = 0;
+  for (const auto& [name, row] : bench_rows(maskcheck::read_json_file(json))) {
+    if (!name.ends_with("/plugin:backward_causal")) {
+      EXPECT_FALSE(row.value("error_occurred", false)) << row.dump();
+      continue;
+    }
+    ++wrong;
+    EXPECT_TRUE(row.value("error_occurred", false)) << row.dump();
+    EXPECT_TRUE(row.at("error_message").get<std::string>().starts_with("mismatch: ")) << row.dump();
+    EXPECT_EQ(row.at("iterations"), 0) << row.dump();
+    EXPECT_FALSE(row.contains("label")) << row.dump();  // the label comes with a timed run
+  }
+  EXPECT_EQ(wrong, 2) << r.out;  // f32, bf16
 }
 #endif
 

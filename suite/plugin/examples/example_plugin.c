@@ -5,6 +5,9 @@
 //                             q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D]; O(B H Lq Lk D)
 //   attention_varlen_forward  the same in the packed (varlen) layout, q: [Tq, H, D], k, v:
 //                             [Tk, Hkv, D] with cu_seqlens (ABI 1.1)
+//   attention_backward        dq, dk, dv of attention_forward's out for an upstream gradient
+//                             dout, the same mask logic; grouped-query dk, dv summed over each
+//                             group (ABI 1.2); O(B H Lq Lk D)
 //   softmax_forward           y = softmax(x * scale + mask), x, y: [B, H, Lq, Lk]; O(B H Lq Lk)
 //   cross_entropy             loss, per-row losses and dlogits, logits: [N, V]; O(N V)
 // with every mask feature of the ABI: padding on either side, causal in both alignments,
@@ -204,6 +207,19 @@ static maskcheck_status check_mask(const maskcheck_mask* m, int64_t B, int64_t L
 
 // ---- attention ---------------------------------------------------------------------------------
 
+// The heads of every attention entry: a head dim this plugin takes (a row of the output, or of a
+// gradient, lives on the stack), and H a multiple of Hkv.
+static maskcheck_status check_heads(int64_t H, int64_t Hkv, int64_t D, char* msg, size_t msg_size) {
+  if (D > kMaxHeadDim)
+    return fail(MASKCHECK_UNSUPPORTED, msg, msg_size,
+                "example plugin: head dim %lld > %d (a row lives on the stack)", (long long)D,
+                kMaxHeadDim);
+  if (Hkv < 1 || H % Hkv != 0)
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size,
+                "H = %lld is not a multiple of Hkv = %lld", (long long)H, (long long)Hkv);
+  return MASKCHECK_OK;
+}
+
 // Where the keys of one query row live: key k is row `first + k * stride` (in rows of D) of k and
 // v, and the mask (with its keep tensor, if any) of row (b, i) says which of them it sees.
 typedef struct Keys {
@@ -251,16 +267,10 @@ static maskcheck_status example_attention(const maskcheck_attention_args* a, cha
   const DLDataType dt = narrowest(a->q->dtype, a->k->dtype);
   const int64_t B = a->q->shape[0], H = a->q->shape[1], Lq = a->q->shape[2], D = a->q->shape[3];
   const int64_t Hkv = a->k->shape[1], Lk = a->k->shape[2];
-  if (D > kMaxHeadDim)
-    return fail(MASKCHECK_UNSUPPORTED, msg, msg_size,
-                "example plugin: head dim %lld > %d (an output row lives on the stack)",
-                (long long)D, kMaxHeadDim);
-  if (Hkv < 1 || H % Hkv != 0)
-    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size,
-                "H = %lld is not a multiple of Hkv = %lld", (long long)H, (long long)Hkv);
+  maskcheck_status s = check_heads(H, Hkv, D, msg, msg_size);
+  if (s) return s;
   const int64_t q_shape[4] = {B, H, Lq, D}, kv_shape[4] = {B, Hkv, Lk, D},
                 lse_shape[3] = {B, H, Lq};
-  maskcheck_status s;
   if ((s = check_tensor(a->q, "q", kAnyFloat, 4, q_shape, msg, msg_size)) ||
       (s = check_tensor(a->k, "k", kAnyFloat, 4, kv_shape, msg, msg_size)) ||
       (s = check_tensor(a->v, "v", kAnyFloat, 4, kv_shape, msg, msg_size)) ||
@@ -297,16 +307,10 @@ static maskcheck_status example_attention_varlen(const maskcheck_attention_varle
   const DLDataType dt = narrowest(a->q->dtype, a->k->dtype), i32 = {kDLInt, 32, 1};
   const int64_t Tq = a->q->shape[0], H = a->q->shape[1], D = a->q->shape[2];
   const int64_t Tk = a->k->shape[0], Hkv = a->k->shape[1], B = a->batch;
-  if (D > kMaxHeadDim)
-    return fail(MASKCHECK_UNSUPPORTED, msg, msg_size,
-                "example plugin: head dim %lld > %d (an output row lives on the stack)",
-                (long long)D, kMaxHeadDim);
-  if (Hkv < 1 || H % Hkv != 0)
-    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size,
-                "H = %lld is not a multiple of Hkv = %lld", (long long)H, (long long)Hkv);
+  maskcheck_status s = check_heads(H, Hkv, D, msg, msg_size);
+  if (s) return s;
   const int64_t q_shape[3] = {Tq, H, D}, kv_shape[3] = {Tk, Hkv, D}, lse_shape[2] = {H, Tq},
                 cu_shape[1] = {B + 1};
-  maskcheck_status s;
   if ((s = check_tensor(a->q, "q", kAnyFloat, 3, q_shape, msg, msg_size)) ||
       (s = check_tensor(a->k, "k", kAnyFloat, 3, kv_shape, msg, msg_size)) ||
       (s = check_tensor(a->v, "v", kAnyFloat, 3, kv_shape, msg, msg_size)) ||
@@ -342,6 +346,106 @@ static maskcheck_status example_attention_varlen(const maskcheck_attention_varle
       }
   }
   free(score);
+  return MASKCHECK_OK;
+}
+
+// Attention backward (ABI 1.2): the gradients of out = softmax(q k^T * scale + mask) v for the
+// upstream gradient dout, with the forward's mask logic (row_keys, sees). Per query row i and its
+// visible keys j: p_ij the forward's weights, dp_ij = dout_i . v_j, ds_ij = p_ij (dp_ij - D_i) with
+// D_i = sum_j p_ij dp_ij; then dq_i = scale sum_j ds_ij k_j, dk_j += scale ds_ij q_i and
+// dv_j += p_ij dout_i. dk and dv sum over every query head of a kv head's group (grouped-query
+// attention) in double, in a fixed order (deterministic), and are stored once at the end: a key
+// no row sees keeps its exact 0, and a row that sees no key gets dq = 0 without reading its q or
+// dout (which may be garbage there).
+static maskcheck_status example_attention_backward(const maskcheck_attention_backward_args* a,
+                                                   char* msg, size_t msg_size) {
+  if (!a->q || a->q->ndim != 4 || !a->k || a->k->ndim != 4)
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "q and k must be 4-dimensional");
+  const int64_t B = a->q->shape[0], H = a->q->shape[1], Lq = a->q->shape[2], D = a->q->shape[3];
+  const int64_t Hkv = a->k->shape[1], Lk = a->k->shape[2];
+  maskcheck_status s = check_heads(H, Hkv, D, msg, msg_size);
+  if (s) return s;
+  const int64_t q_shape[4] = {B, H, Lq, D}, kv_shape[4] = {B, Hkv, Lk, D};
+  if ((s = check_tensor(a->q, "q", kAnyFloat, 4, q_shape, msg, msg_size)) ||
+      (s = check_tensor(a->k, "k", kAnyFloat, 4, kv_shape, msg, msg_size)) ||
+      (s = check_tensor(a->v, "v", kAnyFloat, 4, kv_shape, msg, msg_size)) ||
+      (s = check_tensor(a->dout, "dout", kAnyFloat, 4, q_shape, msg, msg_size)) ||
+      (s = check_tensor(a->dq, "dq", kAnyFloat, 4, q_shape, msg, msg_size)) ||
+      (s = check_tensor(a->dk, "dk", kAnyFloat, 4, kv_shape, msg, msg_size)) ||
+      (s = check_tensor(a->dv, "dv", kAnyFloat, 4, kv_shape, msg, msg_size)) ||
+      (s = check_mask(a->mask, B, Lq, Lk, msg, msg_size)))
+    return s;
+  if (a->query) return MASKCHECK_OK;
+
+  const size_t kv_elems = (size_t)(B * Hkv * Lk * D);
+  double* p = (double*)malloc((size_t)(Lk > 0 ? Lk : 1) * sizeof(double));
+  double* dp = (double*)malloc((size_t)(Lk > 0 ? Lk : 1) * sizeof(double));
+  double* dk = (double*)calloc(kv_elems > 0 ? kv_elems : 1, sizeof(double));
+  double* dv = (double*)calloc(kv_elems > 0 ? kv_elems : 1, sizeof(double));
+  if (!p || !dp || !dk || !dv) {
+    free(p);
+    free(dp);
+    free(dk);
+    free(dv);
+    return fail(MASKCHECK_INTERNAL, msg, msg_size, "out of memory");
+  }
+  const int64_t group = H / Hkv;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < Lq; ++i) {
+        const int64_t row = ((b * H + h) * Lq + i) * D;   // of q, dout and dq
+        const int64_t keys = (b * Hkv + h / group) * Lk;  // first key row of k, v, dk and dv
+        int64_t lo, hi;
+        row_keys(a->mask, b, i, &lo, &hi);
+        // The forward's weights p_ij over the visible keys.
+        double max = -INFINITY, sum = 0;
+        int64_t visible = 0;
+        for (int64_t j = lo; j < hi; ++j) {
+          if (!sees(a->mask, b, i, j)) continue;
+          double dot = 0;
+          for (int64_t d = 0; d < D; ++d)
+            dot += load(a->q, row + d) * load(a->k, (keys + j) * D + d);
+          p[j] = dot * a->scale;
+          if (p[j] > max) max = p[j];
+          ++visible;
+        }
+        double dq[kMaxHeadDim] = {0};
+        if (visible > 0) {
+          for (int64_t j = lo; j < hi; ++j)
+            if (sees(a->mask, b, i, j)) sum += (p[j] = exp(p[j] - max));
+          // dp_ij and D_i = sum_j p_ij dp_ij.
+          double di = 0;
+          for (int64_t j = lo; j < hi; ++j) {
+            if (!sees(a->mask, b, i, j)) continue;
+            p[j] /= sum;
+            double dot = 0;
+            for (int64_t d = 0; d < D; ++d)
+              dot += load(a->dout, row + d) * load(a->v, (keys + j) * D + d);
+            dp[j] = dot;
+            di += p[j] * dot;
+          }
+          for (int64_t j = lo; j < hi; ++j) {
+            if (!sees(a->mask, b, i, j)) continue;
+            const double ds = p[j] * (dp[j] - di);
+            for (int64_t d = 0; d < D; ++d) {
+              const int64_t kd = (keys + j) * D + d;
+              dq[d] += ds * load(a->k, kd);
+              dk[kd] += a->scale * ds * load(a->q, row + d);
+              dv[kd] += p[j] * load(a->dout, row + d);
+            }
+          }
+        }
+        // A row that sees no key: exactly +0 (scale * 0 would be -0 for a negative scale).
+        for (int64_t d = 0; d < D; ++d) store(a->dq, row + d, visible > 0 ? a->scale * dq[d] : 0.0);
+      }
+  for (size_t e = 0; e < kv_elems; ++e) {
+    store(a->dk, (int64_t)e, dk[e]);
+    store(a->dv, (int64_t)e, dv[e]);
+  }
+  free(p);
+  free(dp);
+  free(dk);
+  free(dv);
   return MASKCHECK_OK;
 }
 
@@ -492,6 +596,9 @@ static const maskcheck_plugin example = {
     .cross_entropy = example_cross_entropy,
     // ABI 1.1. Every tensor in the case's dtype (storage left zero), and the packed layout.
     .attention_varlen_forward = example_attention_varlen,
+    // ABI 1.2. The backward, for every dtype of the forward.
+    .attention_backward_dtypes = EXAMPLE_DTYPES,
+    .attention_backward = example_attention_backward,
 };
 
 // maskcheck's tests build variants of this plugin by including this file with

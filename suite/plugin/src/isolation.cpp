@@ -64,6 +64,12 @@ std::string PluginInfo::summary() const {
   if (additive_mask) os << ", additive mask tensor";
   if (!lse) os << ", no log-sum-exp";
   if (varlen) os << ", varlen";
+  if (!backward.empty()) {
+    os << ", backward";
+    if (backward != dtypes(Op::attention))
+      for (std::size_t i = 0; i < backward.size(); ++i)
+        os << (i ? "," : " ") << to_string(backward[i]);
+  }
   for (const auto& [t, st] : storage) {
     std::string parts;
     for (Op op : op_list())
@@ -88,6 +94,15 @@ std::vector<DType> PluginInfo::dtypes(Op op) const {
   return {};
 }
 
+std::string PluginInfo::no_backward() const {
+  if (!backward.empty()) return "";
+  const std::string abi = std::to_string(abi_major) + "." + std::to_string(abi_minor);
+  if (abi_minor < 2)
+    return impl_name() + " has no attention_backward: plugin ABI " + abi +
+           " < 1.2, the version that added it";
+  return impl_name() + " has no attention_backward: its attention_backward_dtypes is 0";
+}
+
 Storage PluginInfo::storage_for(DType t) const {
   for (const auto& [d, s] : storage)
     if (d == t) return s;
@@ -108,12 +123,14 @@ DType* storage_field(Storage& s, std::string_view name) {
 }  // namespace
 
 nlohmann::json PluginInfo::to_json() const {
-  nlohmann::json ops_json = nlohmann::json::array();
-  for (const auto& [op, dts] : ops) {
+  auto names = [](const std::vector<DType>& dts) {
     nlohmann::json d = nlohmann::json::array();
     for (DType t : dts) d.push_back(std::string(to_string(t)));
-    ops_json.push_back({{"op", std::string(to_string(op))}, {"dtypes", d}});
-  }
+    return d;
+  };
+  nlohmann::json ops_json = nlohmann::json::array();
+  for (const auto& [op, dts] : ops)
+    ops_json.push_back({{"op", std::string(to_string(op))}, {"dtypes", names(dts)}});
   // {"f16": {"q": "f32", "k": "f16", ...}}: every field, for the dtypes with mixed storage.
   nlohmann::json storage_json = nlohmann::json::object();
   for (const auto& [t, st] : storage) {
@@ -137,6 +154,7 @@ nlohmann::json PluginInfo::to_json() const {
           {"additive_mask", additive_mask},
           {"lse", lse},
           {"varlen", varlen},
+          {"attention_backward", names(backward)},
           {"storage", storage_json},
           {"operations", ops_json}};
 }
@@ -155,6 +173,8 @@ PluginInfo PluginInfo::from_json(const nlohmann::json& j) {
   i.lse = j.at("lse").get<bool>();
   i.additive_mask = j.at("additive_mask").get<bool>();
   i.varlen = j.at("varlen").get<bool>();
+  for (const auto& t : j.at("attention_backward"))
+    i.backward.push_back(dtype_from_string(t.get<std::string>()));
   for (const auto& [t, fields] : j.at("storage").items()) {
     const DType dt = dtype_from_string(t);
     Storage st = Storage::of(dt);
@@ -659,6 +679,21 @@ AttentionResult decode_attention(const std::string& bytes) {
   a.lse = r.doubles();
   return a;
 }
+std::string encode(const AttentionGradients& g) {
+  Blob b;
+  b.put(g.dq);
+  b.put(g.dk);
+  b.put(g.dv);
+  return b.bytes;
+}
+AttentionGradients decode_gradients(const std::string& bytes) {
+  BlobReader r(bytes);
+  AttentionGradients g;
+  g.dq = r.doubles();
+  g.dk = r.doubles();
+  g.dv = r.doubles();
+  return g;
+}
 
 // The plugin seen through a fork per call: queries and calls alike run in a child process, so
 // that a call that kills its process fails its case (CrashedCall) instead of the worker.
@@ -690,6 +725,19 @@ class CallIsolation final : public ForwardingImplementation {
                             bool want_lse) const override {
     return decode_attention(in_child(name() + " attention_forward", [&] {
       return encode(inner().attention(p, t, q, k, v, want_lse));
+    }));
+  }
+  Support supports_attention_backward(const AttentionProblem& p, DType t) const override {
+    return decode_support(in_child(name() + " attention_backward (a query)", [&] {
+      return encode(inner().supports_attention_backward(p, t));
+    }));
+  }
+  AttentionGradients attention_backward(const AttentionProblem& p, DType t,
+                                        std::span<const double> q, std::span<const double> k,
+                                        std::span<const double> v,
+                                        std::span<const double> dout) const override {
+    return decode_gradients(in_child(name() + " attention_backward", [&] {
+      return encode(inner().attention_backward(p, t, q, k, v, dout));
     }));
   }
   Support supports_attention_varlen(const VarlenAttentionProblem& p, DType t,

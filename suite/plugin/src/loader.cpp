@@ -442,11 +442,13 @@ std::string hex(std::uint32_t x) {
 }
 
 // The plugin's table as far as its ABI minor version defines it, the rest zero: a 1.0 plugin's
-// table ends before ABI 1.1's fields, and reading past it would read whatever follows it.
+// table ends before ABI 1.1's fields (a 1.1 plugin's before ABI 1.2's), and reading past it would
+// read whatever follows it.
 maskcheck_plugin copy_table(const maskcheck_plugin& t) {
   maskcheck_plugin c{};
-  const std::size_t n =
-      t.abi_minor >= 1 ? sizeof(maskcheck_plugin) : offsetof(maskcheck_plugin, storage);
+  const std::size_t n = t.abi_minor >= 2   ? sizeof(maskcheck_plugin)
+                        : t.abi_minor == 1 ? offsetof(maskcheck_plugin, attention_backward_dtypes)
+                                           : offsetof(maskcheck_plugin, storage);
   std::memcpy(static_cast<void*>(&c), &t, n);
   return c;
 }
@@ -493,6 +495,14 @@ Storage read_storage(const maskcheck_storage& m, DType t, const std::string& w) 
   if (m.reserved[0] || m.reserved[1] || m.reserved[2])
     throw LoadError(w + ": " + field + ".reserved must be 0");
   return s;
+}
+
+// The dtypes of MASKCHECK_DTYPE_* bits.
+std::vector<DType> dtype_list(std::uint32_t bits) {
+  std::vector<DType> dts;
+  for (DType dt : {DType::f64, DType::f32, DType::f16, DType::bf16})
+    if (bits & dtype_bit(dt)) dts.push_back(dt);
+  return dts;
 }
 
 // Checks the table against this maskcheck and reads it into a PluginInfo.
@@ -565,10 +575,7 @@ PluginInfo read_table(const maskcheck_plugin& t, const std::string& given, const
                       hex(d.dtypes & ~kKnownDtypes));
     if (d.dtypes == 0) continue;
     if (!d.has_fn) throw LoadError(w + ": " + d.field + " is set but " + d.fn + " is NULL");
-    std::vector<DType> dts;
-    for (DType dt : {DType::f64, DType::f32, DType::f16, DType::bf16})
-      if (d.dtypes & dtype_bit(dt)) dts.push_back(dt);
-    info.ops.emplace_back(d.op, std::move(dts));
+    info.ops.emplace_back(d.op, dtype_list(d.dtypes));
   }
   if (info.ops.empty())
     throw LoadError(w +
@@ -578,6 +585,19 @@ PluginInfo read_table(const maskcheck_plugin& t, const std::string& given, const
     if (!t.attention_forward)
       throw LoadError(w + ": attention_varlen_forward is set but attention_forward is NULL");
     info.varlen = true;
+  }
+  // ABI 1.2's backward (zero in older tables, copy_table): attention's cases, some of its dtypes.
+  if (const std::uint32_t bwd = t.attention_backward_dtypes; bwd != 0) {
+    if (bwd & ~kKnownDtypes)
+      throw LoadError(w + ": attention_backward_dtypes has unknown dtype bits " +
+                      hex(bwd & ~kKnownDtypes));
+    if (!t.attention_backward)
+      throw LoadError(w + ": attention_backward_dtypes is set but attention_backward is NULL");
+    if (bwd & ~t.attention_dtypes)
+      throw LoadError(w + ": attention_backward_dtypes has " + hex(bwd & ~t.attention_dtypes) +
+                      " beyond attention_dtypes " + hex(t.attention_dtypes) +
+                      " (the backward runs on attention's cases, and needs attention_forward)");
+    info.backward = dtype_list(bwd);
   }
   // Mixed storage: every dtype an operation lists, checked against that operation's tensors.
   for (DType dt : {DType::f64, DType::f32, DType::f16, DType::bf16}) {
@@ -658,6 +678,40 @@ class MaskArgs {
   std::optional<Tensor> keep_, additive_;
 };
 
+// The inputs every call in the padded attention layout shares: q [B, H, Lq, D], k and v
+// [B, Hkv, Lk, D], each in its storage dtype, and the mask descriptor.
+class PaddedAttentionInputs {
+ public:
+  PaddedAttentionInputs(const AttentionProblem& p, const Storage& st, bool keep_tensor,
+                        std::optional<DType> additive, const Device& device, bool query)
+      : q_shape{p.mask.B, p.H, p.mask.Lq, p.D},
+        kv_shape{p.mask.B, p.Hkv, p.mask.Lk, p.D},
+        q("q", dl_dtype(st.q), q_shape),
+        k("k", dl_dtype(st.k), kv_shape),
+        v("v", dl_dtype(st.v), kv_shape),
+        mask(p.mask, keep_tensor, additive, device, query) {
+    if (query) {
+      for (Tensor* t : {&q, &k, &v}) t->describe_on(device);
+    }
+  }
+  // A real call: the values, in their storage.
+  void place(const Device& device, const Storage& st, std::span<const double> qv,
+             std::span<const double> kv, std::span<const double> vv) {
+    q.place(device, storage_bytes(qv, st.q).data(), true);
+    k.place(device, storage_bytes(kv, st.k).data(), true);
+    v.place(device, storage_bytes(vv, st.v).data(), true);
+  }
+  // After a real call: guards, and inputs unchanged.
+  void collect(const std::string& function) {
+    for (Tensor* t : {&q, &k, &v}) t->collect(function);
+    mask.collect(function);
+  }
+
+  const std::vector<std::int64_t> q_shape, kv_shape;
+  Tensor q, k, v;
+  MaskArgs mask;
+};
+
 // A DLTensor over memory someone else owns (prepared calls).
 class View {
  public:
@@ -682,6 +736,36 @@ class View {
  private:
   std::vector<std::int64_t> shape_, strides_;
   DLTensor t_{};
+};
+
+// What every prepared call in the padded attention layout (forward, backward) hands the plugin:
+// q [B, H, Lq, D], k and v [B, Hkv, Lk, D] over the caller's memory, each in its storage dtype,
+// and the mask descriptor (with the keep or additive tensor the plugin asked for) built once.
+struct PreparedAttentionInputs {
+  PreparedAttentionInputs(const AttentionProblem& p, const Storage& st, const void* qp,
+                          const void* kp, const void* vp, bool keep_tensor,
+                          std::optional<DType> additive, const Device& device)
+      : q_shape{p.mask.B, p.H, p.mask.Lq, p.D},
+        kv_shape{p.mask.B, p.Hkv, p.mask.Lk, p.D},
+        q(qp, dl_dtype(st.q), q_shape),
+        k(kp, dl_dtype(st.k), kv_shape),
+        v(vp, dl_dtype(st.v), kv_shape),
+        mask(p.mask, keep_tensor, additive, device, false),
+        scale(p.effective_scale()) {}
+  // Points a call's arguments (maskcheck_attention_args, ..._backward_args) at them.
+  template <class Args>
+  void point(Args& a) const {
+    a.q = q.dl();
+    a.k = k.dl();
+    a.v = v.dl();
+    a.mask = mask.get();
+    a.scale = scale;
+  }
+
+  const std::vector<std::int64_t> q_shape, kv_shape;
+  View q, k, v;
+  MaskArgs mask;
+  double scale;
 };
 
 // A prepared call: the arguments live here, run() is one call of `fn`.
@@ -745,6 +829,26 @@ class PluginImplementation final : public detail::PluginBase {
     return r;
   }
 
+  // ---- attention backward (ABI 1.2): q, dout, dq [B, H, Lq, D], k, v, dk, dv [B, Hkv, Lk, D]
+  Support supports_attention_backward(const AttentionProblem& p, DType t) const override {
+    if (const std::string why = info_.no_backward(); !why.empty()) return Support::no(why);
+    if (std::find(info_.backward.begin(), info_.backward.end(), t) == info_.backward.end())
+      return Support::no(name() + " does not take " + std::string(to_string(t)) +
+                         " for attention_backward");
+    if (auto s = precheck(Op::attention, t); !s) return s;
+    return backward_call(p, t, {}, {}, {}, {}, nullptr);
+  }
+  AttentionGradients attention_backward(const AttentionProblem& p, DType t,
+                                        std::span<const double> q, std::span<const double> k,
+                                        std::span<const double> v,
+                                        std::span<const double> dout) const override {
+    validate_attention_inputs(p, q.size(), k.size(), v.size(), dout.size());
+    if (const std::string why = info_.no_backward(); !why.empty()) throw Unsupported(why);
+    AttentionGradients g;
+    backward_call(p, t, q, k, v, dout, &g);
+    return g;
+  }
+
   // ---- attention, packed (varlen): q [Tq, H, D], k, v [Tk, Hkv, D], lse [H, Tq]
   Support supports_attention_varlen(const VarlenAttentionProblem& p, DType t,
                                     bool want_lse) const override {
@@ -794,27 +898,47 @@ class PluginImplementation final : public detail::PluginBase {
                                                   const void* k, const void* v, void* out) const {
     require_here(supports_attention(p, t, false));
     const Storage st = info_.storage_for(t);
+    struct State {
+      PreparedAttentionInputs in;
+      View out;
+      maskcheck_attention_args a{};
+    };
+    std::shared_ptr<State> s(new State{{p, st, q, k, v, info_.keep_tensor, additive(st), device_},
+                                       {out, dl_dtype(st.out), {p.mask.B, p.H, p.mask.Lq, p.D}},
+                                       {}});
+    s->in.point(s->a);
+    s->a.out = s->out.dl();
+    const auto fn = t_.attention_forward;
+    return raw_call(name() + " attention_forward",
+                    [s, fn](char* msg, std::size_t n) { return fn(&s->a, msg, n); });
+  }
+  std::unique_ptr<PreparedCall> prepare_attention_backward(const AttentionProblem& p, DType t,
+                                                           const void* q, const void* k,
+                                                           const void* v, const void* dout,
+                                                           void* dq, void* dk, void* dv) const {
+    require_here(supports_attention_backward(p, t));
+    // dout in out's storage, each gradient in its operand's
+    const Storage st = info_.storage_for(t);
     const std::vector<std::int64_t> qs{p.mask.B, p.H, p.mask.Lq, p.D},
         kvs{p.mask.B, p.Hkv, p.mask.Lk, p.D};
     struct State {
-      View q, k, v, out;
-      MaskArgs mask;
-      maskcheck_attention_args a{};
+      PreparedAttentionInputs in;
+      View dout, dq, dk, dv;
+      maskcheck_attention_backward_args a{};
     };
-    std::shared_ptr<State> s(new State{{q, dl_dtype(st.q), qs},
-                                       {k, dl_dtype(st.k), kvs},
-                                       {v, dl_dtype(st.v), kvs},
-                                       {out, dl_dtype(st.out), qs},
-                                       {p.mask, info_.keep_tensor, additive(st), device_, false},
+    std::shared_ptr<State> s(new State{{p, st, q, k, v, info_.keep_tensor, additive(st), device_},
+                                       {dout, dl_dtype(st.out), qs},
+                                       {dq, dl_dtype(st.q), qs},
+                                       {dk, dl_dtype(st.k), kvs},
+                                       {dv, dl_dtype(st.v), kvs},
                                        {}});
-    s->a.q = s->q.dl();
-    s->a.k = s->k.dl();
-    s->a.v = s->v.dl();
-    s->a.out = s->out.dl();
-    s->a.mask = s->mask.get();
-    s->a.scale = p.effective_scale();
-    const auto fn = t_.attention_forward;
-    return raw_call(name() + " attention_forward",
+    s->in.point(s->a);
+    s->a.dout = s->dout.dl();
+    s->a.dq = s->dq.dl();
+    s->a.dk = s->dk.dl();
+    s->a.dv = s->dv.dl();
+    const auto fn = t_.attention_backward;
+    return raw_call(name() + " attention_backward",
                     [s, fn](char* msg, std::size_t n) { return fn(&s->a, msg, n); });
   }
   std::unique_ptr<PreparedCall> prepare_cross_entropy(const LossProblem& p, DType t,
@@ -918,43 +1042,87 @@ class PluginImplementation final : public detail::PluginBase {
                          std::span<const double> k, std::span<const double> v, bool want_lse,
                          AttentionResult* out) const {
     const bool query = out == nullptr;
-    const MaskSpec& m = p.mask;
     const Storage st = info_.storage_for(t);
-    const std::vector<std::int64_t> qs{m.B, p.H, m.Lq, p.D}, kvs{m.B, p.Hkv, m.Lk, p.D};
-    Tensor qt("q", dl_dtype(st.q), qs), kt("k", dl_dtype(st.k), kvs), vt("v", dl_dtype(st.v), kvs),
-        ot("out", dl_dtype(st.out), qs), lt("lse", dl_dtype(aux_dtype(t)), {m.B, p.H, m.Lq});
-    MaskArgs mask(m, info_.keep_tensor, additive(st), device_, query);
+    PaddedAttentionInputs in(p, st, info_.keep_tensor, additive(st), device_, query);
+    Tensor ot("out", dl_dtype(st.out), in.q_shape),
+        lt("lse", dl_dtype(aux_dtype(t)), {p.mask.B, p.H, p.mask.Lq});
     if (query) {
-      shape_only(qt, kt, vt, ot, lt);
+      shape_only(ot, lt);
     } else {
-      qt.place(device_, storage_bytes(q, st.q).data(), true);
-      kt.place(device_, storage_bytes(k, st.k).data(), true);
-      vt.place(device_, storage_bytes(v, st.v).data(), true);
+      in.place(device_, st, q, k, v);
       poison(ot, st.out);
       if (want_lse) poison(lt, aux_dtype(t));
     }
     maskcheck_attention_args a{};
-    a.q = qt.dl();
-    a.k = kt.dl();
-    a.v = vt.dl();
+    a.q = in.q.dl();
+    a.k = in.k.dl();
+    a.v = in.v.dl();
     a.out = ot.dl();
     a.lse = want_lse ? lt.dl() : nullptr;
-    a.mask = mask.get();
+    a.mask = in.mask.get();
     a.scale = p.effective_scale();
     a.query = query ? 1 : 0;
     a.stream = device_.stream();
-    std::ostringstream what;
-    what << "attention " << to_string(t) << " H=" << p.H << " Hkv=" << p.Hkv << " D=" << p.D << " "
-         << describe(m) << " scale=" << a.scale << " lse=" << (want_lse ? 1 : 0);
-    const Support s = call("attention_forward", query, what.str(), [&](char* msg, std::size_t n) {
-      return t_.attention_forward(&a, msg, n);
-    });
+    const Support s =
+        call("attention_forward", query,
+             "attention " + problem_text(p, t, a.scale) + " lse=" + (want_lse ? "1" : "0"),
+             [&](char* msg, std::size_t n) { return t_.attention_forward(&a, msg, n); });
     if (query) return s;
-    for (Tensor* tensor : {&qt, &kt, &vt, &ot, &lt}) tensor->collect("attention_forward");
-    mask.collect("attention_forward");
+    in.collect("attention_forward");
+    for (Tensor* tensor : {&ot, &lt}) tensor->collect("attention_forward");
     out->out = storage_values(ot, st.out);
     if (want_lse) out->lse = storage_values(lt, aux_dtype(t));
     return s;
+  }
+
+  // Attention backward (ABI 1.2): dout in out's storage, each gradient in its operand's.
+  Support backward_call(const AttentionProblem& p, DType t, std::span<const double> q,
+                        std::span<const double> k, std::span<const double> v,
+                        std::span<const double> dout, AttentionGradients* out) const {
+    const bool query = out == nullptr;
+    const Storage st = info_.storage_for(t);
+    PaddedAttentionInputs in(p, st, info_.keep_tensor, additive(st), device_, query);
+    Tensor gt("dout", dl_dtype(st.out), in.q_shape), dq("dq", dl_dtype(st.q), in.q_shape),
+        dk("dk", dl_dtype(st.k), in.kv_shape), dv("dv", dl_dtype(st.v), in.kv_shape);
+    if (query) {
+      shape_only(gt, dq, dk, dv);
+    } else {
+      in.place(device_, st, q, k, v);
+      gt.place(device_, storage_bytes(dout, st.out).data(), true);
+      poison(dq, st.q);
+      poison(dk, st.k);
+      poison(dv, st.v);
+    }
+    maskcheck_attention_backward_args a{};
+    a.q = in.q.dl();
+    a.k = in.k.dl();
+    a.v = in.v.dl();
+    a.dout = gt.dl();
+    a.dq = dq.dl();
+    a.dk = dk.dl();
+    a.dv = dv.dl();
+    a.mask = in.mask.get();
+    a.scale = p.effective_scale();
+    a.query = query ? 1 : 0;
+    a.stream = device_.stream();
+    const Support s =
+        call("attention_backward", query, "attention_backward " + problem_text(p, t, a.scale),
+             [&](char* msg, std::size_t n) { return t_.attention_backward(&a, msg, n); });
+    if (query) return s;
+    in.collect("attention_backward");
+    for (Tensor* tensor : {&gt, &dq, &dk, &dv}) tensor->collect("attention_backward");
+    out->dq = storage_values(dq, st.q);
+    out->dk = storage_values(dk, st.k);
+    out->dv = storage_values(dv, st.v);
+    return s;
+  }
+
+  // "f32 H=2 Hkv=1 D=8 <mask> scale=0.35": a padded attention problem, for the call's message.
+  static std::string problem_text(const AttentionProblem& p, DType t, double scale) {
+    std::ostringstream os;
+    os << to_string(t) << " H=" << p.H << " Hkv=" << p.Hkv << " D=" << p.D << " "
+       << describe(p.mask) << " scale=" << scale;
+    return os.str();
   }
 
   Support varlen_call(const VarlenAttentionProblem& p, DType t, std::span<const double> q,
@@ -1164,6 +1332,13 @@ std::unique_ptr<PreparedCall> prepare_attention(const Implementation& plugin,
                                                 const AttentionProblem& p, DType t, const void* q,
                                                 const void* k, const void* v, void* out) {
   return loaded(plugin).prepare_attention(p, t, q, k, v, out);
+}
+std::unique_ptr<PreparedCall> prepare_attention_backward(const Implementation& plugin,
+                                                         const AttentionProblem& p, DType t,
+                                                         const void* q, const void* k,
+                                                         const void* v, const void* dout, void* dq,
+                                                         void* dk, void* dv) {
+  return loaded(plugin).prepare_attention_backward(p, t, q, k, v, dout, dq, dk, dv);
 }
 std::unique_ptr<PreparedCall> prepare_cross_entropy(const Implementation& plugin,
                                                     const LossProblem& p, DType t,

@@ -4,7 +4,8 @@
 //   FAULT_HANG      attention_forward never returns
 //   FAULT_LOAD      the entry point itself crashes, while maskcheck loads the library
 //   FAULT_LOAD_HANG the entry point never returns
-//   FAULT_ABI       the table reports ABI FAULT_ABI_MAJOR.FAULT_ABI_MINOR
+//   FAULT_ABI       the table reports ABI FAULT_ABI_MAJOR.FAULT_ABI_MINOR (1.0 or 1.1: an older
+//                   table whose later fields, still set as in the example, must not be read)
 //   FAULT_LSE_INF   log-sum-exp +inf for fully masked rows, as FlashAttention writes it: a named
 //                   deviation (empty_row_lse), not a failure unless --strict
 //   FAULT_RIGHT_PADDING  the masking bug: the padding side is ignored, every batch is taken as
@@ -31,6 +32,15 @@
 //                   float32 otherwise) and reads only that
 //   FAULT_UNAVAILABLE  declines to load with a reason (ABI 1.1's unavailable)
 //   FAULT_NULL      prints 40 lines to stderr and returns NULL from the entry point
+//   FAULT_CRASH_BACKWARD  attention_backward (ABI 1.2) dereferences NULL (queries still answer)
+//   FAULT_BACKWARD_CAUSAL the backward ignores the causal clause: every key of the row's segment
+//                   contributes (a backward kernel written apart from its forward)
+//   FAULT_BACKWARD_UNWRITTEN  the backward leaves the dk rows of keys that no query sees as it
+//                   found them (unwritten) instead of writing zeros
+//   FAULT_BACKWARD_DTYPES  an invalid table: float32 attention, a backward for every dtype
+// Keep, storage, additive and the backward faults keep the example's attention_backward; the
+// others have none (dtypes 0: a 1.2 table without the entry). Only those without a fault in the
+// padded layout keep the varlen entry.
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +50,32 @@
 
 #define EXAMPLE_PLUGIN_NO_ENTRY
 #include "example_plugin.c"
+
+#if defined(FAULT_UNWRITTEN) || defined(FAULT_BACKWARD_UNWRITTEN)
+// The bytes of an output before a call (NULL when out of memory), and putting back, after it, the
+// rows (of the last dimension) that the call wrote as all zeros: outputs left unwritten where
+// they should be zero.
+static int64_t numel(const DLTensor* t) {
+  int64_t n = 1;
+  for (int d = 0; d < t->ndim; ++d) n *= t->shape[d];
+  return n;
+}
+static unsigned char* copy_bytes(const DLTensor* t) {
+  const size_t bytes = (size_t)numel(t) * (size_t)(t->dtype.bits / 8);
+  unsigned char* copy = malloc(bytes + 1);
+  if (copy) memcpy(copy, t->data, bytes);
+  return copy;
+}
+static void unwrite_zero_rows(const DLTensor* t, const unsigned char* before) {
+  const int64_t D = t->shape[t->ndim - 1];
+  const size_t row = (size_t)D * (size_t)(t->dtype.bits / 8);
+  for (int64_t r = 0; D > 0 && r < numel(t) / D; ++r) {
+    int zero = 1;
+    for (int64_t d = 0; d < D && zero; ++d) zero = load(t, r * D + d) == 0.0;
+    if (zero) memcpy((unsigned char*)t->data + (size_t)r * row, before + (size_t)r * row, row);
+  }
+}
+#endif
 
 #if defined(FAULT_CRASH)
 #define FAULT_NAME "crash"
@@ -144,20 +180,47 @@ static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char
 static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
                                          size_t msg_size) {
   if (a->query) return example_attention(a, msg, msg_size);
-  const DLTensor* o = a->out;
-  int64_t n = 1;
-  for (int d = 0; d < o->ndim; ++d) n *= o->shape[d];
-  const size_t width = (size_t)(o->dtype.bits / 8), row = (size_t)o->shape[3] * width;
-  unsigned char* before = malloc((size_t)n * width + 1);
+  unsigned char* before = copy_bytes(a->out);
   if (!before) return fail(MASKCHECK_INTERNAL, msg, msg_size, "out of memory");
-  memcpy(before, o->data, (size_t)n * width);
   const maskcheck_status s = example_attention(a, msg, msg_size);
   /* The rows the example wrote as zeros (no visible key) go back to what they held. */
-  for (int64_t r = 0; s == MASKCHECK_OK && r < n / o->shape[3]; ++r) {
-    int zero = 1;
-    for (int64_t d = 0; d < o->shape[3] && zero; ++d) zero = load(o, r * o->shape[3] + d) == 0.0;
-    if (zero) memcpy((unsigned char*)o->data + (size_t)r * row, before + (size_t)r * row, row);
-  }
+  if (s == MASKCHECK_OK) unwrite_zero_rows(a->out, before);
+  free(before);
+  return s;
+}
+#elif defined(FAULT_CRASH_BACKWARD)
+#define FAULT_NAME "crash_backward"
+#define FAULTY_BACKWARD
+static maskcheck_status faulty_backward(const maskcheck_attention_backward_args* a, char* msg,
+                                        size_t msg_size) {
+  if (a->query) return example_attention_backward(a, msg, msg_size);
+  volatile int* volatile nowhere = NULL;
+  *nowhere = 1;
+  return MASKCHECK_OK;
+}
+#elif defined(FAULT_BACKWARD_CAUSAL)
+#define FAULT_NAME "backward_causal"
+#define FAULTY_BACKWARD
+static maskcheck_status faulty_backward(const maskcheck_attention_backward_args* a, char* msg,
+                                        size_t msg_size) {
+  maskcheck_mask m = *a->mask;
+  m.causal = 0;
+  maskcheck_attention_backward_args b = *a;
+  b.mask = &m;
+  return example_attention_backward(&b, msg, msg_size);
+}
+#elif defined(FAULT_BACKWARD_UNWRITTEN)
+#define FAULT_NAME "backward_unwritten"
+#define FAULTY_BACKWARD
+static maskcheck_status faulty_backward(const maskcheck_attention_backward_args* a, char* msg,
+                                        size_t msg_size) {
+  if (a->query) return example_attention_backward(a, msg, msg_size);
+  unsigned char* before = copy_bytes(a->dk);
+  if (!before) return fail(MASKCHECK_INTERNAL, msg, msg_size, "out of memory");
+  const maskcheck_status s = example_attention_backward(a, msg, msg_size);
+  /* The key rows the example wrote as zeros in dk (no query sees them) go back to what they held.
+   */
+  if (s == MASKCHECK_OK) unwrite_zero_rows(a->dk, before);
   free(before);
   return s;
 }
@@ -289,16 +352,27 @@ static maskcheck_status faulty_softmax(const maskcheck_softmax_args* a, char* ms
 #else
 #define faulty_attention example_attention
 #endif
+#ifdef FAULTY_BACKWARD
+#define faulty_attention example_attention
+#else
+#define faulty_backward example_attention_backward
+#endif
 
 MASKCHECK_PLUGIN_EXPORT const maskcheck_plugin* maskcheck_plugin_v1(void) {
   static maskcheck_plugin p;
   p = example;
   p.attention_forward = faulty_attention;
+  p.attention_backward = faulty_backward;
 #ifdef HAVE_FAULTY_SOFTMAX
   p.softmax_forward = faulty_softmax;
 #endif
 #if !defined(FAULT_NONE) && !defined(FAULT_STORAGE) && !defined(FAULT_ADDITIVE)
   p.attention_varlen_forward = NULL;  // the faults are in the padded layout
+#endif
+#if !defined(FAULT_KEEP) && !defined(FAULT_STORAGE) && !defined(FAULT_ADDITIVE) && \
+    !defined(FAULTY_BACKWARD) && !defined(FAULT_ABI_MAJOR) && !defined(FAULT_BACKWARD_DTYPES)
+  p.attention_backward_dtypes = 0;  // a 1.2 table without the entry
+  p.attention_backward = NULL;
 #endif
 #ifdef FAULT_NAME
   p.name = FAULT_NAME;
@@ -323,10 +397,14 @@ MASKCHECK_PLUGIN_EXPORT const maskcheck_plugin* maskcheck_plugin_v1(void) {
   p.storage[MASKCHECK_DTYPE_INDEX_F16].out = MASKCHECK_DTYPE_F32;
   p.storage[MASKCHECK_DTYPE_INDEX_F16].k = MASKCHECK_DTYPE_F16;
   p.attention_dtypes = MASKCHECK_DTYPE_F32 | MASKCHECK_DTYPE_F16;
+  p.attention_backward_dtypes = p.attention_dtypes;
   p.softmax_dtypes = 0;
   p.cross_entropy_dtypes = 0;
 #elif defined(FAULT_OVERROUND)
   p.attention_dtypes = MASKCHECK_DTYPE_F32;
+#elif defined(FAULT_BACKWARD_DTYPES)
+  p.name = "backward_dtypes";
+  p.attention_dtypes = MASKCHECK_DTYPE_F32;  // attention_backward_dtypes stays all four
 #elif defined(FAULT_ADDITIVE)
   p.flags = MASKCHECK_FLAG_ADDITIVE_MASK;
   p.storage[MASKCHECK_DTYPE_INDEX_F16].mask = MASKCHECK_DTYPE_F16;

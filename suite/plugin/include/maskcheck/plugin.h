@@ -1,10 +1,10 @@
-/* maskcheck plugin ABI, version 1.1: test your own kernels with `maskcheck verify --plugin` and
+/* maskcheck plugin ABI, version 1.2: test your own kernels with `maskcheck verify --plugin` and
  * time them with `maskcheck bench --plugin`.
  *
  * A plugin is a shared library that exports one C function, maskcheck_plugin_v1(), returning a
  * table: what the plugin is (name, ABI version, device, dtypes per operation, flags) and its
  * operations (masked attention forward, in the padded and the packed (varlen) layout, masked
- * softmax, cross-entropy forward + backward).
+ * attention backward, masked softmax, cross-entropy forward + backward).
  * maskcheck dlopen()s the library in a child process, checks the ABI version, and runs its whole
  * property catalogue against the plugin: every tensor the plugin sees is a DLPack DLTensor built
  * from a randomized, shrinking test case, and every output is compared with a naive fp64
@@ -39,6 +39,11 @@
  *   - maskcheck_plugin.attention_varlen_forward: attention in the packed (varlen) layout;
  *   - maskcheck_plugin.unavailable: a plugin that cannot run here declines to load, with a reason;
  *   - maskcheck_f16_to_f32() and the other conversions at the end of this header.
+ *
+ * What ABI 1.2 added (appended fields only: plugins built against 1.0 and 1.1 load unchanged):
+ *   - maskcheck_plugin.attention_backward and attention_backward_dtypes: the gradients dq, dk, dv
+ *     of masked attention for an upstream gradient dout; see "Attention backward" below. Without
+ *     it (an older table, or dtypes 0) the attention.backward.* properties are skipped, saying so.
  *
  * ------------------------------------------------------------------------------------------
  * Semantics (the same contract as maskcheck's reference, reference/.../problems.hpp)
@@ -87,6 +92,25 @@
  *
  * The keep tensor (MASKCHECK_FLAG_KEEP_TENSOR) holds exactly 0 or 1.
  *
+ * Attention backward (ABI 1.2): the gradients of out = softmax(q k^T * scale + mask) v, the
+ * forward above with the same mask, for an upstream gradient dout = d loss / d out:
+ *   p_ij  = the forward's softmax weight of key j in row i (0 for a masked key)
+ *   dv_j  = sum_i p_ij dout_i                       dp_ij = dout_i . v_j
+ *   ds_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij')       (sum_j' p_ij' dp_ij' = dout_i . out_i)
+ *   dq_i  = scale sum_j ds_ij k_j                   dk_j  = scale sum_i ds_ij q_i
+ * summed over the visible (i, j) pairs only. Grouped-query attention: dk and dv of kv head g sum
+ * the contributions of all its query heads g * (H / Hkv) ... (g + 1) * (H / Hkv) - 1. Exact zeros:
+ * a key that no query of its sequence sees (a padded key, a key outside every row's window or
+ * causal range) gets dk = dv = 0 exactly, and a query that sees no key (a fully masked row, a
+ * padded query) gets dq = 0 exactly; never NaN. Garbage: as for the forward, padded positions of
+ * q, k, v *and dout* may hold NaN, inf or huge values (the rows of dout for padded or fully
+ * masked queries are never meaningful), and keys masked for some rows only may hold huge finite
+ * values; no bit of any gradient may depend on them. Only out is differentiated: no log-sum-exp
+ * is given and none is differentiated (there is no dlse input; a kernel whose backward needs the
+ * forward's out or log-sum-exp, as FlashAttention's does, recomputes them). Deterministic: two
+ * calls with the same inputs must give bitwise the same dq, dk and dv (attention.backward
+ * .deterministic), so accumulating dk and dv with atomics in a varying order fails.
+ *
  * Cross-entropy over logits [N, V], int64 labels [N] (ignore_index or a class in [0, V)),
  * optional per-row weights w [N] >= 0 (1 when absent), label smoothing eps in [0, 1]:
  *   l_i = -(1 - eps) log p_i[y_i] - (eps / V) sum_j log p_i[j],  p_i = softmax(logits_i);
@@ -123,7 +147,7 @@
  * call after accepting the query fails the case.
  *
  * Tensors: DLPack DLTensors with dtype lanes 1, byte_offset 0, strides always given (never NULL)
- * and compact row-major (ABI 1.0 and 1.1), data aligned to 256 bytes, on the device the plugin
+ * and compact row-major (ABI 1.0 to 1.2), data aligned to 256 bytes, on the device the plugin
  * declared (device_type, device_id). Inputs must not be modified. Tensors never alias. Zero-sized
  * dimensions occur (B = 0, Lq = 0, N = 0, ...) and still have a non-NULL data pointer.
  * Calls come from one thread at a time; a plugin may keep global state (a workspace, a handle).
@@ -166,7 +190,7 @@ extern "C" {
 #endif
 
 #define MASKCHECK_PLUGIN_ABI_VERSION_MAJOR 1
-#define MASKCHECK_PLUGIN_ABI_VERSION_MINOR 1
+#define MASKCHECK_PLUGIN_ABI_VERSION_MINOR 2
 
 /* The one symbol a plugin exports, and its type. */
 #define MASKCHECK_PLUGIN_ENTRY_NAME "maskcheck_plugin_v1"
@@ -302,6 +326,28 @@ typedef struct maskcheck_attention_varlen_args {
   void* stream;
 } maskcheck_attention_varlen_args;
 
+/* ABI 1.2: attention backward (see "Attention backward" above), in the padded layout of
+ * attention_forward, with the same mask descriptor (and keep or additive tensor, per the flags):
+ *   q, dout, dq: [B, H, Lq, D]      k, v, dk, dv: [B, Hkv, Lk, D]   (H % Hkv == 0)
+ * dout is the upstream gradient of out; dq, dk and dv are outputs, every element of which must be
+ * written (zeros where the contract says so). Storage: q, k and v as in attention_forward
+ * (storage[t].q, .k, .v), dout as out (storage[t].out), and each gradient as its operand: dq as
+ * q, dk as k, dv as v. No log-sum-exp and no forward output are given. */
+typedef struct maskcheck_attention_backward_args {
+  const DLTensor* q;
+  const DLTensor* k;
+  const DLTensor* v;
+  const DLTensor* dout;
+  const DLTensor* dq; /* output */
+  const DLTensor* dk; /* output */
+  const DLTensor* dv; /* output */
+  const maskcheck_mask* mask;
+  double scale;  /* always set, as for attention_forward */
+  int32_t query; /* non-zero: answer whether you support this call; data pointers are NULL */
+  int32_t reserved0;
+  void* stream; /* CUDA: the cudaStream_t to run on; NULL on the CPU */
+} maskcheck_attention_backward_args;
+
 /* Masked softmax over the last axis: y = softmax(x * scale + mask), x, y: [B, H, Lq, Lk],
  * one dtype. Masked entries of y are exactly 0; a fully masked row is all zeros. */
 typedef struct maskcheck_softmax_args {
@@ -346,6 +392,8 @@ typedef maskcheck_status (*maskcheck_softmax_fn)(const maskcheck_softmax_args* a
                                                  size_t msg_size);
 typedef maskcheck_status (*maskcheck_attention_varlen_fn)(
     const maskcheck_attention_varlen_args* args, char* msg, size_t msg_size);
+typedef maskcheck_status (*maskcheck_attention_backward_fn)(
+    const maskcheck_attention_backward_args* args, char* msg, size_t msg_size);
 /* totals is NULL in queries. */
 typedef maskcheck_status (*maskcheck_cross_entropy_fn)(const maskcheck_cross_entropy_args* args,
                                                        maskcheck_loss_totals* totals, char* msg,
@@ -354,7 +402,8 @@ typedef maskcheck_status (*maskcheck_cross_entropy_fn)(const maskcheck_cross_ent
 /* ABI 1.1: the dtype of each tensor of a case (see "Mixed storage" above): one MASKCHECK_DTYPE_*
  * bit per field, or 0 for the case's dtype t (all zero: every tensor in t, as in ABI 1.0). */
 typedef struct maskcheck_storage {
-  uint32_t q, k, v, out;    /* attention_forward and attention_varlen_forward */
+  uint32_t q, k, v, out;    /* attention_forward, attention_varlen_forward and attention_backward
+                               (ABI 1.2: dout as out, dq as q, dk as k, dv as v) */
   uint32_t x, y;            /* softmax_forward */
   uint32_t logits, dlogits; /* cross_entropy */
   uint32_t mask;            /* maskcheck_mask.additive: MASKCHECK_DTYPE_F32 (and 0) or _F16 */
@@ -392,6 +441,15 @@ typedef struct maskcheck_plugin {
   /* Non-NULL: the plugin cannot run here (no device, a missing dependency) and declines to load;
    * maskcheck prints this reason and exits 2. The other fields may then be left empty. */
   const char* unavailable;
+
+  /* ---- ABI 1.2 (read only when abi_minor >= 2) ---- */
+  /* Attention backward: the dtypes it takes (MASKCHECK_DTYPE_* bits, a subset of
+   * attention_dtypes: its cases are attention's) and its function, on the plugin's device_type
+   * like every operation. Provided when the dtypes are non-zero, and then attention_backward must
+   * be set (and attention_forward: attention.backward.consistentWithForward compares the two).
+   * Dtypes 0: the plugin has no backward, and the attention.backward.* properties are skipped. */
+  uint32_t attention_backward_dtypes;
+  maskcheck_attention_backward_fn attention_backward;
 } maskcheck_plugin;
 
 /* The entry point. maskcheck calls it once, right after loading the library. Returning NULL

@@ -45,6 +45,8 @@ struct PluginInfo {
   bool additive_mask = false;                   // MASKCHECK_FLAG_ADDITIVE_MASK (ABI 1.1)
   bool varlen = false;                          // attention_varlen_forward (ABI 1.1)
   std::vector<std::pair<Op, std::vector<DType>>> ops;
+  // attention_backward's dtypes (ABI 1.2), some of attention's; empty: the plugin has none.
+  std::vector<DType> backward;
   // Mixed storage (ABI 1.1): the dtypes whose tensors are not all stored in the dtype itself.
   std::vector<std::pair<DType, Storage>> storage;
 
@@ -57,6 +59,8 @@ struct PluginInfo {
   std::string summary() const;             // description, version, ABI, device, library
   nlohmann::json to_json() const;
   static PluginInfo from_json(const nlohmann::json& j);
+  // Why the plugin has no attention backward (an ABI before 1.2, or none declared), or "".
+  std::string no_backward() const;
 };
 
 // Default of --plugin-timeout: the longest a worker may stay silent (one plugin call, or the
@@ -98,6 +102,13 @@ std::unique_ptr<PreparedCall> prepare_softmax(const Implementation& plugin, cons
 std::unique_ptr<PreparedCall> prepare_attention(const Implementation& plugin,
                                                 const AttentionProblem& p, DType t, const void* q,
                                                 const void* k, const void* v, void* out);
+//   attention backward (ABI 1.2): q, dout, dq [B, H, Lq, D], k, v, dk, dv [B, Hkv, Lk, D]; dout in
+//   the storage of out, each gradient in its operand's
+std::unique_ptr<PreparedCall> prepare_attention_backward(const Implementation& plugin,
+                                                         const AttentionProblem& p, DType t,
+                                                         const void* q, const void* k,
+                                                         const void* v, const void* dout, void* dq,
+                                                         void* dk, void* dv);
 //   cross-entropy forward + backward: logits, dlogits [N, V], labels [N], losses [N] (float32,
 //   float64 for f64); the reduced loss goes to *loss after each run
 std::unique_ptr<PreparedCall> prepare_cross_entropy(const Implementation& plugin,
