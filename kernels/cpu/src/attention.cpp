@@ -32,7 +32,10 @@
 #include <new>
 #include <vector>
 
+#include "attention_internal.hpp"
 #include "maskcheck/kernels/cpu.hpp"
+// The shared tile geometry and SIMD pieces (after foreach_target.h: once per target).
+#include "attention-inl.h"
 
 #ifndef MASKCHECK_CPU_ATTENTION_SHARED
 #define MASKCHECK_CPU_ATTENTION_SHARED
@@ -52,8 +55,14 @@ struct Problem {
   const void* v = nullptr;
   void* out = nullptr;
   float* lse = nullptr;
+  // The backward's statistics (attention_forward_stats), or nullptr: per row the final max of
+  // the raw dots and the sum l, as exp2_scale-based exponents relative to it (-inf and 0 for a
+  // row without a visible key).
+  float* row_max = nullptr;
+  float* row_sum = nullptr;
   MaskView mask;
-  bool bf16 = false;
+  bool bf16 = false;      // q, k, v in bf16
+  bool out_bf16 = false;  // out in bf16 (else f32)
   std::int64_t H = 1, Hkv = 1, group = 1, D = 1;
   // Scores are kept as raw dots of sign(scale) * q with k: negating Q is exact, so the running
   // max and the differences dot - max carry no rounding of the scale; exp(scale * (s - max))
@@ -88,27 +97,6 @@ struct Scratch {
   std::int64_t* hi = nullptr;
 };
 
-inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
-  return (a + b - 1) / b;
-}
-inline constexpr double kLn2 = 0.6931471805599453;
-
-inline float bf16_to_float(std::uint16_t bits) {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16);
-}
-// Round to nearest even, as maskcheck::bfloat16 does (NaN stays NaN).
-inline std::uint16_t float_to_bf16(float x) {
-  const std::uint32_t u = std::bit_cast<std::uint32_t>(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40u);
-  return static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-inline float to_float(float x) {
-  return x;
-}
-inline float to_float(std::uint16_t bits) {
-  return bf16_to_float(bits);
-}
-
 }  // namespace maskcheck::cpu::attn
 #endif  // MASKCHECK_CPU_ATTENTION_SHARED
 
@@ -116,143 +104,6 @@ HWY_BEFORE_NAMESPACE();
 namespace maskcheck::cpu::attn {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-using DF = hn::ScalableTag<float>;
-using VF = hn::Vec<DF>;
-constexpr std::int64_t kN = static_cast<std::int64_t>(hn::MaxLanes(DF()));
-// Register blocks: kR query rows x kC vectors of keys for S (kR * kC accumulators), kR rows x
-// kCV vectors of D for O. AVX-512 has 32 vector registers, the others 16.
-#if HWY_TARGET <= HWY_AVX3
-constexpr int kR = 6;
-#else
-constexpr int kR = 2;
-#endif
-constexpr int kC = 4;
-constexpr int kCV = 4;
-constexpr std::int64_t kBk = kC * kN;  // keys per tile: one S register block spans the tile
-constexpr std::int64_t kBq = 64;       // query rows per work item
-
-// 2^x for x <= 0 (lanes where x is -inf or NaN come out NaN or tiny: callers select them away):
-// x = n + f with n = round(x), |f| <= 1/2; 2^f by a degree-6 polynomial (relative error
-// < 1e-7); times 2^n by vscalefps on AVX-512, which flushes results below the smallest float to
-// 0, elsewhere by adding n to the exponent bits after clamping x to -125 (results below 2^-125
-// do not matter next to the row max's 1).
-HWY_INLINE VF Exp2(DF df, VF x) {
-#if HWY_TARGET <= HWY_AVX3
-  const VF n = hn::Round(x);
-#else
-  const hn::RebindToSigned<DF> di;
-  x = hn::Max(x, hn::Set(df, -125.0f));
-  const VF shifter = hn::Set(df, 12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  const VF t = hn::Add(x, shifter);
-  const VF n = hn::Sub(t, shifter);
-#endif
-  const VF f = hn::Sub(x, n);
-  VF p = hn::Set(df, 1.5370710752904415e-4f);
-  p = hn::MulAdd(p, f, hn::Set(df, 1.339985290542245e-3f));
-  p = hn::MulAdd(p, f, hn::Set(df, 9.618373587727547e-3f));
-  p = hn::MulAdd(p, f, hn::Set(df, 5.550329014658928e-2f));
-  p = hn::MulAdd(p, f, hn::Set(df, 2.4022647738456726e-1f));
-  p = hn::MulAdd(p, f, hn::Set(df, 6.931471824645996e-1f));
-  p = hn::MulAdd(p, f, hn::Set(df, 1.0f));
-#if HWY_TARGET <= HWY_AVX3
-  return VF{_mm512_scalef_ps(p.raw, n.raw)};
-#else
-  // The low bits of t hold n; shifted into the exponent field they scale p by 2^n.
-  const auto e = hn::ShiftLeft<23>(hn::BitCast(di, t));
-  return hn::BitCast(df, hn::Add(hn::BitCast(di, p), e));
-#endif
-}
-
-// kN consecutive elements widened to fp32 (bf16: the bits shifted into the upper half).
-HWY_INLINE VF LoadF32(DF df, const float* HWY_RESTRICT p) {
-  return hn::LoadU(df, p);
-}
-HWY_INLINE VF LoadF32(DF df, const std::uint16_t* HWY_RESTRICT p) {
-  const hn::Rebind<std::uint16_t, DF> d16;
-  const hn::RebindToUnsigned<DF> d32;
-  return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(d32, hn::LoadU(d16, p))));
-}
-
-// dst[0, n) = sign * src[0, n) in fp32.
-template <class S>
-HWY_INLINE void LoadRow(const S* HWY_RESTRICT src, std::int64_t n, float sign,
-                        float* HWY_RESTRICT dst) {
-  const DF df;
-  const VF vs = hn::Set(df, sign);
-  std::int64_t d = 0;
-  for (; d + kN <= n; d += kN) hn::StoreU(hn::Mul(LoadF32(df, src + d), vs), df, dst + d);
-  for (; d < n; ++d) dst[d] = to_float(src[d]) * sign;
-}
-
-// In-register transpose of a kN x kN block: log2(kN) rounds of splitting the row-major block,
-// seen as one array, into its even and then its odd elements. Each round rotates the element
-// index right by one bit; log2(kN) rounds swap the row and column bits.
-HWY_INLINE void Transpose(DF df, VF (&v)[kN]) {
-#if HWY_TARGET == HWY_SCALAR
-  (void)df;
-  (void)v;
-#else
-  for (std::int64_t width = 1; width < kN; width *= 2) {
-    VF t[kN];
-    for (std::int64_t j = 0; j < kN / 2; ++j) {
-      t[j] = hn::ConcatEven(df, v[2 * j + 1], v[2 * j]);
-      t[kN / 2 + j] = hn::ConcatOdd(df, v[2 * j + 1], v[2 * j]);
-    }
-    for (std::int64_t j = 0; j < kN; ++j) v[j] = t[j];
-  }
-#endif
-}
-
-// o[RN rows, CV vectors] = o * alpha + p[:, kb:ke] v[kb:ke, CV vectors] (one column chunk of O).
-template <int RN, int CV>
-HWY_INLINE void AccumulatePV(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v,
-                             std::int64_t vs, std::int64_t dp, std::int64_t kb, std::int64_t ke,
-                             const float* HWY_RESTRICT alpha, float* HWY_RESTRICT o) {
-  const DF df;
-  VF acc[RN][CV];
-  for (int r = 0; r < RN; ++r) {
-    const VF a = hn::Set(df, alpha[r]);
-    for (int c = 0; c < CV; ++c) acc[r][c] = hn::Mul(hn::Load(df, o + r * dp + c * kN), a);
-  }
-  for (std::int64_t key = kb; key < ke; ++key) {
-    const float* HWY_RESTRICT vr = v + key * vs;
-    VF vv[CV];
-    for (int c = 0; c < CV; ++c) vv[c] = hn::LoadU(df, vr + c * kN);
-    for (int r = 0; r < RN; ++r) {
-      const VF pb = hn::Set(df, p[r * kBk + key]);
-      for (int c = 0; c < CV; ++c) acc[r][c] = hn::MulAdd(pb, vv[c], acc[r][c]);
-    }
-  }
-  for (int r = 0; r < RN; ++r)
-    for (int c = 0; c < CV; ++c) hn::Store(acc[r][c], df, o + r * dp + c * kN);
-}
-
-// O = O * alpha + P V for RN rows over keys [kb, ke) of a tile (P is 0 outside them for every
-// row of the block), in chunks of kCV vectors of D.
-//   p: [RN, kBk], v: [kBk, row stride vs], o: [RN, dp].
-template <int RN>
-HWY_NOINLINE void BlockPV(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v, std::int64_t vs,
-                          std::int64_t dp, std::int64_t kb, std::int64_t ke,
-                          const float* HWY_RESTRICT alpha, float* HWY_RESTRICT o) {
-  const std::int64_t nv = dp / kN;
-  std::int64_t dv = 0;
-  for (; dv + kCV <= nv; dv += kCV)
-    AccumulatePV<RN, kCV>(p, v + dv * kN, vs, dp, kb, ke, alpha, o + dv * kN);
-  switch (nv - dv) {
-    case 1:
-      AccumulatePV<RN, 1>(p, v + dv * kN, vs, dp, kb, ke, alpha, o + dv * kN);
-      break;
-    case 2:
-      AccumulatePV<RN, 2>(p, v + dv * kN, vs, dp, kb, ke, alpha, o + dv * kN);
-      break;
-    case 3:
-      AccumulatePV<RN, 3>(p, v + dv * kN, vs, dp, kb, ke, alpha, o + dv * kN);
-      break;
-    default:
-      break;
-  }
-}
 
 // Scores of one key tile for RN query rows: S = Q K^T (RN x KC vectors of keys in registers),
 // then, for a boundary tile (MASKED), the select lo <= k < hi; online-softmax update of m and l;
@@ -266,17 +117,7 @@ HWY_NOINLINE void BlockScores(const float* HWY_RESTRICT q, std::int64_t D,
                               float* HWY_RESTRICT p, float* HWY_RESTRICT alpha) {
   const DF df;
   VF s[RN][KC];
-  for (int r = 0; r < RN; ++r)
-    for (int c = 0; c < KC; ++c) s[r][c] = hn::Zero(df);
-  for (std::int64_t d = 0; d < D; ++d) {
-    const float* HWY_RESTRICT kr = kt + d * kBk;
-    VF kv[KC];
-    for (int c = 0; c < KC; ++c) kv[c] = hn::Load(df, kr + c * kN);
-    for (int r = 0; r < RN; ++r) {
-      const VF qb = hn::Set(df, q[r * D + d]);
-      for (int c = 0; c < KC; ++c) s[r][c] = hn::MulAdd(qb, kv[c], s[r][c]);
-    }
-  }
+  Scores<RN, KC>(q, D, D, kt, s);
 
   const VF neg_inf = hn::Set(df, -std::numeric_limits<float>::infinity());
   const VF c2 = hn::Set(df, exp2_scale);
@@ -316,33 +157,6 @@ HWY_NOINLINE void BlockScores(const float* HWY_RESTRICT q, std::int64_t D,
   }
 }
 
-// Runtime row count (1 .. kR) to a template argument.
-template <template <int> class F, class... Args>
-HWY_INLINE void WithRows(int rn, Args&&... args) {
-  switch (rn) {
-    case 1:
-      return F<1>::run(args...);
-#if HWY_TARGET <= HWY_AVX3
-    case 2:
-      return F<2>::run(args...);
-    case 3:
-      return F<3>::run(args...);
-    case 4:
-      return F<4>::run(args...);
-    case 5:
-      return F<5>::run(args...);
-    case 6:
-      return F<6>::run(args...);
-#else
-    case 2:
-      return F<2>::run(args...);
-#endif
-    default:
-      return;
-  }
-}
-static_assert(kR <= 6, "WithRows dispatches up to 6 rows");
-
 template <int RN>
 struct ScoresFull {
   template <class... A>
@@ -371,7 +185,7 @@ template <int RN>
 struct PV {
   template <class... A>
   static void run(A... a) {
-    BlockPV<RN>(a...);
+    AccumulateAll<RN, true, false>(a...);
   }
 };
 
@@ -392,33 +206,9 @@ void PackTileT(const Problem& pr, std::int64_t b, std::int64_t hk, std::int64_t 
   const std::int64_t first = s.k0 + kt * kBk;
   const std::int64_t n = std::min(kBk, s.k0 + s.k_len - first);  // valid keys in this tile
   const std::int64_t row0 = ((b * pr.Hkv + hk) * pr.mask.Lk + first) * D;
-  const S* HWY_RESTRICT k = static_cast<const S*>(pr.k) + row0;
-  const DF df;
-  const std::int64_t d_vec = D / kN * kN;
-  for (std::int64_t j0 = 0; j0 < kBk; j0 += kN) {
-    for (std::int64_t d0 = 0; d0 < d_vec; d0 += kN) {
-      VF rows[kN];
-      for (std::int64_t i = 0; i < kN; ++i)
-        rows[i] = j0 + i < n ? LoadF32(df, k + (j0 + i) * D + d0) : hn::Zero(df);
-      Transpose(df, rows);
-      for (std::int64_t i = 0; i < kN; ++i) hn::Store(rows[i], df, kt_tile + (d0 + i) * kBk + j0);
-    }
-    for (std::int64_t d = d_vec; d < D; ++d)
-      for (std::int64_t j = j0; j < j0 + kN; ++j)
-        kt_tile[d * kBk + j] = j < n ? to_float(k[j * D + d]) : 0.0f;
-  }
+  PackTransposed(static_cast<const S*>(pr.k) + row0, n, D, kt_tile);
   if (pr.v_direct) return;
-  float* HWY_RESTRICT v_tile = base + tiles * kBk * D + kt * kBk * dp;
-  const S* HWY_RESTRICT v = static_cast<const S*>(pr.v) + row0;
-  for (std::int64_t j = 0; j < kBk; ++j) {
-    float* vr = v_tile + j * dp;
-    std::int64_t d = 0;
-    if (j < n) {
-      for (; d + kN <= D; d += kN) hn::Store(LoadF32(df, v + j * D + d), df, vr + d);
-      for (; d < D; ++d) vr[d] = to_float(v[j * D + d]);
-    }
-    std::fill(vr + d, vr + dp, 0.0f);
-  }
+  PackRows(static_cast<const S*>(pr.v) + row0, n, D, dp, base + tiles * kBk * D + kt * kBk * dp);
 }
 
 void PackTile(const Problem& pr, std::int64_t b, std::int64_t hk, std::int64_t kt) {
@@ -524,8 +314,8 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
         const int rn = static_cast<int>(std::min<std::int64_t>(kR, nr - r0));
         const std::int64_t kb = std::max(k_begin, blk[bl].span.begin) - k_begin;
         const std::int64_t ke = std::min(k_end, blk[bl].span.end) - k_begin;
-        WithRows<PV>(rn, static_cast<const float*>(sc.p + r0 * kBk), v_tile, vs, dp, kb, ke,
-                     static_cast<const float*>(sc.alpha + r0), sc.o + r0 * dp);
+        WithRows<PV>(rn, static_cast<const float*>(sc.p + r0 * kBk), kb, ke, v_tile, vs, dp,
+                     static_cast<const float*>(sc.alpha + r0), sc.o + r0 * dp, dp);
       }
     }
   }
@@ -539,7 +329,7 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
     const float inv = empty ? 0.0f : 1.0f / l;
     const float* orow = sc.o + i * dp;
     const std::int64_t dst = (row0 + i) * D;
-    if (pr.bf16) {
+    if (pr.out_bf16) {
       auto* out = static_cast<std::uint16_t*>(pr.out) + dst;
       for (std::int64_t d = 0; d < D; ++d) out[d] = float_to_bf16(empty ? 0.0f : orow[d] * inv);
     } else if (pr.stream) {
@@ -556,6 +346,10 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
           empty
               ? -std::numeric_limits<float>::infinity()
               : static_cast<float>((double{sc.m[i]} * pr.exp2_scale + std::log2(double{l})) * kLn2);
+    if (pr.row_max) {
+      pr.row_max[row0 + i] = empty ? -std::numeric_limits<float>::infinity() : sc.m[i];
+      pr.row_sum[row0 + i] = empty ? 0.0f : l;
+    }
   }
 }
 
@@ -567,7 +361,7 @@ void ZeroPaddedRows(const Problem& pr, std::int64_t bh) {
   for (std::int64_t i = 0; i < Lq; ++i) {
     if (s.has_query(i)) continue;
     const std::int64_t row = bh * Lq + i;
-    if (pr.bf16) {
+    if (pr.out_bf16) {
       std::fill_n(static_cast<std::uint16_t*>(pr.out) + row * D, D, std::uint16_t{0});
     } else if (pr.stream) {
       float* out = static_cast<float*>(pr.out) + row * D;
@@ -576,6 +370,10 @@ void ZeroPaddedRows(const Problem& pr, std::int64_t bh) {
       std::fill_n(static_cast<float*>(pr.out) + row * D, D, 0.0f);
     }
     if (pr.lse) pr.lse[row] = -std::numeric_limits<float>::infinity();
+    if (pr.row_max) {
+      pr.row_max[row] = -std::numeric_limits<float>::infinity();
+      pr.row_sum[row] = 0.0f;
+    }
   }
 }
 
@@ -614,8 +412,10 @@ struct PackBuffer {
 };
 }  // namespace attn
 
-void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
-                       const void* k, const void* v, void* out, float* lse) {
+namespace {
+// attention_forward, and with stats the backward's first pass (out in f32 whatever t is).
+void forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q, const void* k,
+             const void* v, void* out, float* lse, float* row_max, float* row_sum) {
   p.validate(mask.B, mask.Lq, mask.Lk);
   require_cpu_dtype(t);
   const std::int64_t B = mask.B, H = p.H, Hkv = p.Hkv, Lq = mask.Lq, D = p.D;
@@ -627,8 +427,11 @@ void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, c
   pr.v = v;
   pr.out = out;
   pr.lse = lse;
+  pr.row_max = row_max;
+  pr.row_sum = row_sum;
   pr.mask = mask;
   pr.bf16 = t == DType::bf16;
+  pr.out_bf16 = pr.bf16 && row_max == nullptr;
   pr.H = H;
   pr.Hkv = Hkv;
   pr.group = H / Hkv;
@@ -640,7 +443,7 @@ void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, c
   const attn::Geometry g = pr.g;
   pr.v_direct = !pr.bf16 && g.dp == D;
   // Outputs larger than the caches go around them (aligned full vectors only).
-  pr.stream = !pr.bf16 && g.dp == D && reinterpret_cast<std::uintptr_t>(out) % 64 == 0 &&
+  pr.stream = !pr.out_bf16 && g.dp == D && reinterpret_cast<std::uintptr_t>(out) % 64 == 0 &&
               B * H * Lq * D * 4 >= (std::int64_t{16} << 20);
 
   // Sequence b's slab: Hkv heads of ceil(k_len / bk) tiles of K^T [D, bk] then V [bk, dp].
@@ -695,6 +498,20 @@ void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, c
     if (pr.stream) HWY_DYNAMIC_DISPATCH(attn::FlushStores)();
   }
 }
+}  // namespace
+
+void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
+                       const void* k, const void* v, void* out, float* lse) {
+  forward(p, mask, t, q, k, v, out, lse, nullptr, nullptr);
+}
+
+namespace detail {
+void attention_forward_stats(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
+                             const void* k, const void* v, float* out, float* row_max,
+                             float* row_sum) {
+  forward(p, mask, t, q, k, v, out, nullptr, row_max, row_sum);
+}
+}  // namespace detail
 
 }  // namespace maskcheck::cpu
 #endif  // HWY_ONCE
