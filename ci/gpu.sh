@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU checks, for a machine with an NVIDIA GPU: builds the `cuda` preset (sm_90), runs every test
-# (the "cuda" implementation through the whole property catalogue, cuda_kernels_test on huge
-# scores; a test that finds no usable device fails here instead of skipping), verifies "cuda" and
+# (the "cuda" implementation through the whole property catalogue, the attention.backward.*
+# properties included, cuda_kernels_test on huge scores and the attention backward; a test that
+# finds no usable device fails here instead of skipping), verifies "cuda" and
 # LibTorch's CUDA SDPA backends (torch:cuda-*) at the full case count, replays case files through
 # `maskcheck eval --impl cuda` against the reference, runs compute-sanitizer memcheck and
 # racecheck over `verify --impl cuda` with few cases, runs the benchmarks (maskcheck's kernels
@@ -139,10 +140,11 @@ elif run_step sanitize; then
 fi
 
 # The benchmarks: by default the CUDA probe and the CUDA rows behind the published targets and a
-# sweep around them, each beside its LibTorch peers (BENCH_FILTER selects others, e.g. '^cuda/'
-# for all CUDA rows, which takes longer than a 10-minute slot). Names as in
-# suite/bench/README.md: cuda/<op>/<dtype>/.../<implementation>, ceiling/cuda/d2d_copy/<MiB>MiB.
-default_filter='^ceiling/cuda/|^cuda/(attention/bf16/D128/L(1024|2048|4096)/|attention/f16/D64/L2048/|softmax/(f16|bf16)/|cross_entropy/bf16/|mlm/|build_mask/)'
+# sweep around them, each beside its LibTorch peers, and every CUDA attention backward row
+# (BENCH_FILTER selects others, e.g. '^cuda/' for all CUDA rows, which takes longer than a
+# 10-minute slot). Names as in suite/bench/README.md: cuda/<op>/<dtype>/.../<implementation>,
+# ceiling/cuda/d2d_copy/<MiB>MiB.
+default_filter='^ceiling/cuda/|^cuda/(attention/bf16/D128/L(1024|2048|4096)/|attention/f16/D64/L2048/|attention_backward/|softmax/(f16|bf16)/|cross_entropy/bf16/|mlm/|build_mask/)'
 if run_step bench; then
   log "benchmarks (filter ${BENCH_FILTER:-$default_filter})"
   # Every repetition goes into the JSON (the console shows the aggregates): `maskcheck compare`

@@ -9,7 +9,9 @@
 
 The cases: attention in fp16 (padded, causal, grouped-query heads), attention in bf16 with scores
 near 5e30 and the softmax in fp32 near |max * scale * log2 e| = 2^31 (issue 18: exponents relative
-to the row max), and cross-entropy forward + backward in bf16 with label smoothing and ignored rows.
+to the row max), the attention backward in bf16 (padded, causal, grouped-query heads, the call
+attention_backward), and cross-entropy forward + backward in bf16 with label smoothing and ignored
+rows.
 Standard library only: the GPU machine need not have the safetensors package.
 """
 import json
@@ -73,15 +75,25 @@ def read(path):
     return out, meta
 
 
-def attention_normal(rng):
+def padded_attention(rng, dtype, backward=False):
+    """q, k, v (and dout) N(0, 1) in dtype, 2 sequences (130 / 66 queries, 300 / 180 keys), 4 query
+    heads on 2 kv heads, D 64."""
     B, H, Hkv, Lq, Lk, D = 2, 4, 2, 130, 300, 64
     def normal(n):
-        return [round_to("F16", rng.gauss(0, 1)) for _ in range(n)]
-    tensors = {"q": ("F16", [B, H, Lq, D], normal(B * H * Lq * D)),
-               "k": ("F16", [B, Hkv, Lk, D], normal(B * Hkv * Lk * D)),
-               "v": ("F16", [B, Hkv, Lk, D], normal(B * Hkv * Lk * D)),
-               "q_lens": ("I32", [B], [130, 66]), "k_lens": ("I32", [B], [300, 180])}
-    return "attention", tensors, {"mask": {"causal": True}}, {"out": 4e-3, "lse": 1e-5}
+        return [round_to(dtype, rng.gauss(0, 1)) for _ in range(n)]
+    tensors = {"q": (dtype, [B, H, Lq, D], normal(B * H * Lq * D)),
+               "k": (dtype, [B, Hkv, Lk, D], normal(B * Hkv * Lk * D)),
+               "v": (dtype, [B, Hkv, Lk, D], normal(B * Hkv * Lk * D))}
+    if backward:
+        tensors["dout"] = (dtype, [B, H, Lq, D], normal(B * H * Lq * D))
+    tensors["q_lens"] = ("I32", [B], [130, 66])
+    tensors["k_lens"] = ("I32", [B], [300, 180])
+    return tensors
+
+
+def attention_normal(rng):
+    return ("attention", padded_attention(rng, "F16"), {"mask": {"causal": True}},
+            {"out": 4e-3, "lse": 1e-5})
 
 
 def attention_huge(rng):
@@ -100,6 +112,12 @@ def attention_huge(rng):
                "v": ("BF16", [B, Hkv, Lk, D], v),
                "q_lens": ("I32", [B], [130, 66]), "k_lens": ("I32", [B], [300, 180])}
     return "attention", tensors, {"mask": {"causal": True}}, {"out": 3e-2, "lse": 1e-6}
+
+
+def attention_backward(rng):
+    tol = {"dq": 3e-2, "dk": 3e-2, "dv": 3e-2}
+    return ("attention", padded_attention(rng, "BF16", backward=True), {"mask": {"causal": True}},
+            tol, None, "attention_backward")
 
 
 def softmax_huge(rng):
@@ -123,17 +141,21 @@ def cross_entropy(rng):
 
 
 CASES = {"attention_f16": attention_normal, "attention_bf16_huge": attention_huge,
-         "softmax_f32_huge": softmax_huge, "cross_entropy_bf16": cross_entropy}
+         "softmax_f32_huge": softmax_huge, "cross_entropy_bf16": cross_entropy,
+         "attention_backward_bf16": attention_backward}
 
 
 def cmd_write(directory):
     Path(directory).mkdir(parents=True, exist_ok=True)
     for i, (name, make) in enumerate(CASES.items()):
-        op, tensors, problem, tol, *options = make(random.Random(i + 1))
+        # (op, tensors, problem, tolerance[, options[, call]])
+        op, tensors, problem, tol, *rest = make(random.Random(i + 1))
         meta = {"maskcheck.op": op, "maskcheck.problem": json.dumps(problem),
                 "maskcheck.gpu_cases.tolerance": json.dumps(tol)}
-        if options:
-            meta["maskcheck.options"] = json.dumps(options[0])
+        if rest and rest[0] is not None:
+            meta["maskcheck.options"] = json.dumps(rest[0])
+        if len(rest) > 1:
+            meta["maskcheck.call"] = rest[1]
         path = Path(directory) / (name + ".safetensors")
         write(path, tensors, meta)
         print(op, path)

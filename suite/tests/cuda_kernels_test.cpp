@@ -12,6 +12,11 @@
 // an exponent step of u is about target * 2^-23, 2^-4 near 2^19 (a spread softmax over k_j in
 // [0, 255]) and 2^8 from 2^31 on, where only ties of the top have weight.
 //
+// cuda::attention_backward (tensor cores for fp16 / bf16, the fp32 warp kernels) against the fp64
+// reference through the suite's tolerance, on every mask feature, grouped-query heads, head dims
+// of each kernel configuration and load path, rows and keys nobody sees, huge scores; bitwise
+// twice the same; NaN padding changing no bit.
+//
 // Without a usable device every test is skipped with the reason; MASKCHECK_REQUIRE_CUDA=1
 // (ci/gpu.sh sets it) makes that a failure.
 #include <gtest/gtest.h>
@@ -19,12 +24,21 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "maskcheck/kernels/cuda.hpp"
+#include "maskcheck/reference/predicate.hpp"
+#include "maskcheck/suite/properties.hpp"
+#include "maskcheck/suite/reference_impl.hpp"
+#include "maskcheck/suite/tolerance.hpp"
 
 #include "kernel_checks.hpp"
 
@@ -233,6 +247,260 @@ TEST_F(CudaKernels, crossEntropyKeepsHugeLogitsLoss) {
           expect_close(got.dlogits, want.dlogits, 1e-7, out_tol(t), "dlogits");
         }
       }
+}
+
+// ---- attention backward ----------------------------------------------------------------------
+
+const mc::DType kBackwardDtypes[] = {mc::DType::f32, mc::DType::f16, mc::DType::bf16};
+
+struct BwdInputs {
+  std::vector<double> q, k, v, dout;
+};
+
+// Uniform in [-1, 1), rounded to the dtype.
+BwdInputs bwd_inputs(const mc::AttentionProblem& p, mc::DType t, std::uint32_t seed) {
+  auto draw = [&](std::int64_t n, std::uint32_t s) {
+    auto x = kernel_checks::uniform(static_cast<std::size_t>(n), -1, 1, s);
+    for (double& e : x) e = mc::round_to(t, e);
+    return x;
+  };
+  return {draw(p.q_numel(), seed), draw(p.kv_numel(), seed + 1), draw(p.kv_numel(), seed + 2),
+          draw(p.q_numel(), seed + 3)};
+}
+
+// The CUDA backward of one case, checked: each gradient against the fp64 reference by the suite's
+// tolerance (the FlashAttention rule against the naive backward in the dtype, or each element's
+// first-order rounding bound: the properties' check), +0.0 bit for bit for the dq of rows that see
+// no key and the dk, dv of keys no row sees, and finite everywhere. Returns the gradients.
+mc::AttentionGradients check_backward(const mc::AttentionProblem& p, mc::DType t,
+                                      const BwdInputs& x) {
+  const auto got = impl("cuda").attention_backward(p, t, x.q, x.k, x.v, x.dout);
+  const auto want =
+      mc::reference_attention_backward(p, t, x.q, x.k, x.v, x.dout, mc::Precision::exact);
+  const auto naive =
+      mc::reference_attention_backward(p, t, x.q, x.k, x.v, x.dout, mc::Precision::naive);
+  const auto bound = mc::attention_backward_rounding_bound(p, t, x.q, x.k, x.v, x.dout);
+  const mc::Shape qs = mc::attention_out_shape(p);
+  const mc::Shape ks{{"b", "hkv", "k", "d"}, {p.mask.B, p.Hkv, p.mask.Lk, p.D}};
+  for (const auto& [name, shape, g, w, n, r] :
+       {std::tuple{"dq", qs, &got.dq, &want.dq, &naive.dq, &bound.dq},
+        std::tuple{"dk", ks, &got.dk, &want.dk, &naive.dk, &bound.dk},
+        std::tuple{"dv", ks, &got.dv, &want.dv, &naive.dv, &bound.dv}}) {
+    const mc::CheckResult c = mc::check_close(name, shape, *g, *w, *n, t, *r);
+    EXPECT_TRUE(c.ok) << c.report();
+    int bad = 0;
+    for (std::size_t i = 0; i < g->size() && bad < 5; ++i)
+      if (!std::isfinite((*g)[i]) && ++bad)
+        ADD_FAILURE() << name << "[" << i << "] is " << (*g)[i] << " (exact " << (*w)[i] << ")";
+  }
+  // Exact zeros, from the predicate.
+  const mc::FlatMask flat(p.mask);
+  const std::int64_t B = p.mask.B, Lq = p.mask.Lq, Lk = p.mask.Lk, D = p.D;
+  std::vector<std::uint8_t> seen(static_cast<std::size_t>(B * Lk), 0);
+  int bad = 0;
+  auto expect_plus_zero = [&](double y, const char* what, std::int64_t at) {
+    if ((y != 0.0 || std::signbit(y)) && bad++ < 5)
+      ADD_FAILURE() << what << "[" << at << "] is " << y << ", not +0.0";
+  };
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t i = 0; i < Lq; ++i) {
+      const mc::KeyRange r = mc::visible_keys(flat.view(), b, i);
+      for (std::int64_t j = r.begin; j < r.end; ++j) seen[static_cast<std::size_t>(b * Lk + j)] = 1;
+      if (r.empty())
+        for (std::int64_t h = 0; h < p.H; ++h)
+          for (std::int64_t d = 0; d < D; ++d) {
+            const std::int64_t at = ((b * p.H + h) * Lq + i) * D + d;
+            expect_plus_zero(got.dq[static_cast<std::size_t>(at)], "dq (row without a key)", at);
+          }
+    }
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t j = 0; j < Lk; ++j)
+      if (!seen[static_cast<std::size_t>(b * Lk + j)])
+        for (std::int64_t h = 0; h < p.Hkv; ++h)
+          for (std::int64_t d = 0; d < D; ++d) {
+            const std::int64_t at = ((b * p.Hkv + h) * Lk + j) * D + d;
+            expect_plus_zero(got.dk[static_cast<std::size_t>(at)], "dk (key nobody sees)", at);
+            expect_plus_zero(got.dv[static_cast<std::size_t>(at)], "dv (key nobody sees)", at);
+          }
+  return got;
+}
+
+mc::AttentionProblem bwd_problem(mc::MaskSpec m, std::int64_t H, std::int64_t Hkv, std::int64_t D,
+                                 std::optional<double> scale = std::nullopt) {
+  mc::AttentionProblem p;
+  p.mask = std::move(m);
+  p.H = H;
+  p.Hkv = Hkv;
+  p.D = D;
+  p.scale = scale;
+  return p;
+}
+
+std::string bwd_name(mc::DType t, const mc::AttentionProblem& p) {
+  return name(t) + " D" + std::to_string(p.D) + " H" + std::to_string(p.H) + "/" +
+         std::to_string(p.Hkv) + " Lq" + std::to_string(p.mask.Lq) + " Lk" +
+         std::to_string(p.mask.Lk);
+}
+
+// Padding + causal, grouped-query heads (4 query heads on 2 kv heads), sequences of several blocks
+// of both kernels (150 rows and keys: 3 dQ blocks, 3 dK/dV blocks), the second sequence's padded
+// queries seeing no key. Head dims: 8 and 40 (D_PAD 32 and 64, 16-byte loads, D % 16 != 0), 72
+// and 128 (D_PAD 128), 100 (D_PAD 128, element-wise loads), 256 (dK and dV in two passes), 59
+// (element-wise, odd).
+TEST_F(CudaKernels, attentionBackwardPaddingCausalGqa) {
+  std::uint32_t seed = 400;
+  for (const mc::DType t : kBackwardDtypes)
+    for (const std::int64_t D : {8, 40, 59, 72, 100, 128, 256}) {
+      const mc::AttentionProblem p = bwd_problem(kernel_checks::padded_causal(150, 150), 4, 2, D);
+      SCOPED_TRACE(bwd_name(t, p));
+      check_backward(p, t, bwd_inputs(p, t, seed += 4));
+    }
+}
+
+// The other mask features, each with rows or keys nobody sees: a sliding window with Lq != Lk
+// (keys beyond every window), left padding + causal with Lq > Lk (early rows see no key), packed
+// documents with an empty document, a sequence without any valid query, top-left causal, and a
+// negative scale (the scores' signs flipped as the forward flips them): (what, problem) at head
+// dim D.
+std::vector<std::pair<std::string, mc::AttentionProblem>> mask_feature_cases(std::int64_t D) {
+  std::vector<std::pair<std::string, mc::AttentionProblem>> out;
+  auto add = [&](std::string what, mc::MaskSpec m, std::int64_t H, std::int64_t Hkv,
+                 std::optional<double> scale) {
+    out.emplace_back(std::move(what), bwd_problem(std::move(m), H, Hkv, D, scale));
+  };
+  mc::MaskSpec window = kernel_checks::padded_causal(130, 200);
+  window.causal = false;
+  window.window = mc::Window{40, 3};
+  add("window (40, 3)", window, 2, 2, std::nullopt);
+  mc::MaskSpec left = kernel_checks::padded_causal(170, 100);
+  left.padding = mc::PaddingSide::left;
+  add("left padding + causal, scale -0.3", left, 3, 1, -0.3);
+  mc::MaskSpec docs;
+  docs.B = 2;
+  docs.Lq = docs.Lk = 260;
+  docs.q_lens = {260, 0};
+  docs.k_lens = {250, 90};
+  docs.causal = true;
+  docs.cu_seqlens_q = {{0, 70, 70, 200, 260}, {0, 0}};
+  docs.cu_seqlens_k = {{0, 100, 130, 190, 250}, {0, 90}};
+  add("documents + causal", docs, 2, 1, std::nullopt);
+  mc::MaskSpec top_left = kernel_checks::padded_causal(90, 140);
+  top_left.alignment = mc::Alignment::top_left;
+  add("top-left causal, scale 2.5", top_left, 1, 1, 2.5);
+  return out;
+}
+
+TEST_F(CudaKernels, attentionBackwardMaskFeatures) {
+  std::uint32_t seed = 500;
+  for (const mc::DType t : kBackwardDtypes)
+    for (const std::int64_t D : {64, 59})
+      for (const auto& [what, p] : mask_feature_cases(D)) {
+        SCOPED_TRACE(what + " " + bwd_name(t, p));
+        check_backward(p, t, bwd_inputs(p, t, seed += 4));
+      }
+}
+
+// Huge scores (the operands of the forward's test: exact scores 2^E - k_j u, ties of the top),
+// dout uniform: the weights are 2^0 / (number of ties) or 0, which only scores recomputed bit for
+// bit as the forward's (and exponents relative to the row's top key) keep.
+TEST_F(CudaKernels, attentionBackwardKeepsHugeScores) {
+  std::uint32_t seed = 600;
+  for (const mc::DType t : kBackwardDtypes)
+    for (const std::int64_t D : {64, 100})
+      for (const double target : {0x1p19, 0x1p31, 0x1p40})
+        for (const double sign : {1.0, -1.0}) {
+          // fp16 reaches targets beyond 2^22 at D 64 only through scales so large that the exact
+          // dq overflows it.
+          if (t == mc::DType::f16 && target > 0x1p19) continue;
+          const Huge h = huge_for(t, D, target);
+          const mc::AttentionProblem p =
+              bwd_problem(kernel_checks::padded_causal(130, 300), 2, 1, D, sign * h.scale);
+          const Operands o = make_operands(t, D, p.mask.B * p.H * p.mask.Lq,
+                                           p.mask.B * p.Hkv * p.mask.Lk, h.E, sign, seed++);
+          BwdInputs x{o.q, o.k, o.v, {}};
+          x.dout = kernel_checks::uniform(static_cast<std::size_t>(p.q_numel()), -1, 1, seed++);
+          for (double& e : x.dout) e = mc::round_to(t, e);
+          SCOPED_TRACE(bwd_name(t, p) + " top 2^" + std::to_string(h.E) + " scale " +
+                       std::to_string(*p.scale));
+          check_backward(p, t, x);
+        }
+}
+
+// Two runs give the same bits (no floating-point atomics; fixed orders of summation), on a case
+// with many blocks of both kernels and grouped-query sums.
+TEST_F(CudaKernels, attentionBackwardIsDeterministic) {
+  for (const mc::DType t : kBackwardDtypes)
+    for (const std::int64_t D : {64, 128}) {
+      const mc::AttentionProblem p = bwd_problem(kernel_checks::padded_causal(700, 700), 8, 2, D);
+      SCOPED_TRACE(bwd_name(t, p));
+      const BwdInputs x = bwd_inputs(p, t, 700);
+      const auto a = impl("cuda").attention_backward(p, t, x.q, x.k, x.v, x.dout);
+      const auto b = impl("cuda").attention_backward(p, t, x.q, x.k, x.v, x.dout);
+      EXPECT_TRUE(a.dq == b.dq) << "dq differs between two runs";
+      EXPECT_TRUE(a.dk == b.dk) << "dk differs between two runs";
+      EXPECT_TRUE(a.dv == b.dv) << "dv differs between two runs";
+    }
+}
+
+// NaN in every padded position of q, k, v and dout changes no bit of any gradient.
+TEST_F(CudaKernels, attentionBackwardNeverReadsPadding) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::uint32_t seed = 800;
+  for (const mc::DType t : kBackwardDtypes)
+    for (const std::int64_t D : {59, 64, 256})
+      for (const mc::PaddingSide side : {mc::PaddingSide::right, mc::PaddingSide::left}) {
+        mc::MaskSpec m = kernel_checks::padded_causal(150, 170);
+        m.padding = side;
+        const mc::AttentionProblem p = bwd_problem(m, 2, 1, D);
+        SCOPED_TRACE(bwd_name(t, p) + (side == mc::PaddingSide::left ? " left" : " right"));
+        const BwdInputs clean = bwd_inputs(p, t, seed += 4);
+        BwdInputs dirty = clean;
+        const mc::FlatMask flat(p.mask);
+        for (std::int64_t b = 0; b < m.B; ++b) {
+          const mc::ValidRanges r = mc::valid_ranges(flat.view(), b);
+          for (std::int64_t i = 0; i < m.Lq; ++i)
+            if (!r.has_query(i))
+              for (std::int64_t h = 0; h < p.H; ++h)
+                for (std::int64_t d = 0; d < D; ++d) {
+                  const auto at = static_cast<std::size_t>(((b * p.H + h) * m.Lq + i) * D + d);
+                  dirty.q[at] = dirty.dout[at] = nan;
+                }
+          for (std::int64_t j = 0; j < m.Lk; ++j)
+            if (!r.keys().contains(j))
+              for (std::int64_t h = 0; h < p.Hkv; ++h)
+                for (std::int64_t d = 0; d < D; ++d) {
+                  const auto at = static_cast<std::size_t>(((b * p.Hkv + h) * m.Lk + j) * D + d);
+                  dirty.k[at] = dirty.v[at] = nan;
+                }
+        }
+        const auto a = check_backward(p, t, clean);
+        const auto g = impl("cuda").attention_backward(p, t, dirty.q, dirty.k, dirty.v, dirty.dout);
+        auto same_bits = [](const std::vector<double>& x, const std::vector<double>& y) {
+          if (x.size() != y.size()) return false;
+          for (std::size_t i = 0; i < x.size(); ++i)
+            if (std::memcmp(&x[i], &y[i], sizeof(double)) != 0) return false;
+          return true;
+        };
+        EXPECT_TRUE(same_bits(g.dq, a.dq)) << "NaN padding changed dq";
+        EXPECT_TRUE(same_bits(g.dk, a.dk)) << "NaN padding changed dk";
+        EXPECT_TRUE(same_bits(g.dv, a.dv)) << "NaN padding changed dv";
+      }
+}
+
+// What the kernels cannot do is declined with the reason, never attempted: D > 256, f64.
+TEST_F(CudaKernels, attentionBackwardDeclinesWhatItCannotDo) {
+  mc::AttentionProblem p;
+  p.mask = kernel_checks::padded_causal(10, 10);
+  p.D = 257;
+  const auto& cuda = impl("cuda");
+  const mc::Support wide = cuda.supports_attention_backward(p, mc::DType::bf16);
+  EXPECT_FALSE(wide.ok);
+  EXPECT_NE(wide.reason.find("D <= 256"), std::string::npos) << wide.reason;
+  p.D = 256;
+  EXPECT_TRUE(cuda.supports_attention_backward(p, mc::DType::bf16).ok);
+  const mc::Support f64 = cuda.supports_attention_backward(p, mc::DType::f64);
+  EXPECT_FALSE(f64.ok);
+  EXPECT_NE(f64.reason.find("f32, f16 and bf16"), std::string::npos) << f64.reason;
 }
 
 }  // namespace

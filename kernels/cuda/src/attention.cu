@@ -30,13 +30,15 @@
 #include <cmath>
 #include <limits>
 
+#include "attention_internal.cuh"
 #include "common.cuh"
 #include "maskcheck/kernels/exp2_scale.hpp"
+#include "tensor_core.cuh"
 
 namespace maskcheck::cuda {
 namespace {
 
-constexpr int kMaxD = 256;
+constexpr int kMaxD = detail::kMaxHeadDim;
 
 // Where rows of q / k / v / out / lse live for sequence b and head h, in either layout.
 struct Layout {
@@ -64,11 +66,12 @@ struct Layout {
 
 // ---- v1: fp32, one warp per query row --------------------------------------------------------
 
-template <class T>
+// STATS: the backward's row statistics (attention_internal.cuh) instead of out and lse.
+template <class T, bool STATS>
 __global__ void rows_kernel(const T* __restrict__ q, const T* __restrict__ k,
                             const T* __restrict__ v, T* __restrict__ out, float* __restrict__ lse,
-                            MaskView mask, Layout lay, Exp2Scale sc, std::int64_t group,
-                            std::int64_t rows) {
+                            detail::RowStats st, MaskView mask, Layout lay, Exp2Scale sc,
+                            std::int64_t group, std::int64_t rows) {
   constexpr int kPer = kMaxD / 32;
   const int lane = threadIdx.x % 32;
   const std::int64_t warps = std::int64_t(gridDim.x) * (blockDim.x / 32);
@@ -78,7 +81,6 @@ __global__ void rows_kernel(const T* __restrict__ q, const T* __restrict__ k,
     if (i >= lay.q_extent(b)) continue;
     const KeyRange range = visible_keys(mask, b, i);
     const std::int64_t hk = h / group;
-    T* o = out + lay.q_row(b, h, i);
     float qv[kPer], acc[kPer];
 #pragma unroll
     for (int u = 0; u < kPer; ++u) {
@@ -90,14 +92,7 @@ __global__ void rows_kernel(const T* __restrict__ q, const T* __restrict__ k,
     // dot: a key, sign(scale) q.k; m: the top key so far, l = sum 2^exponent(dot, m).
     float m = -INFINITY, l = 0.f;
     for (std::int64_t j = range.begin; j < range.end; ++j) {
-      const T* kr = k + lay.kv_row(b, hk, j);
-      float dot = 0.f;
-#pragma unroll
-      for (int u = 0; u < kPer; ++u) {
-        const std::int64_t d = lane + 32 * u;
-        if (d < lay.D) dot = fmaf(qv[u], detail::to_float(kr[d]), dot);
-      }
-      dot = detail::warp_sum(dot);
+      const float dot = detail::warp_dot(qv, k + lay.kv_row(b, hk, j), lane, lay.D, 1.f);
       const float m_new = fmaxf(m, dot);
       const float alpha = exp2f(sc.exponent(m, m_new)), p = exp2f(sc.exponent(dot, m_new));
       l = l * alpha + p;
@@ -110,12 +105,30 @@ __global__ void rows_kernel(const T* __restrict__ q, const T* __restrict__ k,
       m = m_new;
     }
     const bool empty = range.empty();
+    if constexpr (STATS) {
+      const T* g = static_cast<const T*>(st.dout) + lay.q_row(b, h, i);
+      float delta = 0.f;
 #pragma unroll
-    for (int u = 0; u < kPer; ++u) {
-      const std::int64_t d = lane + 32 * u;
-      if (d < lay.D) o[d] = detail::from_float<T>(empty ? 0.f : acc[u] / l);
+      for (int u = 0; u < kPer; ++u) {
+        const std::int64_t d = lane + 32 * u;
+        if (d < lay.D && !empty) delta = fmaf(detail::to_float(g[d]), acc[u] / l, delta);
+      }
+      delta = detail::warp_sum(delta);
+      if (lane == 0) {
+        const std::int64_t at = lay.lse_index(b, h, i);
+        st.m[at] = empty ? 0.f : m;
+        st.inv_l[at] = empty ? 0.f : 1.f / l;
+        st.delta[at] = empty ? 0.f : delta;
+      }
+    } else {
+      T* o = out + lay.q_row(b, h, i);
+#pragma unroll
+      for (int u = 0; u < kPer; ++u) {
+        const std::int64_t d = lane + 32 * u;
+        if (d < lay.D) o[d] = detail::from_float<T>(empty ? 0.f : acc[u] / l);
+      }
+      if (lse && lane == 0) lse[lay.lse_index(b, h, i)] = empty ? -INFINITY : sc.lse(m, l);
     }
-    if (lse && lane == 0) lse[lay.lse_index(b, h, i)] = empty ? -INFINITY : sc.lse(m, l);
   }
 }
 
@@ -135,8 +148,7 @@ struct Config {
   static constexpr int kBM = 16 * kMT * kWarps;     // query rows per block: 128
   static constexpr int kBN = D_PAD > 64 ? 32 : 64;  // keys per tile
   static constexpr int kStages = 2;
-  static constexpr int kStride =
-      D_PAD + 8;  // halves per row: +16 bytes keeps ldmatrix conflict-free
+  static constexpr int kStride = tc::kSmemStride<D_PAD>;
   static constexpr int kQ = kBM * kStride;
   static constexpr int kKV = kBN * kStride;
   static constexpr std::size_t kBytes =
@@ -145,102 +157,14 @@ struct Config {
   static_assert(kWarps * sizeof(BasicTileBounds<int>) <= kBM * sizeof(int));
 };
 
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool pred) {
-  const int bytes = pred ? 16 : 0;  // 0: zero-fill the 16 bytes, read nothing
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-               "r"(bytes));
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::);
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {  // at most N committed groups still pending
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-
-// d += a (16x16, row) * b (16x8, col), fp32 accumulate.
-template <class T>
-__device__ __forceinline__ void mma16816(float (&d)[4], const std::uint32_t (&a)[4],
-                                         std::uint32_t b0, std::uint32_t b1) {
-  if constexpr (std::is_same_v<T, __half>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-
-// 2^x on the special-function unit. P is rounded to 8 or 11 mantissa bits right after, so the
-// approximation (rel. error ~2^-22) and flushing results below 2^-126 to 0 cost nothing visible.
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-
-template <class T>
-__device__ __forceinline__ std::uint32_t pack2(float lo, float hi) {
-  if constexpr (std::is_same_v<T, __half>) {
-    const __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<const std::uint32_t*>(&v);
-  } else {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<const std::uint32_t*>(&v);
-  }
-}
-
-// Copies `rows` rows of a [*, D] operand starting at row `first` into a shared tile of D_PAD
-// columns; rows outside [valid_lo, valid_hi) (or with row_ok[r] == 0) and columns >= D become
-// zeros, so nothing outside the valid data is ever read.
-// VEC: 16-byte cp.async chunks (D % 8 == 0 and aligned pointers), else element by element; a
-// template parameter because both paths in one kernel cost the hot loop its registers.
-template <class T, int D_PAD, bool VEC, int THREADS>
-__device__ __forceinline__ void load_tile(T* __restrict__ tile, const T* __restrict__ base,
-                                          std::int64_t row_stride, std::int64_t first, int rows,
-                                          std::int64_t valid_lo, std::int64_t valid_hi,
-                                          std::int64_t D, const int* row_ok) {
-  using C = Config<D_PAD>;
-  if constexpr (VEC) {  // 16-byte chunks through cp.async (zero-filled where invalid)
-    constexpr int kChunks = D_PAD / 8;
-    for (int c = threadIdx.x; c < rows * kChunks; c += THREADS) {
-      const int r = c / kChunks, col = (c % kChunks) * 8;
-      const std::int64_t g = first + r;
-      const bool ok = g >= valid_lo && g < valid_hi && col < D && (row_ok == nullptr || row_ok[r]);
-      const T* src = ok ? base + g * row_stride + col : base;
-      cp_async16(tile + r * C::kStride + col, src, ok);
-    }
-  } else {
-#pragma unroll 1  // unrolled, the element loop would hold the hot loop's registers
-    for (int c = threadIdx.x; c < rows * D_PAD; c += THREADS) {
-      const int r = c / D_PAD, col = c % D_PAD;
-      const std::int64_t g = first + r;
-      const bool ok = g >= valid_lo && g < valid_hi && col < D && (row_ok == nullptr || row_ok[r]);
-      tile[r * C::kStride + col] = ok ? base[g * row_stride + col] : detail::from_float<T>(0.f);
-    }
-  }
-}
+using tc::cp_async_commit;
+using tc::cp_async_wait;
+using tc::fast_exp2;
+using tc::ldmatrix_x4;
+using tc::ldmatrix_x4_trans;
+using tc::load_tile;
+using tc::mma16816;
+using tc::pack2;
 
 // Blocks per SM that ptxas must fit: 3 for D <= 32 with element-wise loads (168 registers, as
 // ptxas chose unasked before exponents became (key - max) c: left alone it takes 170-173 and fits
@@ -249,11 +173,12 @@ __device__ __forceinline__ void load_tile(T* __restrict__ tile, const T* __restr
 template <int D_PAD, bool VEC>
 inline constexpr int kFlashMinBlocks = D_PAD <= 32 && !VEC ? 3 : 0;
 
-template <class T, int D_PAD, bool VEC>
+// STATS: the backward's row statistics (attention_internal.cuh) instead of out and lse.
+template <class T, int D_PAD, bool VEC, bool STATS>
 __global__ void __launch_bounds__(Config<D_PAD>::kThreads, kFlashMinBlocks<D_PAD, VEC>)
     flash_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
-                 T* __restrict__ out, float* __restrict__ lse, MaskView mask, Layout lay,
-                 Exp2Scale sc, std::int64_t group) {
+                 T* __restrict__ out, float* __restrict__ lse, detail::RowStats st, MaskView mask,
+                 Layout lay, Exp2Scale sc, std::int64_t group) {
   using C = Config<D_PAD>;
   constexpr int MT = C::kMT, kBM = C::kBM, kBN = C::kBN, kStride = C::kStride;
   constexpr int kKSteps = D_PAD / 16;  // k-steps of S = Q K^T
@@ -480,31 +405,56 @@ __global__ void __launch_bounds__(Config<D_PAD>::kThreads, kFlashMinBlocks<D_PAD
       l += __shfl_xor_sync(0xffffffffu, l, 2);
       const int r = (warp * MT + mt) * 16 + g + 8 * rr;
       const std::int64_t i = m0 + r;
-      if (i >= extent) continue;
-      const bool empty = !row_ok[r] || l == 0.f;
+      const bool empty = !row_ok[r] || l == 0.f;  // row_ok is 0 past the extent
       const float inv = empty ? 0.f : 1.f / l;
-      T* o = out + lay.q_row(b, h, i);
+      if constexpr (STATS) {
+        // delta = <dout_i, out_i> with out_i in fp32; the quad's four shares added by the
+        // butterfly (every lane takes part, whatever its row).
+        float delta = 0.f;
+        if (!empty) {
+          const T* gr = static_cast<const T*>(st.dout) + lay.q_row(b, h, i);
 #pragma unroll
-      for (int db = 0; db < kDBlocks; ++db) {
-        const int col = db * 8 + t4 * 2;
+          for (int db = 0; db < kDBlocks; ++db) {
+            const int col = db * 8 + t4 * 2;
 #pragma unroll
-        for (int e = 0; e < 2; ++e)  // an empty row writes 0, not inf * 0 from padding garbage
-          if (col + e < lay.D)
-            o[col + e] = detail::from_float<T>(empty ? 0.f : o_acc[mt][db][2 * rr + e] * inv);
+            for (int e = 0; e < 2; ++e)
+              if (col + e < lay.D)
+                delta = fmaf(detail::to_float(gr[col + e]), o_acc[mt][db][2 * rr + e] * inv, delta);
+          }
+        }
+        delta += __shfl_xor_sync(0xffffffffu, delta, 1);
+        delta += __shfl_xor_sync(0xffffffffu, delta, 2);
+        if (t4 == 0 && i < extent) {
+          const std::int64_t at = lay.lse_index(b, h, i);
+          st.m[at] = empty ? 0.f : m_row[mt][rr];
+          st.inv_l[at] = inv;
+          st.delta[at] = delta;
+        }
+      } else {
+        if (i >= extent) continue;
+        T* o = out + lay.q_row(b, h, i);
+#pragma unroll
+        for (int db = 0; db < kDBlocks; ++db) {
+          const int col = db * 8 + t4 * 2;
+#pragma unroll
+          for (int e = 0; e < 2; ++e)  // an empty row writes 0, not inf * 0 from padding garbage
+            if (col + e < lay.D)
+              o[col + e] = detail::from_float<T>(empty ? 0.f : o_acc[mt][db][2 * rr + e] * inv);
+        }
+        if (lse && t4 == 0)
+          lse[lay.lse_index(b, h, i)] = empty ? -INFINITY : sc.lse(m_row[mt][rr], l);
       }
-      if (lse && t4 == 0)
-        lse[lay.lse_index(b, h, i)] = empty ? -INFINITY : sc.lse(m_row[mt][rr], l);
     }
 }
 
-template <class T, int D_PAD, bool VEC>
-void launch_flash(const T* q, const T* k, const T* v, T* out, float* lse, const MaskView& mask,
-                  const Layout& lay, Exp2Scale sc, std::int64_t group, std::int64_t B,
-                  std::int64_t max_q, cudaStream_t stream) {
+template <class T, int D_PAD, bool VEC, bool STATS>
+void launch_flash(const T* q, const T* k, const T* v, T* out, float* lse,
+                  const detail::RowStats& st, const MaskView& mask, const Layout& lay, Exp2Scale sc,
+                  std::int64_t group, std::int64_t B, std::int64_t max_q, cudaStream_t stream) {
   using C = Config<D_PAD>;
   static bool configured = false;  // one attribute call per instantiation (host-side, benign race)
   if (!configured) {
-    check(cudaFuncSetAttribute(flash_kernel<T, D_PAD, VEC>,
+    check(cudaFuncSetAttribute(flash_kernel<T, D_PAD, VEC, STATS>,
                                cudaFuncAttributeMaxDynamicSharedMemorySize,
                                static_cast<int>(C::kBytes)),
           "attention: shared memory attribute");
@@ -512,72 +462,89 @@ void launch_flash(const T* q, const T* k, const T* v, T* out, float* lse, const 
   }
   const dim3 grid(static_cast<unsigned>((max_q + C::kBM - 1) / C::kBM),
                   static_cast<unsigned>(lay.H), static_cast<unsigned>(B));
-  flash_kernel<T, D_PAD, VEC>
-      <<<grid, C::kThreads, C::kBytes, stream>>>(q, k, v, out, lse, mask, lay, sc, group);
+  flash_kernel<T, D_PAD, VEC, STATS>
+      <<<grid, C::kThreads, C::kBytes, stream>>>(q, k, v, out, lse, st, mask, lay, sc, group);
   detail::check_launch("attention flash_kernel");
 }
 
-template <class T, int D_PAD>
-void launch_flash(const T* q, const T* k, const T* v, T* out, float* lse, const MaskView& mask,
-                  const Layout& lay, Exp2Scale sc, std::int64_t group, std::int64_t B,
-                  std::int64_t max_q, bool vector_ok, cudaStream_t stream) {
+template <class T, int D_PAD, bool STATS>
+void launch_flash(const T* q, const T* k, const T* v, T* out, float* lse,
+                  const detail::RowStats& st, const MaskView& mask, const Layout& lay, Exp2Scale sc,
+                  std::int64_t group, std::int64_t B, std::int64_t max_q, bool vector_ok,
+                  cudaStream_t stream) {
   if (vector_ok) {
-    launch_flash<T, D_PAD, true>(q, k, v, out, lse, mask, lay, sc, group, B, max_q, stream);
+    launch_flash<T, D_PAD, true, STATS>(q, k, v, out, lse, st, mask, lay, sc, group, B, max_q,
+                                        stream);
   } else {
-    launch_flash<T, D_PAD, false>(q, k, v, out, lse, mask, lay, sc, group, B, max_q, stream);
+    launch_flash<T, D_PAD, false, STATS>(q, k, v, out, lse, st, mask, lay, sc, group, B, max_q,
+                                         stream);
   }
 }
 
-template <class T>
-void run(const T* q, const T* k, const T* v, T* out, float* lse, const MaskView& mask,
-         const Layout& lay, double scale, std::int64_t group, std::int64_t B, std::int64_t max_q,
-         cudaStream_t stream) {
+// STATS: st's statistics instead of out and lse (st.dout is read).
+template <class T, bool STATS>
+void run(const T* q, const T* k, const T* v, T* out, float* lse, const detail::RowStats& st,
+         const MaskView& mask, const Layout& lay, double scale, std::int64_t group, std::int64_t B,
+         std::int64_t max_q, cudaStream_t stream) {
   const Exp2Scale sc = exp2_scale(scale);
   if (B == 0 || lay.H == 0 || max_q == 0) return;
   if constexpr (std::is_same_v<T, float>) {
     const std::int64_t rows = B * lay.H * lay.Lq;
     const int threads = 256;
-    rows_kernel<T><<<detail::grid_for(rows * 32, threads), threads, 0, stream>>>(
-        q, k, v, out, lse, mask, lay, sc, group, rows);
+    rows_kernel<T, STATS><<<detail::grid_for(rows * 32, threads), threads, 0, stream>>>(
+        q, k, v, out, lse, st, mask, lay, sc, group, rows);
     detail::check_launch("attention rows_kernel");
   } else {
     auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
     const bool vector_ok = lay.D % 8 == 0 && aligned(q) && aligned(k) && aligned(v);
-    if (lay.D <= 32) {
-      launch_flash<T, 32>(q, k, v, out, lse, mask, lay, sc, group, B, max_q, vector_ok, stream);
-    } else if (lay.D <= 64) {
-      launch_flash<T, 64>(q, k, v, out, lse, mask, lay, sc, group, B, max_q, vector_ok, stream);
-    } else if (lay.D <= 128) {
-      launch_flash<T, 128>(q, k, v, out, lse, mask, lay, sc, group, B, max_q, vector_ok, stream);
-    } else {
-      launch_flash<T, 256>(q, k, v, out, lse, mask, lay, sc, group, B, max_q, vector_ok, stream);
-    }
+    detail::dispatch_head_dim(lay.D, [&](auto d_pad) {
+      launch_flash<T, decltype(d_pad)::value, STATS>(q, k, v, out, lse, st, mask, lay, sc, group, B,
+                                                     max_q, vector_ok, stream);
+    });
   }
 }
 
-void check_limits(std::int64_t B, std::int64_t H, std::int64_t D) {
-  require(D <= kMaxD, "D", D, "the CUDA attention kernels take D <= 256");
-  require(H <= 65535, "H", H, "the CUDA attention kernels take H <= 65535");
-  require(B <= 65535, "B", B, "the CUDA attention kernels take B <= 65535");
-}
-
-}  // namespace
-
-void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
-                       const void* k, const void* v, void* out, float* lse, cudaStream_t stream) {
+// The padded layout of p over mask's sequences (validated, within the kernels' limits).
+Layout padded_layout(const AttentionShape& p, const MaskView& mask) {
   p.validate(mask.B, mask.Lq, mask.Lk);
-  check_limits(mask.B, p.H, p.D);
+  detail::check_attention_limits(mask.B, p.H, p.D);
   Layout lay;
   lay.H = p.H;
   lay.Hkv = p.Hkv;
   lay.Lq = mask.Lq;
   lay.Lk = mask.Lk;
   lay.D = p.D;
+  return lay;
+}
+
+}  // namespace
+
+void detail::check_attention_limits(std::int64_t B, std::int64_t H, std::int64_t D) {
+  require(D <= kMaxD, "D", D, "the CUDA attention kernels take D <= 256");
+  require(H <= 65535, "H", H, "the CUDA attention kernels take H <= 65535");
+  require(B <= 65535, "B", B, "the CUDA attention kernels take B <= 65535");
+}
+
+void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
+                       const void* k, const void* v, void* out, float* lse, cudaStream_t stream) {
+  const Layout lay = padded_layout(p, mask);
   dispatch_cuda_dtype(t, [&](auto tag) {
     using T = decltype(tag);
-    run<T>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-           static_cast<T*>(out), lse, mask, lay, p.effective_scale(), p.H / p.Hkv, mask.B, mask.Lq,
-           stream);
+    run<T, false>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+                  static_cast<T*>(out), lse, {}, mask, lay, p.effective_scale(), p.H / p.Hkv,
+                  mask.B, mask.Lq, stream);
+  });
+}
+
+void detail::attention_forward_stats(const AttentionShape& p, const MaskView& mask, DType t,
+                                     const void* q, const void* k, const void* v,
+                                     const RowStats& stats, cudaStream_t stream) {
+  const Layout lay = padded_layout(p, mask);
+  dispatch_cuda_dtype(t, [&](auto tag) {
+    using T = decltype(tag);
+    run<T, true>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+                 nullptr, nullptr, stats, mask, lay, p.effective_scale(), p.H / p.Hkv, mask.B,
+                 mask.Lq, stream);
   });
 }
 
@@ -586,7 +553,7 @@ void attention_varlen(const VarlenAttentionProblem& p, const std::int32_t* cu_q,
                       const void* v, void* out, float* lse, cudaStream_t stream) {
   const AttentionProblem padded = p.padded();  // validates; the mask of the equivalent padding
   padded.validate();
-  check_limits(padded.mask.B, p.H, p.D);
+  detail::check_attention_limits(padded.mask.B, p.H, p.D);
   // The predicate sees each sequence as right-padded to the longest one; the packed layout
   // addresses only the rows that exist.
   const DeviceMask dmask(padded.mask, stream);
@@ -602,9 +569,9 @@ void attention_varlen(const VarlenAttentionProblem& p, const std::int32_t* cu_q,
   lay.total_q = p.cu_seqlens_q.back();
   dispatch_cuda_dtype(t, [&](auto tag) {
     using T = decltype(tag);
-    run<T>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-           static_cast<T*>(out), lse, dmask.view(), lay, padded.effective_scale(), p.H / p.Hkv,
-           padded.mask.B, padded.mask.Lq, stream);
+    run<T, false>(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+                  static_cast<T*>(out), lse, {}, dmask.view(), lay, padded.effective_scale(),
+                  p.H / p.Hkv, padded.mask.B, padded.mask.Lq, stream);
   });
   // dmask's buffers are freed on return: wait for the kernels that read them.
   check(cudaStreamSynchronize(stream), "attention_varlen");

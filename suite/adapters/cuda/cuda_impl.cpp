@@ -59,8 +59,8 @@ class CudaImplementation final : public Implementation {
 
   std::string name() const override { return "cuda"; }
   std::string description() const override {
-    return "CUDA kernels: tensor-core flash attention (fp16/bf16), fused masked softmax, "
-           "cross-entropy forward+backward, Philox MLM; fp32 accumulation";
+    return "CUDA kernels: tensor-core flash attention forward and backward (fp16/bf16), fused "
+           "masked softmax, cross-entropy forward+backward, Philox MLM; fp32 accumulation";
   }
   std::vector<Op> ops() const override {
     return {Op::masks, Op::softmax, Op::attention, Op::cross_entropy, Op::mlm};
@@ -165,6 +165,31 @@ class CudaImplementation final : public Implementation {
       r.lse.assign(l.begin(), l.end());
     }
     return r;
+  }
+
+  Support supports_attention_backward(const AttentionProblem& p, DType t) const override {
+    if (auto s = supports_attention(p, t, false); !s) return s;
+    constexpr std::int64_t kMaxLen = (std::int64_t{1} << 31) - 1024;  // int key positions + tiles
+    if (p.mask.Lq > kMaxLen || p.mask.Lk > kMaxLen)
+      return Support::no("cuda attention backward takes Lq, Lk <= 2^31 - 1024");
+    return Support::yes();
+  }
+  AttentionGradients attention_backward(const AttentionProblem& p, DType t,
+                                        std::span<const double> q, std::span<const double> k,
+                                        std::span<const double> v,
+                                        std::span<const double> dout) const override {
+    validate_attention_inputs(p, q.size(), k.size(), v.size(), dout.size());
+    const cu::DeviceMask mask(p.mask);
+    const auto dq_in = upload_values(q, t), dk_in = upload_values(k, t),
+               dv_in = upload_values(v, t), dg_in = upload_values(dout, t);
+    cu::DeviceBuffer dq(q.size() * dtype_bytes(t)), dk(k.size() * dtype_bytes(t)),
+        dv(v.size() * dtype_bytes(t));
+    cu::DeviceBuffer work(cu::attention_backward_workspace_bytes(p.shape(), mask.view()));
+    cu::attention_backward(p.shape(), mask.view(), t, dq_in.get(), dk_in.get(), dv_in.get(),
+                           dg_in.get(), dq.get(), dk.get(), dv.get(), work.get(), nullptr);
+    sync("attention_backward");
+    return {download_values(dq, q.size(), t), download_values(dk, k.size(), t),
+            download_values(dv, v.size(), t)};
   }
 
   Support supports_attention_varlen(const VarlenAttentionProblem& p, DType t, bool) const override {

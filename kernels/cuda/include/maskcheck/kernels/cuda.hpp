@@ -108,6 +108,20 @@ void masked_softmax(const SoftmaxProblem& p, const MaskView& mask, DType t, cons
 void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
                        const void* k, const void* v, void* out, float* lse, cudaStream_t stream);
 
+// ---- attention backward ---------------------------------------------------------------------
+// Given dout [B, H, Lq, D], the gradients of out = softmax(q k^T * scale + mask) v in the padded
+// layout of attention_forward: dq [B, H, Lq, D], dk and dv [B, Hkv, Lk, D], all in dtype t (fp32
+// arithmetic), dk and dv summed over each kv head's query heads. Keys no query sees get
+// dk = dv = +0.0 and rows that see no key dq = +0.0; padding memory of q, k, v and dout may hold
+// anything (it is never read). Deterministic: the same inputs give the same bits (no
+// floating-point atomics). The forward is recomputed inside (its statistics are not an input).
+// workspace: device memory of attention_backward_workspace_bytes(p, mask) bytes (row statistics
+// and tile bounds); B, Lq, Lk of the mask.
+std::size_t attention_backward_workspace_bytes(const AttentionShape& p, const MaskView& mask);
+void attention_backward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
+                        const void* k, const void* v, const void* dout, void* dq, void* dk,
+                        void* dv, void* workspace, cudaStream_t stream);
+
 // Packed (varlen) layout, no padding at all (see VarlenAttentionProblem): q, out [T_q, H, D],
 // k, v [T_k, Hkv, D], lse [H, T_q] fp32 or nullptr; cu_q, cu_k: device copies of the problem's
 // cu_seqlens [B + 1].
