@@ -1,12 +1,20 @@
-// Attention backward on the CPU: maskcheck's kernel (cpu::attention_backward: two passes over the
-// predicate's intervals, P recomputed, deterministic) against LibTorch's SDPA backward with the
-// boolean keep-mask (autograd: the forward once when the row is built, then each timed run is one
-// torch::autograd::grad of that graph, retain_graph, so that only the backward is timed).
+// Attention backward on the CPU: maskcheck's kernel (cpu::attention_backward: flash-style tiles
+// over the predicate's intervals, P recomputed, deterministic) against LibTorch's SDPA backward
+// with the boolean keep-mask (autograd: the forward once when the row is built, then each timed run
+// is one torch::autograd::grad of that graph, retain_graph, so that only the backward is timed).
 //
-// Names: cpu/attention_backward/<dtype>/D<d>/L<l>/pad<p>/padding+causal/<impl>, impl maskcheck or
-// torch_sdpa. Cases: f32 and bf16, D 64 and 128, L 512 and 2048, B * L = 4096 tokens, H 8, 50 %
-// mean padding + causal (the headline case is f32 D128 L2048). CI: f32 and bf16, D 64,
-// L 128, B 2, H 2.
+// On CUDA: maskcheck's kernel (cuda::attention_backward: the forward's statistics, then
+// FlashAttention-2's dK/dV and dQ passes on tensor cores, deterministic) against the same LibTorch
+// backward on the GPU.
+//
+// Names: <device>/attention_backward/<dtype>/D<d>/L<l>/pad<p>/padding+causal/<impl>, impl
+// maskcheck, torch_sdpa, or on the CPU plugin:<name>: a plugin of maskcheck bench --plugin, its
+// attention_backward (ABI 1.2) on the same buffers through a call prepared once (plugins.hpp), in
+// the dtypes its attention_backward_dtypes declares. Cases, 50 % mean padding + causal:
+//   cpu   f32 and bf16, D 64 and 128, L 512 and 2048, B * L = 4096 tokens, H 8 (the issue's
+//         headline case is f32 D128 L2048). CI: f32 and bf16, D 64, L 128, B 2, H 2.
+//   cuda  bf16 and f16, D 64 and 128, L 2048 and 4096, B * L = 16384 tokens, H 16 (the headline:
+//         bf16 D128 L2048). CI: bf16, D 64, L 256, B 2, H 2.
 // Check before timing: dq of sampled rows and dk, dv of sampled keys of two (sequence, kv head)
 // groups, against fp64 formulas (and the same formulas in fp32 as the naive baseline) through
 // check_close.
@@ -14,9 +22,11 @@
 // head, the FlashAttention-2 convention for backward), bytes_per_second (q, k, v, dout read and
 // dq, dk, dv written once).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <iomanip>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -24,8 +34,13 @@
 #include "check.hpp"
 #include "harness.hpp"
 #include "maskcheck/kernels/cpu.hpp"
+#if MASKCHECK_BENCH_CUDA
+#include "cuda/cuda_harness.hpp"
+#endif
 #include "maskcheck/reference/predicate.hpp"
+#include "maskcheck/suite/plugin_host.hpp"
 #include "maskcheck/suite/tolerance.hpp"
+#include "plugins.hpp"
 
 namespace maskcheck::bench {
 
@@ -43,21 +58,25 @@ struct BwdCase {
 };
 
 std::vector<BwdCase> cases(Device d) {
+  using Sizes = AttentionSizes;
+  Sizes s;
+  if (d == Device::cpu)
+    s = ci() ? Sizes{{DType::f32, DType::bf16}, {64}, {128}, 256, 2}
+             : Sizes{{DType::f32, DType::bf16}, {64, 128}, {512, 2048}, 4096, 8};
+  else
+    s = ci() ? Sizes{{DType::bf16}, {64}, {256}, 512, 2}
+             : Sizes{{DType::bf16, DType::f16}, {64, 128}, {2048, 4096}, 16384, 16};
   std::vector<BwdCase> out;
-  if (d != Device::cpu) return out;
-  const std::vector<std::int64_t> Ds =
-      ci() ? std::vector<std::int64_t>{64} : std::vector<std::int64_t>{64, 128};
-  const std::vector<std::int64_t> Ls =
-      ci() ? std::vector<std::int64_t>{128} : std::vector<std::int64_t>{512, 2048};
-  for (DType t : {DType::f32, DType::bf16})
-    for (std::int64_t D : Ds)
-      for (std::int64_t L : Ls) {
+  for (DType t : s.dtypes)
+    for (std::int64_t D : s.Ds)
+      for (std::int64_t L : s.Ls) {
         BwdCase c;
+        c.device = d;
         c.t = t;
         c.D = D;
         c.L = L;
-        c.B = ci() ? 2 : std::max<std::int64_t>(1, 4096 / L);
-        c.H = ci() ? 2 : 8;
+        c.B = std::max<std::int64_t>(1, s.tokens / L);
+        c.H = s.H;
         out.push_back(c);
       }
   return out;
@@ -135,7 +154,8 @@ std::vector<double> sampled_gradients(const AttentionProblem& p, const FlatMask&
 struct BwdFixture : CaseImpls {
   BwdCase c;
   AttentionProblem p;
-  std::unique_ptr<FlatMask> flat;
+  std::unique_ptr<FlatMask> flat;    // on the host: the reference's
+  std::unique_ptr<KernelMask> mask;  // where the case's device reads it
   Buffer q, k, v, dout;
   std::map<std::string, std::vector<Buffer>> outs;  // dq, dk, dv per implementation
   GradReference ref;
@@ -150,6 +170,7 @@ std::unique_ptr<BwdFixture> make_fixture(const BwdCase& c) {
   const AttentionProblem& p = f->p;
   f->flat = std::make_unique<FlatMask>(p.mask);
   const DeviceHarness& d = device(c.device);
+  f->mask = d.mask(p.mask);
   const std::size_t es = dtype_bytes(c.t);
   f->q = Buffer(c.device, static_cast<std::size_t>(p.q_numel()) * es);
   f->k = Buffer(c.device, static_cast<std::size_t>(p.kv_numel()) * es);
@@ -189,13 +210,21 @@ std::unique_ptr<BwdFixture> make_fixture(const BwdCase& c) {
   return f;
 }
 
+// The dtypes of dq, dk, dv: the case's, or those of q, k, v in a plugin's storage.
+std::array<DType, 3> gradient_dtypes(const BwdFixture& f, const std::optional<Storage>& st) {
+  if (!st) return {f.c.t, f.c.t, f.c.t};
+  return {st->q, st->k, st->v};
+}
+
 // dq, dk, dv buffers for `impl`, poisoned (all bits set: NaN).
-std::vector<Buffer>& outputs_for(BwdFixture& f, const std::string& impl) {
+std::vector<Buffer>& outputs_for(BwdFixture& f, const std::string& impl,
+                                 const std::optional<Storage>& st = std::nullopt) {
   auto& o = f.outs[impl];
   o.clear();
-  const std::size_t es = dtype_bytes(f.c.t);
-  for (const std::int64_t n : {f.p.q_numel(), f.p.kv_numel(), f.p.kv_numel()}) {
-    o.emplace_back(f.c.device, static_cast<std::size_t>(n) * es);
+  const std::array<DType, 3> dt = gradient_dtypes(f, st);
+  const std::array<std::int64_t, 3> n{f.p.q_numel(), f.p.kv_numel(), f.p.kv_numel()};
+  for (std::size_t i = 0; i < 3; ++i) {
+    o.emplace_back(f.c.device, static_cast<std::size_t>(n[i]) * dtype_bytes(dt[i]));
     o.back().fill(0xFF);
   }
   return o;
@@ -204,14 +233,18 @@ std::vector<Buffer>& outputs_for(BwdFixture& f, const std::string& impl) {
 // Runs once, fetches the gradients into `o` (outside the timed run), checks them.
 Prepared finish(BwdFixture& f, const std::string& name, bool ours, std::function<void()> run,
                 const std::function<void()>& fetch, const std::vector<Buffer>& o,
-                const std::string& notes) {
+                const std::string& notes, const std::optional<Storage>& st = std::nullopt) {
+  const DeviceHarness& d = device(f.c.device);
   Prepared pr;
   pr.run = std::move(run);
   pr.run();
+  d.synchronize();
   fetch();
-  const Readback dq(f.c.device, o[0].get(), f.c.t, f.p.q_numel()),
-      dk(f.c.device, o[1].get(), f.c.t, f.p.kv_numel()),
-      dv(f.c.device, o[2].get(), f.c.t, f.p.kv_numel());
+  d.synchronize();
+  const std::array<DType, 3> dt = gradient_dtypes(f, st);
+  const Readback dq(f.c.device, o[0].get(), dt[0], f.p.q_numel()),
+      dk(f.c.device, o[1].get(), dt[1], f.p.kv_numel()),
+      dv(f.c.device, o[2].get(), dt[2], f.p.kv_numel());
   std::vector<double> got;
   for (const std::int64_t i : f.ref.dq) got.push_back(dq.at(i));
   for (const std::int64_t i : f.ref.dk) got.push_back(dk.at(i));
@@ -246,20 +279,48 @@ BwdTarget maskcheck_target() {
                                           f.v.get(), f.dout.get(), o[0].get(), o[1].get(),
                                           o[2].get());
                 },
-                [] {}, o, device(Device::cpu).kernels_note() + ", two passes (rows, keys)");
+                [] {}, o,
+                device(Device::cpu).kernels_note() +
+                    ", flash-style tiles (forward statistics, then a pass per "
+                    "chunk of rows)");
           }};
 }
 
+#if MASKCHECK_BENCH_CUDA
+// cuda::attention_backward on the case's device buffers, its workspace allocated once here.
+BwdTarget cuda_target() {
+  return {.device = Device::cuda,
+          .impl = "maskcheck",
+          .ours = true,
+          .build = [](BwdFixture& f, const std::string& name) {
+            auto& o = outputs_for(f, "maskcheck");
+            auto work = std::make_shared<Buffer>(
+                Device::cuda,
+                cuda::attention_backward_workspace_bytes(f.p.shape(), f.mask->view()));
+            return finish(
+                f, name, true,
+                [&f, &o, work] {
+                  cuda::attention_backward(f.p.shape(), f.mask->view(), f.c.t, f.q.get(), f.k.get(),
+                                           f.v.get(), f.dout.get(), o[0].get(), o[1].get(),
+                                           o[2].get(), work->get(), kStream);
+                },
+                [] {}, o,
+                "forward statistics, then dK/dV and dQ passes on tensor cores, deterministic");
+          }};
+}
+#endif
+
 #if MASKCHECK_BENCH_TORCH
-BwdTarget torch_target() {
-  return {.device = Device::cpu,
+BwdTarget torch_target(Device d) {
+  return {.device = d,
           .impl = "torch_sdpa",
           .skip = [](const BwdCase& c) { return torch_unusable(c.device, c.t); },
           .build =
               [](BwdFixture& f, const std::string& name) {
                 auto& o = outputs_for(f, "torch_sdpa");
                 auto peer = std::make_shared<torch_peers::SdpaBackwardPeer>(
-                    f.p, f.c.t, f.q.get(), f.k.get(), f.v.get(), f.dout.get());
+                    f.p, f.c.t, torch_device(f.c.device), f.q.get(), f.k.get(), f.v.get(),
+                    f.dout.get());
                 return finish(
                     f, name, false, [peer] { peer->run(); },
                     [peer, &o] { peer->copy_gradients(o[0].get(), o[1].get(), o[2].get()); }, o,
@@ -268,11 +329,51 @@ BwdTarget torch_target() {
 }
 #endif
 
+// A plugin (maskcheck bench --plugin) on the CPU: its attention_backward (ABI 1.2) on the case's
+// buffers, q, k, v and dout converted once where it stores them wider than the case's dtype. Not
+// registered (with the reason) for a plugin on another device, one before ABI 1.2 or without a
+// backward in the case's dtype, or a problem its query declines.
+BwdTarget plugin_target(std::shared_ptr<const Implementation> plugin) {
+  return {.device = Device::cpu,
+          .impl = plugin->name(),
+          .skip =
+              [plugin](const BwdCase& c) {
+                std::string why = on_host(*plugin);
+                if (why.empty())
+                  if (const Support s = plugin->supports_attention_backward(make_problem(c), c.t);
+                      !s)
+                    why = s.reason;
+                return why;
+              },
+          .build =
+              [plugin](BwdFixture& f, const std::string& name) {
+                const Storage st = plugin->storage(f.c.t);
+                auto inputs = std::make_shared<PluginInputs>();
+                const void* q = inputs->in(f.q, f.c.t, st.q, f.p.q_numel());
+                const void* k = inputs->in(f.k, f.c.t, st.k, f.p.kv_numel());
+                const void* v = inputs->in(f.v, f.c.t, st.v, f.p.kv_numel());
+                const void* g = inputs->in(f.dout, f.c.t, st.out, f.p.q_numel());
+                auto& o = outputs_for(f, plugin->name(), st);
+                std::shared_ptr<plugin::PreparedCall> call = plugin::prepare_attention_backward(
+                    *plugin, f.p, f.c.t, q, k, v, g, o[0].get(), o[1].get(), o[2].get());
+                return finish(
+                    f, name, false, [call, inputs] { call->run(); }, [] {}, o,
+                    plugin->description(), st);
+              }};
+}
+
 std::vector<BwdTarget> targets() {
   std::vector<BwdTarget> t;
   t.push_back(maskcheck_target());
 #if MASKCHECK_BENCH_TORCH
-  t.push_back(torch_target());
+  t.push_back(torch_target(Device::cpu));
+#endif
+  for (const auto& plugin : plugins()) t.push_back(plugin_target(plugin));
+#if MASKCHECK_BENCH_CUDA
+  t.push_back(cuda_target());
+#if MASKCHECK_BENCH_TORCH
+  t.push_back(torch_target(Device::cuda));
+#endif
 #endif
   return t;
 }

@@ -120,11 +120,7 @@ std::int64_t reference_max_L() {
 
 // The case table.
 std::vector<AttnCase> cases(Device d) {
-  struct Sizes {
-    std::vector<DType> dtypes;
-    std::vector<std::int64_t> Ds, Ls;
-    std::int64_t tokens, H;
-  };
+  using Sizes = AttentionSizes;
   Sizes s;
   if (d == Device::cpu)
     s = ci() ? Sizes{{DType::f32, DType::bf16}, {64}, {128}, 256, 2}
@@ -502,15 +498,10 @@ AttnTarget plugin_target(std::shared_ptr<const Implementation> plugin) {
           .build =
               [plugin](AttnFixture& f, const std::string& name) {
                 const Storage st = plugin->storage(f.c.t);
-                auto inputs = std::make_shared<std::vector<Buffer>>();
-                auto input = [&](const Buffer& b, DType to, std::int64_t n) -> const void* {
-                  if (to == f.c.t) return b.get();
-                  inputs->push_back(converted(b.get(), f.c.t, to, n));
-                  return inputs->back().get();
-                };
-                const void* q = input(f.q, st.q, f.p.q_numel());
-                const void* k = input(f.k, st.k, f.p.kv_numel());
-                const void* v = input(f.v, st.v, f.p.kv_numel());
+                auto inputs = std::make_shared<PluginInputs>();
+                const void* q = inputs->in(f.q, f.c.t, st.q, f.p.q_numel());
+                const void* k = inputs->in(f.k, f.c.t, st.k, f.p.kv_numel());
+                const void* v = inputs->in(f.v, f.c.t, st.v, f.p.kv_numel());
                 Buffer& out = f.outs[plugin->name()] = Buffer(
                     Device::cpu, static_cast<std::size_t>(f.p.q_numel()) * dtype_bytes(st.out));
                 out.fill(0xFF);

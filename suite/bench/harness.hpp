@@ -289,6 +289,14 @@ void register_operation(std::vector<Case> (*cases)(Device d),
   MASKCHECK_BENCH_SUITE(                                              \
       name, [] { ::maskcheck::bench::register_operation(cases, targets, make_fixture); })
 
+// The axes of an attention-shaped case table on one device (attention, attention_backward):
+// dtypes, head dims, lengths, tokens per case (B = tokens / L) and heads.
+struct AttentionSizes {
+  std::vector<DType> dtypes;
+  std::vector<std::int64_t> Ds, Ls;
+  std::int64_t tokens, H;
+};
+
 // The case of an operation over token sequences (mlm, lm_labels): B sequences of L tokens with
 // pad % mean padding, named "<device>/<op>/T<B * L>/L<L>/pad<pad>".
 struct TokenCase {
