@@ -253,6 +253,15 @@ void validate_loss_inputs(const LossProblem& p, std::span<const std::int64_t> la
   }
 }
 
+void validate_upstream_gradient(const LossProblem& p, bool backward,
+                                std::span<const double> grad_output) {
+  if (grad_output.empty()) return;
+  if (!backward && p.N > 0)  // (with N = 0 there is no gradient to ask for)
+    throw_invalid("grad_output.size()", static_cast<long long>(grad_output.size()),
+                  "must be 0 without a backward (an upstream gradient is the backward's input)");
+  require_size("grad_output", grad_output.size(), p.reduction == Reduction::none ? p.N : 1);
+}
+
 void validate_mlm_inputs(const MlmProblem& p, std::span<const std::int64_t> ids,
                          std::span<const std::uint8_t> keep, std::span<const std::uint8_t> special,
                          std::span<const std::uint8_t> continuation) {

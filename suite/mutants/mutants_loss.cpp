@@ -146,6 +146,57 @@ class PromptOffByOne : public Named {
 
 }  // namespace
 
+// ---- the backward with an upstream gradient (cross_entropy_upstream) --------------------------
+
+// How a mutant reads the upstream gradient of reduction none.
+enum class UpstreamBug : std::uint8_t {
+  ones,            // not at all: the backward of ones
+  compacted,       // row i reads grad_output[k] for the k-th contributing row (a packed index)
+  ignored_scaled,  // ignored rows' zero gradient multiplied by their grad_output too (0 * NaN)
+};
+
+class UpstreamMisread : public Named {
+ public:
+  UpstreamMisread(std::string id, std::string how, UpstreamBug bug)
+      : Named(std::move(id), std::move(how)), bug_(bug) {}
+  LossResult cross_entropy_upstream(const LossProblem& p, DType t, std::span<const double> logits,
+                                    std::span<const std::int64_t> labels,
+                                    std::span<const double> weights,
+                                    std::span<const double> grad_output) const override {
+    if (bug_ == UpstreamBug::ones || p.reduction != Reduction::none)
+      return bug_ == UpstreamBug::ones
+                 ? ReferenceImplementation::cross_entropy(p, t, logits, labels, weights, true)
+                 : ReferenceImplementation::cross_entropy_upstream(p, t, logits, labels, weights,
+                                                                   grad_output);
+    std::vector<double> g(grad_output.begin(), grad_output.end());
+    if (bug_ == UpstreamBug::compacted) {
+      std::size_t k = 0;
+      for (std::int64_t i = 0; i < p.N; ++i)
+        if (labels[i] != p.ignore_index) g[static_cast<std::size_t>(i)] = grad_output[k++];
+    }
+    LossResult r =
+        ReferenceImplementation::cross_entropy_upstream(p, t, logits, labels, weights, g);
+    if (bug_ == UpstreamBug::ignored_scaled)
+      for (std::int64_t i = 0; i < p.N; ++i)
+        if (labels[i] == p.ignore_index)
+          for (std::int64_t j = 0; j < p.V; ++j)
+            r.dlogits[i * p.V + j] = round_to(t, r.dlogits[i * p.V + j] * grad_output[i]);
+    return r;
+  }
+
+ private:
+  UpstreamBug bug_;
+};
+
+// A mutant of the upstream-gradient backward: it meets the cross_entropy.upstream.* properties
+// only (its plain cross_entropy is the reference's).
+Mutant upstream(std::string bug, std::string id, std::string how, UpstreamBug b) {
+  Mutant m =
+      entry<UpstreamMisread>(Op::cross_entropy, std::move(bug), std::move(id), std::move(how), b);
+  m.backward = true;
+  return m;
+}
+
 void add_loss_mutants(std::vector<Mutant>& out) {
   const Op op = Op::cross_entropy;
   out.push_back(entry<WrongMeanDenominator>(
@@ -162,6 +213,19 @@ void add_loss_mutants(std::vector<Mutant>& out) {
       op, "token weights left out of the mean's denominator", "weighted-mean-over-count",
       "the weighted mean divides sum(w * l) by the number of contributing tokens, not sum(w)",
       contributing_count));
+  out.push_back(upstream("upstream gradient ignored", "ce-upstream-ones",
+                         "the backward assumes an upstream gradient of ones whatever it is given",
+                         UpstreamBug::ones));
+  out.push_back(upstream(
+      "upstream gradient indexed by contributing row", "ce-upstream-compacted",
+      "reduction none: row i is scaled by grad_output[k], k its rank among the contributing rows "
+      "(the index of a kernel that packs the non-ignored rows), instead of grad_output[i]",
+      UpstreamBug::compacted));
+  out.push_back(upstream(
+      "ignored rows' upstream gradient read", "ce-upstream-ignored-read",
+      "reduction none: the ignored rows' zero gradient is multiplied by their grad_output like "
+      "the others' (0 * g: NaN when g is NaN or inf)",
+      UpstreamBug::ignored_scaled));
 }
 
 void add_labels_mutants(std::vector<Mutant>& out) {

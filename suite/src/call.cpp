@@ -236,6 +236,8 @@ void encode_inputs(const CrossEntropyCall& c, CaseParts& p) {
   p.w.ints<std::int64_t>("labels", c.labels, {c.problem.N}, I64);
   if (c.problem.weighted || !c.weights.empty())
     p.w.floats("weights", c.weights, {c.problem.N}, c.dtype);
+  if (!c.grad_output.empty())
+    p.w.floats("grad_output", c.grad_output, {ssize(c.grad_output.size())}, c.dtype);
 }
 void encode_inputs(const LmLabelsCall& c, CaseParts& p) {
   p.problem = c.problem;
@@ -695,6 +697,14 @@ CallInputs decode_cross_entropy(CaseReader& r, json& problem, const json& option
   read_options(options, source, [&](JsonFields& f) {
     f.field("backward", [&](const json& v, const std::string& p) { c.backward = json_bool(v, p); });
   });
+  if (const st::Tensor* g = r.find("grad_output")) {
+    const bool none = c.problem.reduction == Reduction::none;
+    if (!c.backward)
+      throw_invalid(r.where("tensor \"grad_output\""), g->describe(),
+                    "given, but maskcheck.options says backward = false");
+    r.shape("grad_output", *g, {none ? c.problem.N : 1}, none ? "[N] (reduction none)" : "[1]");
+    c.grad_output = st::to_doubles(*g, r.where("tensor \"grad_output\""));
+  }
   return c;
 }
 
@@ -834,6 +844,7 @@ void validate_call(const CallInputs& in) {
             require_size("logits", c.logits.size(),
                          checked_numel("logits", {c.problem.N, c.problem.V}));
             validate_loss_inputs(c.problem, c.labels, c.weights);
+            validate_upstream_gradient(c.problem, c.backward, c.grad_output);
           },
           [](const LmLabelsCall& c) {
             c.problem.validate();
@@ -875,7 +886,8 @@ Support supports_call(const Implementation& impl, const CallInputs& in) {
             return impl.supports_attention_backward(c.problem, c.dtype);
           },
           [&](const CrossEntropyCall& c) {
-            return impl.supports_cross_entropy(c.problem, c.dtype);
+            return c.grad_output.empty() ? impl.supports_cross_entropy(c.problem, c.dtype)
+                                         : impl.supports_cross_entropy_upstream(c.problem, c.dtype);
           },
           [&](const LmLabelsCall& c) { return impl.supports_lm_labels(c.problem); },
           [&](const MlmCall& c) { return impl.supports_mlm(c.problem); }},
@@ -908,6 +920,9 @@ CallResult run_call(const Implementation& impl, const CallInputs& in) {
             return impl.attention_backward(c.problem, c.dtype, c.q, c.k, c.v, c.dout);
           },
           [&](const CrossEntropyCall& c) -> CallResult {
+            if (!c.grad_output.empty())
+              return impl.cross_entropy_upstream(c.problem, c.dtype, c.logits, c.labels, c.weights,
+                                                 c.grad_output);
             return impl.cross_entropy(c.problem, c.dtype, c.logits, c.labels, c.weights,
                                       c.backward);
           },

@@ -25,6 +25,24 @@ LossResult run(const Implementation& impl, const LossCase& c, const LossProblem&
   return impl.cross_entropy(p, c.dtype, d.logits, d.labels, d.weights, backward);
 }
 
+// A case for the backward with an upstream gradient, and its grad_output: [N] for reduction none,
+// [1] otherwise, drawn like values of the case's style (huge as large: gradients are not bounded
+// by the inputs) in its dtype.
+bool draw_upstream(const Implementation& impl, const CaseLimits& lim, LossCase& c,
+                   std::vector<double>& grad_output) {
+  c = *gen_loss_case(lim).as("case");
+  if (!supported(impl.supports_cross_entropy_upstream(c.problem, c.dtype))) return false;
+  tag_case({std::string(to_string(c.dtype)), "reduction=" + to_string(c.problem.reduction)});
+  if (c.ignored_fraction > 0 && c.problem.N > 0) tag_case({"ignored rows"});
+  DataRng rng(c.data_seed ^ 0xbb67ae8584caa73bULL);
+  const DataStyle style = c.style == DataStyle::huge ? DataStyle::large : c.style;
+  const std::size_t n = c.problem.reduction == Reduction::none
+                            ? static_cast<std::size_t>(c.problem.N)
+                            : std::size_t{1};
+  grad_output = draw_values(rng, n, style, c.dtype, 3.0, 12.0);
+  return true;
+}
+
 std::vector<double> scalars(const LossResult& r) {
   return {r.loss, static_cast<double>(r.count), r.weight_sum};
 }
@@ -213,6 +231,51 @@ void add_loss_properties(std::vector<Property>& out) {
          }
          expect(rejected, "label " + std::to_string(d.labels[row]) + " at row " +
                               std::to_string(row) + " was accepted");
+       }});
+
+  out.push_back(
+      {"cross_entropy.upstream.agreesWithReference", Op::cross_entropy,
+       "with an upstream gradient (grad_output [N] for reduction none, [1] otherwise) dlogits "
+       "agrees with the fp64 reference backward",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         LossCase c;
+         std::vector<double> g;
+         if (!draw_upstream(impl, lim, c, g)) return;
+         const auto d = make_data(c);
+         const LossProblem& p = c.problem;
+         const auto got = impl.cross_entropy_upstream(p, c.dtype, d.logits, d.labels, d.weights, g);
+         const auto want = reference_cross_entropy_upstream(p, c.dtype, d.logits, d.labels,
+                                                            d.weights, g, Precision::exact);
+         const auto naive = reference_cross_entropy_upstream(p, c.dtype, d.logits, d.labels,
+                                                             d.weights, g, Precision::naive);
+         expect(got.count == want.count,
+                "count " + std::to_string(got.count) + ", want " + std::to_string(want.count));
+         expect(check_close("dlogits", logits_shape(p.N, p.V), got.dlogits, want.dlogits,
+                            naive.dlogits, c.dtype));
+       }});
+
+  out.push_back(
+      {"cross_entropy.upstream.ignoredRowsNeverReadTheirs", Op::cross_entropy,
+       "reduction none: NaN or inf as the upstream gradient of ignored rows changes no bit of "
+       "dlogits (their rows stay +0.0)",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         LossCase c;
+         std::vector<double> g;
+         if (!draw_upstream(impl, lim, c, g)) return;
+         const LossProblem& p = c.problem;
+         if (p.reduction != Reduction::none) return;
+         const auto d = make_data(c);
+         DataRng rng(c.data_seed);
+         const double bad =
+             garbage_value(draw_garbage({Garbage::nan, Garbage::pos_inf}), c.dtype, rng);
+         auto dirty = g;
+         for (std::int64_t i = 0; i < p.N; ++i)
+           if (d.labels[i] == p.ignore_index) dirty[static_cast<std::size_t>(i)] = bad;
+         const auto clean =
+             impl.cross_entropy_upstream(p, c.dtype, d.logits, d.labels, d.weights, g);
+         const auto got =
+             impl.cross_entropy_upstream(p, c.dtype, d.logits, d.labels, d.weights, dirty);
+         expect(check_exact("dlogits", logits_shape(p.N, p.V), got.dlogits, clean.dlogits));
        }});
 }
 

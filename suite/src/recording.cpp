@@ -129,9 +129,24 @@ LossResult RecordingImplementation::cross_entropy(const LossProblem& p, DType t,
                                                   std::span<const double> weights,
                                                   bool backward) const {
   return record<LossResult>(
-      CrossEntropyCall{p, t, copy(logits), copy(labels), copy(weights), backward,
-                       stored(inner(), Op::cross_entropy, t)},
+      CrossEntropyCall{p,
+                       t,
+                       copy(logits),
+                       copy(labels),
+                       copy(weights),
+                       backward,
+                       stored(inner(), Op::cross_entropy, t),
+                       {}},
       [&] { return inner().cross_entropy(p, t, logits, labels, weights, backward); });
+}
+LossResult RecordingImplementation::cross_entropy_upstream(
+    const LossProblem& p, DType t, std::span<const double> logits,
+    std::span<const std::int64_t> labels, std::span<const double> weights,
+    std::span<const double> grad_output) const {
+  return record<LossResult>(
+      CrossEntropyCall{p, t, copy(logits), copy(labels), copy(weights), true,
+                       stored(inner(), Op::cross_entropy, t), copy(grad_output)},
+      [&] { return inner().cross_entropy_upstream(p, t, logits, labels, weights, grad_output); });
 }
 
 std::vector<std::int64_t> RecordingImplementation::lm_labels(

@@ -51,13 +51,13 @@ AttentionGradients attention_backward_as(const AttentionProblem& p, std::span<co
 template <class S, class A>
 LossResult cross_entropy_as(const LossProblem& p, std::span<const double> logits,
                             std::span<const std::int64_t> labels, std::span<const double> weights,
-                            bool backward) {
+                            bool backward, std::span<const double> grad_output = {}) {
   p.validate();
   require_size("logits", logits.size(), checked_numel("logits", {p.N, p.V}));
   const auto xs = to_storage_vec<S>(logits);
   std::vector<S> g(backward ? xs.size() : 0);
-  const auto o =
-      ref::cross_entropy<S, A>(p, std::span<const S>(xs), labels, weights, std::span<S>(g));
+  const auto o = ref::cross_entropy<S, A>(p, std::span<const S>(xs), labels, weights,
+                                          std::span<S>(g), grad_output);
   LossResult r;
   r.loss = static_cast<double>(o.loss);
   r.losses.assign(o.losses.begin(), o.losses.end());
@@ -319,6 +319,20 @@ LossResult reference_cross_entropy(const LossProblem& p, DType t, std::span<cons
   });
 }
 
+LossResult reference_cross_entropy_upstream(const LossProblem& p, DType t,
+                                            std::span<const double> logits,
+                                            std::span<const std::int64_t> labels,
+                                            std::span<const double> weights,
+                                            std::span<const double> grad_output, Precision prec) {
+  if (prec == Precision::exact)
+    return cross_entropy_as<double, double>(p, logits, labels, weights, true, grad_output);
+  return dispatch_dtype(t, [&](auto s) {
+    using S = decltype(s);
+    return cross_entropy_as<S, std::conditional_t<std::is_same_v<S, double>, double, float>>(
+        p, logits, labels, weights, true, grad_output);
+  });
+}
+
 std::string ReferenceImplementation::description() const {
   return "naive reference: full mask materialized from the one predicate, plain loops, storage "
          "in the case's dtype, accumulation in double";
@@ -411,6 +425,17 @@ LossResult ReferenceImplementation::cross_entropy(const LossProblem& p, DType t,
                                                   bool backward) const {
   return dispatch_dtype(t, [&](auto s) {
     return cross_entropy_as<decltype(s), double>(p, logits, labels, weights, backward);
+  });
+}
+Support ReferenceImplementation::supports_cross_entropy_upstream(const LossProblem&, DType) const {
+  return Support::yes();
+}
+LossResult ReferenceImplementation::cross_entropy_upstream(
+    const LossProblem& p, DType t, std::span<const double> logits,
+    std::span<const std::int64_t> labels, std::span<const double> weights,
+    std::span<const double> grad_output) const {
+  return dispatch_dtype(t, [&](auto s) {
+    return cross_entropy_as<decltype(s), double>(p, logits, labels, weights, true, grad_output);
   });
 }
 

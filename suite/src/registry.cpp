@@ -161,6 +161,19 @@ LossResult Implementation::cross_entropy(const LossProblem&, DType, std::span<co
                                          bool) const {
   unsupported(Op::cross_entropy);
 }
+Support Implementation::supports_cross_entropy_upstream(const LossProblem&, DType) const {
+  if (!provides(Op::cross_entropy)) return not_provided(*this, Op::cross_entropy);
+  return Support::no(name() +
+                     " takes no upstream gradient for cross-entropy (its backward assumes "
+                     "ones)");
+}
+LossResult Implementation::cross_entropy_upstream(const LossProblem&, DType,
+                                                  std::span<const double>,
+                                                  std::span<const std::int64_t>,
+                                                  std::span<const double>,
+                                                  std::span<const double>) const {
+  throw Unsupported(name() + " takes no upstream gradient for cross-entropy");
+}
 Support Implementation::supports_lm_labels(const LmLabelsProblem&) const {
   return not_provided(*this, Op::lm_labels);
 }

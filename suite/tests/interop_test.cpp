@@ -478,6 +478,46 @@ TEST(CaseFile, handWrittenCasesTakeShapesFromTheTensors) {
   mc::validate_call(loss);
 }
 
+// An upstream gradient travels as the tensor grad_output ([N] for reduction none, [1] otherwise),
+// replays through cross_entropy_upstream, and a wrong one is refused naming the file and field.
+TEST(CaseFile, crossEntropyUpstreamGradientRoundTripsAndReplays) {
+  for (const mc::Reduction red : {mc::Reduction::none, mc::Reduction::mean}) {
+    mc::CrossEntropyCall c;
+    c.problem.N = 3;
+    c.problem.V = 4;
+    c.problem.reduction = red;
+    c.dtype = mc::DType::f32;
+    c.logits = {0.5, -1, 2, 0.25, 1, 1, 1, 1, -3, 0, 3, 0.5};
+    c.labels = {2, -100, 0};
+    c.backward = true;
+    c.grad_output =
+        red == mc::Reduction::none ? std::vector<double>{0.5, -7, 3} : std::vector<double>{-2};
+    const auto back = std::get<mc::CrossEntropyCall>(file_round_trip(c));
+    EXPECT_EQ(back.grad_output, c.grad_output);
+    const mc::ReferenceImplementation ref;
+    const auto got = std::get<mc::LossResult>(mc::run_call(ref, back));
+    const auto ones = ref.cross_entropy(c.problem, c.dtype, c.logits, c.labels, {}, true);
+    for (std::int64_t i = 0; i < c.problem.N; ++i)
+      for (std::int64_t j = 0; j < c.problem.V; ++j) {
+        const double g = red == mc::Reduction::none ? c.grad_output[static_cast<std::size_t>(i)]
+                                                    : c.grad_output[0];
+        EXPECT_FLOAT_EQ(got.dlogits[i * 4 + j], g * ones.dlogits[i * 4 + j]) << i << "," << j;
+      }
+    const std::string bytes = st::serialize(mc::encode_case(c));
+    st::File wrong = st::parse(bytes, "case");
+    wrong.tensors["grad_output"] =
+        st::float_tensor(std::vector<double>{1, 2}, {2}, st::Dtype::F32);  // neither [3] nor [1]
+    const std::string msg = invalid_message([&] { mc::decode_case(wrong, "up.safetensors"); });
+    EXPECT_NE(msg.find("up.safetensors"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("grad_output"), std::string::npos) << msg;
+    st::File forward_only = st::parse(bytes, "case");
+    forward_only.metadata["maskcheck.options"] = R"({"backward": false})";
+    const std::string msg2 =
+        invalid_message([&] { mc::decode_case(forward_only, "fwd.safetensors"); });
+    EXPECT_NE(msg2.find("grad_output"), std::string::npos) << msg2;
+  }
+}
+
 TEST(CaseFile, badCasesAreRefusedWithTheReason) {
   mc::AttentionCall a;
   a.problem.mask.Lq = 2;

@@ -69,6 +69,9 @@ struct Args {
   const float* weights = nullptr;
   float* losses = nullptr;
   void* dlogits = nullptr;
+  // Upstream gradient: per row (reduction none) or nullptr; `upstream` multiplies every row's.
+  const float* grad_rows = nullptr;
+  double upstream = 1;
 };
 
 struct CrossEntropyTag {};
@@ -259,7 +262,8 @@ void CrossEntropyT(const Args& a) {
       }
 
       // Gradient from cache: (e exp(m_blk - m) / sum - eps / V) * w / norm.
-      const double coef = w / a.norm;
+      const double coef =
+          w * (a.grad_rows != nullptr ? double{a.grad_rows[i]} : a.upstream) / a.norm;
       const auto b = static_cast<float>(t_other * coef);
       for (std::int64_t k = 0; k < blocks; ++k) {
         const std::int64_t lo = k * blk, len = std::min(blk, V - lo);
@@ -296,10 +300,18 @@ static_assert(sizeof(bfloat16) == sizeof(hwy::bfloat16_t), "bf16 storage is 2 by
 LossTotals cross_entropy(const LossProblem& p, DType t, const void* logits,
                          const std::int64_t* labels, const float* weights, float* losses,
                          void* dlogits) {
+  return cross_entropy(p, t, logits, labels, weights, losses, dlogits, nullptr);
+}
+
+LossTotals cross_entropy(const LossProblem& p, DType t, const void* logits,
+                         const std::int64_t* labels, const float* weights, float* losses,
+                         void* dlogits, const float* grad_output) {
   p.validate();
   require_cpu_dtype(t);
   LossTotals totals;
   if (p.N == 0) return totals;
+  if (grad_output != nullptr && dlogits == nullptr)
+    throw_invalid("grad_output", "given", "needs dlogits (an upstream gradient is the backward's)");
   if (logits == nullptr) throw_invalid("logits", "nullptr", "must point to N*V elements");
   if (labels == nullptr) throw_invalid("labels", "nullptr", "must point to N labels");
   if (losses == nullptr) throw_invalid("losses", "nullptr", "must point to N floats");
@@ -323,16 +335,19 @@ LossTotals cross_entropy(const LossProblem& p, DType t, const void* logits,
   }
   const bool mean = p.reduction == Reduction::mean;
 
-  const ce_detail::Args a{p.N,
-                          p.V,
-                          p.ignore_index,
-                          p.label_smoothing,
-                          mean ? totals.weight_sum : 1.0,
-                          logits,
-                          labels,
-                          p.weighted ? weights : nullptr,
-                          losses,
-                          dlogits};
+  const ce_detail::Args a{
+      p.N,
+      p.V,
+      p.ignore_index,
+      p.label_smoothing,
+      mean ? totals.weight_sum : 1.0,
+      logits,
+      labels,
+      p.weighted ? weights : nullptr,
+      losses,
+      dlogits,
+      grad_output != nullptr && p.reduction == Reduction::none ? grad_output : nullptr,
+      grad_output != nullptr && p.reduction != Reduction::none ? double{grad_output[0]} : 1.0};
   if (t == DType::f32) {
     HWY_DYNAMIC_DISPATCH(CrossEntropyF32)(a);
   } else {

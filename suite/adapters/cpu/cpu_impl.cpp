@@ -159,18 +159,35 @@ class CpuImplementation final : public Implementation {
   LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                            std::span<const std::int64_t> labels, std::span<const double> weights,
                            bool backward) const override {
+    return loss(p, t, logits, labels, weights, backward, {});
+  }
+  Support supports_cross_entropy_upstream(const LossProblem&, DType t) const override {
+    return compute(t);
+  }
+  LossResult cross_entropy_upstream(const LossProblem& p, DType t, std::span<const double> logits,
+                                    std::span<const std::int64_t> labels,
+                                    std::span<const double> weights,
+                                    std::span<const double> grad_output) const override {
+    return loss(p, t, logits, labels, weights, true, grad_output);
+  }
+  // The upstream gradient in f32, as a framework's loss gradient in f32 or in the logits' dtype.
+  static LossResult loss(const LossProblem& p, DType t, std::span<const double> logits,
+                         std::span<const std::int64_t> labels, std::span<const double> weights,
+                         bool backward, std::span<const double> grad_output) {
     p.validate();
     require_size("logits", logits.size(), checked_numel("logits", {p.N, p.V}));
     validate_loss_inputs(p, labels, weights);
+    validate_upstream_gradient(p, backward, grad_output);
     const std::vector<float> w(weights.begin(), weights.end());
+    const std::vector<float> up(grad_output.begin(), grad_output.end());
     return dispatch_compute(t, [&](auto tag) {
       using S = decltype(tag);
       const auto xs = to_storage_vec<S>(logits);
       std::vector<S> grad(backward ? xs.size() : 0);
       std::vector<float> losses(static_cast<std::size_t>(p.N));
-      const cpu::LossTotals tot =
-          cpu::cross_entropy(p, t, xs.data(), labels.data(), p.weighted ? w.data() : nullptr,
-                             losses.data(), backward ? grad.data() : nullptr);
+      const cpu::LossTotals tot = cpu::cross_entropy(
+          p, t, xs.data(), labels.data(), p.weighted ? w.data() : nullptr, losses.data(),
+          backward ? grad.data() : nullptr, up.empty() ? nullptr : up.data());
       LossResult r;
       r.loss = tot.loss;
       r.weight_sum = tot.weight_sum;

@@ -5,6 +5,11 @@
 //   dlogits_ij = (softmax_ij - (1 - eps)[j == y_i] - eps / V) * w_i / norm for contributing
 //   rows, exactly 0 for ignored rows (never read); norm = sum of w over contributing rows for
 //   mean (0 contributing weight gives loss 0 and zero gradients), 1 otherwise.
+// Upstream gradient (optional, backward only): grad_output [N] for reduction none (g_i, the
+//   gradient of row i's loss) or [1] for mean and sum (g, the reduced loss's); the gradient above
+//   is multiplied by g_i (or g) instead of assuming ones. An ignored row's g_i is never read (its
+//   gradient row stays +0.0 whatever g_i holds, NaN included), nor is g when no weight
+//   contributes to a mean.
 // Labels outside [0, V) other than ignore_index throw InvalidArgument naming the row.
 // Complexity: O(N V). Accumulation in A.
 #pragma once
@@ -44,12 +49,13 @@ A weighted_mean(std::span<const double> values, std::span<const double> weights)
 template <class S, class A>
 LossOutput<A> cross_entropy(const LossProblem& p, std::span<const S> logits,
                             std::span<const std::int64_t> labels, std::span<const double> weights,
-                            std::span<S> dlogits) {
+                            std::span<S> dlogits, std::span<const double> grad_output = {}) {
   p.validate();
   require_size("logits", logits.size(), checked_numel("logits", {p.N, p.V}));
   validate_loss_inputs(p, labels, weights);
   const bool backward = !dlogits.empty();
   if (backward) require_size("dlogits", dlogits.size(), checked_numel("dlogits", {p.N, p.V}));
+  validate_upstream_gradient(p, backward, grad_output);
   const A eps = static_cast<A>(p.label_smoothing);
   const std::int64_t V = p.V;
 
@@ -89,9 +95,12 @@ LossOutput<A> cross_entropy(const LossProblem& p, std::span<const S> logits,
       }
       const S* x = logits.data() + i * V;
       const A w = p.weighted ? static_cast<A>(weights[i]) : A(1);
+      const A up = grad_output.empty()              ? A(1)
+                   : p.reduction == Reduction::none ? static_cast<A>(grad_output[i])
+                                                    : static_cast<A>(grad_output[0]);
       for (std::int64_t j = 0; j < V; ++j) {
         const A target = (j == labels[i] ? 1 - eps : A(0)) + eps / static_cast<A>(V);
-        g[j] = store<S>((std::exp(load<A>(x[j]) - lse[i]) - target) * w / norm);
+        g[j] = store<S>((std::exp(load<A>(x[j]) - lse[i]) - target) * w * up / norm);
       }
     }
   }

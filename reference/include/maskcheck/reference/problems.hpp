@@ -190,6 +190,10 @@ void validate_attention_inputs(const AttentionProblem& p, std::size_t q_size, st
                                std::size_t v_size, std::size_t dout_size);
 void validate_loss_inputs(const LossProblem& p, std::span<const std::int64_t> labels,
                           std::span<const double> weights);
+// Cross-entropy's upstream gradient: empty (ones), or with a backward [N] for reduction none and
+// [1] for mean and sum. Its values are not checked (NaN and inf propagate like any gradient).
+void validate_upstream_gradient(const LossProblem& p, bool backward,
+                                std::span<const double> grad_output);
 void validate_mlm_inputs(const MlmProblem& p, std::span<const std::int64_t> ids,
                          std::span<const std::uint8_t> keep, std::span<const std::uint8_t> special,
                          std::span<const std::uint8_t> continuation);

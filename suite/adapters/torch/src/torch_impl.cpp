@@ -73,22 +73,64 @@ void require_attention_inputs(const Support& s, const AttentionProblem& p,
   validate_attention_inputs(p, q.size(), k.size(), v.size());
 }
 
+// dq, dk, dv of forward(q, k, v) for the upstream gradient dout through autograd, the way
+// training runs a backward; zeros for a gradient autograd leaves undefined (an empty tensor).
+// The tensors live on `dev` (leaves there, as a training step's parameters' activations do).
+template <class F>
+AttentionGradients autograd_backward(const AttentionProblem& p, DType t, std::span<const double> q,
+                                     std::span<const double> k, std::span<const double> v,
+                                     std::span<const double> dout, F&& forward,
+                                     at::Device dev = at::kCPU) {
+  require_size("dout", dout.size(), p.q_numel());
+  c10::AutoGradMode grad(true);
+  const std::int64_t B = p.mask.B, Lq = p.mask.Lq, Lk = p.mask.Lk, H = p.H, Hkv = p.Hkv;
+  const std::int64_t D = p.D;
+  at::Tensor qt = host_tensor(q, {B, H, Lq, D}, t).to(dev).requires_grad_(true);
+  at::Tensor kt = host_tensor(k, {B, Hkv, Lk, D}, t).to(dev).requires_grad_(true);
+  at::Tensor vt = host_tensor(v, {B, Hkv, Lk, D}, t).to(dev).requires_grad_(true);
+  const at::Tensor gt = host_tensor(dout, {B, H, Lq, D}, t).to(dev);
+  AttentionGradients g;
+  if (qt.numel() == 0 || kt.numel() == 0) {
+    g.dq.assign(static_cast<std::size_t>(p.q_numel()), 0.0);
+    g.dk.assign(static_cast<std::size_t>(p.kv_numel()), 0.0);
+    g.dv.assign(g.dk.size(), 0.0);
+    return g;
+  }
+  const at::Tensor out = forward(qt, kt, vt);
+  out.backward(gt);
+  auto grad_of = [](const at::Tensor& x) {
+    return x.grad().defined() ? to_host_doubles(x.grad())
+                              : std::vector<double>(static_cast<std::size_t>(x.numel()), 0.0);
+  };
+  g.dq = grad_of(qt);
+  g.dk = grad_of(kt);
+  g.dv = grad_of(vt);
+  return g;
+}
+
 // ---- attention on the CPU -------------------------------------------------------------------
 
 class TorchAttention : public Implementation {
  public:
-  explicit TorchAttention(tp::Convention c) : c_(c) {}
-  std::string name() const override { return "torch:" + std::string(tp::to_string(c_)); }
+  // cuda: the SDPA conventions on the GPU through the public op (LibTorch's dispatcher picks the
+  // backend, as for its users), forward and backward: torch:cuda-sdpa-bool and so on.
+  explicit TorchAttention(tp::Convention c, bool cuda = false)
+      : c_(c), dev_(cuda ? at::kCUDA : at::kCPU) {}
+  std::string name() const override {
+    return (dev_.is_cuda() ? "torch:cuda-" : "torch:") + std::string(tp::to_string(c_));
+  }
   std::string description() const override {
+    const std::string where =
+        dev_.is_cuda() ? "CUDA (the dispatcher picks the backend), " : "CPU, ";
     switch (c_) {
       case tp::Convention::sdpa_bool:
-        return "at::scaled_dot_product_attention with a boolean attn_mask (true = attend), CPU, " +
-               version();
+        return "at::scaled_dot_product_attention with a boolean attn_mask (true = attend), " +
+               where + version();
       case tp::Convention::sdpa_additive:
-        return "at::scaled_dot_product_attention with an additive 0/-inf attn_mask, CPU, " +
+        return "at::scaled_dot_product_attention with an additive 0/-inf attn_mask, " + where +
                version();
       case tp::Convention::sdpa_is_causal:
-        return "at::scaled_dot_product_attention with is_causal=True (top-left aligned), CPU, " +
+        return "at::scaled_dot_product_attention with is_causal=True (top-left aligned), " + where +
                version();
       case tp::Convention::flash_cpu:
         return "at::_scaled_dot_product_flash_attention_for_cpu with an additive attn_mask, "
@@ -139,36 +181,11 @@ class TorchAttention : public Implementation {
       c10::InferenceMode inference;
       const std::int64_t B = p.mask.B, Lq = p.mask.Lq, Lk = p.mask.Lk, H = p.H, Hkv = p.Hkv;
       const std::int64_t D = p.D;
-      at::Tensor qt = host_tensor(q, {B, H, Lq, D}, t);
-      at::Tensor kt = host_tensor(k, {B, Hkv, Lk, D}, t);
-      at::Tensor vt = host_tensor(v, {B, Hkv, Lk, D}, t);
-      const double scale = p.effective_scale();
-      std::optional<at::Tensor> mask;
-      if (m.form == tp::MaskForm::boolean) mask = keep_mask(p.mask, at::kCPU);
-      if (m.form == tp::MaskForm::additive) mask = additive_mask(p.mask, t, at::kCPU, m.fill);
-      at::Tensor out, lse;
-      switch (c_) {
-        case tp::Convention::sdpa_bool:
-        case tp::Convention::sdpa_additive:
-        case tp::Convention::sdpa_is_causal:
-          out = at::scaled_dot_product_attention(qt, kt, vt, mask, 0.0, m.is_causal, scale,
-                                                 /*enable_gqa=*/H != Hkv);
-          break;
-        case tp::Convention::flash_cpu: {
-          if (H != Hkv) {  // the op has no grouped-query attention
-            kt = kt.repeat_interleave(H / Hkv, 1);
-            vt = vt.repeat_interleave(H / Hkv, 1);
-          }
-          auto res = at::_scaled_dot_product_flash_attention_for_cpu(qt, kt, vt, 0.0, m.is_causal,
-                                                                     mask, scale);
-          out = std::get<0>(res);
-          lse = std::get<1>(res);
-          break;
-        }
-        case tp::Convention::mha:
-          out = mha(p, t, m, qt, kt, vt);
-          break;
-      }
+      const at::Tensor qt = host_tensor(q, {B, H, Lq, D}, t).to(dev_);
+      const at::Tensor kt = host_tensor(k, {B, Hkv, Lk, D}, t).to(dev_);
+      const at::Tensor vt = host_tensor(v, {B, Hkv, Lk, D}, t).to(dev_);
+      at::Tensor lse;
+      const at::Tensor out = run(p, t, m, qt, kt, vt, &lse);
       AttentionResult r;
       r.out = to_host_doubles(out);
       if (want_lse) r.lse = to_host_doubles(lse);
@@ -176,15 +193,10 @@ class TorchAttention : public Implementation {
     });
   }
 
-  // Backward through autograd, the way training runs it: the SDPA conventions (boolean,
-  // additive, is_causal) differentiate at::scaled_dot_product_attention; the explicit CPU flash op
-  // and MHA are forward adapters only.
+  // Backward through autograd, the way training runs it: the forward's graph (the SDPA
+  // conventions' at::scaled_dot_product_attention, the explicit CPU flash op with K/V repeated for
+  // GQA, multi_head_attention_forward) differentiated with dout as its grad_outputs.
   Support supports_attention_backward(const AttentionProblem& p, DType t) const override {
-    if (c_ != tp::Convention::sdpa_bool && c_ != tp::Convention::sdpa_additive &&
-        c_ != tp::Convention::sdpa_is_causal)
-      return Support::no(name() +
-                         " is a forward adapter (backward: torch:sdpa-bool, "
-                         "torch:sdpa-additive, torch:sdpa-is_causal)");
     if (c_ == tp::Convention::sdpa_is_causal && p.mask.Lq != p.mask.Lk &&
         tp::translate_for(c_, p.mask).is_causal)
       return Support::no(
@@ -198,41 +210,49 @@ class TorchAttention : public Implementation {
                                         std::span<const double> v,
                                         std::span<const double> dout) const override {
     require_attention_inputs(supports_attention_backward(p, t), p, q, k, v);
-    require_size("dout", dout.size(), p.q_numel());
     const tp::TorchMask m = tp::translate_for(c_, p.mask);
     return call_torch(name(), [&] {
-      c10::AutoGradMode grad(true);
-      const std::int64_t B = p.mask.B, Lq = p.mask.Lq, Lk = p.mask.Lk, H = p.H, Hkv = p.Hkv;
-      const std::int64_t D = p.D;
-      at::Tensor qt = host_tensor(q, {B, H, Lq, D}, t).requires_grad_(true);
-      at::Tensor kt = host_tensor(k, {B, Hkv, Lk, D}, t).requires_grad_(true);
-      at::Tensor vt = host_tensor(v, {B, Hkv, Lk, D}, t).requires_grad_(true);
-      const at::Tensor gt = host_tensor(dout, {B, H, Lq, D}, t);
-      std::optional<at::Tensor> mask;
-      if (m.form == tp::MaskForm::boolean) mask = keep_mask(p.mask, at::kCPU);
-      if (m.form == tp::MaskForm::additive) mask = additive_mask(p.mask, t, at::kCPU, m.fill);
-      const at::Tensor out = at::scaled_dot_product_attention(
-          qt, kt, vt, mask, 0.0, m.is_causal, p.effective_scale(), /*enable_gqa=*/H != Hkv);
-      AttentionGradients g;
-      if (out.numel() == 0 || qt.numel() == 0 || kt.numel() == 0) {
-        g.dq.assign(static_cast<std::size_t>(p.q_numel()), 0.0);
-        g.dk.assign(static_cast<std::size_t>(p.kv_numel()), 0.0);
-        g.dv.assign(g.dk.size(), 0.0);
-        return g;
-      }
-      out.backward(gt);
-      auto grad_of = [](const at::Tensor& x) {
-        return x.grad().defined() ? to_host_doubles(x.grad())
-                                  : std::vector<double>(static_cast<std::size_t>(x.numel()), 0.0);
-      };
-      g.dq = grad_of(qt);
-      g.dk = grad_of(kt);
-      g.dv = grad_of(vt);
-      return g;
+      return autograd_backward(
+          p, t, q, k, v, dout,
+          [&](at::Tensor qt, at::Tensor kt, at::Tensor vt) {
+            return run(p, t, m, qt, kt, vt, nullptr);
+          },
+          dev_);
     });
   }
 
  private:
+  // The convention's forward (recorded by autograd when grad mode is on); the flash op's
+  // log-sum-exp in *lse when asked.
+  at::Tensor run(const AttentionProblem& p, DType t, const tp::TorchMask& m, const at::Tensor& qt,
+                 at::Tensor kt, at::Tensor vt, at::Tensor* lse) const {
+    const std::int64_t H = p.H, Hkv = p.Hkv;
+    const double scale = p.effective_scale();
+    std::optional<at::Tensor> mask;
+    if (m.form == tp::MaskForm::boolean) mask = keep_mask(p.mask, dev_);
+    if (m.form == tp::MaskForm::additive) mask = additive_mask(p.mask, t, dev_, m.fill);
+    switch (c_) {
+      case tp::Convention::sdpa_bool:
+      case tp::Convention::sdpa_additive:
+      case tp::Convention::sdpa_is_causal:
+        break;
+      case tp::Convention::flash_cpu: {
+        if (H != Hkv) {  // the op has no grouped-query attention
+          kt = kt.repeat_interleave(H / Hkv, 1);
+          vt = vt.repeat_interleave(H / Hkv, 1);
+        }
+        auto res = at::_scaled_dot_product_flash_attention_for_cpu(qt, kt, vt, 0.0, m.is_causal,
+                                                                   mask, scale);
+        if (lse) *lse = std::get<1>(res);
+        return std::get<0>(res);
+      }
+      case tp::Convention::mha:
+        return mha(p, t, m, qt, kt, vt);
+    }
+    return at::scaled_dot_product_attention(qt, kt, vt, mask, 0.0, m.is_causal, scale,
+                                            /*enable_gqa=*/H != Hkv);
+  }
+
   // q [B, H, Lq, D] -> MHA's [Lq, B, E] with E = H * D, identity projections, and back.
   static at::Tensor mha(const AttentionProblem& p, DType t, const tp::TorchMask& m,
                         const at::Tensor& qt, const at::Tensor& kt, const at::Tensor& vt) {
@@ -254,9 +274,20 @@ class TorchAttention : public Implementation {
   }
 
   tp::Convention c_;
+  at::Device dev_;
 };
 
 // ---- softmax(x * scale + mask) ----------------------------------------------------------------
+
+// The mask as Hugging Face models add it to scores: support, and z + the additive 0/-inf mask.
+Support softmax_mask_support(const MaskSpec& mask) {
+  const tp::TorchMask m = tp::translate_softmax_mask(mask);
+  return m.unsupported.empty() ? Support::yes() : Support::no(m.unsupported);
+}
+at::Tensor add_softmax_mask(at::Tensor z, const MaskSpec& mask, DType t) {
+  const tp::TorchMask m = tp::translate_softmax_mask(mask);
+  return m.form == tp::MaskForm::additive ? z + additive_mask(mask, t, at::kCPU, m.fill) : z;
+}
 
 class TorchSoftmax : public Implementation {
  public:
@@ -270,21 +301,80 @@ class TorchSoftmax : public Implementation {
   bool third_party() const override { return true; }
   Support supports_softmax(const SoftmaxProblem& p, DType) const override {
     p.validate();
-    const tp::TorchMask m = tp::translate_softmax_mask(p.mask);
-    return m.unsupported.empty() ? Support::yes() : Support::no(m.unsupported);
+    return softmax_mask_support(p.mask);
   }
   std::vector<double> softmax(const SoftmaxProblem& p, DType t,
                               std::span<const double> x) const override {
     if (const Support s = supports_softmax(p, t); !s) throw Unsupported(s.reason);
     require_size("x", x.size(), p.numel());
-    const tp::TorchMask m = tp::translate_softmax_mask(p.mask);
     return call_torch(name(), [&] {
       c10::InferenceMode inference;
       at::Tensor z = host_tensor(x, {p.mask.B, p.H, p.mask.Lq, p.mask.Lk}, t);
       if (p.scale != 1.0) z = z * p.scale;
-      if (m.form == tp::MaskForm::additive) z = z + additive_mask(p.mask, t, at::kCPU, m.fill);
-      return to_host_doubles(at::softmax(z, -1));
+      return to_host_doubles(at::softmax(add_softmax_mask(z, p.mask, t), -1));
     });
+  }
+};
+
+// ---- eager attention: matmul, additive mask, softmax, matmul ----------------------------------
+
+// Attention as model code writes it without SDPA (Hugging Face's eager path): the scores
+// q k^T * scale plus the additive 0/-inf mask of torch:softmax, at::softmax, times v; K and V
+// repeated for GQA. The backward is autograd through those ops: the gradient a model trained
+// without a fused kernel gets.
+class TorchEagerAttention : public Implementation {
+ public:
+  std::string name() const override { return "torch:matmul-softmax"; }
+  std::string description() const override {
+    return "at::matmul(q, k^T) * scale + additive 0/-inf mask, at::softmax, at::matmul with v "
+           "(K/V repeated for GQA), forward and backward through autograd, CPU, " +
+           version();
+  }
+  std::vector<Op> ops() const override { return {Op::attention}; }
+  bool attention_lse() const override { return false; }
+  bool third_party() const override { return true; }
+  Support supports_attention(const AttentionProblem& p, DType, bool want_lse) const override {
+    p.validate();
+    if (want_lse) return Support::no("returns no log-sum-exp");
+    return softmax_mask_support(p.mask);
+  }
+  AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
+                            std::span<const double> k, std::span<const double> v,
+                            bool want_lse) const override {
+    require_attention_inputs(supports_attention(p, t, want_lse), p, q, k, v);
+    return call_torch(name(), [&] {
+      c10::InferenceMode inference;
+      const std::int64_t B = p.mask.B, Lq = p.mask.Lq, Lk = p.mask.Lk, D = p.D;
+      return AttentionResult{to_host_doubles(run(p, t, host_tensor(q, {B, p.H, Lq, D}, t),
+                                                 host_tensor(k, {B, p.Hkv, Lk, D}, t),
+                                                 host_tensor(v, {B, p.Hkv, Lk, D}, t))),
+                             {}};
+    });
+  }
+  Support supports_attention_backward(const AttentionProblem& p, DType t) const override {
+    return supports_attention(p, t, false);
+  }
+  AttentionGradients attention_backward(const AttentionProblem& p, DType t,
+                                        std::span<const double> q, std::span<const double> k,
+                                        std::span<const double> v,
+                                        std::span<const double> dout) const override {
+    require_attention_inputs(supports_attention_backward(p, t), p, q, k, v);
+    return call_torch(name(), [&] {
+      return autograd_backward(p, t, q, k, v, dout,
+                               [&](const at::Tensor& qt, const at::Tensor& kt,
+                                   const at::Tensor& vt) { return run(p, t, qt, kt, vt); });
+    });
+  }
+
+ private:
+  static at::Tensor run(const AttentionProblem& p, DType t, const at::Tensor& qt, at::Tensor kt,
+                        at::Tensor vt) {
+    if (p.H != p.Hkv) {
+      kt = kt.repeat_interleave(p.H / p.Hkv, 1);
+      vt = vt.repeat_interleave(p.H / p.Hkv, 1);
+    }
+    const at::Tensor s = at::matmul(qt, kt.transpose(-2, -1)) * p.effective_scale();
+    return at::matmul(at::softmax(add_softmax_mask(s, p.mask, t), -1), vt);
   }
 };
 
@@ -306,10 +396,29 @@ class TorchCrossEntropy : public Implementation {
   LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                            std::span<const std::int64_t> labels, std::span<const double> weights,
                            bool backward) const override {
+    return loss(p, t, logits, labels, weights, backward, {});
+  }
+  Support supports_cross_entropy_upstream(const LossProblem& p, DType t) const override {
+    return supports_cross_entropy(p, t);
+  }
+  // The upstream gradient is autograd's grad_outputs: a tensor of the loss's shape and dtype ([N]
+  // for reduction none, a scalar otherwise).
+  LossResult cross_entropy_upstream(const LossProblem& p, DType t, std::span<const double> logits,
+                                    std::span<const std::int64_t> labels,
+                                    std::span<const double> weights,
+                                    std::span<const double> grad_output) const override {
+    return loss(p, t, logits, labels, weights, true, grad_output);
+  }
+
+ private:
+  LossResult loss(const LossProblem& p, DType t, std::span<const double> logits,
+                  std::span<const std::int64_t> labels, std::span<const double> weights,
+                  bool backward, std::span<const double> grad_output) const {
     if (const Support s = supports_cross_entropy(p, t); !s) throw Unsupported(s.reason);
     require_size("logits", logits.size(), p.N * p.V);
     require_size("labels", labels.size(), p.N);
     validate_loss_inputs(p, labels, weights);
+    validate_upstream_gradient(p, backward, grad_output);
     return call_torch(name(), [&] {
       c10::AutoGradMode grad_mode(backward);
       at::Tensor x = host_tensor(logits, {p.N, p.V}, t).requires_grad_(backward);
@@ -320,9 +429,16 @@ class TorchCrossEntropy : public Implementation {
       if (p.reduction == Reduction::none) reduction = at::Reduction::None;
       at::Tensor loss =
           at::cross_entropy_loss(x, y, std::nullopt, reduction, p.ignore_index, p.label_smoothing);
-      if (p.reduction == Reduction::none) loss = loss.sum();  // the contract's reduced loss
       LossResult r;
-      if (backward) {
+      if (backward && !grad_output.empty()) {
+        const at::Tensor g = p.reduction == Reduction::none
+                                 ? host_tensor(grad_output, {p.N}, t)
+                                 : host_tensor(grad_output, {1}, t).reshape({});
+        loss.backward(g);
+        r.dlogits = to_host_doubles(x.grad());
+      }
+      if (p.reduction == Reduction::none) loss = loss.sum();  // the contract's reduced loss
+      if (backward && grad_output.empty()) {
         loss.backward();
         r.dlogits = to_host_doubles(x.grad());
       }
@@ -446,6 +562,7 @@ std::vector<std::shared_ptr<const Implementation>> make_torch_implementations(
   for (auto c : {tp::Convention::sdpa_bool, tp::Convention::sdpa_additive,
                  tp::Convention::sdpa_is_causal, tp::Convention::flash_cpu, tp::Convention::mha})
     v.push_back(std::make_shared<TorchAttention>(c));
+  v.push_back(std::make_shared<TorchEagerAttention>());
   v.push_back(std::make_shared<TorchSoftmax>());
   v.push_back(std::make_shared<TorchCrossEntropy>());
   std::string why;
@@ -453,6 +570,9 @@ std::vector<std::shared_ptr<const Implementation>> make_torch_implementations(
     for (auto b : {tp::SdpaBackend::math, tp::SdpaBackend::flash, tp::SdpaBackend::efficient,
                    tp::SdpaBackend::cudnn})
       v.push_back(std::make_shared<TorchCudaSdpa>(b));
+    for (auto c :
+         {tp::Convention::sdpa_bool, tp::Convention::sdpa_additive, tp::Convention::sdpa_is_causal})
+      v.push_back(std::make_shared<TorchAttention>(c, /*cuda=*/true));
   } else if (cuda_note) {
     *cuda_note = "LibTorch CUDA SDPA backends not registered: " + why;
   }

@@ -305,18 +305,19 @@ struct SdpaBackwardPeer::Impl {
   std::string description;
 };
 
-SdpaBackwardPeer::SdpaBackwardPeer(const AttentionProblem& p, DType t, const void* q, const void* k,
-                                   const void* v, const void* dout)
+SdpaBackwardPeer::SdpaBackwardPeer(const AttentionProblem& p, DType t, Device d, const void* q,
+                                   const void* k, const void* v, const void* dout)
     : impl_(std::make_unique<Impl>()) {
   p.validate();
+  require_cuda_device(d);
   Impl& s = *impl_;
   const std::int64_t B = p.mask.B, Lq = p.mask.Lq, Lk = p.mask.Lk, H = p.H, Hkv = p.Hkv, D = p.D;
   guarded("SdpaBackwardPeer", [&] {
     c10::AutoGradMode grad(true);
-    s.q = wrap(q, {B, H, Lq, D}, t, Device::cpu).clone().requires_grad_(true);
-    s.k = wrap(k, {B, Hkv, Lk, D}, t, Device::cpu).clone().requires_grad_(true);
-    s.v = wrap(v, {B, Hkv, Lk, D}, t, Device::cpu).clone().requires_grad_(true);
-    s.dout = wrap(dout, {B, H, Lq, D}, t, Device::cpu).clone();
+    s.q = wrap(q, {B, H, Lq, D}, t, d).clone().requires_grad_(true);
+    s.k = wrap(k, {B, Hkv, Lk, D}, t, d).clone().requires_grad_(true);
+    s.v = wrap(v, {B, Hkv, Lk, D}, t, d).clone().requires_grad_(true);
+    s.dout = wrap(dout, {B, H, Lq, D}, t, d).clone();
     s.mask = keep_mask(p.mask, s.q.device());
     const std::string chosen = sdp_backend_name(
         at::_fused_sdp_choice(s.q, s.k, s.v, s.mask, 0.0, false, p.effective_scale(), H != Hkv));

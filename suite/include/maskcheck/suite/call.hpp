@@ -135,6 +135,9 @@ struct CrossEntropyCall {
   std::vector<double> weights;
   bool backward = false;
   std::optional<Storage> storage = std::nullopt;  // tensors stored wider than dtype
+  // The upstream gradient ([N] for reduction none, [1] otherwise; implies backward), or empty
+  // for ones: a non-empty one calls cross_entropy_upstream.
+  std::vector<double> grad_output{};
 };
 struct LmLabelsCall {
   LmLabelsProblem problem;

@@ -84,6 +84,15 @@ class ForwardingImplementation : public Implementation {
                            bool backward) const override {
     return inner_.cross_entropy(p, t, logits, labels, weights, backward);
   }
+  Support supports_cross_entropy_upstream(const LossProblem& p, DType t) const override {
+    return inner_.supports_cross_entropy_upstream(p, t);
+  }
+  LossResult cross_entropy_upstream(const LossProblem& p, DType t, std::span<const double> logits,
+                                    std::span<const std::int64_t> labels,
+                                    std::span<const double> weights,
+                                    std::span<const double> grad_output) const override {
+    return inner_.cross_entropy_upstream(p, t, logits, labels, weights, grad_output);
+  }
 
   Support supports_lm_labels(const LmLabelsProblem& p) const override {
     return inner_.supports_lm_labels(p);

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -23,11 +24,17 @@ struct Mutant {
   // of exactly 0, about 1 attention case in 14) are promised at the default 100 cases, not at
   // CI's 30 or ASan's 20.
   int min_cases = 0;
-  // The bug lives in attention backward (the forward is the reference's): the mutant meets the
-  // attention.backward.* properties only, and the forward attention mutants meet none of them
-  // (their backward is the reference's).
+  // The bug lives in a backward with its own entry (attention_backward, cross_entropy_upstream;
+  // the rest of the operation is the reference's): the mutant meets that entry's properties only
+  // (is_backward_property), and the operation's other mutants meet none of them (their backward
+  // is the reference's).
   bool backward = false;
 };
+
+// attention.backward.* and cross_entropy.upstream.*: the properties of the backward entries.
+inline bool is_backward_property(std::string_view name) {
+  return name.starts_with("attention.backward.") || name.starts_with("cross_entropy.upstream.");
+}
 
 const std::vector<Mutant>& mutant_catalogue();
 Registry mutant_registry();

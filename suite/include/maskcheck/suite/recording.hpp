@@ -74,6 +74,10 @@ class RecordingImplementation final : public ForwardingImplementation {
   LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                            std::span<const std::int64_t> labels, std::span<const double> weights,
                            bool backward) const override;
+  LossResult cross_entropy_upstream(const LossProblem& p, DType t, std::span<const double> logits,
+                                    std::span<const std::int64_t> labels,
+                                    std::span<const double> weights,
+                                    std::span<const double> grad_output) const override;
   std::vector<std::int64_t> lm_labels(const LmLabelsProblem& p, std::span<const std::int64_t> ids,
                                       std::span<const std::uint8_t> keep,
                                       std::span<const std::int32_t> prompt_lens) const override;

@@ -83,6 +83,12 @@ AttentionGradients attention_backward_rounding_bound(const AttentionProblem& p, 
 LossResult reference_cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                                    std::span<const std::int64_t> labels,
                                    std::span<const double> weights, bool backward, Precision prec);
+// The backward with an upstream gradient (reference/loss.hpp), exact or naive as above.
+LossResult reference_cross_entropy_upstream(const LossProblem& p, DType t,
+                                            std::span<const double> logits,
+                                            std::span<const std::int64_t> labels,
+                                            std::span<const double> weights,
+                                            std::span<const double> grad_output, Precision prec);
 
 class ReferenceImplementation : public Implementation {
  public:
@@ -124,6 +130,11 @@ class ReferenceImplementation : public Implementation {
   LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                            std::span<const std::int64_t> labels, std::span<const double> weights,
                            bool backward) const override;
+  Support supports_cross_entropy_upstream(const LossProblem& p, DType t) const override;
+  LossResult cross_entropy_upstream(const LossProblem& p, DType t, std::span<const double> logits,
+                                    std::span<const std::int64_t> labels,
+                                    std::span<const double> weights,
+                                    std::span<const double> grad_output) const override;
 
   Support supports_lm_labels(const LmLabelsProblem& p) const override;
   std::vector<std::int64_t> lm_labels(const LmLabelsProblem& p, std::span<const std::int64_t> ids,

@@ -163,6 +163,15 @@ class Implementation {
   virtual LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                                    std::span<const std::int64_t> labels,
                                    std::span<const double> weights, bool backward) const;
+  // Cross-entropy forward + backward with an upstream gradient instead of ones: grad_output [N]
+  // for reduction none (each row's loss gradient), [1] for mean and sum (the reduced loss's); see
+  // reference/loss.hpp. Not provided unless overridden (the Support says so).
+  virtual Support supports_cross_entropy_upstream(const LossProblem& p, DType t) const;
+  virtual LossResult cross_entropy_upstream(const LossProblem& p, DType t,
+                                            std::span<const double> logits,
+                                            std::span<const std::int64_t> labels,
+                                            std::span<const double> weights,
+                                            std::span<const double> grad_output) const;
 
   // Causal-LM labels: ids, keep [B, L], prompt_lens [B] or empty.
   virtual Support supports_lm_labels(const LmLabelsProblem& p) const;

@@ -73,6 +73,12 @@ struct LossTotals {
 LossTotals cross_entropy(const LossProblem& p, DType t, const void* logits,
                          const std::int64_t* labels, const float* weights, float* losses,
                          void* dlogits);
+// The same with an upstream gradient (needs dlogits): grad_output [N] for reduction none (row i's
+// gradient times grad_output[i]; ignored rows never read theirs), [1] for mean and sum; nullptr
+// is ones (the call above).
+LossTotals cross_entropy(const LossProblem& p, DType t, const void* logits,
+                         const std::int64_t* labels, const float* weights, float* losses,
+                         void* dlogits, const float* grad_output);
 
 // ---- causal-LM labels --------------------------------------------------------------------------
 // ids, keep: [B, L]; prompt_lens: [B] or nullptr -> labels: [B, L] (see LmLabelsProblem).

@@ -208,21 +208,22 @@ class SdpaPeer {
   std::unique_ptr<Impl> impl_;
 };
 
-// LibTorch's SDPA backward on the CPU, the way a training step runs it: q, k, v copied into
+// LibTorch's SDPA backward on device d, the way a training step runs it: q, k, v copied into
 // leaf tensors that require grad, the forward at::scaled_dot_product_attention with the boolean
 // keep-mask [B, 1, Lq, Lk] run once here, then each run() one backward of that graph with dout
 // (retain_graph; the gradients set to none first, as optimizer.zero_grad(set_to_none=True)), so
-// that only the backward is timed. Padded layout, q, dout [B, H, Lq, D], k, v [B, Hkv, Lk, D] in t.
+// that only the backward is timed. Padded layout, q, dout [B, H, Lq, D], k, v [B, Hkv, Lk, D] in t,
+// in d's memory. On CUDA, run() returns once the backward's kernels are enqueued.
 class SdpaBackwardPeer {
  public:
-  SdpaBackwardPeer(const AttentionProblem& p, DType t, const void* q, const void* k, const void* v,
-                   const void* dout);
+  SdpaBackwardPeer(const AttentionProblem& p, DType t, Device d, const void* q, const void* k,
+                   const void* v, const void* dout);
   ~SdpaBackwardPeer();
   SdpaBackwardPeer(const SdpaBackwardPeer&) = delete;
   SdpaBackwardPeer& operator=(const SdpaBackwardPeer&) = delete;
 
   void run();
-  // The last run's dq, dk, dv, contiguous in the case's dtype, into host buffers.
+  // The last run's dq, dk, dv, contiguous in the case's dtype, into buffers in d's memory.
   void copy_gradients(void* dq, void* dk, void* dv) const;
   // One line: the backend LibTorch's dispatch chose for the forward, the mask form.
   const std::string& description() const;
