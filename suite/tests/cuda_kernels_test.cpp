@@ -12,6 +12,9 @@
 // an exponent step of u is about target * 2^-23, 2^-4 near 2^19 (a spread softmax over k_j in
 // [0, 255]) and 2^8 from 2^31 on, where only ties of the top have weight.
 //
+// cuda::cross_entropy with an upstream gradient against the reference, NaN upstream gradients of
+// ignored rows never reaching dlogits.
+//
 // cuda::attention_backward (tensor cores for fp16 / bf16, the fp32 warp kernels) against the fp64
 // reference through the suite's tolerance, on every mask feature, grouped-query heads, head dims
 // of each kernel configuration and load path, rows and keys nobody sees, huge scores; bitwise
@@ -245,6 +248,46 @@ TEST_F(CudaKernels, crossEntropyKeepsHugeLogitsLoss) {
           expect_close(got.losses, want.losses, 1e-5, 1e-5, "losses");
           EXPECT_NEAR(got.loss, want.loss, 1e-5 * std::abs(want.loss) + 1e-5);
           expect_close(got.dlogits, want.dlogits, 1e-7, out_tol(t), "dlogits");
+        }
+      }
+}
+
+// The upstream gradient of cross-entropy: every reduction, weights, smoothing, a mean with no
+// contributing weight; the grad_output of ignored rows is NaN and must not reach dlogits.
+TEST_F(CudaKernels, crossEntropyUpstreamGradient) {
+  std::mt19937 gen(41);
+  std::uniform_real_distribution<double> unit(-3, 3);
+  for (const mc::DType t : {mc::DType::f32, mc::DType::f16, mc::DType::bf16})
+    for (const mc::Reduction r : {mc::Reduction::none, mc::Reduction::sum, mc::Reduction::mean})
+      for (const bool all_ignored : {false, true}) {
+        mc::LossProblem p;
+        p.N = 7;
+        p.V = 3001;
+        p.reduction = r;
+        p.weighted = true;
+        p.label_smoothing = 0.05;
+        std::vector<double> logits(static_cast<std::size_t>(p.N * p.V));
+        for (auto& x : logits) x = mc::round_to(t, unit(gen));
+        std::vector<std::int64_t> labels{5, -100, 3000, 0, -100, 1234, 77};
+        if (all_ignored) labels.assign(labels.size(), -100);
+        const std::vector<double> weights{1, 0.5, 2, 0, 1, 0.25, 3};
+        std::vector<double> g(r == mc::Reduction::none ? static_cast<std::size_t>(p.N) : 1);
+        for (auto& x : g) x = unit(gen);
+        if (r == mc::Reduction::none)
+          for (std::int64_t i = 0; i < p.N; ++i)
+            if (labels[i] == -100) g[i] = std::numeric_limits<double>::quiet_NaN();
+        SCOPED_TRACE(name(t) + " reduction " + std::string(mc::to_string(r)) +
+                     (all_ignored ? " every label ignored" : ""));
+        const auto got = impl("cuda").cross_entropy_upstream(p, t, logits, labels, weights, g);
+        const auto want =
+            impl("reference").cross_entropy_upstream(p, mc::DType::f64, logits, labels, weights, g);
+        expect_close(got.losses, want.losses, 1e-5, 1e-5, "losses");
+        expect_close(got.dlogits, want.dlogits, 1e-6, out_tol(t), "dlogits");
+        for (std::int64_t i = 0; i < p.N; ++i) {
+          if (labels[i] != -100) continue;
+          for (std::int64_t j = 0; j < p.V; ++j) {
+            ASSERT_EQ(got.dlogits[i * p.V + j], 0.0) << "ignored row " << i << " column " << j;
+          }
         }
       }
 }

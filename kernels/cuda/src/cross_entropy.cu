@@ -161,6 +161,8 @@ struct RowArgs {
   float* losses = nullptr;               // [N]
   T* dlogits = nullptr;                  // [N, V] or nullptr
   const float* norm = nullptr;           // written by ce_totals_kernel
+  const float* grad_output = nullptr;    // [N] (per_row) or [1], or nullptr: ones
+  bool per_row = false;                  // reduction none: grad_output[i] for row i
   int smem_vecs = 0;
   bool out_aligned = true;  // dlogits - logits is a multiple of 16 bytes
 };
@@ -281,10 +283,12 @@ __global__ void __launch_bounds__(kMaxThreads) cross_entropy_rows_kernel(const R
       continue;
     }
 
-    // Pass 2: dlogits = (2^((x - m) log2 e) / sum - target) * w / norm, from registers, shared
-    // memory, then the streamed vectors newest first.
+    // Pass 2: dlogits = (2^((x - m) log2 e) / sum - target) * w * g / norm (g the upstream
+    // gradient, read only here: never for ignored rows), from registers, shared memory, then the
+    // streamed vectors newest first.
     const float inv = 1.0f / sum;
-    const float coef = w / norm;
+    const float up = a.grad_output != nullptr ? a.grad_output[a.per_row ? i : 0] : 1.0f;
+    const float coef = w * up / norm;
     const float t_other = a.eps / static_cast<float>(V);
     const float t_label = (1.0f - a.eps) + t_other;
     auto grad = [&](float x, float target) {
@@ -356,8 +360,8 @@ __global__ void __launch_bounds__(kReduceThreads)
 
 template <class T>
 void launch_rows(const LossProblem& p, const T* logits, const std::int64_t* labels,
-                 const float* weights, float* losses, T* dlogits, const float* norm,
-                 cudaStream_t stream) {
+                 const float* weights, float* losses, T* dlogits, const float* grad_output,
+                 const float* norm, cudaStream_t stream) {
   RowArgs<T> a;
   a.N = p.N;
   a.V = p.V;
@@ -368,6 +372,8 @@ void launch_rows(const LossProblem& p, const T* logits, const std::int64_t* labe
   a.losses = losses;
   a.dlogits = dlogits;
   a.norm = norm;
+  a.grad_output = dlogits != nullptr ? grad_output : nullptr;
+  a.per_row = p.reduction == Reduction::none;
   a.out_aligned =
       dlogits == nullptr ||
       (reinterpret_cast<std::uintptr_t>(logits) - reinterpret_cast<std::uintptr_t>(dlogits)) % 16 ==
@@ -403,6 +409,13 @@ std::size_t cross_entropy_workspace_bytes(const LossProblem& p) {
 void cross_entropy(const LossProblem& p, DType t, const void* logits, const std::int64_t* labels,
                    const float* weights, float* losses, void* dlogits, LossTotals* totals,
                    void* workspace, cudaStream_t stream) {
+  cross_entropy(p, t, logits, labels, weights, losses, dlogits, nullptr, totals, workspace, stream);
+}
+
+// The same with an upstream gradient: grad_output [N] (reduction none) or [1], or nullptr.
+void cross_entropy(const LossProblem& p, DType t, const void* logits, const std::int64_t* labels,
+                   const float* weights, float* losses, void* dlogits, const float* grad_output,
+                   LossTotals* totals, void* workspace, cudaStream_t stream) {
   p.validate();
   require_cuda_dtype(t);
   if (totals == nullptr) throw_invalid("totals", "nullptr", "must point to a device LossTotals");
@@ -417,6 +430,8 @@ void cross_entropy(const LossProblem& p, DType t, const void* logits, const std:
     if (p.weighted && weights == nullptr)
       throw_invalid("weights", "nullptr", "must point to N floats when weighted");
   }
+  if (grad_output != nullptr && dlogits == nullptr)
+    throw_invalid("grad_output", "a pointer", "needs dlogits (it is the backward's input)");
   const std::int64_t blocks = reduce_blocks(p.N);
   const std::int64_t chunk = p.N > 0 ? (p.N + blocks - 1) / blocks : 1;
   const Workspace ws = workspace_layout(workspace, blocks);
@@ -432,7 +447,7 @@ void cross_entropy(const LossProblem& p, DType t, const void* logits, const std:
     dispatch_cuda_dtype(t, [&](auto tag) {
       using T = decltype(tag);
       launch_rows<T>(p, static_cast<const T*>(logits), labels, w, losses, static_cast<T*>(dlogits),
-                     ws.norm, stream);
+                     grad_output, ws.norm, stream);
     });
   }
   ce_loss_partials_kernel<<<static_cast<unsigned>(blocks), kReduceThreads, 0, stream>>>(p.N, chunk,

@@ -226,10 +226,27 @@ class CudaImplementation final : public Implementation {
   LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                            std::span<const std::int64_t> labels, std::span<const double> weights,
                            bool backward) const override {
+    return loss(p, t, logits, labels, weights, backward, {});
+  }
+  Support supports_cross_entropy_upstream(const LossProblem&, DType t) const override {
+    return common(t);
+  }
+  LossResult cross_entropy_upstream(const LossProblem& p, DType t, std::span<const double> logits,
+                                    std::span<const std::int64_t> labels,
+                                    std::span<const double> weights,
+                                    std::span<const double> grad_output) const override {
+    return loss(p, t, logits, labels, weights, true, grad_output);
+  }
+  // Cross-entropy with an upstream gradient (grad_output non-empty) or ones.
+  LossResult loss(const LossProblem& p, DType t, std::span<const double> logits,
+                  std::span<const std::int64_t> labels, std::span<const double> weights,
+                  bool backward, std::span<const double> grad_output) const {
     p.validate();
     require_size("logits", logits.size(), checked_numel("logits", {p.N, p.V}));
     validate_loss_inputs(p, labels, weights);
+    validate_upstream_gradient(p, backward, grad_output);
     const auto dx = upload_values(logits, t);
+    const auto dg = upload(std::vector<float>(grad_output.begin(), grad_output.end()));
     const auto dy = upload(std::vector<std::int64_t>(labels.begin(), labels.end()));
     const auto dw = upload(std::vector<float>(weights.begin(), weights.end()));
     cu::DeviceBuffer losses(static_cast<std::size_t>(p.N) * sizeof(float));
@@ -238,7 +255,8 @@ class CudaImplementation final : public Implementation {
     cu::DeviceBuffer work(cu::cross_entropy_workspace_bytes(p));
     cu::cross_entropy(p, t, dx.get(), dy.as<std::int64_t>(), p.weighted ? dw.as<float>() : nullptr,
                       losses.as<float>(), backward ? grad.get() : nullptr,
-                      totals.as<cu::LossTotals>(), work.get(), nullptr);
+                      grad_output.empty() ? nullptr : dg.as<float>(), totals.as<cu::LossTotals>(),
+                      work.get(), nullptr);
     sync("cross_entropy");
     cu::LossTotals tot{};
     totals.download(&tot, sizeof tot);

@@ -145,6 +145,12 @@ std::size_t cross_entropy_workspace_bytes(const LossProblem& p);
 void cross_entropy(const LossProblem& p, DType t, const void* logits, const std::int64_t* labels,
                    const float* weights, float* losses, void* dlogits, LossTotals* totals,
                    void* workspace, cudaStream_t stream);
+// The same with an upstream gradient (needs dlogits): grad_output [N] fp32 for reduction none
+// (row i's gradient times grad_output[i]; ignored rows never read theirs), [1] for mean and sum;
+// nullptr is ones (the call above).
+void cross_entropy(const LossProblem& p, DType t, const void* logits, const std::int64_t* labels,
+                   const float* weights, float* losses, void* dlogits, const float* grad_output,
+                   LossTotals* totals, void* workspace, cudaStream_t stream);
 
 // ---- MLM masking ------------------------------------------------------------------------------
 // ids, keep, special, continuation (nullptr unless whole_word): [B, L]; ids_out, labels: [B, L].
