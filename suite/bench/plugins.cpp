@@ -24,6 +24,7 @@ const std::vector<std::shared_ptr<const Implementation>>& plugins() {
 }
 
 std::string takes(const Implementation& impl, Op op, DType t) {
+  if (std::string why = on_host(impl); !why.empty()) return why;
   const auto dts = impl.dtypes(op);
   if (std::find(dts.begin(), dts.end(), t) == dts.end())
     return impl.name() + " does not take " + std::string(to_string(t)) + " for " +

@@ -19,7 +19,8 @@ namespace maskcheck::bench {
 void load_plugins(const std::vector<std::string>& paths);
 // The plugins loaded, in the order given.
 const std::vector<std::shared_ptr<const Implementation>>& plugins();
-// "" when `impl` provides `op` in dtype t, else why its rows are not registered.
+// "" when the plugin `impl` runs on the CPU (on_host) and provides `op` in dtype t, else why its
+// rows are not registered.
 std::string takes(const Implementation& impl, Op op, DType t);
 
 // n elements of dtype `from` in `src` (host memory) as dtype `to`, in a new buffer: a third party's
