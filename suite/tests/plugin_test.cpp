@@ -95,6 +95,15 @@ TEST(Plugin, examplePassesTheCatalogue) {
     }
   }
   EXPECT_EQ(backward, 6);
+  // ABI 1.2's upstream gradient of cross-entropy, in every dtype.
+  EXPECT_EQ(j.at("plugins").at(0).at("cross_entropy_upstream"),
+            (nlohmann::json{"f64", "f32", "f16", "bf16"}));
+  const auto rows = rows_by_property(j);
+  for (const char* name : {"cross_entropy.upstream.agreesWithReference",
+                           "cross_entropy.upstream.ignoredRowsNeverReadTheirs"}) {
+    EXPECT_EQ(rows.at(name).at("status"), "passed") << rows.at(name).dump();
+    EXPECT_GT(rows.at(name).at("cases").get<int>(), 10) << rows.at(name).dump();
+  }
 }
 
 TEST(Plugin, keepTensorVariantPassesAndInProcessRunsToo) {
@@ -137,10 +146,6 @@ TEST(Plugin, crashFailsItsPropertiesAndKeepsEveryOtherResult) {
       EXPECT_TRUE(contains(row.at("skip_reasons").dump(),
                            "plugin:crash has no attention_backward: its "
                            "attention_backward_dtypes is 0"))
-          << row.dump();
-    } else if (name.starts_with("cross_entropy.upstream.")) {  // no upstream gradient in the ABI
-      EXPECT_EQ(row.at("status"), "skipped") << row.dump();
-      EXPECT_TRUE(contains(row.at("skip_reasons").dump(), "takes no upstream gradient"))
           << row.dump();
     } else if (row.at("op") == "attention" && name != "attention.varlenEqualsPadded") {
       ++attention;
@@ -355,6 +360,9 @@ TEST(Plugin, unusableLibrariesAreInputErrors) {
       {test_plugin("backward_dtypes"),
        "attention_backward_dtypes has 0xd beyond attention_dtypes 0x2 (the backward runs on "
        "attention's cases"},
+      {test_plugin("ce_upstream_dtypes"),
+       "cross_entropy_upstream_dtypes has 0xd beyond cross_entropy_dtypes 0x2 (grad_output is an "
+       "input of cross_entropy)"},
   };
   for (const auto& [path, message] : cases) {
     for (const std::string cmd : {"verify --plugin ", "list --plugin "}) {
@@ -632,13 +640,21 @@ TEST(PluginAbi12, olderTablesHaveTheBackwardSkippedWithTheReason) {
     const CliResult r = maskcheck_cli(
         "verify --plugin " + lib +
         " --property attention.backward.agreesWithReference,attention.backward.deterministic,"
-        "attention.agreesWithReference --cases 10 --seed 2 --json " +
+        "attention.agreesWithReference,cross_entropy.upstream.agreesWithReference --cases 10 "
+        "--seed 2 --json " +
         json);
     ASSERT_EQ(r.code, 0) << r.out;
     const auto j = maskcheck::read_json_file(json);
     EXPECT_EQ(j.at("plugins").at(0).at("abi"), abi);
     EXPECT_EQ(j.at("plugins").at(0).at("attention_backward"), nlohmann::json::array());
+    EXPECT_EQ(j.at("plugins").at(0).at("cross_entropy_upstream"), nlohmann::json::array());
     auto rows = rows_by_property(j);
+    const auto& ce = rows.at("cross_entropy.upstream.agreesWithReference");
+    EXPECT_EQ(ce.at("status"), "skipped") << ce.dump();
+    EXPECT_TRUE(contains(ce.at("skip_reasons").dump(),
+                         "plugin:abi takes no upstream gradient in cross_entropy: plugin ABI " +
+                             abi + " < 1.2, the version that added grad_output"))
+        << ce.dump();
     EXPECT_EQ(rows.at("attention.agreesWithReference").at("status"), "passed");
     for (const char* name :
          {"attention.backward.agreesWithReference", "attention.backward.deterministic"}) {
@@ -730,6 +746,26 @@ TEST(PluginAbi12, backwardGradientsLeftUnwrittenFail) {
   ASSERT_EQ(r.code, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "attention_backward left ")) << r.out;
   EXPECT_TRUE(contains(r.out, "elements of dk unwritten")) << r.out;
+}
+
+TEST(PluginAbi12, anUpstreamGradientReadForIgnoredRowsIsCaught) {
+  // cross_entropy multiplies the gradient rows of ignored labels by their grad_output as well:
+  // right for finite values (the rows are 0), NaN for the NaN maskcheck puts there.
+  const std::string json = temp_path("ce_upstream_read.json");
+  const CliResult r =
+      maskcheck_cli("verify --plugin " + test_plugin("ce_upstream_read") +
+                        " --op cross_entropy --seed 4 --no-counterexamples --json " + json,
+                    kCi);
+  ASSERT_EQ(r.code, 1) << r.out;
+  auto rows = rows_by_property(maskcheck::read_json_file(json));
+  EXPECT_EQ(rows.at("cross_entropy.agreesWithReference").at("status"), "passed");
+  EXPECT_EQ(rows.at("cross_entropy.upstream.agreesWithReference").at("status"), "passed");
+  const auto& row = rows.at("cross_entropy.upstream.ignoredRowsNeverReadTheirs");
+  EXPECT_EQ(row.at("status"), "failed") << row.dump();
+  EXPECT_TRUE(contains(r.out,
+                       "FAILED plugin:ce_upstream_read "
+                       "cross_entropy.upstream.ignoredRowsNeverReadTheirs"))
+      << r.out;
 }
 
 TEST(PluginCli, dtypeSelectsTheCasesAndReplaysWithIt) {

@@ -9,7 +9,8 @@
 //                             dout, the same mask logic; grouped-query dk, dv summed over each
 //                             group (ABI 1.2); O(B H Lq Lk D)
 //   softmax_forward           y = softmax(x * scale + mask), x, y: [B, H, Lq, Lk]; O(B H Lq Lk)
-//   cross_entropy             loss, per-row losses and dlogits, logits: [N, V]; O(N V)
+//   cross_entropy             loss, per-row losses and dlogits (times grad_output when given),
+//                             logits: [N, V]; O(N V)
 // with every mask feature of the ABI: padding on either side, causal in both alignments,
 // sliding windows, packed documents, grouped-query heads, and the keep tensor when the host
 // passes one. Every tensor is read in its own dtype (load() converts float16 and bfloat16 with
@@ -518,6 +519,13 @@ static maskcheck_status example_cross_entropy(const maskcheck_cross_entropy_args
     return s;
   if (a->reduction < MASKCHECK_REDUCTION_NONE || a->reduction > MASKCHECK_REDUCTION_MEAN)
     return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "unknown reduction %d", a->reduction);
+  // ABI 1.2: the upstream gradient, [N] for reduction none, [1] for mean and sum.
+  const int64_t upstream_shape[1] = {a->reduction == MASKCHECK_REDUCTION_NONE ? N : 1};
+  if (a->grad_output && ((s = check_tensor(a->grad_output, "grad_output", aux_dtype(dt), 1,
+                                           upstream_shape, msg, msg_size)) ||
+                         (!a->dlogits && (s = fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size,
+                                                   "grad_output is given without dlogits")))))
+    return s;
   if (!(a->label_smoothing >= 0 && a->label_smoothing <= 1))
     return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "label_smoothing %g is not in [0, 1]",
                 a->label_smoothing);
@@ -557,16 +565,22 @@ static maskcheck_status example_cross_entropy(const maskcheck_cross_entropy_args
   totals->count = count;
   totals->weight_sum = weight_sum;
 
-  // Backward of the reduced loss: (softmax - (1 - eps) onehot - eps / V) * w / norm.
+  // Backward of the reduced loss: (softmax - (1 - eps) onehot - eps / V) * w * up / norm, up the
+  // upstream gradient (ones without grad_output), never read for a row whose gradient is 0.
   if (a->dlogits) {
     const double norm = is_mean ? weight_sum : 1.0;
     for (int64_t i = 0; i < N; ++i) {
       const int zero = labels[i] == a->ignore_index || norm == 0;
       const double lse = zero ? 0 : row_logsumexp(a->logits, i, V);
       const double w = a->weights ? load(a->weights, i) : 1.0;
+      const double up =
+          zero || !a->grad_output
+              ? 1.0
+              : load(a->grad_output, a->reduction == MASKCHECK_REDUCTION_NONE ? i : 0);
       for (int64_t j = 0; j < V; ++j) {
         const double target = (j == labels[i] ? 1 - eps : 0.0) + eps / (double)V;
-        const double g = zero ? 0.0 : (exp(load(a->logits, i * V + j) - lse) - target) * w / norm;
+        const double g =
+            zero ? 0.0 : (exp(load(a->logits, i * V + j) - lse) - target) * w * up / norm;
         store(a->dlogits, i * V + j, g);
       }
     }
@@ -599,6 +613,8 @@ static const maskcheck_plugin example = {
     // ABI 1.2. The backward, for every dtype of the forward.
     .attention_backward_dtypes = EXAMPLE_DTYPES,
     .attention_backward = example_attention_backward,
+    // ABI 1.2. cross_entropy reads grad_output in every dtype.
+    .cross_entropy_upstream_dtypes = EXAMPLE_DTYPES,
 };
 
 // maskcheck's tests build variants of this plugin by including this file with

@@ -70,6 +70,12 @@ std::string PluginInfo::summary() const {
       for (std::size_t i = 0; i < backward.size(); ++i)
         os << (i ? "," : " ") << to_string(backward[i]);
   }
+  if (!ce_upstream.empty()) {
+    os << ", cross-entropy upstream gradient";
+    if (ce_upstream != dtypes(Op::cross_entropy))
+      for (std::size_t i = 0; i < ce_upstream.size(); ++i)
+        os << (i ? "," : " ") << to_string(ce_upstream[i]);
+  }
   for (const auto& [t, st] : storage) {
     std::string parts;
     for (Op op : op_list())
@@ -101,6 +107,19 @@ std::string PluginInfo::no_backward() const {
     return impl_name() + " has no attention_backward: plugin ABI " + abi +
            " < 1.2, the version that added it";
   return impl_name() + " has no attention_backward: its attention_backward_dtypes is 0";
+}
+
+std::string PluginInfo::no_ce_upstream(DType t) const {
+  if (std::find(ce_upstream.begin(), ce_upstream.end(), t) != ce_upstream.end()) return "";
+  const std::string abi = std::to_string(abi_major) + "." + std::to_string(abi_minor);
+  if (abi_minor < 2)
+    return impl_name() + " takes no upstream gradient in cross_entropy: plugin ABI " + abi +
+           " < 1.2, the version that added grad_output";
+  if (ce_upstream.empty())
+    return impl_name() + " takes no upstream gradient in cross_entropy: its " +
+           "cross_entropy_upstream_dtypes is 0";
+  return impl_name() + " takes no upstream gradient in cross_entropy for " +
+         std::string(to_string(t)) + " (not in its cross_entropy_upstream_dtypes)";
 }
 
 Storage PluginInfo::storage_for(DType t) const {
@@ -155,6 +174,7 @@ nlohmann::json PluginInfo::to_json() const {
           {"lse", lse},
           {"varlen", varlen},
           {"attention_backward", names(backward)},
+          {"cross_entropy_upstream", names(ce_upstream)},
           {"storage", storage_json},
           {"operations", ops_json}};
 }
@@ -175,6 +195,8 @@ PluginInfo PluginInfo::from_json(const nlohmann::json& j) {
   i.varlen = j.at("varlen").get<bool>();
   for (const auto& t : j.at("attention_backward"))
     i.backward.push_back(dtype_from_string(t.get<std::string>()));
+  for (const auto& t : j.at("cross_entropy_upstream"))
+    i.ce_upstream.push_back(dtype_from_string(t.get<std::string>()));
   for (const auto& [t, fields] : j.at("storage").items()) {
     const DType dt = dtype_from_string(t);
     Storage st = Storage::of(dt);
@@ -695,6 +717,26 @@ AttentionGradients decode_gradients(const std::string& bytes) {
   return g;
 }
 
+std::string encode(const LossResult& l) {
+  Blob b;
+  b.put(l.loss);
+  b.put(l.losses);
+  b.put(static_cast<std::uint64_t>(l.count));
+  b.put(l.weight_sum);
+  b.put(l.dlogits);
+  return b.bytes;
+}
+LossResult decode_loss(const std::string& bytes) {
+  BlobReader r(bytes);
+  LossResult l;
+  l.loss = r.get<double>();
+  l.losses = r.doubles();
+  l.count = static_cast<std::int64_t>(r.get<std::uint64_t>());
+  l.weight_sum = r.get<double>();
+  l.dlogits = r.doubles();
+  return l;
+}
+
 // The plugin seen through a fork per call: queries and calls alike run in a child process, so
 // that a call that kills its process fails its case (CrashedCall) instead of the worker.
 class CallIsolation final : public ForwardingImplementation {
@@ -761,23 +803,22 @@ class CallIsolation final : public ForwardingImplementation {
                            std::span<const std::int64_t> labels, std::span<const double> weights,
                            bool backward) const override {
     const std::string bytes = in_child(name() + " cross_entropy", [&] {
-      const LossResult l = inner().cross_entropy(p, t, logits, labels, weights, backward);
-      Blob b;
-      b.put(l.loss);
-      b.put(l.losses);
-      b.put(static_cast<std::uint64_t>(l.count));
-      b.put(l.weight_sum);
-      b.put(l.dlogits);
-      return b.bytes;
+      return encode(inner().cross_entropy(p, t, logits, labels, weights, backward));
     });
-    BlobReader r(bytes);
-    LossResult l;
-    l.loss = r.get<double>();
-    l.losses = r.doubles();
-    l.count = static_cast<std::int64_t>(r.get<std::uint64_t>());
-    l.weight_sum = r.get<double>();
-    l.dlogits = r.doubles();
-    return l;
+    return decode_loss(bytes);
+  }
+  Support supports_cross_entropy_upstream(const LossProblem& p, DType t) const override {
+    return decode_support(in_child(name() + " cross_entropy with grad_output (a query)", [&] {
+      return encode(inner().supports_cross_entropy_upstream(p, t));
+    }));
+  }
+  LossResult cross_entropy_upstream(const LossProblem& p, DType t, std::span<const double> logits,
+                                    std::span<const std::int64_t> labels,
+                                    std::span<const double> weights,
+                                    std::span<const double> grad_output) const override {
+    return decode_loss(in_child(name() + " cross_entropy with grad_output", [&] {
+      return encode(inner().cross_entropy_upstream(p, t, logits, labels, weights, grad_output));
+    }));
   }
 };
 

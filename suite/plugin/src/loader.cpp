@@ -599,6 +599,17 @@ PluginInfo read_table(const maskcheck_plugin& t, const std::string& given, const
                       " (the backward runs on attention's cases, and needs attention_forward)");
     info.backward = dtype_list(bwd);
   }
+  // ABI 1.2's upstream gradient of cross-entropy: some of cross_entropy's dtypes.
+  if (const std::uint32_t up = t.cross_entropy_upstream_dtypes; up != 0) {
+    if (up & ~kKnownDtypes)
+      throw LoadError(w + ": cross_entropy_upstream_dtypes has unknown dtype bits " +
+                      hex(up & ~kKnownDtypes));
+    if (up & ~t.cross_entropy_dtypes)
+      throw LoadError(w + ": cross_entropy_upstream_dtypes has " +
+                      hex(up & ~t.cross_entropy_dtypes) + " beyond cross_entropy_dtypes " +
+                      hex(t.cross_entropy_dtypes) + " (grad_output is an input of cross_entropy)");
+    info.ce_upstream = dtype_list(up);
+  }
   // Mixed storage: every dtype an operation lists, checked against that operation's tensors.
   for (DType dt : {DType::f64, DType::f32, DType::f16, DType::bf16}) {
     const Storage st = read_storage(t.storage[dtype_index(dt)], dt, w);
@@ -978,7 +989,7 @@ class PluginImplementation final : public detail::PluginBase {
   // ---- cross-entropy: logits [N, V], labels [N], weights [N]
   Support supports_cross_entropy(const LossProblem& p, DType t) const override {
     if (auto s = precheck(Op::cross_entropy, t); !s) return s;
-    return loss_call(p, t, {}, {}, {}, true, nullptr);
+    return loss_call(p, t, {}, {}, {}, true, false, {}, nullptr);
   }
   LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                            std::span<const std::int64_t> labels, std::span<const double> weights,
@@ -989,7 +1000,27 @@ class PluginImplementation final : public detail::PluginBase {
     require_size("labels", labels.size(), p.N);
     require_size("weights", weights.size(), p.weighted ? p.N : 0);
     LossResult r;
-    loss_call(p, t, logits, labels, weights, backward, &r);
+    loss_call(p, t, logits, labels, weights, backward, false, {}, &r);
+    return r;
+  }
+  // ABI 1.2: the same with grad_output, [N] for reduction none and [1] otherwise.
+  Support supports_cross_entropy_upstream(const LossProblem& p, DType t) const override {
+    if (auto s = precheck(Op::cross_entropy, t); !s) return s;
+    if (const std::string why = info_.no_ce_upstream(t); !why.empty()) return Support::no(why);
+    return loss_call(p, t, {}, {}, {}, true, true, {}, nullptr);
+  }
+  LossResult cross_entropy_upstream(const LossProblem& p, DType t, std::span<const double> logits,
+                                    std::span<const std::int64_t> labels,
+                                    std::span<const double> weights,
+                                    std::span<const double> grad_output) const override {
+    p.validate();
+    require_size("logits", logits.size(), checked_numel("logits", {p.N, p.V}));
+    require_size("labels", labels.size(), p.N);
+    require_size("weights", weights.size(), p.weighted ? p.N : 0);
+    require_size("grad_output", grad_output.size(), p.reduction == Reduction::none ? p.N : 1);
+    if (const std::string why = info_.no_ce_upstream(t); !why.empty()) throw Unsupported(why);
+    LossResult r;
+    loss_call(p, t, logits, labels, weights, true, true, grad_output, &r);
     return r;
   }
 
@@ -1202,19 +1233,23 @@ class PluginImplementation final : public detail::PluginBase {
 
   Support loss_call(const LossProblem& p, DType t, std::span<const double> logits,
                     std::span<const std::int64_t> labels, std::span<const double> weights,
-                    bool backward, LossResult* out) const {
+                    bool backward, bool upstream, std::span<const double> grad_output,
+                    LossResult* out) const {
+    // upstream: the call passes grad_output (a backward of a plugin that declared it for t).
     const bool query = out == nullptr;
     const DType at = aux_dtype(t);
     const Storage st = info_.storage_for(t);
     Tensor xt("logits", dl_dtype(st.logits), {p.N, p.V}), yt("labels", kInt64, {p.N}),
         wt("weights", dl_dtype(at), {p.N}), lt("losses", dl_dtype(at), {p.N}),
-        gt("dlogits", dl_dtype(st.dlogits), {p.N, p.V});
+        gt("dlogits", dl_dtype(st.dlogits), {p.N, p.V}),
+        ut("grad_output", dl_dtype(at), {p.reduction == Reduction::none ? p.N : 1});
     if (query) {
-      shape_only(xt, yt, wt, lt, gt);
+      shape_only(xt, yt, wt, lt, gt, ut);
     } else {
       xt.place(device_, storage_bytes(logits, st.logits).data(), true);
       yt.place(device_, raw(labels), true);
       if (p.weighted) wt.place(device_, storage_bytes(weights, at).data(), true);
+      if (upstream) ut.place(device_, storage_bytes(grad_output, at).data(), true);
       poison(lt, at);
       if (backward) poison(gt, st.dlogits);
     }
@@ -1224,6 +1259,7 @@ class PluginImplementation final : public detail::PluginBase {
     a.weights = p.weighted ? wt.dl() : nullptr;
     a.losses = lt.dl();
     a.dlogits = backward ? gt.dl() : nullptr;
+    a.grad_output = upstream ? ut.dl() : nullptr;
     a.ignore_index = p.ignore_index;
     a.label_smoothing = p.label_smoothing;
     a.reduction = p.reduction == Reduction::none  ? MASKCHECK_REDUCTION_NONE
@@ -1237,12 +1273,12 @@ class PluginImplementation final : public detail::PluginBase {
     what << "cross_entropy " << to_string(t) << " N=" << p.N << " V=" << p.V
          << " ignore_index=" << p.ignore_index << " reduction=" << to_string(p.reduction)
          << " smoothing=" << p.label_smoothing << " weighted=" << (p.weighted ? 1 : 0)
-         << " backward=" << (backward ? 1 : 0);
+         << " backward=" << (backward ? 1 : 0) << (upstream ? " grad_output" : "");
     const Support s = call("cross_entropy", query, what.str(), [&](char* msg, std::size_t n) {
       return t_.cross_entropy(&a, query ? nullptr : &totals, msg, n);
     });
     if (query) return s;
-    for (Tensor* tensor : {&xt, &yt, &wt, &lt, &gt}) tensor->collect("cross_entropy");
+    for (Tensor* tensor : {&xt, &yt, &wt, &lt, &gt, &ut}) tensor->collect("cross_entropy");
     out->loss = totals.loss;
     out->count = totals.count;
     out->weight_sum = totals.weight_sum;

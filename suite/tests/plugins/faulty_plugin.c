@@ -38,6 +38,10 @@
 //   FAULT_BACKWARD_UNWRITTEN  the backward leaves the dk rows of keys that no query sees as it
 //                   found them (unwritten) instead of writing zeros
 //   FAULT_BACKWARD_DTYPES  an invalid table: float32 attention, a backward for every dtype
+//   FAULT_CE_UPSTREAM_READ  cross_entropy multiplies the gradient rows of ignored labels by their
+//                   grad_output too (0 * NaN: the NaN maskcheck puts there leaks into dlogits)
+//   FAULT_CE_UPSTREAM_DTYPES  an invalid table: cross-entropy in float32 only, an upstream
+//                   gradient for every dtype
 // Keep, storage, additive and the backward faults keep the example's attention_backward; the
 // others have none (dtypes 0: a 1.2 table without the entry). Only those without a fault in the
 // padded layout keep the varlen entry.
@@ -224,6 +228,25 @@ static maskcheck_status faulty_backward(const maskcheck_attention_backward_args*
   free(before);
   return s;
 }
+#elif defined(FAULT_CE_UPSTREAM_READ)
+#define FAULT_NAME "ce_upstream_read"
+#define HAVE_FAULTY_CROSS_ENTROPY
+#define faulty_attention example_attention
+static maskcheck_status faulty_cross_entropy(const maskcheck_cross_entropy_args* a,
+                                             maskcheck_loss_totals* totals, char* msg,
+                                             size_t msg_size) {
+  const maskcheck_status s = example_cross_entropy(a, totals, msg, msg_size);
+  if (s != MASKCHECK_OK || a->query || !a->dlogits || !a->grad_output ||
+      a->reduction != MASKCHECK_REDUCTION_NONE)
+    return s;
+  const int64_t N = a->logits->shape[0], V = a->logits->shape[1];
+  const int64_t* labels = (const int64_t*)((const char*)a->labels->data + a->labels->byte_offset);
+  for (int64_t i = 0; i < N; ++i)
+    if (labels[i] == a->ignore_index)
+      for (int64_t j = 0; j < V; ++j)
+        store(a->dlogits, i * V + j, load(a->dlogits, i * V + j) * load(a->grad_output, i));
+  return s;
+}
 #elif defined(FAULT_KEEP)
 static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
                                          size_t msg_size) {
@@ -366,6 +389,9 @@ MASKCHECK_PLUGIN_EXPORT const maskcheck_plugin* maskcheck_plugin_v1(void) {
 #ifdef HAVE_FAULTY_SOFTMAX
   p.softmax_forward = faulty_softmax;
 #endif
+#ifdef HAVE_FAULTY_CROSS_ENTROPY
+  p.cross_entropy = faulty_cross_entropy;
+#endif
 #if !defined(FAULT_NONE) && !defined(FAULT_STORAGE) && !defined(FAULT_ADDITIVE)
   p.attention_varlen_forward = NULL;  // the faults are in the padded layout
 #endif
@@ -400,6 +426,7 @@ MASKCHECK_PLUGIN_EXPORT const maskcheck_plugin* maskcheck_plugin_v1(void) {
   p.attention_backward_dtypes = p.attention_dtypes;
   p.softmax_dtypes = 0;
   p.cross_entropy_dtypes = 0;
+  p.cross_entropy_upstream_dtypes = 0;
 #elif defined(FAULT_OVERROUND)
   p.attention_dtypes = MASKCHECK_DTYPE_F32;
 #elif defined(FAULT_BACKWARD_DTYPES)
@@ -409,6 +436,10 @@ MASKCHECK_PLUGIN_EXPORT const maskcheck_plugin* maskcheck_plugin_v1(void) {
   p.flags = MASKCHECK_FLAG_ADDITIVE_MASK;
   p.storage[MASKCHECK_DTYPE_INDEX_F16].mask = MASKCHECK_DTYPE_F16;
   p.cross_entropy_dtypes = 0;
+  p.cross_entropy_upstream_dtypes = 0;
+#elif defined(FAULT_CE_UPSTREAM_DTYPES)
+  p.name = "ce_upstream_dtypes";
+  p.cross_entropy_dtypes = MASKCHECK_DTYPE_F32;  // cross_entropy_upstream_dtypes stays all four
 #elif defined(FAULT_UNAVAILABLE)
   p.name = "unavailable";
   p.unavailable = "this test plugin needs a device this machine does not have";

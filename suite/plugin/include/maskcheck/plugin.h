@@ -44,6 +44,10 @@
  *   - maskcheck_plugin.attention_backward and attention_backward_dtypes: the gradients dq, dk, dv
  *     of masked attention for an upstream gradient dout; see "Attention backward" below. Without
  *     it (an older table, or dtypes 0) the attention.backward.* properties are skipped, saying so.
+ *   - maskcheck_plugin.cross_entropy_upstream_dtypes and maskcheck_cross_entropy_args.grad_output:
+ *     cross-entropy's backward for an upstream gradient instead of ones (per row for reduction
+ *     none, one scalar for mean and sum). Without it the cross_entropy.upstream.* properties are
+ *     skipped, saying so.
  *
  * ------------------------------------------------------------------------------------------
  * Semantics (the same contract as maskcheck's reference, reference/.../problems.hpp)
@@ -124,6 +128,11 @@
  *     weight_sum is 0. ignore_index is never a class (it is < 0 or >= V).
  *   A label outside [0, V) other than ignore_index is an error: return
  *   MASKCHECK_INVALID_ARGUMENT (maskcheck checks that you do).
+ *   Upstream gradient (ABI 1.2, grad_output): dlogits above is the gradient of the loss for an
+ *   upstream gradient of ones. With grad_output, row i's gradient is multiplied by g_i =
+ *   grad_output[i] for reduction none, and by g = grad_output[0] for mean and sum (the gradient
+ *   of the reduced loss). An ignored row's g_i is never read: its gradient stays exactly 0
+ *   whatever g_i holds, NaN included (maskcheck puts NaN there to check).
  *
  * ------------------------------------------------------------------------------------------
  * Calls
@@ -377,6 +386,10 @@ typedef struct maskcheck_cross_entropy_args {
   int32_t reduction;       /* MASKCHECK_REDUCTION_NONE, _SUM or _MEAN */
   int32_t query;
   void* stream;
+  /* ABI 1.2: the upstream gradient, [N] for reduction none and [1] for mean and sum, float32
+   * (float64 for F64) on the plugin's device, given only with dlogits and only for a dtype of
+   * cross_entropy_upstream_dtypes; NULL: ones. Older plugins never read it. */
+  const DLTensor* grad_output;
 } maskcheck_cross_entropy_args;
 
 /* Scalar results of cross-entropy, in host memory. */
@@ -450,6 +463,10 @@ typedef struct maskcheck_plugin {
    * Dtypes 0: the plugin has no backward, and the attention.backward.* properties are skipped. */
   uint32_t attention_backward_dtypes;
   maskcheck_attention_backward_fn attention_backward;
+  /* The dtypes (a subset of cross_entropy_dtypes) in which cross_entropy reads
+   * args->grad_output, the upstream gradient; 0: it has no such input, maskcheck never passes
+   * one, and the cross_entropy.upstream.* properties are skipped. */
+  uint32_t cross_entropy_upstream_dtypes;
 } maskcheck_plugin;
 
 /* The entry point. maskcheck calls it once, right after loading the library. Returning NULL

@@ -47,6 +47,9 @@ struct PluginInfo {
   std::vector<std::pair<Op, std::vector<DType>>> ops;
   // attention_backward's dtypes (ABI 1.2), some of attention's; empty: the plugin has none.
   std::vector<DType> backward;
+  // cross_entropy_upstream_dtypes (ABI 1.2), some of cross_entropy's: the dtypes in which
+  // cross_entropy takes an upstream gradient; empty: none.
+  std::vector<DType> ce_upstream;
   // Mixed storage (ABI 1.1): the dtypes whose tensors are not all stored in the dtype itself.
   std::vector<std::pair<DType, Storage>> storage;
 
@@ -61,6 +64,8 @@ struct PluginInfo {
   static PluginInfo from_json(const nlohmann::json& j);
   // Why the plugin has no attention backward (an ABI before 1.2, or none declared), or "".
   std::string no_backward() const;
+  // Why the plugin's cross_entropy takes no upstream gradient in dtype t, or "".
+  std::string no_ce_upstream(DType t) const;
 };
 
 // Default of --plugin-timeout: the longest a worker may stay silent (one plugin call, or the
