@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds the default preset (warnings are errors) and
-# runs every test, then builds the AddressSanitizer + UBSan preset and runs the tests again with
-# fewer cases, then builds the fuzz targets (clang, libFuzzer) and runs each for a fixed number
+# runs every test, then builds the AddressSanitizer + UBSan preset (no benchmarks, -O1) and runs
+# the tests again with fewer cases (all but the mutant catalogue, which runs only the reference's
+# code), then builds the fuzz targets (clang, libFuzzer) and runs each for a fixed number
 # of executions. MASKCHECK_CI=1 (the default here) caps property case counts and benchmark sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +14,16 @@ start=$SECONDS
 
 cmake --preset default
 cmake --build --preset default
+echo "ci/test.sh: default build done at $((SECONDS - start)) s"
 ctest --preset default
+echo "ci/test.sh: default tests done at $((SECONDS - start)) s"
 
 if [ "${MASKCHECK_SKIP_ASAN:-0}" != 1 ]; then
   cmake --preset asan
   cmake --build --preset asan
+  echo "ci/test.sh: ASan build done at $((SECONDS - start)) s"
   ctest --preset asan
+  echo "ci/test.sh: ASan tests done at $((SECONDS - start)) s"
 fi
 
 # The fuzz targets (suite/fuzz) under libFuzzer with ASan + UBSan, MASKCHECK_FUZZ_RUNS executions
