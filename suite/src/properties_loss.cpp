@@ -28,9 +28,15 @@ LossResult run(const Implementation& impl, const LossCase& c, const LossProblem&
 // A case for the backward with an upstream gradient, and its grad_output: [N] for reduction none,
 // [1] otherwise, drawn like values of the case's style (huge as large: gradients are not bounded
 // by the inputs) in its dtype.
+// ignored_rows_view: reduction none with some ignored rows (drawn cases without any get half of
+// their rows ignored), for the properties about ignored rows' upstream gradients.
 bool draw_upstream(const Implementation& impl, const CaseLimits& lim, LossCase& c,
-                   std::vector<double>& grad_output) {
+                   std::vector<double>& grad_output, bool ignored_rows_view = false) {
   c = *gen_loss_case(lim).as("case");
+  if (ignored_rows_view) {
+    c.problem.reduction = Reduction::none;
+    if (c.ignored_fraction == 0.0) c.ignored_fraction = 0.5;
+  }
   if (!supported(impl.supports_cross_entropy_upstream(c.problem, c.dtype))) return false;
   tag_case({std::string(to_string(c.dtype)), "reduction=" + to_string(c.problem.reduction)});
   if (c.ignored_fraction > 0 && c.problem.N > 0) tag_case({"ignored rows"});
@@ -261,9 +267,8 @@ void add_loss_properties(std::vector<Property>& out) {
        [](const Implementation& impl, const CaseLimits& lim) {
          LossCase c;
          std::vector<double> g;
-         if (!draw_upstream(impl, lim, c, g)) return;
+         if (!draw_upstream(impl, lim, c, g, true)) return;
          const LossProblem& p = c.problem;
-         if (p.reduction != Reduction::none) return;
          const auto d = make_data(c);
          DataRng rng(c.data_seed);
          const double bad =
