@@ -53,6 +53,18 @@ void MaskSpec::validate() const {
     require(window->right >= 0 && (window->right <= kMaxWindow || window->right == kUnbounded),
             "window.right", window->right, "must be >= 0 and <= 2^40, or unbounded");
   }
+  if (!prefix_lens.empty()) {
+    require(causal, "prefix_lens.size()", static_cast<long long>(prefix_lens.size()),
+            "needs causal (prefix-LM relaxes the causal clause to the prefix; without causal "
+            "every key is visible already)");
+    // Any length >= 0: one longer than a segment makes the whole segment bidirectional (a
+    // document of a packed sequence, or a sequence run alone, may be shorter than the prefix).
+    require_size("prefix_lens", prefix_lens.size(), B);
+    for (std::size_t b = 0; b < prefix_lens.size(); ++b)
+      require(prefix_lens[b] >= 0, idx("prefix_lens", b), prefix_lens[b], "must be >= 0");
+  }
+  require(chunk >= 0 && chunk <= kMaxWindow, "chunk", chunk,
+          "must be >= 0 and <= 2^40 (0: no chunking)");
   if (!cu_seqlens_q.empty() || !cu_seqlens_k.empty()) {
     require(!cu_seqlens_q.empty(), "cu_seqlens_q.size()", 0,
             "must be given together with cu_seqlens_k");
@@ -190,6 +202,7 @@ FlatMask::FlatMask(const MaskSpec& spec) {
   spec.validate();
   q_lens_ = spec.q_lens;
   k_lens_ = spec.k_lens;
+  prefix_lens_ = spec.prefix_lens;
   if (spec.has_documents()) {
     doc_ptr_.push_back(0);
     for (std::int64_t b = 0; b < spec.B; ++b) {
@@ -204,6 +217,7 @@ FlatMask::FlatMask(const MaskSpec& spec) {
   base_.padding = spec.padding;
   base_.causal = spec.causal;
   base_.alignment = spec.alignment;
+  base_.chunk = spec.chunk;
   if (spec.window) {
     base_.window_left = spec.window->left;
     base_.window_right = spec.window->right;
@@ -217,6 +231,7 @@ MaskView FlatMask::view() const {
   v.doc_ptr = doc_ptr_.empty() ? nullptr : doc_ptr_.data();
   v.cu_q = cu_q_.empty() ? nullptr : cu_q_.data();
   v.cu_k = cu_k_.empty() ? nullptr : cu_k_.data();
+  v.prefix_lens = prefix_lens_.empty() ? nullptr : prefix_lens_.data();
   return v;
 }
 

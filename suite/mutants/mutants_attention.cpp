@@ -54,6 +54,7 @@ class MaskBug : public Named {
 std::vector<std::uint8_t> causal_off_by_one(MaskSpec s) {
   if (s.causal) {
     s.causal = false;
+    s.prefix_lens.clear();
     Window w = s.window.value_or(Window{});
     w.right = std::min<std::int64_t>(w.right, 0) + 1;
     s.window = w;
@@ -141,6 +142,52 @@ std::vector<std::uint8_t> documents_ignored(MaskSpec s) {
   return ref::build_keep_mask(s);
 }
 
+// Prefix-LM's prefix ignored: every query is plain causal (a kernel given a prefix-LM model's
+// mask that only knows is_causal).
+std::vector<std::uint8_t> prefix_ignored(MaskSpec s) {
+  s.prefix_lens.clear();
+  return ref::build_keep_mask(s);
+}
+
+// Prefix-LM's prefix one key too long: the key right after the prefix is bidirectional too (a
+// prefix length taken as an inclusive last index).
+std::vector<std::uint8_t> prefix_off_by_one(MaskSpec s) {
+  for (auto& p : s.prefix_lens)
+    if (p < s.Lk) ++p;
+  return ref::build_keep_mask(s);
+}
+
+// Chunked attention ignored: the chunk clause is dropped (a kernel without Llama 4's chunking
+// runs the layer as global attention).
+std::vector<std::uint8_t> chunk_ignored(MaskSpec s) {
+  s.chunk = 0;
+  return ref::build_keep_mask(s);
+}
+
+// Chunks one key too long: chunk boundaries drift by one more key per chunk.
+std::vector<std::uint8_t> chunk_off_by_one(MaskSpec s) {
+  if (s.chunk > 0) ++s.chunk;
+  return ref::build_keep_mask(s);
+}
+
+// The query's chunk taken from its own position instead of its diagonal (top-left where
+// bottom-right was asked): with more keys than queries, queries look into earlier chunks. The
+// chunk clause is a conjunct of its own, so the mutant's mask is the mask without chunks AND the
+// chunk-only mask aligned top-left.
+std::vector<std::uint8_t> chunk_from_query_position(MaskSpec s) {
+  if (s.chunk == 0) return ref::build_keep_mask(s);
+  MaskSpec chunks = s;
+  chunks.causal = false;
+  chunks.window.reset();
+  chunks.prefix_lens.clear();
+  chunks.alignment = Alignment::top_left;
+  s.chunk = 0;
+  auto keep = ref::build_keep_mask(s);
+  const auto in_chunk = ref::build_keep_mask(chunks);
+  for (std::size_t i = 0; i < keep.size(); ++i) keep[i] = keep[i] & in_chunk[i];
+  return keep;
+}
+
 // Grouped-query attention reading kv head h % Hkv instead of h / (H / Hkv).
 class GqaHeadModulo : public Named {
  public:
@@ -217,6 +264,24 @@ void add_attention_mutants(std::vector<Mutant>& out) {
                                "cu_seqlens are ignored: a packed row is masked as one sequence, "
                                "so a document attends to the documents packed before it",
                                documents_ignored));
+  out.push_back(entry<MaskBug>(op, "prefix-LM prefix ignored", "prefix-ignored",
+                               "prefix_lens are ignored: queries in the prefix are causal instead "
+                               "of seeing the whole prefix",
+                               prefix_ignored));
+  out.push_back(entry<MaskBug>(op, "prefix-LM prefix off by one", "prefix-off-by-one",
+                               "the prefix is one key too long: P_b + 1 keys are bidirectional",
+                               prefix_off_by_one));
+  out.push_back(entry<MaskBug>(op, "chunked attention ignored", "chunk-ignored",
+                               "the chunk clause is dropped: chunked layers attend globally",
+                               chunk_ignored));
+  out.push_back(entry<MaskBug>(op, "chunk length off by one", "chunk-off-by-one",
+                               "chunks are one key too long: boundaries drift by one per chunk",
+                               chunk_off_by_one));
+  out.push_back(entry<MaskBug>(
+      op, "chunk of the query's position instead of its diagonal", "chunk-query-position",
+      "a query's chunk is that of its own index (top-left) where bottom-right alignment puts it "
+      "at its diagonal: with more keys than queries it attends into an earlier chunk",
+      chunk_from_query_position));
   out.push_back(
       entry<GqaHeadModulo>(op, "GQA head mapping wrong", "gqa-head-modulo",
                            "query head h reads kv head h % Hkv instead of h / (H / Hkv)"));

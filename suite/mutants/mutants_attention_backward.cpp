@@ -61,7 +61,10 @@ class BackwardBug : public Named {
                              const std::vector<double>& g) const {
     const std::int64_t B = p.mask.B, H = p.H, Hkv = p.Hkv, Lq = p.mask.Lq, Lk = p.mask.Lk, D = p.D;
     MaskSpec spec = p.mask;
-    if (bug_ == Bug::causal_ignored) spec.causal = false;
+    if (bug_ == Bug::causal_ignored) {
+      spec.causal = false;
+      spec.prefix_lens.clear();  // (prefix-LM needs causal)
+    }
     const auto keep = ref::build_keep_mask(spec);
     MaskSpec unpadded = p.mask;
     unpadded.k_lens.clear();

@@ -199,8 +199,10 @@ std::string describe(const MaskSpec& m) {
   if (!m.k_lens.empty()) os << " k_lens=" << list(m.k_lens);
   if (!m.q_lens.empty() || !m.k_lens.empty()) os << " padding=" << to_string(m.padding);
   if (m.causal) os << " causal";
-  if (m.causal || m.window) os << " align=" << to_string(m.alignment);
+  if (m.causal || m.window || m.chunk > 0) os << " align=" << to_string(m.alignment);
   if (m.window) os << " window=" << window_str(*m.window);
+  if (!m.prefix_lens.empty()) os << " prefix_lens=" << list(m.prefix_lens);
+  if (m.chunk > 0) os << " chunk=" << m.chunk;
   if (m.has_documents()) {
     os << " cu_q=[";
     for (std::size_t b = 0; b < m.cu_seqlens_q.size(); ++b)

@@ -160,7 +160,21 @@ Gen<MaskSpec> gen_mask_spec(std::int64_t B, std::int64_t Lq, std::int64_t Lk) {
       }
       m.window = w;
     }
-    if (m.causal || m.window)
+    // Chunked attention: chunks of one key, at a kernel tile boundary, or any length past Lk.
+    if (chance(1, 4)) {
+      switch (pick<int>({{1, 0}, {2, 1}, {3, 2}})) {
+        case 0:
+          m.chunk = 1;
+          break;
+        case 1:
+          m.chunk =
+              std::max<std::int64_t>(1, boundary_length(1, std::max<std::int64_t>(Lk, 1), false));
+          break;
+        default:
+          m.chunk = *gen::inRange<std::int64_t>(1, Lk + 3);
+      }
+    }
+    if (m.causal || m.window || m.chunk > 0)
       m.alignment = pick<Alignment>({{3, Alignment::bottom_right}, {1, Alignment::top_left}});
     if (B > 0 && chance(1, 3)) {
       const bool shared_cuts = Lq == Lk && m.q_lens == m.k_lens && chance(2, 1);
@@ -169,6 +183,18 @@ Gen<MaskSpec> gen_mask_spec(std::int64_t B, std::int64_t Lq, std::int64_t Lk) {
         m.cu_seqlens_q.push_back(cu_seqlens(m.q_len(b), docs));
         m.cu_seqlens_k.push_back(shared_cuts ? m.cu_seqlens_q.back()
                                              : cu_seqlens(m.k_len(b), docs));
+      }
+    }
+    // Prefix-LM (with causal): per sequence, none, one key, the whole sequence, or any length
+    // up to Lk (the prefix counts from each segment's first key, so longer than a document too).
+    if (m.causal && B > 0 && chance(1, 4)) {
+      for (std::int64_t b = 0; b < B; ++b) {
+        const int kind = pick<int>({{1, 0}, {1, 1}, {1, 2}, {3, 3}});
+        const std::int64_t P = kind == 0   ? 0
+                               : kind == 1 ? std::min<std::int64_t>(1, Lk)
+                               : kind == 2 ? m.k_len(b)
+                                           : *gen::inRange<std::int64_t>(0, Lk + 1);
+        m.prefix_lens.push_back(static_cast<std::int32_t>(P));
       }
     }
     return m;
@@ -508,8 +534,11 @@ std::vector<std::string> coverage_tags(const MaskSpec& m) {
     tags.push_back(m.padding == PaddingSide::left ? "left-padding" : "right-padding");
   if (m.causal) tags.push_back("causal");
   if (m.window) tags.push_back("window");
-  if ((m.causal || m.window) && m.alignment == Alignment::top_left) tags.push_back("top-left");
+  if ((m.causal || m.window || m.chunk > 0) && m.alignment == Alignment::top_left)
+    tags.push_back("top-left");
   if (m.has_documents()) tags.push_back("documents");
+  if (!m.prefix_lens.empty()) tags.push_back("prefix-lm");
+  if (m.chunk > 0) tags.push_back("chunked");
   if (m.Lq != m.Lk) tags.push_back(m.Lq > m.Lk ? "Lq>Lk" : "Lq<Lk");
   // Lengths where kernels take other paths (tiled queries, split-KV decode, long rows).
   for (std::int64_t t : {64, 128})

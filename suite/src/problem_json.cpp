@@ -211,6 +211,10 @@ namespace {
 template <class P, class T>
 concept Is = std::same_as<std::remove_const_t<P>, T>;
 
+// Marks a field written only when it differs from its default (the mask clauses added after the
+// first files were written: files without them stay byte for byte what they were).
+struct Optional {};
+
 template <Is<MaskSpec> M, class V>
 void fields(M& m, V&& v) {
   v("B", m.B);
@@ -224,6 +228,8 @@ void fields(M& m, V&& v) {
   v("window", m.window);
   v("cu_seqlens_q", m.cu_seqlens_q);
   v("cu_seqlens_k", m.cu_seqlens_k);
+  v("prefix_lens", m.prefix_lens, Optional{});
+  v("chunk", m.chunk, Optional{});
 }
 template <Is<SoftmaxProblem> P, class V>
 void fields(P& p, V&& v) {
@@ -310,12 +316,20 @@ struct Writer {
   void operator()(const char* key, const T& x) const {
     j[key] = value(x);
   }
+  template <class T>
+  void operator()(const char* key, const T& x, Optional) const {
+    if (x != T{}) j[key] = value(x);
+  }
 };
 
 struct Reader {
   JsonFields& f;
   template <class T>
   void operator()(const char* key, T& x) const {
+    f.field(key, to(x));
+  }
+  template <class T>
+  void operator()(const char* key, T& x, Optional) const {
     f.field(key, to(x));
   }
   void operator()(const char* key, MaskSpec& m) const {

@@ -2,7 +2,9 @@
 
 #include <rapidcheck.h>
 
+#include <algorithm>
 #include <limits>
+#include <optional>
 #include <ostream>
 
 namespace maskcheck {
@@ -91,6 +93,73 @@ double draw_one_of(std::initializer_list<double> values, const char* name) {
   return *rc::gen::map(rc::gen::resize(100, rc::gen::inRange(0, static_cast<int>(v.size()))),
                        [v](int i) { return v[static_cast<std::size_t>(i)]; })
               .as(name);
+}
+
+PrefixSplit prefix_split(MaskSpec m, std::vector<std::int32_t> prefix_lens) {
+  m.causal = true;
+  m.window.reset();
+  m.chunk = 0;
+  m.cu_seqlens_q.clear();
+  m.cu_seqlens_k.clear();
+  m.padding = PaddingSide::right;
+  PrefixSplit s;
+  s.prefix = m;
+  s.prefix.prefix_lens = std::move(prefix_lens);
+  s.causal = m;
+  s.causal.prefix_lens.clear();
+  s.bidirectional = m;
+  s.bidirectional.causal = false;
+  s.bidirectional.prefix_lens.clear();
+  s.bidirectional.k_lens.clear();
+  for (std::int64_t b = 0; b < m.B; ++b)
+    s.bidirectional.k_lens.push_back(static_cast<std::int32_t>(
+        std::min<std::int64_t>(m.k_len(b), s.prefix.prefix_lens[static_cast<std::size_t>(b)])));
+  s.prefix.validate();
+  return s;
+}
+
+bool PrefixSplit::in_prefix(std::int64_t b, std::int64_t q) const {
+  const MaskSpec& m = prefix;
+  if (q >= m.q_len(b)) return false;  // (right padding: valid queries are [0, q_len))
+  const std::int64_t diag =
+      q + (m.alignment == Alignment::bottom_right ? m.k_len(b) - m.q_len(b) : 0);
+  return diag + 1 < m.prefix_lens[static_cast<std::size_t>(b)];
+}
+
+std::vector<std::int32_t> draw_prefix_lens(const MaskSpec& m) {
+  if (!m.prefix_lens.empty()) return m.prefix_lens;
+  return *rc::gen::container<std::vector<std::int32_t>>(
+              static_cast<std::size_t>(m.B),
+              rc::gen::inRange<std::int32_t>(0, static_cast<std::int32_t>(m.Lk) + 1))
+              .as("prefix_lens");
+}
+
+std::optional<ChunkSplit> chunk_split(MaskSpec m, std::int64_t chunk) {
+  if (m.Lq != m.Lk) return std::nullopt;
+  m.q_lens = m.k_lens;
+  m.cu_seqlens_q.clear();
+  m.cu_seqlens_k.clear();
+  m.prefix_lens.clear();  // (per segment: documents of `chunk` keys would cut it too)
+  ChunkSplit s{m, m};
+  s.chunked.chunk = chunk;
+  s.documents.chunk = 0;
+  for (std::int64_t b = 0; b < m.B; ++b) {
+    std::vector<std::int32_t> cuts{0};
+    for (std::int64_t k = chunk; k < m.k_len(b); k += chunk)
+      cuts.push_back(static_cast<std::int32_t>(k));
+    cuts.push_back(static_cast<std::int32_t>(m.k_len(b)));
+    if (m.k_len(b) == 0) cuts = {0, 0};
+    s.documents.cu_seqlens_q.push_back(cuts);
+    s.documents.cu_seqlens_k.push_back(cuts);
+  }
+  s.chunked.validate();
+  s.documents.validate();
+  return s;
+}
+
+std::int64_t draw_chunk(const MaskSpec& m) {
+  if (m.chunk > 0) return m.chunk;
+  return static_cast<std::int64_t>(draw_one_of({1, 2, 3, 5, 8, 16, 33, 64}, "chunk"));
 }
 
 void tag_case(std::initializer_list<std::string> tags) {

@@ -134,6 +134,7 @@ MaskSpec sequence_alone(const MaskSpec& m, std::int64_t b) {
     s.cu_seqlens_q = {m.cu_seqlens_q[b]};
     s.cu_seqlens_k = {m.cu_seqlens_k[b]};
   }
+  if (!m.prefix_lens.empty()) s.prefix_lens = {m.prefix_lens[b]};
   return s;
 }
 
@@ -438,6 +439,8 @@ void add_attention_properties(std::vector<Property>& out) {
                    AttentionProblem causal = c.problem, window = c.problem;
                    causal.mask.causal = true;
                    window.mask.causal = false;
+                   causal.mask.prefix_lens.clear();  // prefix-LM relaxes causal only
+                   window.mask.prefix_lens.clear();
                    Window w = c.problem.mask.window.value_or(Window{});
                    w.right = std::min<std::int64_t>(w.right, 0);
                    window.mask.window = w;
@@ -511,6 +514,61 @@ void add_attention_properties(std::vector<Property>& out) {
        }});
 
   out.push_back(
+      {"attention.prefixLmIsBidirectionalPrefixThenCausal", Op::attention,
+       "prefix-LM: a query whose diagonal lies in the prefix equals bidirectional attention over "
+       "the prefix keys, every other query plain causal attention",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         const PrefixSplit s = prefix_split(c.problem.mask, draw_prefix_lens(c.problem.mask));
+         c.problem.mask = s.prefix;
+         AttentionProblem causal = c.problem, bidirectional = c.problem;
+         causal.mask = s.causal;
+         bidirectional.mask = s.bidirectional;
+         for (const AttentionProblem* p : {&c.problem, &causal, &bidirectional})
+           if (!supported(impl.supports_attention(*p, c.dtype, c.want_lse))) return;
+         tag_case(s.prefix, c.dtype);
+         const auto d = make_data(c);
+         const auto got = run(impl, c, c.problem, d);
+         auto want = run(impl, c, causal, d);
+         const auto prefix_rows = run(impl, c, bidirectional, d);
+         const Rows rows{c.problem};
+         for (std::int64_t b = 0; b < s.prefix.B; ++b)
+           for (std::int64_t q = 0; q < s.prefix.Lq; ++q) {
+             if (!s.in_prefix(b, q)) continue;
+             for (std::int64_t h = 0; h < c.problem.H; ++h) {
+               std::copy_n(prefix_rows.out.begin() + rows.out(b, h, q), c.problem.D,
+                           want.out.begin() + rows.out(b, h, q));
+               if (c.want_lse) want.lse[rows.lse(b, h, q)] = prefix_rows.lse[rows.lse(b, h, q)];
+             }
+           }
+         expect_consistent("prefix-LM vs causal and bidirectional-prefix rows", got, want,
+                           c.problem, c.dtype, "causal / bidirectional runs",
+                           expectation_of(c.problem, c.dtype, d, c.want_lse));
+       }});
+
+  out.push_back({"attention.chunkedEqualsDocuments", Op::attention,
+                 "chunked self-attention equals attention over documents of the chunk's length",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   AttentionCase c;
+                   if (!draw(impl, lim, c)) return;
+                   const auto s = chunk_split(c.problem.mask, draw_chunk(c.problem.mask));
+                   if (!s) return;  // Lq != Lk
+                   c.problem.mask = s->chunked;
+                   AttentionProblem documents = c.problem;
+                   documents.mask = s->documents;
+                   if (!supported(impl.supports_attention(c.problem, c.dtype, c.want_lse)) ||
+                       !supported(impl.supports_attention(documents, c.dtype, c.want_lse)))
+                     return;
+                   tag_case(s->chunked, c.dtype);
+                   const auto d = make_data(c);
+                   expect_consistent("chunks vs documents", run(impl, c, c.problem, d),
+                                     run(impl, c, documents, d), c.problem, c.dtype,
+                                     "documents run",
+                                     expectation_of(documents, c.dtype, d, c.want_lse));
+                 }});
+
+  out.push_back(
       {"attention.documentsRunAlone", Op::attention,
        "with packed documents each document's rows equal that document run alone",
        [](const Implementation& impl, const CaseLimits& lim) {
@@ -535,6 +593,8 @@ void add_attention_properties(std::vector<Property>& out) {
              alone.mask.causal = m.causal;
              alone.mask.window = m.window;
              alone.mask.alignment = m.alignment;
+             if (!m.prefix_lens.empty()) alone.mask.prefix_lens = {m.prefix_lens[b]};
+             alone.mask.chunk = m.chunk;  // prefixes and chunks count from each segment
              AttentionData s;
              AttentionResult want;
              for (std::int64_t h = 0; h < p.H; ++h) {
@@ -737,6 +797,12 @@ void add_attention_properties(std::vector<Property>& out) {
          if (!draw(impl, lim, c)) return;
          const AttentionProblem& p = c.problem;
          const MaskSpec& m = p.mask;
+         // The packed layout has no prefix-LM or chunk clause (VarlenAttentionProblem).
+         if (m.has_prefix_or_chunk()) {
+           tag_case({"skipped: the packed layout (VarlenAttentionProblem) has no prefix-LM or "
+                     "chunk clause"});
+           return;
+         }
          // Segments: each document, or each sequence's valid range without documents.
          struct Segment {
            std::int64_t b, q0, q_len, k0, k_len;

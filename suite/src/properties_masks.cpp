@@ -29,6 +29,8 @@ MaskSpec document_alone(const MaskSpec& m, std::int64_t b, std::size_t d) {
   s.causal = m.causal;
   s.window = m.window;
   s.alignment = m.alignment;
+  if (!m.prefix_lens.empty()) s.prefix_lens = {m.prefix_lens[b]};  // per segment, like chunks
+  s.chunk = m.chunk;
   return s;
 }
 
@@ -69,6 +71,8 @@ void add_mask_properties(std::vector<Property>& out) {
                    MaskSpec causal = c.spec, window = c.spec;
                    causal.causal = true;
                    window.causal = false;
+                   causal.prefix_lens.clear();  // prefix-LM relaxes causal only, not the window
+                   window.prefix_lens.clear();
                    Window w = c.spec.window.value_or(Window{});
                    w.right = std::min<std::int64_t>(w.right, 0);
                    window.window = w;
@@ -136,6 +140,44 @@ void add_mask_properties(std::vector<Property>& out) {
          }
          expect(check_exact("left-padded mask", mask_shape(m), l, shifted));
        }});
+
+  out.push_back(
+      {"masks.prefixLmIsBidirectionalPrefixThenCausal", Op::masks,
+       "prefix-LM: a row whose diagonal lies in the prefix equals the bidirectional mask of the "
+       "prefix keys, every other row the plain causal mask",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         MaskCase c;
+         if (!draw(impl, lim, c)) return;
+         const PrefixSplit s = prefix_split(c.spec, draw_prefix_lens(c.spec));
+         if (!supported(impl.supports_masks(s.prefix, c.encoding, c.dtype))) return;
+         const auto got = impl.build_mask(s.prefix, c.encoding, c.dtype);
+         const auto causal = impl.build_mask(s.causal, c.encoding, c.dtype);
+         const auto bidirectional = impl.build_mask(s.bidirectional, c.encoding, c.dtype);
+         auto want = causal;
+         const std::int64_t Lk = s.prefix.Lk;
+         for (std::int64_t b = 0; b < s.prefix.B; ++b)
+           for (std::int64_t q = 0; q < s.prefix.Lq; ++q)
+             if (s.in_prefix(b, q)) {
+               const std::int64_t row = (b * s.prefix.Lq + q) * Lk;
+               std::copy(bidirectional.begin() + row, bidirectional.begin() + row + Lk,
+                         want.begin() + row);
+             }
+         expect(check_exact("mask", mask_shape(s.prefix), got, want));
+       }});
+
+  out.push_back({"masks.chunkedEqualsDocuments", Op::masks,
+                 "chunked self-attention's mask equals the mask of documents of the chunk's "
+                 "length",
+                 [](const Implementation& impl, const CaseLimits& lim) {
+                   MaskCase c;
+                   if (!draw(impl, lim, c)) return;
+                   const auto s = chunk_split(c.spec, draw_chunk(c.spec));
+                   if (!s) return;  // Lq != Lk
+                   if (!supported(impl.supports_masks(s->chunked, c.encoding, c.dtype))) return;
+                   expect(check_exact("mask", mask_shape(s->chunked),
+                                      impl.build_mask(s->chunked, c.encoding, c.dtype),
+                                      impl.build_mask(s->documents, c.encoding, c.dtype)));
+                 }});
 
   out.push_back(
       {"masks.documentsAreBlockDiagonal", Op::masks,

@@ -190,6 +190,8 @@ void add_softmax_properties(std::vector<Property>& out) {
                    SoftmaxProblem causal = c.problem, window = c.problem;
                    causal.mask.causal = true;
                    window.mask.causal = false;
+                   causal.mask.prefix_lens.clear();  // prefix-LM relaxes causal only
+                   window.mask.prefix_lens.clear();
                    Window w = c.problem.mask.window.value_or(Window{});
                    w.right = std::min<std::int64_t>(w.right, 0);
                    window.mask.window = w;

@@ -88,6 +88,8 @@ def keep_mask(spec):
     window = spec.get("window") or {}
     wl, wr = window.get("left", UNBOUNDED), window.get("right", UNBOUNDED)
     cu_q, cu_k = spec.get("cu_seqlens_q") or [], spec.get("cu_seqlens_k") or []
+    prefix = spec.get("prefix_lens") or [0] * B
+    chunk = spec.get("chunk", 0)
     keep = torch.zeros(B, Lq, Lk, dtype=torch.bool)
     for b in range(B):
         q0 = Lq - q_lens[b] if left else 0
@@ -101,12 +103,15 @@ def keep_mask(spec):
                 seg_k, seg_k_len = cu_k[b][d], cu_k[b][d + 1] - cu_k[b][d]
             diag = (qi - seg_q) + (0 if top_left else seg_k_len - seg_q_len)
             lo, hi = 0, seg_k_len
-            if spec.get("causal"):
-                hi = min(hi, diag + 1)
+            if spec.get("causal"):  # prefix-LM: the whole prefix too
+                hi = min(hi, max(diag + 1, prefix[b]))
             if wl != UNBOUNDED:
                 lo = max(lo, diag - wl)
             if wr != UNBOUNDED:
                 hi = min(hi, diag + wr + 1)
+            if chunk > 0:  # the chunk of the diagonal (Python's // floors)
+                lo = max(lo, diag // chunk * chunk)
+                hi = min(hi, diag // chunk * chunk + chunk)
             if hi > lo:
                 keep[b, q, k0 + seg_k + lo:k0 + seg_k + hi] = True
     return keep
@@ -287,6 +292,20 @@ def test_attention_cases_from_torch():
           f"problem as read: {full}")
     check_keep_mask_against_maskcheck(full["mask"], "torch_left_padded")
     check_attention_result("torch_left_padded", full, "bf16", t, result)
+
+    # Prefix-LM and chunks (bottom-right, Lq != Lk: diagonals past the first chunk).
+    problem = {"mask": {"causal": True, "prefix_lens": [4, 1], "chunk": 3}, "scale": 0.5}
+    path = WORK / "torch_prefix_chunk.safetensors"
+    t = qkv(Lq, Lk)
+    save_file(t, str(path), metadata={"maskcheck.op": "attention",
+                                      "maskcheck.problem": json.dumps(problem),
+                                      "maskcheck.options": json.dumps({"want_lse": True})})
+    result, meta = eval_case("attention", "reference", path, "torch_prefix_chunk")
+    full = json.loads(meta["maskcheck.problem"])
+    check(full["mask"]["prefix_lens"] == [4, 1] and full["mask"]["chunk"] == 3,
+          f"problem as read: {full}")
+    check_keep_mask_against_maskcheck(full["mask"], "torch_prefix_chunk")
+    check_attention_result("torch_prefix_chunk", full, "bf16", t, result)
     print("interop_test: attention cases written with safetensors.torch agree with SDPA")
 
 

@@ -668,6 +668,37 @@ TEST(PluginAbi12, olderTablesHaveTheBackwardSkippedWithTheReason) {
   }
 }
 
+TEST(PluginAbi12, olderTablesAreNotGivenPrefixLmOrChunkedMasks) {
+  // Their mask descriptor ends before prefix_lens and chunk: such cases are skipped with the
+  // reason, the others run and pass. The example (1.2) reads both and passes them.
+  const std::string json = temp_path("old_table_masks.json");
+  CliResult r = maskcheck_cli("verify --plugin " + test_plugin("abi11_table") +
+                              " --property attention.agreesWithReference,"
+                              "attention.chunkedEqualsDocuments --cases 40 --seed 6 --json " +
+                              json);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto rows = rows_by_property(maskcheck::read_json_file(json));
+  for (const char* name : {"attention.agreesWithReference", "attention.chunkedEqualsDocuments"}) {
+    const auto& row = rows.at(name);
+    EXPECT_TRUE(contains(row.at("skip_reasons").dump(),
+                         "plugin:abi (plugin ABI 1.1) is not given prefix-LM or chunked masks"))
+        << row.dump();
+  }
+  EXPECT_EQ(rows.at("attention.agreesWithReference").at("status"), "passed");
+  r = maskcheck_cli("verify --plugin " + std::string(EXAMPLE_PLUGIN) +
+                    " --property attention.prefixLmIsBidirectionalPrefixThenCausal,"
+                    "attention.chunkedEqualsDocuments --cases 30 --seed 6 --json " +
+                    json);
+  ASSERT_EQ(r.code, 0) << r.out;
+  rows = rows_by_property(maskcheck::read_json_file(json));
+  for (const char* name :
+       {"attention.prefixLmIsBidirectionalPrefixThenCausal", "attention.chunkedEqualsDocuments"}) {
+    EXPECT_EQ(rows.at(name).at("status"), "passed") << rows.at(name).dump();
+    EXPECT_EQ(rows.at(name).at("skip_reasons").dump().find("prefix"), std::string::npos)
+        << rows.at(name).dump();
+  }
+}
+
 TEST(PluginAbi12, aBackwardBugIsCaughtSavedAndReplayed) {
   // The backward ignores the causal clause; the forward is the example's, and passes.
   const std::string json = temp_path("backward_causal.json");
@@ -752,10 +783,10 @@ TEST(PluginAbi12, anUpstreamGradientReadForIgnoredRowsIsCaught) {
   // cross_entropy multiplies the gradient rows of ignored labels by their grad_output as well:
   // right for finite values (the rows are 0), NaN for the NaN maskcheck puts there.
   const std::string json = temp_path("ce_upstream_read.json");
-  const CliResult r =
-      maskcheck_cli("verify --plugin " + test_plugin("ce_upstream_read") +
-                        " --op cross_entropy --seed 4 --no-counterexamples --json " + json,
-                    kCi);
+  const CliResult r = maskcheck_cli(
+      "verify --plugin " + test_plugin("ce_upstream_read") +
+          " --op cross_entropy --cases 30 --seed 4 --no-counterexamples --json " + json,
+      kCi);
   ASSERT_EQ(r.code, 1) << r.out;
   auto rows = rows_by_property(maskcheck::read_json_file(json));
   EXPECT_EQ(rows.at("cross_entropy.agreesWithReference").at("status"), "passed");

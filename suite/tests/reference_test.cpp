@@ -127,10 +127,17 @@ bool textbook_visible(const mc::MaskSpec& m, std::int64_t b, std::int64_t q, std
     sk = ck[dq + 1] - ck[dq];
   }
   const std::int64_t offset = m.alignment == mc::Alignment::bottom_right ? sk - sq : 0;
-  if (m.causal && ki > qi + offset) return false;
+  const std::int64_t prefix = m.prefix_lens.empty() ? 0 : m.prefix_lens[b];
+  if (m.causal && ki > qi + offset && ki >= prefix) return false;  // the prefix is bidirectional
   if (m.window) {
     if (m.window->left != mc::kUnbounded && ki < qi + offset - m.window->left) return false;
     if (m.window->right != mc::kUnbounded && ki > qi + offset + m.window->right) return false;
+  }
+  if (m.chunk > 0) {  // the same chunk as the diagonal: floor division, negative diagonals too
+    const auto chunk_of = [&](std::int64_t i) {
+      return static_cast<std::int64_t>(std::floor(static_cast<double>(i) / m.chunk));
+    };
+    if (chunk_of(ki) != chunk_of(qi + offset)) return false;
   }
   return true;
 }
@@ -189,6 +196,57 @@ TEST(Predicate, bottomRightAndTopLeftDifferWhenLqNotLk) {
   EXPECT_EQ(mc::visible_keys(nm.view(), 0, 2).size(), 1);
 }
 
+TEST(Predicate, prefixLmAndChunksOnHandDrawnMasks) {
+  // Self-attention over 6 keys, causal, prefix of 3: rows 0-2 see keys 0-2, row q > 2 keys 0..q.
+  mc::MaskSpec m;
+  m.Lq = m.Lk = 6;
+  m.causal = true;
+  m.prefix_lens = {3};
+  const mc::FlatMask pm(m);
+  for (std::int64_t q = 0; q < 6; ++q) {
+    const mc::KeyRange r = mc::visible_keys(pm.view(), 0, q);
+    EXPECT_EQ(r.begin, 0) << q;
+    EXPECT_EQ(r.end, std::max<std::int64_t>(q + 1, 3)) << q;
+  }
+  // Right padding to 4 valid tokens and a window of 1: the prefix still reaches key 2 from row 0,
+  // the window cuts it off from row 3 (keys 2, 3).
+  m.k_lens = m.q_lens = {4};
+  m.window = mc::Window{1, mc::kUnbounded};
+  const mc::FlatMask pw(m);
+  EXPECT_EQ(mc::visible_keys(pw.view(), 0, 0).end, 3);
+  EXPECT_EQ(mc::visible_keys(pw.view(), 0, 3).begin, 2);
+  EXPECT_TRUE(mc::visible_keys(pw.view(), 0, 4).empty());  // padded
+
+  // Chunks of 4 over 10 keys, 3 queries bottom-right: their diagonals are keys 7, 8, 9, all in
+  // chunk [4, 8) or [8, 12); causal inside the chunk.
+  mc::MaskSpec c;
+  c.Lq = 3;
+  c.Lk = 10;
+  c.chunk = 4;
+  c.causal = true;
+  const mc::FlatMask cm(c);
+  EXPECT_EQ(mc::visible_keys(cm.view(), 0, 0).begin, 4);
+  EXPECT_EQ(mc::visible_keys(cm.view(), 0, 0).end, 8);
+  EXPECT_EQ(mc::visible_keys(cm.view(), 0, 1).begin, 8);
+  EXPECT_EQ(mc::visible_keys(cm.view(), 0, 1).end, 9);
+  EXPECT_EQ(mc::visible_keys(cm.view(), 0, 2).end, 10);
+  // Top-left: the queries' own positions 0, 1, 2 lie in chunk [0, 4).
+  c.alignment = mc::Alignment::top_left;
+  const mc::FlatMask ct(c);
+  EXPECT_EQ(mc::visible_keys(ct.view(), 0, 2).begin, 0);
+  EXPECT_EQ(mc::visible_keys(ct.view(), 0, 2).end, 3);
+  // More queries than keys, no causal: the first query's diagonal is key -2, chunk [-4, 0):
+  // nothing visible.
+  mc::MaskSpec n;
+  n.Lq = 5;
+  n.Lk = 3;
+  n.chunk = 2;
+  const mc::FlatMask nm(n);
+  EXPECT_TRUE(mc::visible_keys(nm.view(), 0, 0).empty());
+  EXPECT_TRUE(mc::visible_keys(nm.view(), 0, 1).empty());
+  EXPECT_EQ(mc::visible_keys(nm.view(), 0, 2).end, 2);  // diagonal 0: chunk [0, 2)
+}
+
 // ---- validation names the field and the value --------------------------------------------
 
 template <class F>
@@ -216,6 +274,18 @@ TEST(Validation, badInputsNameTheFieldAndValue) {
   m.window = mc::Window{-1, 0};
   EXPECT_NE(error_of([&] { m.validate(); }).find("window.left = -1"), std::string::npos);
   m.window.reset();
+  m.prefix_lens = {2, 2};
+  EXPECT_NE(error_of([&] { m.validate(); }).find("needs causal"), std::string::npos);
+  m.causal = true;
+  m.prefix_lens = {2, -1};
+  EXPECT_NE(error_of([&] { m.validate(); }).find("prefix_lens[1] = -1"), std::string::npos);
+  m.prefix_lens = {2};
+  EXPECT_NE(error_of([&] { m.validate(); }).find("prefix_lens.size() = 1"), std::string::npos);
+  m.prefix_lens.clear();
+  m.causal = false;
+  m.chunk = -3;
+  EXPECT_NE(error_of([&] { m.validate(); }).find("chunk = -3"), std::string::npos);
+  m.chunk = 0;
   m.cu_seqlens_q = m.cu_seqlens_k = {{0, 5, 3, 8}, {0, 8}};
   EXPECT_NE(error_of([&] { m.validate(); }).find("cu_seqlens_q[0][2] = 3"), std::string::npos);
   m.cu_seqlens_q = m.cu_seqlens_k = {{0, 5, 7}, {0, 8}};

@@ -94,11 +94,13 @@ DeviceMask::DeviceMask(const MaskSpec& spec, cudaStream_t stream) {
   doc_ptr_ = upload_vector(flat.doc_ptr(), stream);
   cu_q_ = upload_vector(flat.cu_q(), stream);
   cu_k_ = upload_vector(flat.cu_k(), stream);
+  prefix_lens_ = upload_vector(flat.prefix_lens(), stream);
   view_.q_lens = flat.q_lens().empty() ? nullptr : q_lens_.as<std::int32_t>();
   view_.k_lens = flat.k_lens().empty() ? nullptr : k_lens_.as<std::int32_t>();
   view_.doc_ptr = flat.doc_ptr().empty() ? nullptr : doc_ptr_.as<std::int32_t>();
   view_.cu_q = flat.cu_q().empty() ? nullptr : cu_q_.as<std::int32_t>();
   view_.cu_k = flat.cu_k().empty() ? nullptr : cu_k_.as<std::int32_t>();
+  view_.prefix_lens = flat.prefix_lens().empty() ? nullptr : prefix_lens_.as<std::int32_t>();
   // The host vectors die with `flat`: the copies must land before returning.
   check(cudaStreamSynchronize(stream), "DeviceMask upload");
 }

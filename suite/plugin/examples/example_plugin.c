@@ -132,8 +132,9 @@ static const DLDataType kAnyFloat = {kDLFloat, 0, 1};
 // ---- the mask ----------------------------------------------------------------------------------
 
 // The keys that query q of sequence b may see, as the interval [*lo, *hi) of padded key
-// positions (empty when *hi <= *lo): the intersection of the padding, document, causal and
-// window clauses of plugin.h. The interval form is what lets a kernel skip whole key tiles.
+// positions (empty when *hi <= *lo): the intersection of the padding, document, causal (with
+// prefix-LM), window and chunk clauses of plugin.h. The interval form is what lets a kernel skip
+// whole key tiles.
 static void visible_keys(const maskcheck_mask* m, int64_t b, int64_t q, int64_t* lo, int64_t* hi) {
   const int64_t q_len = m->q_lens ? m->q_lens[b] : m->q_len;
   const int64_t k_len = m->k_lens ? m->k_lens[b] : m->k_len;
@@ -160,15 +161,25 @@ static void visible_keys(const maskcheck_mask* m, int64_t b, int64_t q, int64_t*
     seg_k_len = ck[d + 1] - ck[d];
   }
 
-  // Causal and window, around the diagonal of the segment.
+  // Causal (up to the whole prefix with prefix-LM), window and chunk, around the diagonal of the
+  // segment.
   const int64_t shift = m->alignment == MASKCHECK_ALIGN_BOTTOM_RIGHT ? seg_k_len - seg_q_len : 0;
   const int64_t diag = (qi - seg_q) + shift;
   int64_t first = 0, end = seg_k_len;
-  if (m->causal && diag + 1 < end) end = diag + 1;
+  if (m->causal) {
+    int64_t causal_end = diag + 1;
+    if (m->prefix_lens && m->prefix_lens[b] > causal_end) causal_end = m->prefix_lens[b];
+    if (causal_end < end) end = causal_end;
+  }
   if (m->window_left != MASKCHECK_UNBOUNDED && diag - m->window_left > first)
     first = diag - m->window_left;
   if (m->window_right != MASKCHECK_UNBOUNDED && diag + m->window_right + 1 < end)
     end = diag + m->window_right + 1;
+  if (m->chunk > 0) {  // the chunk of the diagonal, floor division for a negative one too
+    const int64_t c = diag >= 0 ? diag / m->chunk : -((-diag + m->chunk - 1) / m->chunk);
+    if (c * m->chunk > first) first = c * m->chunk;
+    if (c * m->chunk + m->chunk < end) end = c * m->chunk + m->chunk;
+  }
   if (end < first) end = first;
   *lo = k0 + seg_k + first;
   *hi = k0 + seg_k + end;

@@ -654,6 +654,8 @@ class MaskArgs {
     m_.doc_ptr = v.doc_ptr;
     m_.cu_seqlens_q = v.doc_ptr ? v.cu_q : nullptr;
     m_.cu_seqlens_k = v.doc_ptr ? v.cu_k : nullptr;
+    m_.prefix_lens = v.prefix_lens;  // ABI 1.2 (older plugins never read past `additive`)
+    m_.chunk = v.chunk;
     if (keep_tensor) {
       keep_.emplace("mask.keep", kUInt8, std::vector<std::int64_t>{spec.B, spec.Lq, spec.Lk});
       if (query) {
@@ -1034,11 +1036,26 @@ class PluginImplementation final : public detail::PluginBase {
     return Support::yes();
   }
 
+  // The mask clauses ABI 1.2 added (prefix-LM, chunks) reach an older plugin only through a mask
+  // tensor: without one it is not asked (a query says why; a real call throws Unsupported).
+  Support mask_support(const MaskSpec& m, bool query) const {
+    if (info_.abi_minor >= 2 || info_.keep_tensor || info_.additive_mask ||
+        !m.has_prefix_or_chunk())
+      return Support::yes();
+    const std::string why = name() + " (plugin ABI " + std::to_string(info_.abi_major) + "." +
+                            std::to_string(info_.abi_minor) +
+                            ") is not given prefix-LM or chunked masks: its mask descriptor has "
+                            "them from ABI 1.2 on, and it takes no mask tensor";
+    if (query) return Support::no(why);
+    throw Unsupported(why);
+  }
+
   // A real call when `out` is set, else a query.
   Support softmax_call(const SoftmaxProblem& p, DType t, std::span<const double> x,
                        std::vector<double>* out) const {
     const bool query = out == nullptr;
     const MaskSpec& m = p.mask;
+    if (Support s = mask_support(m, query); !s) return s;
     const Storage st = info_.storage_for(t);
     const std::vector<std::int64_t> shape{m.B, p.H, m.Lq, m.Lk};
     Tensor xt("x", dl_dtype(st.x), shape), yt("y", dl_dtype(st.y), shape);
@@ -1073,6 +1090,7 @@ class PluginImplementation final : public detail::PluginBase {
                          std::span<const double> k, std::span<const double> v, bool want_lse,
                          AttentionResult* out) const {
     const bool query = out == nullptr;
+    if (Support s = mask_support(p.mask, query); !s) return s;
     const Storage st = info_.storage_for(t);
     PaddedAttentionInputs in(p, st, info_.keep_tensor, additive(st), device_, query);
     Tensor ot("out", dl_dtype(st.out), in.q_shape),
@@ -1111,6 +1129,7 @@ class PluginImplementation final : public detail::PluginBase {
                         std::span<const double> k, std::span<const double> v,
                         std::span<const double> dout, AttentionGradients* out) const {
     const bool query = out == nullptr;
+    if (Support s = mask_support(p.mask, query); !s) return s;
     const Storage st = info_.storage_for(t);
     PaddedAttentionInputs in(p, st, info_.keep_tensor, additive(st), device_, query);
     Tensor gt("dout", dl_dtype(st.out), in.q_shape), dq("dq", dl_dtype(st.q), in.q_shape),

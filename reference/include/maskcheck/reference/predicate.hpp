@@ -1,13 +1,15 @@
 // The one visibility predicate. Every path (reference, CPU kernels, CUDA kernels, adapters that
 // materialize masks) asks this header whether query q of sequence b may attend to key k.
 //
-// visible(q, k) is the conjunction of four clauses, each of which limits k to an interval:
+// visible(q, k) is the conjunction of five clauses, each of which limits k to an interval:
 //   padding:   q lies in its sequence's valid query range; k in the valid key range;
 //   documents: k lies in the document that contains q (cu_seqlens);
-//   causal:    k <= diag(q);
+//   causal:    k <= max(diag(q), P_b - 1), P_b the prefix length of prefix-LM (0 without);
 //   window:    diag(q) - left <= k <= diag(q) + right;
+//   chunk:     k lies in the chunk of diag(q): floor(k / C) == floor(diag(q) / C);
 // where diag(q) is the key aligned with q inside its segment (document, or whole sequence):
-// bottom-right: diag = q_seg + (seg_k_len - seg_q_len); top-left: diag = q_seg.
+// bottom-right: diag = q_seg + (seg_k_len - seg_q_len); top-left: diag = q_seg, and k, P_b and
+// the chunks are counted from the segment's first key.
 // An intersection of intervals is an interval, so visible_keys() returns it and visible() tests
 // membership. A new clause changes visible_keys() and nothing else: the padding clause's ranges
 // (valid_ranges) and the tile bounds of kernels (TileBounds, the fold of visible_keys() over a
@@ -36,6 +38,8 @@ struct MaskView {
   PaddingSide padding = PaddingSide::right;
   bool causal = false;
   Alignment alignment = Alignment::bottom_right;
+  const std::int32_t* prefix_lens = nullptr;  // [B] prefix-LM (with causal), or nullptr: none
+  std::int64_t chunk = 0;                     // chunked attention: chunk length, or 0: none
 };
 
 // Half-open key interval [begin, end) in padded key coordinates; empty when end <= begin.
@@ -65,6 +69,10 @@ MC_HD constexpr std::int64_t min64(std::int64_t a, std::int64_t b) {
 }
 MC_HD constexpr std::int64_t max64(std::int64_t a, std::int64_t b) {
   return max_of(a, b);
+}
+// floor(a / c) for c > 0 and any sign of a.
+MC_HD constexpr std::int64_t floor_div(std::int64_t a, std::int64_t c) {
+  return a >= 0 ? a / c : -((-a + c - 1) / c);
 }
 }  // namespace detail
 
@@ -115,13 +123,21 @@ MC_HD constexpr KeyRange visible_keys(const MaskView& m, std::int64_t b, std::in
     seg_k_len = ck[lo + 1] - ck[lo];
   }
 
-  // Causal and window, relative to the segment's diagonal.
+  // Causal (relaxed to the whole prefix for prefix-LM), window and chunk, relative to the
+  // segment's diagonal.
   const std::int64_t diag =
       (qi - seg_q) + (m.alignment == Alignment::bottom_right ? seg_k_len - seg_q_len : 0);
   std::int64_t lo = 0, hi = seg_k_len;
-  if (m.causal) hi = detail::min64(hi, diag + 1);
+  if (m.causal)
+    hi = detail::min64(
+        hi, m.prefix_lens != nullptr ? detail::max64(diag + 1, m.prefix_lens[b]) : diag + 1);
   if (m.window_left != kUnbounded) lo = detail::max64(lo, diag - m.window_left);
   if (m.window_right != kUnbounded) hi = detail::min64(hi, diag + m.window_right + 1);
+  if (m.chunk > 0) {
+    const std::int64_t first = detail::floor_div(diag, m.chunk) * m.chunk;
+    lo = detail::max64(lo, first);
+    hi = detail::min64(hi, first + m.chunk);
+  }
   if (hi < lo) hi = lo;
   return KeyRange{v.k0 + seg_k + lo, v.k0 + seg_k + hi};
 }
@@ -225,10 +241,11 @@ class FlatMask {
   const std::vector<std::int32_t>& doc_ptr() const { return doc_ptr_; }
   const std::vector<std::int32_t>& cu_q() const { return cu_q_; }
   const std::vector<std::int32_t>& cu_k() const { return cu_k_; }
+  const std::vector<std::int32_t>& prefix_lens() const { return prefix_lens_; }
 
  private:
   MaskView base_;
-  std::vector<std::int32_t> q_lens_, k_lens_, doc_ptr_, cu_q_, cu_k_;
+  std::vector<std::int32_t> q_lens_, k_lens_, doc_ptr_, cu_q_, cu_k_, prefix_lens_;
 };
 
 }  // namespace maskcheck

@@ -12,6 +12,15 @@
 //   (PyTorch is_causal=True). causal == window (unbounded, 0).
 // - Packed documents: cu_seqlens_q[b] / cu_seqlens_k[b] split sequence b's valid range into
 //   documents ([0, ..., len], non-decreasing, same count for q and k); q and k must share one.
+// - Prefix-LM (prefix_lens, with causal): the first P_b keys of each segment of sequence b are a
+//   bidirectional prefix: the causal clause becomes k <= max(diag, P_b - 1), so a query whose
+//   diagonal lies in the prefix sees the whole prefix and later queries stay causal (and see the
+//   prefix unless a window cuts it off). The window still applies. P_b >= 0 may exceed a
+//   segment (that segment is then bidirectional).
+// - Chunked attention (chunk = C > 0, Llama 4): a query sees only keys of its own chunk, the
+//   chunks being [j C, (j + 1) C) in segment key positions and the query's chunk that of its
+//   diagonal; with causal, causal inside the chunk. It equals documents of C keys when queries
+//   and keys are aligned (self-attention).
 // - A query with no visible key (a "fully masked row") gets zero output, zero weights and
 //   log-sum-exp -inf; never NaN.
 #pragma once
@@ -58,10 +67,16 @@ struct MaskSpec {
   std::optional<Window> window;
   std::vector<std::vector<std::int32_t>> cu_seqlens_q;  // [B][docs + 1]; empty: one document
   std::vector<std::vector<std::int32_t>> cu_seqlens_k;
+  std::vector<std::int32_t>
+      prefix_lens;         // [B] prefix-LM prefix lengths (needs causal); empty: none
+  std::int64_t chunk = 0;  // chunked attention: chunk length; 0: none
 
   std::int64_t q_len(std::int64_t b) const { return q_lens.empty() ? Lq : q_lens[b]; }
   std::int64_t k_len(std::int64_t b) const { return k_lens.empty() ? Lk : k_lens[b]; }
   bool has_documents() const { return !cu_seqlens_q.empty(); }
+  // Prefix-LM or chunking: the clauses that ABI 1.2 added to plugins' mask descriptor and that
+  // adapters with a mask logic of their own must decline unless they implement them.
+  bool has_prefix_or_chunk() const { return !prefix_lens.empty() || chunk > 0; }
   // Throws InvalidArgument naming the first bad field.
   void validate() const;
   bool operator==(const MaskSpec&) const = default;

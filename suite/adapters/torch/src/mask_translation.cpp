@@ -2,6 +2,7 @@
 // forms and why each exists). Plain C++: no LibTorch here, only decisions, so that the rules can
 // be read (and tested) in one place.
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <string>
 
@@ -74,12 +75,13 @@ namespace {
 
 // What a spec restricts, with causal folded into the window: causal == window (unbounded, 0).
 struct SpecShape {
-  bool padding = false;    // some sequence has fewer than Lq queries or Lk keys
-  bool documents = false;  // cu_seqlens split sequences into documents
+  bool padding = false;          // some sequence has fewer than Lq queries or Lk keys
+  bool documents = false;        // cu_seqlens split sequences into documents
+  bool prefix_or_chunk = false;  // prefix-LM or chunked attention: only a mask tensor says it
   std::int64_t left = kUnbounded, right = kUnbounded;
   bool windowed() const { return left != kUnbounded || right != kUnbounded; }
-  bool plain_causal() const { return left == kUnbounded && right == 0; }
-  bool masks_nothing() const { return !padding && !documents && !windowed(); }
+  bool plain_causal() const { return left == kUnbounded && right == 0 && !prefix_or_chunk; }
+  bool masks_nothing() const { return !padding && !documents && !windowed() && !prefix_or_chunk; }
 };
 
 SpecShape analyze(const MaskSpec& m) {
@@ -88,6 +90,7 @@ SpecShape analyze(const MaskSpec& m) {
   for (std::int64_t b = 0; b < m.B; ++b)
     if (m.q_len(b) < m.Lq || m.k_len(b) < m.Lk) s.padding = true;
   s.documents = m.has_documents();
+  s.prefix_or_chunk = m.has_prefix_or_chunk();
   if (m.window) {
     s.left = m.window->left;
     s.right = m.window->right;
@@ -152,6 +155,12 @@ TorchMask translate_mask(const MaskSpec& m, SdpaBackend b, Layout layout) {
   }
 
   if (b == SdpaBackend::flash) {
+    if (s.prefix_or_chunk) {
+      t.unsupported =
+          "flash takes no mask tensor, and neither is_causal nor window_size expresses prefix-LM "
+          "or chunked attention";
+      return t;
+    }
     if (layout == Layout::padded) {
       if (s.padding || s.documents) {
         t.unsupported =
@@ -283,13 +292,20 @@ TorchMask translate_for(Convention c, const MaskSpec& m) {
         t.unsupported =
             "documents: the C++ multi_head_attention_forward takes one additive attn_mask "
             "[Lq, Lk] for every sequence";
-      else if (s.windowed() && t.key_padding)
+      else if ((s.windowed() || s.prefix_or_chunk) && t.key_padding)
         t.unsupported =
-            "causal/window with padded keys: the diagonal moves with each sequence's length, but "
-            "the C++ multi_head_attention_forward takes one attn_mask [Lq, Lk] for every sequence";
+            "causal/window/prefix/chunk with padded keys: the diagonal moves with each sequence's "
+            "length, but the C++ multi_head_attention_forward takes one attn_mask [Lq, Lk] for "
+            "every sequence";
+      else if (!m.prefix_lens.empty() &&
+               std::adjacent_find(m.prefix_lens.begin(), m.prefix_lens.end(),
+                                  std::not_equal_to<>()) != m.prefix_lens.end())
+        t.unsupported =
+            "prefix-LM with prefixes of different lengths: the C++ multi_head_attention_forward "
+            "takes one attn_mask [Lq, Lk] for every sequence";
       if (!t.unsupported.empty()) return t;
       t.form = MaskForm::key_padding;
-      t.attn_mask = s.windowed();
+      t.attn_mask = s.windowed() || s.prefix_or_chunk;
       t.fill = kAdditiveFill;
       t.description = std::string(t.key_padding ? "key_padding_mask [B, Lk] (true = ignore)" : "") +
                       (t.key_padding && t.attn_mask ? " + " : "") +

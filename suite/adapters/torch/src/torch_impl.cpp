@@ -55,13 +55,15 @@ at::Tensor key_padding_mask(const MaskSpec& m) {
       .logical_not();
 }
 
-// Causal / window as the C++ multi_head_attention_forward's additive attn_mask [Lq, Lk]: the spec
-// has no padding and no documents here (translate_for), so every sequence has the same mask.
+// Causal / window / prefix / chunk as the C++ multi_head_attention_forward's additive attn_mask
+// [Lq, Lk]: the spec has no padding, no documents and one prefix length here (translate_for), so
+// every sequence has the same mask.
 at::Tensor mha_attn_mask(const MaskSpec& m, DType t, double fill) {
   MaskSpec one = m;
   one.B = 1;
   one.q_lens.clear();  // no padding here: every length is the full one
   one.k_lens.clear();
+  if (!one.prefix_lens.empty()) one.prefix_lens.resize(1);  // all equal here (translate_for)
   return additive_mask(one, t, at::kCPU, fill).reshape({m.Lq, m.Lk});
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,31 @@ Garbage draw_garbage(std::initializer_list<Garbage> kinds);
 // One of a few values, drawn uniformly (and shrinking toward the first), shown as `name` in a
 // counterexample: the shifts, scales and constants of the invariance properties.
 double draw_one_of(std::initializer_list<double> values, const char* name);
+
+// Prefix-LM's split, shared by the masks and attention properties: `m` made a prefix-LM mask
+// (causal, one segment per sequence, right padding or none, no window or chunk) with prefixes
+// `prefix_lens`, beside its two halves: `causal`, the same without the prefix, and
+// `bidirectional`, no causal clause and each sequence's keys cut to its prefix. A query row of
+// `prefix` whose diagonal lies inside the prefix (in_prefix) equals its row of `bidirectional`,
+// every other row its row of `causal`.
+struct PrefixSplit {
+  MaskSpec prefix, causal, bidirectional;
+  bool in_prefix(std::int64_t b, std::int64_t q) const;
+};
+PrefixSplit prefix_split(MaskSpec m, std::vector<std::int32_t> prefix_lens);
+// The prefix lengths a prefix property uses: the case's own, or one drawn per sequence.
+std::vector<std::int32_t> draw_prefix_lens(const MaskSpec& m);
+
+// Chunked self-attention beside documents of the chunk's length: `m` with queries padded like the
+// keys, no documents, and chunks of `chunk` keys (`chunked`), and the same with documents cut
+// every `chunk` keys of each sequence instead (`documents`): the two masks are equal. Empty when
+// Lq != Lk (chunks then follow the diagonal, documents the query's own position).
+struct ChunkSplit {
+  MaskSpec chunked, documents;
+};
+std::optional<ChunkSplit> chunk_split(MaskSpec m, std::int64_t chunk);
+// The chunk length a chunk property uses: the case's own, or a drawn one.
+std::int64_t draw_chunk(const MaskSpec& m);
 
 // Shapes with named axes.
 Shape mask_shape(const MaskSpec& m);                   // (b, q, k)

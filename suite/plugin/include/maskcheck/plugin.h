@@ -44,6 +44,8 @@
  *   - maskcheck_plugin.attention_backward and attention_backward_dtypes: the gradients dq, dk, dv
  *     of masked attention for an upstream gradient dout; see "Attention backward" below. Without
  *     it (an older table, or dtypes 0) the attention.backward.* properties are skipped, saying so.
+ *   - maskcheck_mask.prefix_lens and chunk: prefix-LM and chunked attention (see the semantics);
+ *     a 1.0 or 1.1 plugin is not given masks that use them unless it takes a mask tensor;
  *   - maskcheck_plugin.cross_entropy_upstream_dtypes and maskcheck_cross_entropy_args.grad_output:
  *     cross-entropy's backward for an upstream gradient instead of ones (per row for reduction
  *     none, one scalar for mean and sum). Without it the cross_entropy.upstream.* properties are
@@ -61,15 +63,21 @@
  *              right padding or at [L - len, L) with left padding. A padded query sees nothing;
  *              a padded key is seen by nobody.
  *   documents: with cu_seqlens, q and k lie in the same document (below).
- *   causal:    k <= diag(q).
+ *   causal:    k <= diag(q); with prefix-LM (ABI 1.2, prefix_lens): k <= max(diag(q), P_b - 1),
+ *              P_b = prefix_lens[b]: a query whose diagonal lies in the prefix sees the whole
+ *              prefix (bidirectional), later ones stay causal. prefix_lens comes with causal only.
  *   window:    diag(q) - window_left <= k <= diag(q) + window_right.
- * Causal and window are measured from the diagonal of the *segment* the query lies in: the
- * sequence's valid range, or the query's document when cu_seqlens are given, in positions
- * relative to the segment's start (qi = q - segment start, likewise for keys):
+ *   chunk:     (ABI 1.2, chunk = C > 0, Llama 4's chunked attention) k and diag(q) lie in the
+ *              same chunk: floor(k / C) == floor(diag(q) / C), floor for negative diag(q) too.
+ * Causal, window, prefix and chunk are measured from the diagonal of the *segment* the query
+ * lies in: the sequence's valid range, or the query's document when cu_seqlens are given, in
+ * positions relative to the segment's start (qi = q - segment start, likewise for keys):
  *   bottom-right alignment (the default; FlashAttention >= 2.1, flashinfer):
  *     diag(qi) = qi + (segment_k_len - segment_q_len)   -- the last query sees the last key;
  *   top-left alignment (PyTorch is_causal=True):  diag(qi) = qi.
- * causal is the window (unbounded, 0); both may be given, and then both apply.
+ * causal is the window (unbounded, 0); both may be given, and then both apply. Key positions in
+ * the prefix and chunk clauses are segment-relative too (each document has its own prefix of P_b
+ * keys and its own chunks).
  *
  * Documents (packed sequences inside a padded batch): cu_seqlens_q/k of sequence b split its
  * *valid* query and key ranges into documents: non-decreasing offsets from 0 to q_lens[b]
@@ -285,6 +293,12 @@ typedef struct maskcheck_mask {
    * taking [B, H, Lq, Lk] broadcasts it with stride 0 over H); NULL unless the plugin sets
    * MASKCHECK_FLAG_ADDITIVE_MASK. */
   const DLTensor* additive;
+  /* ABI 1.2: prefix-LM and chunked attention (the clauses above). A plugin built against an
+   * older ABI is never handed a mask that uses them unless it takes a mask tensor (keep or
+   * additive), which holds them already. A 1.2 plugin that does not implement them answers
+   * queries with them MASKCHECK_UNSUPPORTED. */
+  const int32_t* prefix_lens; /* [B] (only with causal), or NULL: no prefix */
+  int64_t chunk;              /* chunk length C > 0, or 0: no chunking */
 } maskcheck_mask;
 
 /* Attention forward: out = softmax(q k^T * scale + mask) v.

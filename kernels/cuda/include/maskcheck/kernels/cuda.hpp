@@ -75,7 +75,7 @@ class DeviceMask {
   const MaskView& view() const { return view_; }
 
  private:
-  DeviceBuffer q_lens_, k_lens_, doc_ptr_, cu_q_, cu_k_;
+  DeviceBuffer q_lens_, k_lens_, doc_ptr_, cu_q_, cu_k_, prefix_lens_;
   MaskView view_;
 };
 
