@@ -369,6 +369,57 @@ TEST(Softmax, equalScoresGiveUniformRowsAndEmptyRowsZero) {
   EXPECT_EQ(y, (std::vector<double>{1 / 3., 1 / 3., 1 / 3., 0, 0, 0, 0, 0}));
 }
 
+// Split-KV: attention over chunks of the keys, each run alone, merged by log-sum-exp, equals
+// attention over all of them, empty chunks (lse -inf) included; all chunks empty: an empty row.
+TEST(Attention, splitKvPartialsMergeToTheUnsplitRow) {
+  std::mt19937 gen(5);
+  std::normal_distribution<double> n(0, 1);
+  mc::AttentionProblem p;
+  p.mask.Lq = 3;
+  p.mask.Lk = 10;
+  p.D = 4;
+  p.scale = 0.7;
+  std::vector<double> q(p.q_numel()), k(p.kv_numel()), v(p.kv_numel());
+  for (auto* x : {&q, &k, &v})
+    for (auto& e : *x) e = 3 * n(gen);
+  std::vector<double> out(p.q_numel()), lse(p.lse_numel());
+  mc::ref::attention_forward<double, double>(p, q, k, v, out, lse);
+
+  const std::vector<std::pair<std::int64_t, std::int64_t>> chunks{{0, 0}, {0, 4}, {4, 4}, {4, 10}};
+  const std::int64_t C = static_cast<std::int64_t>(chunks.size()), D = p.D;
+  std::vector<double> outs(static_cast<std::size_t>(p.mask.Lq * C * D)),
+      lses(static_cast<std::size_t>(p.mask.Lq * C));
+  for (std::int64_t c = 0; c < C; ++c) {
+    mc::AttentionProblem part = p;
+    part.mask.Lk = chunks[c].second - chunks[c].first;
+    const std::vector<double> kc(k.begin() + chunks[c].first * D, k.begin() + chunks[c].second * D),
+        vc(v.begin() + chunks[c].first * D, v.begin() + chunks[c].second * D);
+    std::vector<double> oc(part.q_numel()), lc(part.lse_numel());
+    mc::ref::attention_forward<double, double>(part, q, kc, vc, oc, lc);
+    for (std::int64_t i = 0; i < p.mask.Lq; ++i) {
+      std::copy_n(oc.begin() + i * D, D, outs.begin() + (i * C + c) * D);
+      lses[i * C + c] = lc[i];
+    }
+  }
+  for (std::int64_t i = 0; i < p.mask.Lq; ++i) {
+    std::vector<double> merged(static_cast<std::size_t>(D));
+    double merged_lse = 0;
+    mc::ref::merge_partials<double>(std::span<const double>(outs).subspan(i * C * D, C * D),
+                                    std::span<const double>(lses).subspan(i * C, C), merged,
+                                    merged_lse);
+    EXPECT_NEAR(merged_lse, lse[i], 1e-12) << i;
+    for (std::int64_t d = 0; d < D; ++d) EXPECT_NEAR(merged[d], out[i * D + d], 1e-12) << i;
+  }
+
+  // Every chunk empty: zeros and -inf, not exp(-inf - -inf) = NaN.
+  const std::vector<double> none_out(2 * 3, 0.0), none_lse(2, -kInf);
+  std::vector<double> merged(3, 7.0);
+  double merged_lse = 0;
+  mc::ref::merge_partials<double>(none_out, none_lse, merged, merged_lse);
+  EXPECT_EQ(merged_lse, -kInf);
+  EXPECT_EQ(merged, (std::vector<double>{0.0, 0.0, 0.0}));
+}
+
 TEST(Attention, averagesVisibleValuesAndEmptyRowsAreZeroWithLseMinusInf) {
   mc::AttentionProblem p;
   p.mask.Lq = 2;

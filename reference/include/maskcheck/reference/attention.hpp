@@ -227,4 +227,33 @@ void attention_forward_varlen(const VarlenAttentionProblem& p, std::span<const S
   }
 }
 
+// Split-KV merge (flash-decoding): one query row's partial results over disjoint chunks of its
+// keys, each (out_c [D], lse_c) as attention_forward returns them for the chunk alone (out 0 and
+// lse -inf for a chunk in which the row sees no key), merged into its attention over the union:
+//   lse = m + log sum_c exp(lse_c - m),  out = sum_c exp(lse_c - lse) out_c,  m = max_c lse_c.
+// A chunk with lse -inf takes no part (weight exactly 0: never exp(-inf - -inf) = NaN); when every
+// chunk is empty the row is empty: out 0, lse -inf. outs: [C, D], lses: [C], out: [D].
+// Complexity: O(C D). Accumulation in A.
+template <class A>
+void merge_partials(std::span<const A> outs, std::span<const A> lses, std::span<A> out, A& lse) {
+  const std::size_t C = lses.size(), D = out.size();
+  require_size("outs", outs.size(), static_cast<std::int64_t>(C * D));
+  A m = -std::numeric_limits<A>::infinity();
+  for (const A l : lses) m = std::max(m, l);
+  std::fill(out.begin(), out.end(), A(0));
+  if (m == -std::numeric_limits<A>::infinity()) {
+    lse = m;
+    return;
+  }
+  A sum = 0;
+  for (const A l : lses)
+    if (l != -std::numeric_limits<A>::infinity()) sum += std::exp(l - m);
+  lse = m + std::log(sum);
+  for (std::size_t c = 0; c < C; ++c) {
+    if (lses[c] == -std::numeric_limits<A>::infinity()) continue;
+    const A w = std::exp(lses[c] - lse);
+    for (std::size_t d = 0; d < D; ++d) out[d] += w * outs[c * D + d];
+  }
+}
+
 }  // namespace maskcheck::ref
