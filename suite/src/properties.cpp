@@ -147,8 +147,7 @@ std::optional<ChunkSplit> chunk_split(MaskSpec m, std::int64_t chunk) {
     std::vector<std::int32_t> cuts{0};
     for (std::int64_t k = chunk; k < m.k_len(b); k += chunk)
       cuts.push_back(static_cast<std::int32_t>(k));
-    cuts.push_back(static_cast<std::int32_t>(m.k_len(b)));
-    if (m.k_len(b) == 0) cuts = {0, 0};
+    cuts.push_back(static_cast<std::int32_t>(m.k_len(b)));  // (an empty sequence: {0, 0})
     s.documents.cu_seqlens_q.push_back(cuts);
     s.documents.cu_seqlens_k.push_back(cuts);
   }
