@@ -91,6 +91,39 @@ std::int64_t SoftmaxProblem::numel() const {
   return checked_numel("softmax x", {mask.B, H, mask.Lq, mask.Lk});
 }
 
+std::string ScoreModifiers::describe() const {
+  std::string s;
+  auto add = [&](const char* name) { s += (s.empty() ? "" : ", ") + std::string(name); };
+  if (softcap != 0) add("softcap");
+  if (!alibi_slopes.empty()) add("alibi");
+  if (!sink_logits.empty()) add("sink logits");
+  return s;
+}
+
+void ScoreModifiers::validate(std::int64_t H) const {
+  if (!(softcap == 0 || (softcap >= 0x1p-10 && softcap <= 0x1p20)))
+    throw_invalid("softcap", std::to_string(softcap), "must be 0 (none) or in [2^-10, 2^20]");
+  auto check = [&](const char* name, const std::vector<double>& v) {
+    if (v.empty()) return;
+    require_size(name, v.size(), H);
+    for (std::size_t h = 0; h < v.size(); ++h)
+      if (!std::isfinite(v[h])) throw_invalid(idx(name, h), std::to_string(v[h]), "must be finite");
+  };
+  check("alibi_slopes", alibi_slopes);
+  check("sink_logits", sink_logits);
+}
+
+std::vector<double> alibi_slope_schedule(std::int64_t H) {
+  require(H >= 1, "H", H, "must be >= 1");
+  std::int64_t n = 1;
+  while (n * 2 <= H) n *= 2;
+  std::vector<double> s;
+  for (std::int64_t i = 1; i <= n; ++i) s.push_back(std::exp2(-8.0 * i / n));
+  for (std::int64_t i = 1; static_cast<std::int64_t>(s.size()) < H; i += 2)
+    s.push_back(std::exp2(-4.0 * i / n));
+  return s;
+}
+
 double AttentionShape::effective_scale() const {
   return scale ? *scale : 1.0 / std::sqrt(static_cast<double>(D));
 }
@@ -103,6 +136,7 @@ void AttentionShape::validate(std::int64_t B, std::int64_t Lq, std::int64_t Lk) 
   require(D >= 1, "D", D, "must be >= 1");
   if (scale && !std::isfinite(*scale))
     throw_invalid("scale", std::to_string(*scale), "must be finite");
+  mods.validate(H);
   (void)checked_numel("q", {B, H, Lq, D});
   (void)checked_numel("k", {B, Hkv, Lk, D});
 }

@@ -32,8 +32,10 @@
 //
 // Cases: masks none, causal, window<w> (causal with w = min(256, L/4) keys to the left),
 // documents+causal (4 documents per sequence) at 0 % padding, and padding, padding+causal at 25 %
-// and 50 % mean padding (lengths drawn per case, deterministic). A padding mask at 0 % padding is
-// the "none" case, so that axis is pruned on purpose. Sizes per device:
+// and 50 % mean padding (lengths drawn per case, deterministic); on the CPU also
+// causal+softcap+alibi+sinks (the score modifiers: cap 50, ALiBi's slope schedule, sink logits 0).
+// A padding mask at 0 % padding is the "none" case, so that axis is pruned on purpose. Sizes per
+// device:
 //   cpu   f32, bf16; D 64, 128; L 512 .. 4096 with B * L = 4096 tokens and H = 8 (the target row,
 //         f32 D128 L2048 pad50 padding+causal, is then B 2 and about 6 visible GFLOP: tens of ms
 //         for maskcheck on 2 cores, a few tenths of a second for a dense peer), and L 256 with
@@ -47,6 +49,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <span>
@@ -72,7 +75,7 @@ namespace maskcheck::bench {
 
 namespace {
 
-enum class MaskKind { none, padding, causal, padding_causal, window, documents };
+enum class MaskKind { none, padding, causal, padding_causal, window, documents, modifiers };
 
 struct AttnCase {
   Device device = Device::cpu;
@@ -98,6 +101,8 @@ struct AttnCase {
         return "window" + std::to_string(window_left());
       case MaskKind::documents:
         return "documents+causal";
+      case MaskKind::modifiers:
+        return "causal+softcap+alibi+sinks";
     }
     return "?";
   }
@@ -136,11 +141,16 @@ std::vector<AttnCase> cases(Device d) {
                                            {MaskKind::padding, 50},
                                            {MaskKind::padding_causal, 25},
                                            {MaskKind::padding_causal, 50}};
+  std::vector<std::pair<MaskKind, int>> masks(std::begin(grid), std::end(grid));
+  // Score modifiers (soft-cap 50, ALiBi with the usual slopes, sink logits) over causal: the
+  // modified-score path of the CPU kernel, beside the plain causal row (the CUDA kernels do not
+  // take modifiers yet).
+  if (d == Device::cpu) masks.emplace_back(MaskKind::modifiers, 0);
   std::vector<AttnCase> out;
   for (DType t : s.dtypes)
     for (std::int64_t D : s.Ds)
       for (std::int64_t L : s.Ls)
-        for (const auto& [mask, pad] : grid) {
+        for (const auto& [mask, pad] : masks) {
           AttnCase c;
           c.device = d;
           c.t = t;
@@ -174,6 +184,11 @@ AttentionProblem make_problem(const AttnCase& c) {
   }
   m.causal = c.mask != MaskKind::none && c.mask != MaskKind::padding;
   if (c.mask == MaskKind::window) m.window = Window{c.window_left(), 0};
+  if (c.mask == MaskKind::modifiers) {
+    p.mods.softcap = 50;
+    p.mods.alibi_slopes = alibi_slope_schedule(p.H);
+    p.mods.sink_logits.assign(static_cast<std::size_t>(p.H), 0.0);
+  }
   if (c.mask == MaskKind::documents) {
     for (std::int64_t b = 0; b < c.B; ++b)
       m.cu_seqlens_q.push_back(draw_documents(static_cast<std::int32_t>(c.L), 4, rng));
@@ -371,6 +386,8 @@ AttnTarget torch_target(Device d, const char* impl, torch_peers::SdpaBackend bac
   AttnTarget t{.device = d, .impl = impl};
   if (layout == tp::Layout::packed) t.applies = [](const AttnCase& c) { return c.packs(); };
   t.skip = [backend, layout](const AttnCase& c) {
+    if (c.mask == MaskKind::modifiers)
+      return std::string("SDPA has no soft-capping or sink logits");
     std::string why = torch_unusable(c.device, c.t);
     if (why.empty())
       why = tp::sdpa_supports(backend, layout, make_problem(c), c.t, torch_device(c.device));
@@ -521,39 +538,46 @@ AttnTarget plugin_target(std::shared_ptr<const Implementation> plugin) {
 AttnTarget ggml_target(ggml_adapters::Kind kind, const char* impl) {
   return {.device = Device::cpu,
           .impl = impl,
-          .build = [kind, impl_name = std::string(impl)](AttnFixture& f, const std::string& name) {
-            const AttentionProblem& p = f.p;
-            auto q32 = std::make_shared<Buffer>();
-            const void* q = f.q.get();
-            if (f.c.t != DType::f32) {
-              *q32 = converted(f.q.get(), f.c.t, DType::f32, p.q_numel());
-              q = q32->get();
-            }
-            const auto bytes = static_cast<std::size_t>(p.q_numel()) * sizeof(float);
-            Buffer& raw = f.outs[impl_name + "/ggml"] = Buffer(Device::cpu, bytes);
-            raw.fill(0xFF);
-            Buffer& out = f.outs[impl_name] = Buffer(Device::cpu, bytes);
-            out.fill(0xFF);
-            auto peer = std::make_shared<ggml_adapters::Peer>(kind, p, f.c.t, q, f.k.get(),
-                                                              f.v.get(), raw.get(), 0);
-            const bool permuted = kind == ggml_adapters::Kind::flash_attn_ext;
-            return finish(
-                f, name, false, [peer, q32] { peer->run(); },
-                [&p, &raw, &out, permuted]() -> const void* {
-                  if (!permuted) return raw.get();
-                  const std::int64_t B = p.mask.B, H = p.H, Lq = p.mask.Lq, D = p.D;
-                  const float* src = raw.as<const float>();
-                  float* dst = out.as<float>();
-                  for (std::int64_t b = 0; b < B; ++b)
-                    for (std::int64_t i = 0; i < Lq; ++i)
-                      for (std::int64_t h = 0; h < H; ++h)
-                        std::memcpy(dst + ((b * H + h) * Lq + i) * D,
-                                    src + ((b * Lq + i) * H + h) * D,
-                                    static_cast<std::size_t>(D) * sizeof(float));
-                  return out.get();
-                },
-                false, peer->description(), DType::f32);
-          }};
+          .skip = [](const AttnCase& c) -> std::string {
+            return c.mask == MaskKind::modifiers
+                       ? "the ggml adapters take no score modifiers (ggml's own ALiBi and "
+                         "soft-cap follow other conventions)"
+                       : "";
+          },
+          .build =
+              [kind, impl_name = std::string(impl)](AttnFixture& f, const std::string& name) {
+                const AttentionProblem& p = f.p;
+                auto q32 = std::make_shared<Buffer>();
+                const void* q = f.q.get();
+                if (f.c.t != DType::f32) {
+                  *q32 = converted(f.q.get(), f.c.t, DType::f32, p.q_numel());
+                  q = q32->get();
+                }
+                const auto bytes = static_cast<std::size_t>(p.q_numel()) * sizeof(float);
+                Buffer& raw = f.outs[impl_name + "/ggml"] = Buffer(Device::cpu, bytes);
+                raw.fill(0xFF);
+                Buffer& out = f.outs[impl_name] = Buffer(Device::cpu, bytes);
+                out.fill(0xFF);
+                auto peer = std::make_shared<ggml_adapters::Peer>(kind, p, f.c.t, q, f.k.get(),
+                                                                  f.v.get(), raw.get(), 0);
+                const bool permuted = kind == ggml_adapters::Kind::flash_attn_ext;
+                return finish(
+                    f, name, false, [peer, q32] { peer->run(); },
+                    [&p, &raw, &out, permuted]() -> const void* {
+                      if (!permuted) return raw.get();
+                      const std::int64_t B = p.mask.B, H = p.H, Lq = p.mask.Lq, D = p.D;
+                      const float* src = raw.as<const float>();
+                      float* dst = out.as<float>();
+                      for (std::int64_t b = 0; b < B; ++b)
+                        for (std::int64_t i = 0; i < Lq; ++i)
+                          for (std::int64_t h = 0; h < H; ++h)
+                            std::memcpy(dst + ((b * H + h) * Lq + i) * D,
+                                        src + ((b * Lq + i) * H + h) * D,
+                                        static_cast<std::size_t>(D) * sizeof(float));
+                      return out.get();
+                    },
+                    false, peer->description(), DType::f32);
+              }};
 }
 #endif
 

@@ -144,6 +144,15 @@ RowReference attention_rows(const AttentionProblem& p, const HostTensor& q, cons
     sub.mask.Lk = Lk;
     sub.D = D;
     sub.scale = p.effective_scale();
+    // The row group's head alone: its soft-cap, ALiBi slope and sink logit, and the rows'
+    // diagonals in the whole problem.
+    sub.mods.softcap = p.mods.softcap;
+    if (!p.mods.alibi_slopes.empty())
+      sub.mods.alibi_slopes = {p.mods.alibi_slopes[static_cast<std::size_t>(g.h)]};
+    if (!p.mods.sink_logits.empty())
+      sub.mods.sink_logits = {p.mods.sink_logits[static_cast<std::size_t>(g.h)]};
+    std::vector<std::int64_t> diagonals;
+    for (const std::int64_t qi : g.qs) diagonals.push_back(query_diagonal(flat.view(), g.b, qi));
     const auto keep = keep_rows(flat.view(), g.b, g.qs, Lk);
     const std::int64_t hk = g.h / (H / Hkv);
     dispatch_dtype(q.t, [&](auto tag) {
@@ -167,9 +176,9 @@ RowReference attention_rows(const AttentionProblem& p, const HostTensor& q, cons
       }
       const std::span<const std::uint8_t> keep_span(keep);
       ref::attention_forward<double, double>(sub, keep_span, qd, kd, vd, std::span<double>(od),
-                                             std::span<double>());
+                                             std::span<double>(), diagonals);
       ref::attention_forward<S, float>(sub, keep_span, qs, ks, vs, std::span<S>(os),
-                                       std::span<float>());
+                                       std::span<float>(), diagonals);
       ref.want.insert(ref.want.end(), od.begin(), od.end());
       for (const S& x : os) ref.naive.push_back(to_double(x));
     });

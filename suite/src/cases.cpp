@@ -234,6 +234,15 @@ std::string describe(const AttentionCase& c) {
   os << "attention " << to_string(c.dtype) << storage_note(c, Op::attention) << " H=" << p.H
      << " Hkv=" << p.Hkv << " D=" << p.D << " " << describe(p.mask);
   if (p.scale) os << " scale=" << *p.scale;
+  auto doubles = [&](const char* name, const std::vector<double>& v) {
+    if (v.empty()) return;
+    os << " " << name << "=[";
+    for (std::size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
+    os << "]";
+  };
+  if (p.mods.softcap != 0) os << " softcap=" << p.mods.softcap;
+  doubles("alibi_slopes", p.mods.alibi_slopes);
+  doubles("sink_logits", p.mods.sink_logits);
   os << " lse=" << (c.want_lse ? 1 : 0) << " data=" << to_string(c.style) << "/" << c.data_seed;
   return os.str();
 }

@@ -387,6 +387,35 @@ Gen<SoftmaxCase> gen_softmax_case(const CaseLimits& limits) {
   });
 }
 
+// Score modifiers among those the implementation applies, each in one case of six (some modifier
+// in about two cases of five):
+// soft-caps from tiny (every score saturates) to Gemma 2's 50; ALiBi with the usual schedule, a
+// steep power of two (far keys vanish) or random slopes, negative ones included; sink logits
+// around the scores, far below them (no effect) or far above (the sink takes almost all weight).
+ScoreModifiers draw_modifiers(const ScoreModifierSupport& can, std::int64_t H) {
+  ScoreModifiers m;
+  if (can.softcap && chance(1, 5)) m.softcap = pick_of<double>({50.0, 30.0, 5.0, 1.0, 0.25});
+  if (can.alibi && chance(1, 5)) {
+    switch (pick<int>({{2, 0}, {1, 1}, {1, 2}})) {
+      case 0:
+        m.alibi_slopes = alibi_slope_schedule(H);
+        break;
+      case 1:
+        m.alibi_slopes.assign(static_cast<std::size_t>(H), pick_of<double>({0.5, 4.0, 0.0}));
+        break;
+      default:
+        for (std::int64_t h = 0; h < H; ++h)
+          m.alibi_slopes.push_back(*gen::inRange<int>(-100, 1001) / 1000.0);
+    }
+  }
+  if (can.sink_logits && chance(1, 5)) {
+    const double centre = pick_of<double>({0.0, -30.0, 8.0});
+    for (std::int64_t h = 0; h < H; ++h)
+      m.sink_logits.push_back(centre + *gen::inRange<int>(-300, 301) / 100.0);
+  }
+  return m;
+}
+
 Gen<AttentionCase> gen_attention_case(const CaseLimits& limits) {
   return gen::exec([=] {
     AttentionCase c;
@@ -405,6 +434,8 @@ Gen<AttentionCase> gen_attention_case(const CaseLimits& limits) {
       c.problem.scale = sc;
     c.data_seed = *gen::arbitrary<std::uint64_t>();
     c.want_lse = limits.attention_lse && chance(4, 1);
+    if (limits.score_modifiers.any())
+      c.problem.mods = draw_modifiers(limits.score_modifiers, c.problem.H);
     return c;
   });
 }

@@ -96,6 +96,14 @@ auto to(std::vector<std::int32_t>& x) {
 auto to(std::vector<std::vector<std::int32_t>>& x) {
   return [&x](const json& v, const std::string& p) { x = json_int32_lists(v, p); };
 }
+auto to(std::vector<double>& x) {
+  return [&x](const json& v, const std::string& p) {
+    if (!v.is_array()) bad(p, v, "must be an array of numbers");
+    x.clear();
+    for (std::size_t i = 0; i < v.size(); ++i)
+      x.push_back(json_double(v[i], p + "[" + std::to_string(i) + "]"));
+  };
+}
 auto to(std::uint64_t& x) {
   return [&x](const json& v, const std::string& p) {
     if (v.is_number_unsigned()) {
@@ -244,6 +252,9 @@ void fields(P& p, V&& v) {
   v("Hkv", p.Hkv);
   v("D", p.D);
   v("scale", p.scale);
+  v("softcap", p.mods.softcap, Optional{});
+  v("alibi_slopes", p.mods.alibi_slopes, Optional{});
+  v("sink_logits", p.mods.sink_logits, Optional{});
 }
 template <Is<VarlenAttentionProblem> P, class V>
 void fields(P& p, V&& v) {
@@ -292,6 +303,11 @@ json value(double x) {
 }
 json value(const std::optional<double>& x) {
   return scale_json(x);
+}
+json value(const std::vector<double>& x) {
+  json a = json::array();
+  for (const double e : x) a.push_back(json_double_value(e));
+  return a;
 }
 json value(const std::optional<Window>& w) {
   return w ? json(*w) : json(nullptr);

@@ -19,6 +19,10 @@ bool draw(const Implementation& impl, const CaseLimits& lim, AttentionCase& c) {
   if (!supported(impl.supports_attention(c.problem, c.dtype, c.want_lse))) return false;
   tag_case(c.problem.mask, c.dtype);
   if (c.problem.Hkv != c.problem.H) tag_case({"gqa"});
+  const ScoreModifiers& mods = c.problem.mods;
+  if (mods.softcap != 0) tag_case({"softcap"});
+  if (!mods.alibi_slopes.empty()) tag_case({"alibi"});
+  if (!mods.sink_logits.empty()) tag_case({"sink-logits"});
   return true;
 }
 
@@ -138,6 +142,44 @@ MaskSpec sequence_alone(const MaskSpec& m, std::int64_t b) {
   return s;
 }
 
+// maskedKeysCannotLeak on case c: finite garbage in K and V at a random quarter of the keys and
+// at every padded key changes no bit of the rows that see none of them.
+void check_masked_keys_cannot_leak(const Implementation& impl, const AttentionCase& c) {
+  const auto d = make_data(c);
+  const Garbage kind =
+      draw_garbage({Garbage::half_max, Garbage::neg_half_max, Garbage::random_1e3});
+  const auto poison_seed = *rc::gen::arbitrary<std::uint64_t>().as("poisoned keys seed");
+  const AttentionProblem& p = c.problem;
+  const MaskSpec& m = p.mask;
+  // Poison each key with probability 1/4, and every padded key.
+  DataRng rng(poison_seed);
+  std::vector<std::uint8_t> poisoned(m.B * m.Lk, 0);
+  for (std::int64_t b = 0; b < m.B; ++b)
+    for (std::int64_t k = 0; k < m.Lk; ++k) {
+      const std::int64_t k0 = valid_begin(m.padding, m.Lk, m.k_len(b));
+      poisoned[b * m.Lk + k] = rng.below(4) == 0 || k < k0 || k >= k0 + m.k_len(b);
+    }
+  auto dirty = d;
+  const Rows rows{p};
+  for (std::int64_t b = 0; b < m.B; ++b)
+    for (std::int64_t h = 0; h < p.Hkv; ++h)
+      for (std::int64_t k = 0; k < m.Lk; ++k)
+        if (poisoned[b * m.Lk + k])
+          for (std::int64_t e = 0; e < p.D; ++e) {
+            dirty.k[rows.kv(b, h, k) + e] = garbage_value(kind, c.dtype, rng);
+            dirty.v[rows.kv(b, h, k) + e] = garbage_value(kind, c.dtype, rng);
+          }
+  const FlatMask flat(m);
+  auto blind = [&](std::int64_t b, std::int64_t q) {
+    const KeyRange r = visible_keys(flat.view(), b, q);
+    for (std::int64_t k = r.begin; k < r.end; ++k)
+      if (poisoned[b * m.Lk + k]) return false;
+    return true;
+  };
+  expect_exact_rows(select_rows(p, run(impl, c, p, dirty), blind),
+                    select_rows(p, run(impl, c, p, d), blind), p.D);
+}
+
 }  // namespace
 
 void add_attention_properties(std::vector<Property>& out) {
@@ -165,6 +207,7 @@ void add_attention_properties(std::vector<Property>& out) {
        [](const Implementation& impl, const CaseLimits& lim) {
          AttentionCase c;
          if (!draw(impl, lim, c)) return;
+         c.problem.mods.sink_logits.clear();  // a sink lowers the sum (sinkLogitsLowerRowSums)
          auto d = make_data(c);
          std::fill(d.v.begin(), d.v.end(), 1.0);
          const auto got = run(impl, c, c.problem, d);
@@ -220,6 +263,8 @@ void add_attention_properties(std::vector<Property>& out) {
          }
          AttentionCase c;
          if (!draw(impl, l, c)) return;
+         c.problem.mods.softcap = 0;  // neither the cap nor the sink moves with the scores
+         c.problem.mods.sink_logits.clear();
          AttentionProblem& p = c.problem;
          c.want_lse = lim.attention_lse;
          if (p.effective_scale() == 0) p.scale = 1.0;  // a zero scale has nothing to shift
@@ -266,6 +311,7 @@ void add_attention_properties(std::vector<Property>& out) {
        [](const Implementation& impl, const CaseLimits& lim) {
          AttentionCase c;
          if (!draw(impl, lim, c)) return;
+         c.problem.mods.sink_logits.clear();  // a sink lowers the sum (sinkLogitsLowerRowSums)
          const AttentionProblem& p = c.problem;
          const double value = round_to(c.dtype, draw_one_of({1.7, -3.25, 0.1, 300.0}, "value"));
          auto d = make_data(c);
@@ -352,39 +398,7 @@ void add_attention_properties(std::vector<Property>& out) {
        [](const Implementation& impl, const CaseLimits& lim) {
          AttentionCase c;
          if (!draw(impl, lim, c)) return;
-         const auto d = make_data(c);
-         const Garbage kind =
-             draw_garbage({Garbage::half_max, Garbage::neg_half_max, Garbage::random_1e3});
-         const auto poison_seed = *rc::gen::arbitrary<std::uint64_t>().as("poisoned keys seed");
-         const AttentionProblem& p = c.problem;
-         const MaskSpec& m = p.mask;
-         // Poison each key with probability 1/4, and every padded key.
-         DataRng rng(poison_seed);
-         std::vector<std::uint8_t> poisoned(m.B * m.Lk, 0);
-         for (std::int64_t b = 0; b < m.B; ++b)
-           for (std::int64_t k = 0; k < m.Lk; ++k) {
-             const std::int64_t k0 = valid_begin(m.padding, m.Lk, m.k_len(b));
-             poisoned[b * m.Lk + k] = rng.below(4) == 0 || k < k0 || k >= k0 + m.k_len(b);
-           }
-         auto dirty = d;
-         const Rows rows{p};
-         for (std::int64_t b = 0; b < m.B; ++b)
-           for (std::int64_t h = 0; h < p.Hkv; ++h)
-             for (std::int64_t k = 0; k < m.Lk; ++k)
-               if (poisoned[b * m.Lk + k])
-                 for (std::int64_t e = 0; e < p.D; ++e) {
-                   dirty.k[rows.kv(b, h, k) + e] = garbage_value(kind, c.dtype, rng);
-                   dirty.v[rows.kv(b, h, k) + e] = garbage_value(kind, c.dtype, rng);
-                 }
-         const FlatMask flat(m);
-         auto blind = [&](std::int64_t b, std::int64_t q) {
-           const KeyRange r = visible_keys(flat.view(), b, q);
-           for (std::int64_t k = r.begin; k < r.end; ++k)
-             if (poisoned[b * m.Lk + k]) return false;
-           return true;
-         };
-         expect_exact_rows(select_rows(p, run(impl, c, p, dirty), blind),
-                           select_rows(p, run(impl, c, p, d), blind), p.D);
+         check_masked_keys_cannot_leak(impl, c);
        }});
 
   out.push_back(
@@ -471,6 +485,7 @@ void add_attention_properties(std::vector<Property>& out) {
        [](const Implementation& impl, const CaseLimits& lim) {
          AttentionCase c;
          if (!draw(impl, lim, c)) return;
+         c.problem.mods.alibi_slopes.clear();  // the sliced row has another diagonal
          const auto d = make_data(c);
          const AttentionProblem& p = c.problem;
          const MaskSpec& m = p.mask;
@@ -520,6 +535,7 @@ void add_attention_properties(std::vector<Property>& out) {
        [](const Implementation& impl, const CaseLimits& lim) {
          AttentionCase c;
          if (!draw(impl, lim, c)) return;
+         c.problem.mods.alibi_slopes.clear();  // the cut prefix has another diagonal
          const PrefixSplit s = prefix_split(c.problem.mask, draw_prefix_lens(c.problem.mask));
          c.problem.mask = s.prefix;
          AttentionProblem causal = c.problem, bidirectional = c.problem;
@@ -795,12 +811,14 @@ void add_attention_properties(std::vector<Property>& out) {
        [](const Implementation& impl, const CaseLimits& lim) {
          AttentionCase c;
          if (!draw(impl, lim, c)) return;
+         c.problem.mods = {};  // the packed layout takes no score modifiers
          const AttentionProblem& p = c.problem;
          const MaskSpec& m = p.mask;
          // The packed layout has no prefix-LM or chunk clause (VarlenAttentionProblem).
          if (m.has_prefix_or_chunk()) {
-           tag_case({"skipped: the packed layout (VarlenAttentionProblem) has no prefix-LM or "
-                     "chunk clause"});
+           tag_case(
+               {"skipped: the packed layout (VarlenAttentionProblem) has no prefix-LM or "
+                "chunk clause"});
            return;
          }
          // Segments: each document, or each sequence's valid range without documents.
@@ -890,6 +908,194 @@ void add_attention_properties(std::vector<Property>& out) {
                    if (c.want_lse)
                      expect(check_exact("lse", attention_lse_shape(c.problem), b.lse, a.lse));
                  }});
+}
+
+// The score modifiers (problems.hpp's ScoreModifiers). Each property gives every case the
+// modifier it is about (an implementation that does not apply it is skipped with the central
+// reason); the rest of the catalogue meets modifiers in the cases the generators draw.
+void add_attention_modifier_properties(std::vector<Property>& out) {
+  out.push_back(
+      {"attention.sinkLogitsLowerRowSums", Op::attention,
+       "with V = 1 and a learned sink logit per head, every row with a visible key outputs "
+       "exactly the weight its keys keep, 1 - e^(sink - lse), below 1 by the sink's share; a row "
+       "with none still outputs exactly 0 and log-sum-exp -inf",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         AttentionProblem& p = c.problem;
+         if (p.mods.sink_logits.empty()) {
+           const double centre = draw_one_of({0.0, 2.0, -4.0, 10.0}, "sink centre");
+           for (std::int64_t h = 0; h < p.H; ++h)
+             p.mods.sink_logits.push_back(centre +
+                                          *rc::gen::inRange(-200, 201).as("sink offset") / 100.0);
+         }
+         if (!supported(impl.supports_attention(p, c.dtype, c.want_lse))) return;
+         auto d = make_data(c);
+         std::fill(d.v.begin(), d.v.end(), 1.0);
+         const auto got = run(impl, c, p, d);
+         const auto exact = reference_attention(p, c.dtype, d.q, d.k, d.v, true, Precision::exact);
+         const auto e = attention_expectation(p, c.dtype, d.q, d.k, d.v, c.want_lse);
+         const FlatMask flat(p.mask);
+         const Rows rows{p};
+         std::vector<double> want(got.out.size(), 0.0), got_empty, zeros, got_empty_lse;
+         for (std::int64_t b = 0; b < p.mask.B; ++b)
+           for (std::int64_t h = 0; h < p.H; ++h)
+             for (std::int64_t q = 0; q < p.mask.Lq; ++q) {
+               const bool empty = visible_keys(flat.view(), b, q).empty();
+               // The weight the row's keys keep: 1 - e^(sink - lse), lse with the sink.
+               const double kept =
+                   empty ? 0.0 : -std::expm1(p.mods.sink_logits[h] - exact.lse[rows.lse(b, h, q)]);
+               for (std::int64_t i = 0; i < p.D; ++i) {
+                 want[rows.out(b, h, q) + i] = kept;
+                 if (empty) {
+                   got_empty.push_back(got.out[rows.out(b, h, q) + i]);
+                   zeros.push_back(0.0);
+                 }
+               }
+               if (empty && c.want_lse) got_empty_lse.push_back(got.lse[rows.lse(b, h, q)]);
+             }
+         expect(check_close("out (V = 1: the weight the keys keep)", attention_out_shape(p),
+                            got.out, want, e.naive.out, c.dtype, e.rounding.out));
+         expect(check_exact("out of fully masked rows", Shape{{"i"}, {std::int64_t(zeros.size())}},
+                            got_empty, zeros));
+         expect(check_exact(
+             "lse of fully masked rows", Shape{{"i"}, {std::int64_t(got_empty_lse.size())}},
+             got_empty_lse,
+             std::vector<double>(got_empty_lse.size(), -std::numeric_limits<double>::infinity())));
+       }});
+
+  out.push_back(
+      {"attention.softcapKeepsMaskedKeysAtZero", Op::attention,
+       "with logit soft-capping, huge or random finite values in K and V at any set of key "
+       "positions still change no bit of the rows that cannot see those keys (capping after the "
+       "mask turns its -inf into -cap and lets them in)",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         if (c.problem.mods.softcap == 0)
+           c.problem.mods.softcap = draw_one_of({1.0, 5.0, 30.0, 50.0}, "softcap");
+         if (!supported(impl.supports_attention(c.problem, c.dtype, c.want_lse))) return;
+         check_masked_keys_cannot_leak(impl, c);
+       }});
+
+  out.push_back(
+      {"attention.softcapSaturates", Op::attention,
+       "with logit soft-capping and Q scaled by 2^40, every visible score saturates at +-cap "
+       "(tanh of a huge argument is +-1): the output and log-sum-exp agree with the fp64 "
+       "reference, where a tanh evaluated as a ratio of exponentials gives inf / inf = NaN (f32, "
+       "bf16, f64)",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         CaseLimits l = lim;
+         std::erase_if(l.dtypes, [](DType t) { return t == DType::f16; });
+         if (l.dtypes.empty()) {
+           tag_case({"skipped: 2^40 q overflows f16"});
+           return;
+         }
+         AttentionCase c;
+         if (!draw(impl, l, c)) return;
+         AttentionProblem& p = c.problem;
+         if (p.mods.softcap == 0) p.mods.softcap = draw_one_of({1.0, 5.0, 30.0, 50.0}, "softcap");
+         if (p.effective_scale() == 0) p.scale = 1.0;  // a zero scale has nothing to saturate
+         if (!supported(impl.supports_attention(p, c.dtype, c.want_lse))) return;
+         auto d = make_data(c);
+         if (c.style == DataStyle::huge) {  // huge data times 2^40 leaves the dtype's range
+           tag_case({"skipped: huge data times 2^40 overflows"});
+           return;
+         }
+         for (double& x : d.q) x = std::ldexp(x, 40);  // exact: a power of two
+         const auto got = run(impl, c, p, d);
+         const auto e = attention_expectation(p, c.dtype, d.q, d.k, d.v, c.want_lse);
+         expect(check_close("out (scores saturated)", attention_out_shape(p), got.out, e.want.out,
+                            e.naive.out, c.dtype, e.rounding.out));
+         if (c.want_lse)
+           expect(check_close("lse (scores saturated)", attention_lse_shape(p), got.lse, e.want.lse,
+                              e.naive.lse, c.dtype, e.rounding.lse));
+       }});
+
+  out.push_back(
+      {"attention.alibiEqualsPositionDimension", Op::attention,
+       "causal ALiBi equals attention without it over one more head dimension, the query's "
+       "holding slope_h / scale and the key's its position j: slope_h j differs from "
+       "-slope_h |j - diag| by a constant per row (f32 and f64)",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         CaseLimits l = lim;
+         std::erase_if(l.dtypes, [](DType t) { return t != DType::f32 && t != DType::f64; });
+         if (l.dtypes.empty()) {
+           tag_case({"skipped: key positions are exact in f32 and f64 only"});
+           return;
+         }
+         AttentionCase c;
+         if (!draw(impl, l, c)) return;
+         AttentionProblem& p = c.problem;
+         // Causal, so every visible key lies at or before the diagonal; no cap or sink (neither
+         // commutes with a shift of the row's scores); powers of two for the scale and slopes,
+         // so that the query's extra component slope / scale is exact.
+         p.mask.causal = true;
+         p.mask.prefix_lens.clear();
+         p.mods.softcap = 0;
+         p.mods.sink_logits.clear();
+         p.scale = std::exp2(std::round(std::log2(1 / std::sqrt(double(p.D)))));
+         p.mods.alibi_slopes.clear();
+         for (std::int64_t h = 0; h < p.H; ++h)
+           p.mods.alibi_slopes.push_back(
+               std::exp2(-*rc::gen::inRange(1, 9).as("ALiBi slope exponent")));
+         AttentionProblem folded = p;
+         folded.mods = {};
+         folded.D = p.D + 1;
+         if (!supported(impl.supports_attention(p, c.dtype, c.want_lse)) ||
+             !supported(impl.supports_attention(folded, c.dtype, c.want_lse)))
+           return;
+         tag_case(p.mask, c.dtype);
+         const auto d = make_data(c);
+         const Rows rows{p}, frows{folded};
+         AttentionData f;
+         f.q.assign(static_cast<std::size_t>(folded.q_numel()), 0.0);
+         f.k.assign(static_cast<std::size_t>(folded.kv_numel()), 0.0);
+         f.v.assign(f.k.size(), 0.0);
+         const double scale = *p.scale;
+         for (std::int64_t b = 0; b < p.mask.B; ++b) {
+           for (std::int64_t h = 0; h < p.H; ++h)
+             for (std::int64_t q = 0; q < p.mask.Lq; ++q) {
+               std::copy_n(d.q.begin() + rows.out(b, h, q), p.D, f.q.begin() + frows.out(b, h, q));
+               f.q[frows.out(b, h, q) + p.D] = p.mods.alibi_slopes[h] / scale;
+             }
+           for (std::int64_t h = 0; h < p.Hkv; ++h)
+             for (std::int64_t j = 0; j < p.mask.Lk; ++j) {
+               std::copy_n(d.k.begin() + rows.kv(b, h, j), p.D, f.k.begin() + frows.kv(b, h, j));
+               std::copy_n(d.v.begin() + rows.kv(b, h, j), p.D, f.v.begin() + frows.kv(b, h, j));
+               f.k[frows.kv(b, h, j) + p.D] = static_cast<double>(j);
+             }
+         }
+         const auto got = run(impl, c, p, d);
+         const auto fold = run(impl, c, folded, f);
+         // A folded result's rows without the extra output column, its lse moved back by the
+         // row's constant slope_h diag.
+         const FlatMask flat(p.mask);
+         auto unfold = [&](const AttentionResult& r, bool shift = true) {
+           AttentionResult u;
+           u.out.assign(got.out.size(), 0.0);
+           u.lse = r.lse;
+           for (std::int64_t b = 0; b < p.mask.B; ++b)
+             for (std::int64_t h = 0; h < p.H; ++h)
+               for (std::int64_t q = 0; q < p.mask.Lq; ++q) {
+                 std::copy_n(r.out.begin() + frows.out(b, h, q), p.D,
+                             u.out.begin() + rows.out(b, h, q));
+                 if (shift && !u.lse.empty() && !visible_keys(flat.view(), b, q).empty())
+                   u.lse[rows.lse(b, h, q)] -=
+                       p.mods.alibi_slopes[h] *
+                       static_cast<double>(query_diagonal(flat.view(), b, q));
+               }
+           return u;
+         };
+         expect_consistent("ALiBi vs position dimension", got, unfold(fold), p, c.dtype,
+                           "run with the position dimension", [&] {
+                             const auto e =
+                                 attention_expectation(folded, c.dtype, f.q, f.k, f.v, c.want_lse);
+                             // A rounding bound is a magnitude: not shifted.
+                             return AttentionExpectation{unfold(e.want), unfold(e.naive),
+                                                         unfold(e.rounding, false)};
+                           });
+       }});
 }
 
 }  // namespace maskcheck

@@ -25,7 +25,9 @@ struct Case {
 };
 
 bool draw(const Implementation& impl, const CaseLimits& lim, Case& k) {
-  k.c = *gen_attention_case(lim).as("case");
+  CaseLimits fwd = lim;
+  fwd.score_modifiers = {};  // the backward takes none (registry.hpp)
+  k.c = *gen_attention_case(fwd).as("case");
   k.c.want_lse = false;
   if (!supported(impl.supports_attention_backward(k.c.problem, k.c.dtype))) return false;
   tag_case(k.c.problem.mask, k.c.dtype);

@@ -220,6 +220,8 @@ AttentionResult attention_rounding_bound(const AttentionProblem& p, DType t,
   const std::int64_t group = H / p.Hkv;
   const double scale = p.effective_scale();
   const auto keep = ref::build_keep_mask(p.mask);
+  const ScoreModifiers& mods = p.mods;
+  const FlatMask flat(p.mask);
   AttentionResult r;
   r.out.assign(static_cast<std::size_t>(p.q_numel()), 0.0);
   if (want_lse) r.lse.assign(static_cast<std::size_t>(p.lse_numel()), 0.0);
@@ -246,11 +248,23 @@ AttentionResult attention_rounding_bound(const AttentionProblem& p, DType t,
           }
           s[j] = scale * dot;
           mag[j] = std::fabs(scale) * sum_abs;
+          if (mods.any()) {
+            // Soft-capping's slope is at most 1, so it passes the score's error on no larger and
+            // adds the rounding of its own result; ALiBi's bias adds its magnitude's rounding.
+            const std::int64_t diag = query_diagonal(flat.view(), b, i);
+            s[j] = ref::modified_score(mods, h, s[j], j > diag ? j - diag : diag - j);
+            if (mods.softcap != 0) mag[j] += mods.softcap;
+            if (!mods.alibi_slopes.empty()) mag[j] += std::fabs(s[j]);
+          }
           m = std::max(m, s[j]);
           ++n;
         }
         if (n == 0) continue;
-        double sum = 0;
+        // A sink logit joins the denominator exactly (it is an input, not a computed score).
+        const bool sink = !mods.sink_logits.empty();
+        const double sink_logit = sink ? mods.sink_logits[static_cast<std::size_t>(h)] : 0.0;
+        if (sink) m = std::max(m, sink_logit);
+        double sum = sink ? std::exp(sink_logit - m) : 0.0;
         for (std::int64_t j = 0; j < Lk; ++j)
           if (kr[j]) sum += w[j] = std::exp(s[j] - m);
         std::fill(o.begin(), o.end(), 0.0);
@@ -371,8 +385,11 @@ std::vector<double> ReferenceImplementation::softmax(const SoftmaxProblem& p, DT
   return dispatch_dtype(t, [&](auto s) { return softmax_as<decltype(s), double>(p, x); });
 }
 
-Support ReferenceImplementation::supports_attention(const AttentionProblem&, DType, bool) const {
+Support ReferenceImplementation::attention_support(const AttentionProblem&, DType, bool) const {
   return Support::yes();
+}
+ScoreModifierSupport ReferenceImplementation::score_modifiers() const {
+  return ScoreModifierSupport::all();
 }
 AttentionResult ReferenceImplementation::attention(const AttentionProblem& p, DType t,
                                                    std::span<const double> q,
@@ -382,7 +399,7 @@ AttentionResult ReferenceImplementation::attention(const AttentionProblem& p, DT
       t, [&](auto s) { return attention_as<decltype(s), double>(p, q, k, v, want_lse); });
 }
 
-Support ReferenceImplementation::supports_attention_backward(const AttentionProblem&, DType) const {
+Support ReferenceImplementation::attention_backward_support(const AttentionProblem&, DType) const {
   return Support::yes();
 }
 AttentionGradients ReferenceImplementation::attention_backward(const AttentionProblem& p, DType t,

@@ -126,7 +126,28 @@ std::vector<double> Implementation::softmax(const SoftmaxProblem&, DType,
                                             std::span<const double>) const {
   unsupported(Op::softmax);
 }
-Support Implementation::supports_attention(const AttentionProblem&, DType, bool) const {
+Support ScoreModifierSupport::admits(const ScoreModifiers& m, std::string_view who) const {
+  const std::string w(who);
+  if (m.softcap != 0 && !softcap) return Support::no(w + " does not apply logit soft-capping");
+  if (!m.alibi_slopes.empty() && !alibi) return Support::no(w + " does not apply ALiBi");
+  if (!m.sink_logits.empty() && !sink_logits)
+    return Support::no(w + " does not take learned sink logits");
+  return Support::yes();
+}
+
+Support Implementation::supports_attention(const AttentionProblem& p, DType t,
+                                           bool want_lse) const {
+  if (!provides(Op::attention)) return attention_support(p, t, want_lse);
+  if (Support s = score_modifiers().admits(p.mods, name()); !s) return s;
+  return attention_support(p, t, want_lse);
+}
+Support Implementation::supports_attention_backward(const AttentionProblem& p, DType t) const {
+  if (p.mods.any())
+    return Support::no("attention backward with score modifiers (" + p.mods.describe() +
+                       ") is not part of the contract yet");
+  return attention_backward_support(p, t);
+}
+Support Implementation::attention_support(const AttentionProblem&, DType, bool) const {
   return not_provided(*this, Op::attention);
 }
 AttentionResult Implementation::attention(const AttentionProblem&, DType, std::span<const double>,
@@ -134,7 +155,7 @@ AttentionResult Implementation::attention(const AttentionProblem&, DType, std::s
                                           bool) const {
   unsupported(Op::attention);
 }
-Support Implementation::supports_attention_backward(const AttentionProblem&, DType) const {
+Support Implementation::attention_backward_support(const AttentionProblem&, DType) const {
   return Support::no(name() + " does not provide attention backward");
 }
 AttentionGradients Implementation::attention_backward(const AttentionProblem&, DType,

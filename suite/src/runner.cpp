@@ -417,6 +417,7 @@ PropertyOutcome run_property(const Implementation& impl, const Property& prop,
   CaseLimits limits = tier_limits(config.size);
   limits.dtypes = impl.dtypes(prop.op);
   limits.attention_lse = impl.attention_lse();
+  limits.score_modifiers = impl.score_modifiers();
   if (limits.dtypes.empty()) {
     o.status = Status::skipped;
     o.skip_reasons["no dtype supported for " + std::string(to_string(prop.op))] = 0;

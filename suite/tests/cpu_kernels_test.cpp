@@ -76,6 +76,33 @@ void check_operations(const std::string& target) {
     expect_close(gg.dk, gw.dk, 1e-5, 1e-4, bw + " dk");
     expect_close(gg.dv, gw.dv, 1e-5, 1e-4, bw + " dv");
   }
+  for (const std::int64_t D : {64, 59}) {
+    // Every score modifier at once (the modified-score path of each register block and tile
+    // kind): soft-cap, ALiBi from bottom-right diagonals with left padding, sink logits.
+    mc::AttentionProblem p;
+    p.mask = padded_causal(70, 131);
+    p.mask.padding = mc::PaddingSide::left;
+    p.mask.window = mc::Window{40, 3};
+    p.H = 4;
+    p.Hkv = 2;
+    p.D = D;
+    p.mods.softcap = 0.75;
+    p.mods.alibi_slopes = mc::alibi_slope_schedule(p.H);
+    p.mods.sink_logits = {0.5, -3.0, 6.0, 0.0};
+    const auto q = uniform(static_cast<std::size_t>(p.q_numel()), -2, 2, 12);
+    const auto k = uniform(static_cast<std::size_t>(p.kv_numel()), -2, 2, 13);
+    const auto v = uniform(static_cast<std::size_t>(p.kv_numel()), -1, 1, 14);
+    const auto got = cpu.attention(p, mc::DType::f32, q, k, v, true);
+    const auto want = ref.attention(p, mc::DType::f64, q, k, v, true);
+    expect_close(got.out, want.out, 1e-5, 1e-4,
+                 target + " modified attention D" + std::to_string(D));
+    for (std::size_t i = 0; i < got.lse.size(); ++i) {
+      if (std::isinf(want.lse[i]))
+        EXPECT_EQ(got.lse[i], want.lse[i]) << target << " modified lse[" << i << "]";
+      else
+        EXPECT_NEAR(got.lse[i], want.lse[i], 1e-4) << target << " modified lse[" << i << "]";
+    }
+  }
   {
     mc::LossProblem p;
     p.N = 9;

@@ -78,7 +78,7 @@ TEST(Plugin, examplePassesTheCatalogue) {
   // softmax, attention forward and backward, cross-entropy
   EXPECT_GE(j.at("summary").at("passed").get<int>(), 33);
   EXPECT_EQ(j.at("plugins").at(0).at("name"), "example");
-  EXPECT_EQ(j.at("plugins").at(0).at("abi"), "1.2");
+  EXPECT_EQ(j.at("plugins").at(0).at("abi"), "1.3");
   EXPECT_EQ(j.at("plugins").at(0).at("varlen"), true);
   EXPECT_EQ(j.at("plugins").at(0).at("attention_backward"),
             (nlohmann::json{"f64", "f32", "f16", "bf16"}));
@@ -341,11 +341,11 @@ TEST(Plugin, abiMismatchIsAnInputError) {
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_TRUE(contains(r.out,
                        "plugin ABI version mismatch: the plugin reports ABI 2.0, this "
-                       "maskcheck speaks ABI 1.2"))
+                       "maskcheck speaks ABI 1.3"))
       << r.out;
   r = maskcheck_cli("verify --plugin " + test_plugin("abi_newer"));
   EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_TRUE(contains(r.out, "built for ABI 1.7, newer than this maskcheck's 1.2")) << r.out;
+  EXPECT_TRUE(contains(r.out, "built for ABI 1.7, newer than this maskcheck's 1.3")) << r.out;
 }
 
 TEST(Plugin, unusableLibrariesAreInputErrors) {
@@ -363,6 +363,7 @@ TEST(Plugin, unusableLibrariesAreInputErrors) {
       {test_plugin("ce_upstream_dtypes"),
        "cross_entropy_upstream_dtypes has 0xd beyond cross_entropy_dtypes 0x2 (grad_output is an "
        "input of cross_entropy)"},
+      {test_plugin("mods_unknown"), "score_modifiers has unknown bits 0x8"},
   };
   for (const auto& [path, message] : cases) {
     for (const std::string cmd : {"verify --plugin ", "list --plugin "}) {
@@ -627,6 +628,62 @@ TEST(PluginAbi11, aCrashOnOneShapeIsShrunkAndSavedWithItsSignal) {
                                     " --in " + file + " --quiet");
   EXPECT_NE(e.code, 0) << e.out;
   EXPECT_TRUE(contains(e.out, "is the shape it dies on")) << e.out;
+}
+
+// ---- ABI 1.3: score modifiers
+// --------------------------------------------------------------------
+
+TEST(PluginAbi13, modifiersReachTheExampleAndOlderTablesSkipThem) {
+  const std::string props =
+      " --property attention.agreesWithReference,attention.sinkLogitsLowerRowSums,"
+      "attention.softcapSaturates,attention.alibiEqualsPositionDimension";
+  const std::string json = temp_path("modifiers.json");
+  CliResult r = maskcheck_cli("verify --plugin " + std::string(EXAMPLE_PLUGIN) + props +
+                                  " --cases 30 --seed 8 --json " + json,
+                              kCi);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = maskcheck::read_json_file(json);
+  EXPECT_EQ(j.at("plugins").at(0).at("score_modifiers"),
+            (nlohmann::json{{"softcap", true}, {"alibi", true}, {"sink_logits", true}}));
+  auto rows = rows_by_property(j);
+  for (const char* name : {"attention.sinkLogitsLowerRowSums", "attention.softcapSaturates",
+                           "attention.alibiEqualsPositionDimension"}) {
+    EXPECT_EQ(rows.at(name).at("status"), "passed") << rows.at(name).dump();
+    EXPECT_EQ(rows.at(name).at("skip_reasons").dump().find("does not"), std::string::npos)
+        << rows.at(name).dump();
+  }
+  // The example's table reporting ABI 1.2: score_modifiers, past the end of such a table, is not
+  // read, and the modifier properties are skipped naming what it lacks.
+  r = maskcheck_cli("verify --plugin " + test_plugin("abi12_table") + props +
+                        " --cases 10 --seed 8 --json " + json,
+                    kCi);
+  ASSERT_EQ(r.code, 0) << r.out;
+  j = maskcheck::read_json_file(json);
+  EXPECT_EQ(j.at("plugins").at(0).at("score_modifiers"),
+            (nlohmann::json{{"softcap", false}, {"alibi", false}, {"sink_logits", false}}));
+  rows = rows_by_property(j);
+  EXPECT_EQ(rows.at("attention.agreesWithReference").at("status"), "passed");
+  const std::pair<const char*, const char*> skipped[] = {
+      {"attention.sinkLogitsLowerRowSums", "plugin:abi does not take learned sink logits"},
+      {"attention.softcapSaturates", "plugin:abi does not apply logit soft-capping"},
+      {"attention.alibiEqualsPositionDimension", "plugin:abi does not apply ALiBi"}};
+  for (const auto& [name, why] : skipped) {
+    EXPECT_EQ(rows.at(name).at("status"), "skipped") << rows.at(name).dump();
+    EXPECT_TRUE(contains(rows.at(name).at("skip_reasons").dump(), why)) << rows.at(name).dump();
+  }
+}
+
+TEST(PluginAbi13, anIgnoredSinkLogitIsCaught) {
+  const std::string json = temp_path("sink_ignored.json");
+  const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("sink_ignored") +
+                                        " --property attention.sinkLogitsLowerRowSums --cases 30 "
+                                        "--seed 9 --no-counterexamples --json " +
+                                        json,
+                                    kCi);
+  ASSERT_EQ(r.code, 1) << r.out;
+  const auto row =
+      rows_by_property(maskcheck::read_json_file(json)).at("attention.sinkLogitsLowerRowSums");
+  EXPECT_EQ(row.at("status"), "failed") << row.dump();
 }
 
 // ---- ABI 1.2: attention backward ---------------------------------------------------------------

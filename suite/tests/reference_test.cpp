@@ -438,6 +438,74 @@ TEST(Attention, averagesVisibleValuesAndEmptyRowsAreZeroWithLseMinusInf) {
   EXPECT_EQ(lse[2], -kInf);
 }
 
+// Score modifiers by hand: two keys with scores 0 and 2 (q = 1, k = {0, 2}, scale 1).
+TEST(Attention, scoreModifiersByHand) {
+  mc::AttentionProblem p;
+  p.mask.Lq = 1;
+  p.mask.Lk = 2;
+  p.D = 1;
+  p.scale = 1.0;
+  const std::vector<double> q{1.0}, k{0.0, 2.0}, v{1.0, 3.0};
+  auto run = [&](const mc::ScoreModifiers& mods, double& lse) {
+    p.mods = mods;
+    std::vector<double> out(1), l(1);
+    mc::ref::attention_forward<double, double>(p, q, k, v, out, l);
+    lse = l[0];
+    return out[0];
+  };
+  auto mix = [](double s0, double s1, double sink) {  // sum_j e^s_j v_j / (e^sink + sum_j e^s_j)
+    return (std::exp(s0) * 1.0 + std::exp(s1) * 3.0) /
+           (std::exp(sink) + std::exp(s0) + std::exp(s1));
+  };
+  double lse = 0;
+  mc::ScoreModifiers m;
+  m.softcap = 1.0;  // scores 0 and tanh(2)
+  EXPECT_DOUBLE_EQ(run(m, lse), mix(0, std::tanh(2.0), -kInf));
+  EXPECT_DOUBLE_EQ(lse, std::log(1 + std::exp(std::tanh(2.0))));
+  m = {};
+  m.alibi_slopes = {0.5};  // bottom-right: the query faces key 1; key 0 is 1 away
+  EXPECT_DOUBLE_EQ(run(m, lse), mix(-0.5, 2, -kInf));
+  m.softcap = 1.0;  // capped first, then the bias
+  EXPECT_DOUBLE_EQ(run(m, lse), mix(-0.5, std::tanh(2.0), -kInf));
+  m = {};
+  m.sink_logits = {1.0};
+  EXPECT_DOUBLE_EQ(run(m, lse), mix(0, 2, 1.0));
+  EXPECT_DOUBLE_EQ(lse, std::log(std::exp(1.0) + 1 + std::exp(2.0)));
+  // A row without a visible key ignores its sink: out 0, lse -inf.
+  p.mask.k_lens = {0};
+  EXPECT_EQ(run(m, lse), 0.0);
+  EXPECT_EQ(lse, -kInf);
+}
+
+TEST(Attention, alibiSlopeScheduleAndModifierValidation) {
+  EXPECT_EQ(mc::alibi_slope_schedule(1), (std::vector<double>{1.0 / 256}));
+  const auto s8 = mc::alibi_slope_schedule(8);
+  ASSERT_EQ(s8.size(), 8U);
+  EXPECT_EQ(s8.front(), 0.5);
+  EXPECT_EQ(s8.back(), 1.0 / 256);
+  // 12 heads: the 8-head schedule, then 2^-0.5, 2^-1.5, 2^-2.5, 2^-3.5 (Hugging Face's
+  // build_alibi_tensor).
+  const auto s12 = mc::alibi_slope_schedule(12);
+  ASSERT_EQ(s12.size(), 12U);
+  EXPECT_DOUBLE_EQ(s12[8], std::exp2(-0.5));
+  EXPECT_DOUBLE_EQ(s12[11], std::exp2(-3.5));
+  mc::AttentionProblem p;
+  p.mask.Lq = p.mask.Lk = 1;
+  p.H = 2;
+  p.mods.alibi_slopes = {1.0};
+  EXPECT_THROW(p.validate(), mc::InvalidArgument);  // [H] slopes
+  p.mods.alibi_slopes = {1.0, std::nan("")};
+  EXPECT_THROW(p.validate(), mc::InvalidArgument);
+  p.mods.alibi_slopes.clear();
+  p.mods.softcap = -1;
+  EXPECT_THROW(p.validate(), mc::InvalidArgument);
+  p.mods.softcap = 50;
+  p.mods.sink_logits = {0.0, kInf};
+  EXPECT_THROW(p.validate(), mc::InvalidArgument);
+  p.mods.sink_logits = {0.0, -2.0};
+  EXPECT_NO_THROW(p.validate());
+}
+
 // The backward reference checks itself against the forward reference: every gradient element
 // equals the central finite difference of L(q, k, v) = sum(out * dout) computed by the forward
 // (f64, step 1e-6: truncation and rounding errors far below the bound), over random masks

@@ -35,6 +35,7 @@
 #include "attention_internal.hpp"
 #include "maskcheck/kernels/cpu.hpp"
 // The shared tile geometry and SIMD pieces (after foreach_target.h: once per target).
+#include <hwy/contrib/math/math-inl.h>  // Tanh (soft-capping), once per target
 #include "attention-inl.h"
 
 #ifndef MASKCHECK_CPU_ATTENTION_SHARED
@@ -69,6 +70,13 @@ struct Problem {
   // = 2^((dot - max) * exp2_scale) with exp2_scale = |scale| * log2(e).
   float qsign = 1;
   float exp2_scale = 1;
+  // Score modifiers (ScoreModifiers). With soft-capping or ALiBi the scores are no longer raw
+  // dots: Q is loaded times the scale (qsign holds it), each tile's scores are transformed in
+  // BlockScores, and exp2_scale is log2(e). Sink logits join each row's sum when it is written.
+  float softcap = 0;              // 0: none
+  const float* alibi = nullptr;   // [H] slopes, or nullptr
+  const double* sinks = nullptr;  // [H] sink logits, or nullptr
+  bool modified = false;          // softcap or alibi
   Geometry g;
   // f32 with D a multiple of the vector: O += P V reads V in place (rows of the valid range
   // only); otherwise V is packed (widened, rows padded to dp) next to K^T.
@@ -95,6 +103,14 @@ struct Scratch {
   float* alpha = nullptr;      // [bq]     the rows' rescale factors for the current key tile
   std::int64_t* lo = nullptr;  // [bq] the rows' visible key intervals [lo, hi)
   std::int64_t* hi = nullptr;
+  std::int64_t* diag = nullptr;  // [bq] the rows' diagonals (ALiBi), when modified
+};
+
+// The transformation of a register block's scores (Problem::modified): soft-cap (cap 0: none),
+// then ALiBi with `slope` (0: none) and per row its diagonal relative to the block's first key.
+struct BlockMods {
+  float cap = 0, inv_cap = 0, slope = 0;
+  const float* diag = nullptr;
 };
 
 }  // namespace maskcheck::cpu::attn
@@ -110,14 +126,30 @@ namespace hn = hwy::HWY_NAMESPACE;
 // P and the rows' rescale factors alpha written for BlockPV. Boundary tiles pass only the
 // vectors of keys some row of the block sees (KC < kC on a causal diagonal).
 //   q: [RN, D], kt: [D, row stride kBk], lo / hi: per row, relative to kt; p: [RN, stride kBk].
-template <int RN, bool MASKED, int KC = kC>
+// With MOD, the scores are first transformed by `mods` (soft-cap, then ALiBi).
+template <int RN, bool MASKED, int KC = kC, bool MOD = false>
 HWY_NOINLINE void BlockScores(const float* HWY_RESTRICT q, std::int64_t D,
                               const float* HWY_RESTRICT kt, const float* lo, const float* hi,
                               float exp2_scale, float* HWY_RESTRICT m, float* HWY_RESTRICT l,
-                              float* HWY_RESTRICT p, float* HWY_RESTRICT alpha) {
+                              float* HWY_RESTRICT p, float* HWY_RESTRICT alpha,
+                              const BlockMods* mods) {
   const DF df;
   VF s[RN][KC];
   Scores<RN, KC>(q, D, D, kt, s);
+  if constexpr (MOD) {
+    const VF cap = hn::Set(df, mods->cap), inv_cap = hn::Set(df, mods->inv_cap);
+    const VF slope = hn::Set(df, mods->slope);
+    for (int r = 0; r < RN; ++r) {
+      const VF diag = hn::Set(df, mods->diag[r]);
+      for (int c = 0; c < KC; ++c) {
+        if (mods->cap != 0) s[r][c] = hn::Mul(cap, hn::Tanh(df, hn::Mul(s[r][c], inv_cap)));
+        if (mods->slope != 0) {
+          const VF dist = hn::Abs(hn::Sub(hn::Iota(df, static_cast<float>(c * kN)), diag));
+          s[r][c] = hn::NegMulAdd(slope, dist, s[r][c]);
+        }
+      }
+    }
+  }
 
   const VF neg_inf = hn::Set(df, -std::numeric_limits<float>::infinity());
   const VF c2 = hn::Set(df, exp2_scale);
@@ -160,25 +192,31 @@ HWY_NOINLINE void BlockScores(const float* HWY_RESTRICT q, std::int64_t D,
 template <int RN>
 struct ScoresFull {
   template <class... A>
-  static void run(A... a) {
+  static void run(bool mod, A... a) {
+    if (mod) return BlockScores<RN, false, kC, true>(a...);
     BlockScores<RN, false>(a...);
   }
 };
 template <int RN>
 struct ScoresMasked {
-  template <class... A>
-  static void run(int kc, A... a) {
+  template <bool MOD, class... A>
+  static void dispatch(int kc, A... a) {
     static_assert(kC == 4, "ScoresMasked dispatches up to 4 vectors of keys");
     switch (kc) {
       case 1:
-        return BlockScores<RN, true, 1>(a...);
+        return BlockScores<RN, true, 1, MOD>(a...);
       case 2:
-        return BlockScores<RN, true, 2>(a...);
+        return BlockScores<RN, true, 2, MOD>(a...);
       case 3:
-        return BlockScores<RN, true, 3>(a...);
+        return BlockScores<RN, true, 3, MOD>(a...);
       default:
-        return BlockScores<RN, true, 4>(a...);
+        return BlockScores<RN, true, 4, MOD>(a...);
     }
+  }
+  template <class... A>
+  static void run(bool mod, int kc, A... a) {
+    if (mod) return dispatch<true>(kc, a...);
+    dispatch<false>(kc, a...);
   }
 };
 template <int RN>
@@ -238,8 +276,24 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
     const KeyRange kr = visible_keys(pr.mask, b, qa + i);
     sc.lo[i] = kr.empty() ? 0 : kr.begin;
     sc.hi[i] = kr.empty() ? 0 : kr.end;
+    if (pr.modified) sc.diag[i] = query_diagonal(pr.mask, b, qa + i);
     blk[i / kR] = combine(blk[i / kR], row_tile_bounds(kr));
   }
+  // The block transformation of the scores (soft-cap, ALiBi slope of head h).
+  BlockMods mods;
+  if (pr.modified) {
+    mods.cap = pr.softcap;
+    mods.inv_cap = pr.softcap != 0 ? 1.0f / pr.softcap : 0.0f;
+    mods.slope = pr.alibi ? pr.alibi[h] : 0.0f;
+  }
+  float diag_rel[kR];  // the block's rows' diagonals relative to the key its scores start at
+  auto block_mods = [&](std::int64_t r0, int rn, std::int64_t first) {
+    if (!pr.modified) return static_cast<const BlockMods*>(nullptr);
+    for (int r = 0; r < rn; ++r)  // exact in float: |diag - first| < 2^24
+      diag_rel[r] = static_cast<float>(sc.diag[r0 + r] - first);
+    mods.diag = diag_rel;
+    return static_cast<const BlockMods*>(&mods);
+  };
   for (std::int64_t bl = 0; bl < blocks; ++bl) tile = combine(tile, blk[bl]);
   const std::int64_t row0 = (b * H + h) * Lq + qa;  // row index of the tile's first query
   float* lse = pr.lse ? pr.lse + row0 : nullptr;
@@ -284,9 +338,10 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
         const std::int64_t r0 = bl * kR;
         const int rn = static_cast<int>(std::min<std::int64_t>(kR, nr - r0));
         if (blk[bl].unmasked(k_begin, k_end)) {
-          WithRows<ScoresFull>(rn, sc.q + r0 * D, D, kt_tile, static_cast<const float*>(nullptr),
-                               static_cast<const float*>(nullptr), pr.exp2_scale, sc.m + r0,
-                               sc.l + r0 * kN, sc.p + r0 * kBk, sc.alpha + r0);
+          WithRows<ScoresFull>(
+              rn, pr.modified, sc.q + r0 * D, D, kt_tile, static_cast<const float*>(nullptr),
+              static_cast<const float*>(nullptr), pr.exp2_scale, sc.m + r0, sc.l + r0 * kN,
+              sc.p + r0 * kBk, sc.alpha + r0, block_mods(r0, rn, k_begin));
         } else {
           // Only the vectors of keys [c0, c1) that some row of the block sees.
           const std::int64_t c0 = (std::max(k_begin, blk[bl].span.begin) - k_begin) / kN;
@@ -302,10 +357,11 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
                              std::clamp<std::int64_t>(sc.hi[r0 + r] - first, -1, kBk + 1))
                        : 0.0f;
           }
-          WithRows<ScoresMasked>(rn, static_cast<int>(c1 - c0), sc.q + r0 * D, D, kt_tile + c0 * kN,
-                                 static_cast<const float*>(lo), static_cast<const float*>(hi),
-                                 pr.exp2_scale, sc.m + r0, sc.l + r0 * kN,
-                                 sc.p + r0 * kBk + c0 * kN, sc.alpha + r0);
+          WithRows<ScoresMasked>(rn, pr.modified, static_cast<int>(c1 - c0), sc.q + r0 * D, D,
+                                 kt_tile + c0 * kN, static_cast<const float*>(lo),
+                                 static_cast<const float*>(hi), pr.exp2_scale, sc.m + r0,
+                                 sc.l + r0 * kN, sc.p + r0 * kBk + c0 * kN, sc.alpha + r0,
+                                 block_mods(r0, rn, first));
         }
       }
       for (std::int64_t bl = 0; bl < blocks; ++bl) {
@@ -326,7 +382,16 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
     const bool ok = !tile.span.empty() && sc.hi[i] > sc.lo[i];
     const float l = ok ? hn::GetLane(hn::SumOfLanes(df, hn::Load(df, sc.l + i * kN))) : 0.0f;
     const bool empty = !ok || !(l > 0.0f);
-    const float inv = empty ? 0.0f : 1.0f / l;
+    float inv = empty ? 0.0f : 1.0f / l;
+    double sink_lse = 0;  // the row's lse with its sink logit
+    if (pr.sinks && !empty) {
+      // Relative to M = max(row max, sink) in natural units: the sum l e^(m - M) + e^(sink - M).
+      const double mn = double{sc.m[i]} * pr.exp2_scale * kLn2, sink = pr.sinks[h];
+      const double mx = std::max(mn, sink), a = std::exp(mn - mx);
+      const double total = double{l} * a + std::exp(sink - mx);
+      inv = static_cast<float>(a / total);
+      sink_lse = mx + std::log(total);
+    }
     const float* orow = sc.o + i * dp;
     const std::int64_t dst = (row0 + i) * D;
     if (pr.out_bf16) {
@@ -343,8 +408,9 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
     }
     if (lse)
       lse[i] =
-          empty
-              ? -std::numeric_limits<float>::infinity()
+          empty ? -std::numeric_limits<float>::infinity()
+          : pr.sinks
+              ? static_cast<float>(sink_lse)
               : static_cast<float>((double{sc.m[i]} * pr.exp2_scale + std::log2(double{l})) * kLn2);
     if (pr.row_max) {
       pr.row_max[row0 + i] = empty ? -std::numeric_limits<float>::infinity() : sc.m[i];
@@ -439,6 +505,15 @@ void forward(const AttentionShape& p, const MaskView& mask, DType t, const void*
   const double scale = p.effective_scale();
   pr.qsign = scale < 0 ? -1.0f : 1.0f;
   pr.exp2_scale = static_cast<float>(std::fabs(scale) * 1.4426950408889634);
+  std::vector<float> alibi(p.mods.alibi_slopes.begin(), p.mods.alibi_slopes.end());
+  pr.softcap = static_cast<float>(p.mods.softcap);
+  pr.alibi = alibi.empty() ? nullptr : alibi.data();
+  pr.sinks = p.mods.sink_logits.empty() ? nullptr : p.mods.sink_logits.data();
+  pr.modified = pr.softcap != 0 || pr.alibi != nullptr;
+  if (pr.modified) {  // scores in natural units: Q times the scale
+    pr.qsign = static_cast<float>(scale);
+    pr.exp2_scale = static_cast<float>(1.4426950408889634);
+  }
   pr.g = HWY_DYNAMIC_DISPATCH(attn::GetGeometry)(D);
   const attn::Geometry g = pr.g;
   pr.v_direct = !pr.bf16 && g.dp == D;
@@ -475,8 +550,9 @@ void forward(const AttentionShape& p, const MaskView& mask, DType t, const void*
     auto sa = hwy::AllocateAligned<float>(bq);
     auto slo = hwy::AllocateAligned<std::int64_t>(bq);
     auto shi = hwy::AllocateAligned<std::int64_t>(bq);
-    const attn::Scratch sc{sq.get(), so.get(), sm.get(),  sl.get(),
-                           sp.get(), sa.get(), slo.get(), shi.get()};
+    auto sdg = hwy::AllocateAligned<std::int64_t>(bq);
+    const attn::Scratch sc{sq.get(), so.get(),  sm.get(),  sl.get(), sp.get(),
+                           sa.get(), slo.get(), shi.get(), sdg.get()};
 
 #pragma omp for schedule(dynamic, 4)
     for (std::int64_t i = 0; i < pack_items; ++i) {

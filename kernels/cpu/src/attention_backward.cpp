@@ -551,6 +551,8 @@ void attention_backward(const AttentionShape& p, const MaskView& mask, DType t, 
                         const void* k, const void* v, const void* dout, void* dq, void* dk,
                         void* dv) {
   p.validate(mask.B, mask.Lq, mask.Lk);
+  if (p.mods.any())
+    throw InvalidArgument("mods", p.mods.describe(), "attention backward takes no score modifiers");
   require_cpu_dtype(t);
   const std::int64_t B = mask.B, H = p.H, Hkv = p.Hkv, Lq = mask.Lq, Lk = mask.Lk, D = p.D;
   const std::int64_t rows = B * H * Lq, kv_rows = B * Hkv * Lk;

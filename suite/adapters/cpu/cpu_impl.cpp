@@ -116,9 +116,10 @@ class CpuImplementation final : public Implementation {
     });
   }
 
-  Support supports_attention(const AttentionProblem&, DType t, bool) const override {
+  Support attention_support(const AttentionProblem&, DType t, bool) const override {
     return compute(t);
   }
+  ScoreModifierSupport score_modifiers() const override { return ScoreModifierSupport::all(); }
   AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
                             std::span<const double> k, std::span<const double> v,
                             bool want_lse) const override {
@@ -135,7 +136,7 @@ class CpuImplementation final : public Implementation {
     });
   }
 
-  Support supports_attention_backward(const AttentionProblem&, DType t) const override {
+  Support attention_backward_support(const AttentionProblem&, DType t) const override {
     return compute(t);
   }
   AttentionGradients attention_backward(const AttentionProblem& p, DType t,

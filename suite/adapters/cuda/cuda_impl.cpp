@@ -141,7 +141,7 @@ class CudaImplementation final : public Implementation {
     return download_values(dy, x.size(), t);
   }
 
-  Support supports_attention(const AttentionProblem& p, DType t, bool) const override {
+  Support attention_support(const AttentionProblem& p, DType t, bool) const override {
     if (auto s = common(t); !s) return s;
     if (p.D > 256) return Support::no("cuda attention takes D <= 256");
     if (p.H > 65535 || p.mask.B > 65535) return Support::no("cuda attention takes B, H <= 65535");
@@ -167,7 +167,7 @@ class CudaImplementation final : public Implementation {
     return r;
   }
 
-  Support supports_attention_backward(const AttentionProblem& p, DType t) const override {
+  Support attention_backward_support(const AttentionProblem& p, DType t) const override {
     if (auto s = supports_attention(p, t, false); !s) return s;
     constexpr std::int64_t kMaxLen = (std::int64_t{1} << 31) - 1024;  // int key positions + tiles
     if (p.mask.Lq > kMaxLen || p.mask.Lk > kMaxLen)

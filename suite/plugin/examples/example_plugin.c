@@ -2,7 +2,8 @@
 //
 // It provides the operations of the ABI for float64, float32, float16 and bfloat16:
 //   attention_forward         out = softmax(q k^T * scale + mask) v and its log-sum-exp
-//                             q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D]; O(B H Lq Lk D)
+//                             q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D]; O(B H Lq Lk D); with
+//                             soft-capping, ALiBi and sink logits (ABI 1.3)
 //   attention_varlen_forward  the same in the packed (varlen) layout, q: [Tq, H, D], k, v:
 //                             [Tk, Hkv, D] with cu_seqlens (ABI 1.1)
 //   attention_backward        dq, dk, dv of attention_forward's out for an upstream gradient
@@ -135,7 +136,10 @@ static const DLDataType kAnyFloat = {kDLFloat, 0, 1};
 // positions (empty when *hi <= *lo): the intersection of the padding, document, causal (with
 // prefix-LM), window and chunk clauses of plugin.h. The interval form is what lets a kernel skip
 // whole key tiles.
-static void visible_keys(const maskcheck_mask* m, int64_t b, int64_t q, int64_t* lo, int64_t* hi) {
+// *diagonal (when not NULL) receives the key on the query's diagonal in padded positions, the
+// reference point of ALiBi's distances (ABI 1.3).
+static void row_interval(const maskcheck_mask* m, int64_t b, int64_t q, int64_t* lo, int64_t* hi,
+                         int64_t* diagonal) {
   const int64_t q_len = m->q_lens ? m->q_lens[b] : m->q_len;
   const int64_t k_len = m->k_lens ? m->k_lens[b] : m->k_len;
   const int left = m->padding == MASKCHECK_PADDING_LEFT;
@@ -183,6 +187,10 @@ static void visible_keys(const maskcheck_mask* m, int64_t b, int64_t q, int64_t*
   if (end < first) end = first;
   *lo = k0 + seg_k + first;
   *hi = k0 + seg_k + end;
+  if (diagonal) *diagonal = k0 + seg_k + diag;
+}
+static void visible_keys(const maskcheck_mask* m, int64_t b, int64_t q, int64_t* lo, int64_t* hi) {
+  row_interval(m, b, q, lo, hi, NULL);
 }
 
 // The keys to scan for row (b, q), and whether key k among them is visible. With a keep tensor
@@ -240,13 +248,21 @@ typedef struct Keys {
   int64_t first, stride;
 } Keys;
 
-// One output row: softmax(q_row . keys^T * scale) over the visible keys in [lo, hi), times v.
-// score: scratch of at least hi entries. A row with no visible key is all zeros, with log-sum-exp
-// -inf (not NaN: nothing is divided by a zero sum).
+// The score modifiers of one row (ABI 1.3): soft-cap (0: none), ALiBi slope (0: none) with the
+// row's diagonal, and whether a sink logit joins the denominator.
+typedef struct Mods {
+  double softcap, slope, sink;
+  int64_t diagonal;
+  int has_sink;
+} Mods;
+
+// One output row: softmax(q_row . keys^T * scale) over the visible keys in [lo, hi), times v,
+// with the score modifiers `mods` (NULL: none). score: scratch of at least hi entries. A row with
+// no visible key is all zeros, with log-sum-exp -inf (not NaN: nothing is divided by a zero sum).
 static void attend_row(const DLTensor* q, int64_t q_row, const DLTensor* k, const DLTensor* v,
                        const Keys* keys, int64_t lo, int64_t hi, int64_t D, double scale,
-                       double* score, const DLTensor* out, int64_t out_row, const DLTensor* lse,
-                       int64_t lse_index) {
+                       const Mods* mods, double* score, const DLTensor* out, int64_t out_row,
+                       const DLTensor* lse, int64_t lse_index) {
   // Pass 1: the scores of the visible keys, and their maximum.
   double max = -INFINITY;
   int64_t visible = 0;
@@ -256,11 +272,18 @@ static void attend_row(const DLTensor* q, int64_t q_row, const DLTensor* k, cons
     double dot = 0;
     for (int64_t d = 0; d < D; ++d) dot += load(q, q_row * D + d) * load(k, key_row * D + d);
     score[j] = dot * scale;
+    if (mods && mods->softcap > 0) score[j] = mods->softcap * tanh(score[j] / mods->softcap);
+    if (mods && mods->slope != 0)
+      score[j] -=
+          mods->slope * (double)(j > mods->diagonal ? j - mods->diagonal : mods->diagonal - j);
     if (score[j] > max) max = score[j];
     ++visible;
   }
+  // The sink logit joins the denominator of a row that sees a key (and its max).
+  const int sink = mods && mods->has_sink && visible > 0;
+  if (sink && mods->sink > max) max = mods->sink;
   // Pass 2: the softmax-weighted sum of values.
-  double acc[kMaxHeadDim] = {0}, sum = 0;
+  double acc[kMaxHeadDim] = {0}, sum = sink ? exp(mods->sink - max) : 0;
   for (int64_t j = lo; j < hi && visible > 0; ++j) {
     if (!sees(keys->mask, keys->b, keys->i, j)) continue;
     const double p = exp(score[j] - max);
@@ -302,8 +325,15 @@ static maskcheck_status example_attention(const maskcheck_attention_args* a, cha
         const Keys keys = {a->mask, b, i, (b * Hkv + h / group) * Lk, 1};
         int64_t lo, hi;
         row_keys(a->mask, b, i, &lo, &hi);
-        attend_row(a->q, row, a->k, a->v, &keys, lo, hi, D, a->scale, score, a->out, row, a->lse,
-                   row);
+        // ABI 1.3's score modifiers (declared in the table, so the fields are always there).
+        Mods mods = {a->softcap, a->alibi_slopes ? a->alibi_slopes[h] : 0.0,
+                     a->sink_logits ? a->sink_logits[h] : 0.0, 0, a->sink_logits != NULL};
+        if (a->alibi_slopes) {
+          int64_t vlo, vhi;
+          row_interval(a->mask, b, i, &vlo, &vhi, &mods.diagonal);
+        }
+        attend_row(a->q, row, a->k, a->v, &keys, lo, hi, D, a->scale, &mods, score, a->out, row,
+                   a->lse, row);
       }
   free(score);
   return MASKCHECK_OK;
@@ -353,8 +383,8 @@ static maskcheck_status example_attention_varlen(const maskcheck_attention_varle
         const Keys keys = {&one, 0, i, k0 * Hkv + h / group, Hkv};
         int64_t lo, hi;
         visible_keys(&one, 0, i, &lo, &hi);
-        attend_row(a->q, row, a->k, a->v, &keys, lo, hi, D, a->scale, score, a->out, row, a->lse,
-                   h * Tq + q0 + i);
+        attend_row(a->q, row, a->k, a->v, &keys, lo, hi, D, a->scale, NULL, score, a->out, row,
+                   a->lse, h * Tq + q0 + i);
       }
   }
   free(score);
@@ -626,6 +656,8 @@ static const maskcheck_plugin example = {
     .attention_backward = example_attention_backward,
     // ABI 1.2. cross_entropy reads grad_output in every dtype.
     .cross_entropy_upstream_dtypes = EXAMPLE_DTYPES,
+    // ABI 1.3. Every score modifier.
+    .score_modifiers = MASKCHECK_MOD_SOFTCAP | MASKCHECK_MOD_ALIBI | MASKCHECK_MOD_SINK_LOGITS,
 };
 
 // maskcheck's tests build variants of this plugin by including this file with

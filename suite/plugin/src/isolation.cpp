@@ -70,6 +70,13 @@ std::string PluginInfo::summary() const {
       for (std::size_t i = 0; i < backward.size(); ++i)
         os << (i ? "," : " ") << to_string(backward[i]);
   }
+  if (modifiers.any()) {
+    ScoreModifiers all;
+    if (modifiers.softcap) all.softcap = 1;
+    if (modifiers.alibi) all.alibi_slopes = {0};
+    if (modifiers.sink_logits) all.sink_logits = {0};
+    os << ", " << all.describe();
+  }
   if (!ce_upstream.empty()) {
     os << ", cross-entropy upstream gradient";
     if (ce_upstream != dtypes(Op::cross_entropy))
@@ -175,6 +182,10 @@ nlohmann::json PluginInfo::to_json() const {
           {"varlen", varlen},
           {"attention_backward", names(backward)},
           {"cross_entropy_upstream", names(ce_upstream)},
+          {"score_modifiers",
+           {{"softcap", modifiers.softcap},
+            {"alibi", modifiers.alibi},
+            {"sink_logits", modifiers.sink_logits}}},
           {"storage", storage_json},
           {"operations", ops_json}};
 }
@@ -197,6 +208,10 @@ PluginInfo PluginInfo::from_json(const nlohmann::json& j) {
     i.backward.push_back(dtype_from_string(t.get<std::string>()));
   for (const auto& t : j.at("cross_entropy_upstream"))
     i.ce_upstream.push_back(dtype_from_string(t.get<std::string>()));
+  const auto& mods = j.at("score_modifiers");
+  i.modifiers.softcap = mods.at("softcap").get<bool>();
+  i.modifiers.alibi = mods.at("alibi").get<bool>();
+  i.modifiers.sink_logits = mods.at("sink_logits").get<bool>();
   for (const auto& [t, fields] : j.at("storage").items()) {
     const DType dt = dtype_from_string(t);
     Storage st = Storage::of(dt);
@@ -757,7 +772,7 @@ class CallIsolation final : public ForwardingImplementation {
     BlobReader in(r);
     return in.doubles();
   }
-  Support supports_attention(const AttentionProblem& p, DType t, bool want_lse) const override {
+  Support attention_support(const AttentionProblem& p, DType t, bool want_lse) const override {
     return decode_support(in_child(name() + " attention_forward (a query)", [&] {
       return encode(inner().supports_attention(p, t, want_lse));
     }));
@@ -769,7 +784,7 @@ class CallIsolation final : public ForwardingImplementation {
       return encode(inner().attention(p, t, q, k, v, want_lse));
     }));
   }
-  Support supports_attention_backward(const AttentionProblem& p, DType t) const override {
+  Support attention_backward_support(const AttentionProblem& p, DType t) const override {
     return decode_support(in_child(name() + " attention_backward (a query)", [&] {
       return encode(inner().supports_attention_backward(p, t));
     }));

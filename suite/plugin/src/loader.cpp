@@ -442,11 +442,12 @@ std::string hex(std::uint32_t x) {
 }
 
 // The plugin's table as far as its ABI minor version defines it, the rest zero: a 1.0 plugin's
-// table ends before ABI 1.1's fields (a 1.1 plugin's before ABI 1.2's), and reading past it would
-// read whatever follows it.
+// table ends before ABI 1.1's fields (a 1.1 plugin's before ABI 1.2's, and so on), and reading past
+// it would read whatever follows it.
 maskcheck_plugin copy_table(const maskcheck_plugin& t) {
   maskcheck_plugin c{};
-  const std::size_t n = t.abi_minor >= 2   ? sizeof(maskcheck_plugin)
+  const std::size_t n = t.abi_minor >= 3   ? sizeof(maskcheck_plugin)
+                        : t.abi_minor == 2 ? offsetof(maskcheck_plugin, score_modifiers)
                         : t.abi_minor == 1 ? offsetof(maskcheck_plugin, attention_backward_dtypes)
                                            : offsetof(maskcheck_plugin, storage);
   std::memcpy(static_cast<void*>(&c), &t, n);
@@ -609,6 +610,18 @@ PluginInfo read_table(const maskcheck_plugin& t, const std::string& given, const
                       hex(up & ~t.cross_entropy_dtypes) + " beyond cross_entropy_dtypes " +
                       hex(t.cross_entropy_dtypes) + " (grad_output is an input of cross_entropy)");
     info.ce_upstream = dtype_list(up);
+  }
+  // ABI 1.3's score modifiers of attention_forward.
+  if (const std::uint32_t mods = t.score_modifiers; mods != 0) {
+    constexpr std::uint32_t kKnownMods =
+        MASKCHECK_MOD_SOFTCAP | MASKCHECK_MOD_ALIBI | MASKCHECK_MOD_SINK_LOGITS;
+    if (mods & ~kKnownMods)
+      throw LoadError(w + ": score_modifiers has unknown bits " + hex(mods & ~kKnownMods));
+    if (t.attention_dtypes == 0)
+      throw LoadError(w + ": score_modifiers is set but the plugin has no attention_forward");
+    info.modifiers.softcap = (mods & MASKCHECK_MOD_SOFTCAP) != 0;
+    info.modifiers.alibi = (mods & MASKCHECK_MOD_ALIBI) != 0;
+    info.modifiers.sink_logits = (mods & MASKCHECK_MOD_SINK_LOGITS) != 0;
   }
   // Mixed storage: every dtype an operation lists, checked against that operation's tensors.
   for (DType dt : {DType::f64, DType::f32, DType::f16, DType::bf16}) {
@@ -829,7 +842,7 @@ class PluginImplementation final : public detail::PluginBase {
   }
 
   // ---- attention: q [B, H, Lq, D], k, v [B, Hkv, Lk, D]
-  Support supports_attention(const AttentionProblem& p, DType t, bool want_lse) const override {
+  Support attention_support(const AttentionProblem& p, DType t, bool want_lse) const override {
     if (auto s = precheck(Op::attention, t); !s) return s;
     return attention_call(p, t, {}, {}, {}, want_lse, nullptr);
   }
@@ -843,7 +856,7 @@ class PluginImplementation final : public detail::PluginBase {
   }
 
   // ---- attention backward (ABI 1.2): q, dout, dq [B, H, Lq, D], k, v, dk, dv [B, Hkv, Lk, D]
-  Support supports_attention_backward(const AttentionProblem& p, DType t) const override {
+  Support attention_backward_support(const AttentionProblem& p, DType t) const override {
     if (const std::string why = info_.no_backward(); !why.empty()) return Support::no(why);
     if (std::find(info_.backward.begin(), info_.backward.end(), t) == info_.backward.end())
       return Support::no(name() + " does not take " + std::string(to_string(t)) +
@@ -1112,6 +1125,10 @@ class PluginImplementation final : public detail::PluginBase {
     a.scale = p.effective_scale();
     a.query = query ? 1 : 0;
     a.stream = device_.stream();
+    // Only modifiers the plugin declared reach it (supports_attention declines the others).
+    a.softcap = p.mods.softcap;
+    a.alibi_slopes = p.mods.alibi_slopes.empty() ? nullptr : p.mods.alibi_slopes.data();
+    a.sink_logits = p.mods.sink_logits.empty() ? nullptr : p.mods.sink_logits.data();
     const Support s =
         call("attention_forward", query,
              "attention " + problem_text(p, t, a.scale) + " lse=" + (want_lse ? "1" : "0"),

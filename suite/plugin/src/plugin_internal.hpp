@@ -17,6 +17,7 @@ class PluginBase : public Implementation {
   std::string description() const override { return info_.summary(); }
   bool third_party() const override { return true; }
   bool attention_lse() const override { return info_.lse; }
+  ScoreModifierSupport score_modifiers() const override { return info_.modifiers; }
   std::vector<Op> ops() const override { return info_.op_list(); }
   std::vector<DType> dtypes(Op op) const override { return info_.dtypes(op); }
   Storage storage(DType t) const override { return info_.storage_for(t); }

@@ -42,6 +42,9 @@
 //                   grad_output too (0 * NaN: the NaN maskcheck puts there leaks into dlogits)
 //   FAULT_CE_UPSTREAM_DTYPES  an invalid table: cross-entropy in float32 only, an upstream
 //                   gradient for every dtype
+//   FAULT_SINK_IGNORED  declares every score modifier (ABI 1.3) but drops the sink logits: each
+//                   row's weights still sum to 1
+//   FAULT_MODS_UNKNOWN  an invalid table: score_modifiers with a bit ABI 1.3 does not define
 // Keep, storage, additive and the backward faults keep the example's attention_backward; the
 // others have none (dtypes 0: a 1.2 table without the entry). Only those without a fault in the
 // padded layout keep the varlen entry.
@@ -228,6 +231,14 @@ static maskcheck_status faulty_backward(const maskcheck_attention_backward_args*
   free(before);
   return s;
 }
+#elif defined(FAULT_SINK_IGNORED)
+#define FAULT_NAME "sink_ignored"
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  maskcheck_attention_args b = *a;
+  b.sink_logits = NULL;
+  return example_attention(&b, msg, msg_size);
+}
 #elif defined(FAULT_CE_UPSTREAM_READ)
 #define FAULT_NAME "ce_upstream_read"
 #define HAVE_FAULTY_CROSS_ENTROPY
@@ -413,6 +424,9 @@ MASKCHECK_PLUGIN_EXPORT const maskcheck_plugin* maskcheck_plugin_v1(void) {
   p.name = "abi";
   p.abi_major = FAULT_ABI_MAJOR;
   p.abi_minor = FAULT_ABI_MINOR;
+#elif defined(FAULT_MODS_UNKNOWN)
+  p.name = "mods_unknown";
+  p.score_modifiers |= 8u;
 #elif defined(FAULT_KEEP)
   p.name = "keep";
   p.flags = MASKCHECK_FLAG_KEEP_TENSOR | MASKCHECK_FLAG_NO_LSE;

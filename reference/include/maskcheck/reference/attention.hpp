@@ -4,6 +4,9 @@
 //   s_j = scale * <q_i, k_j> for visible j only (masked keys are never read)
 //   p_j = exp(s_j - m) / sum_j exp(s_j - m),  out_i = sum_j p_j v_j,  lse_i = m + log(sum)
 // A query with no visible key gets out = 0 and lse = -inf. Head h reads kv head h / (H / Hkv).
+// Score modifiers (problems.hpp's ScoreModifiers) in their order: s_j = softcap tanh(s_j /
+// softcap), then s_j -= slope_h |j - diag(i)|, on visible keys only; the sink logit joins the
+// denominator (and the max m) of rows with a visible key.
 // Complexity: O(B H Lq Lk D) time, O(Lk) scratch. Accumulation in A; scores, probabilities and
 // outputs pass through S, as a framework computing in S would store them.
 #pragma once
@@ -16,14 +19,30 @@
 
 #include "maskcheck/reference/masks.hpp"
 #include "maskcheck/reference/numeric.hpp"
+#include "maskcheck/reference/predicate.hpp"
 #include "maskcheck/reference/problems.hpp"
 
 namespace maskcheck::ref {
 
+// Soft-capping then ALiBi (ScoreModifiers 1 and 2) on a score s of head h whose key lies
+// `distance` keys from the query's diagonal.
+template <class A>
+A modified_score(const ScoreModifiers& mods, std::int64_t h, A s, std::int64_t distance) {
+  if (mods.softcap != 0)
+    s = static_cast<A>(mods.softcap) * std::tanh(s / static_cast<A>(mods.softcap));
+  if (!mods.alibi_slopes.empty())
+    s -= static_cast<A>(mods.alibi_slopes[static_cast<std::size_t>(h)]) * static_cast<A>(distance);
+  return s;
+}
+
+// diagonals: [B, Lq] the key on each query's diagonal (ALiBi's reference point), or empty: from
+// p.mask (query_diagonal). A caller that runs some rows of a larger problem as a problem of their
+// own (keep holding their rows' visibility) passes the rows' diagonals in the larger one.
 template <class S, class A>
 void attention_forward(const AttentionProblem& p, std::span<const std::uint8_t> keep,
                        std::span<const S> q, std::span<const S> k, std::span<const S> v,
-                       std::span<S> out, std::span<A> lse) {
+                       std::span<S> out, std::span<A> lse,
+                       std::span<const std::int64_t> diagonals = {}) {
   p.validate();
   const std::int64_t B = p.mask.B, H = p.H, Hkv = p.Hkv, Lq = p.mask.Lq, Lk = p.mask.Lk, D = p.D;
   require_size("keep", keep.size(), checked_numel("keep", {B, Lq, Lk}));
@@ -32,8 +51,11 @@ void attention_forward(const AttentionProblem& p, std::span<const std::uint8_t> 
   require_size("v", v.size(), p.kv_numel());
   require_size("out", out.size(), p.q_numel());
   if (!lse.empty()) require_size("lse", lse.size(), p.lse_numel());
+  if (!diagonals.empty()) require_size("diagonals", diagonals.size(), B * Lq);
   const A scale = static_cast<A>(p.effective_scale());
   const std::int64_t group = H / Hkv;
+  const ScoreModifiers& mods = p.mods;
+  const FlatMask flat(p.mask);  // the queries' diagonals (ALiBi)
   std::vector<A> s(static_cast<std::size_t>(Lk));
   std::vector<A> acc(static_cast<std::size_t>(D));
   for (std::int64_t b = 0; b < B; ++b)
@@ -43,6 +65,9 @@ void attention_forward(const AttentionProblem& p, std::span<const std::uint8_t> 
         const std::uint8_t* kr = keep.data() + (b * Lq + i) * Lk;
         const S* qi = q.data() + ((b * H + h) * Lq + i) * D;
         S* oi = out.data() + ((b * H + h) * Lq + i) * D;
+        const std::int64_t diag = !mods.any()          ? 0
+                                  : !diagonals.empty() ? diagonals[b * Lq + i]
+                                                       : query_diagonal(flat.view(), b, i);
         A m = -std::numeric_limits<A>::infinity();
         bool any = false;
         for (std::int64_t j = 0; j < Lk; ++j) {
@@ -51,10 +76,16 @@ void attention_forward(const AttentionProblem& p, std::span<const std::uint8_t> 
           A dot = 0;
           for (std::int64_t d = 0; d < D; ++d) dot += load<A>(qi[d]) * load<A>(kj[d]);
           s[j] = round_score<S, A>(scale * dot);
+          if (mods.any())
+            s[j] = round_score<S, A>(modified_score(mods, h, s[j], j > diag ? j - diag : diag - j));
           m = std::max(m, s[j]);
           any = true;
         }
-        A sum = 0;
+        const bool sink = any && !mods.sink_logits.empty();
+        const A sink_logit =
+            sink ? static_cast<A>(mods.sink_logits[static_cast<std::size_t>(h)]) : A(0);
+        if (sink) m = std::max(m, sink_logit);
+        A sum = sink ? std::exp(sink_logit - m) : A(0);
         for (std::int64_t j = 0; j < Lk; ++j)
           if (kr[j]) sum += std::exp(s[j] - m);
         std::fill(acc.begin(), acc.end(), A(0));
@@ -106,6 +137,8 @@ void attention_backward(const AttentionProblem& p, std::span<const std::uint8_t>
   require_size("dq", dq.size(), p.q_numel());
   require_size("dk", dk.size(), p.kv_numel());
   require_size("dv", dv.size(), p.kv_numel());
+  if (p.mods.any())
+    throw_invalid("mods", p.mods.describe(), "attention backward takes no score modifiers (yet)");
   const A scale = static_cast<A>(p.effective_scale());
   const std::int64_t group = H / Hkv;
   std::vector<A> s(static_cast<std::size_t>(Lk)), pr(s.size()), dp(s.size());

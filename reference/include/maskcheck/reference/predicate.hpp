@@ -95,11 +95,20 @@ MC_HD constexpr ValidRanges valid_ranges(const MaskView& m, std::int64_t b) {
                      valid_begin(m.padding, m.Lk, k_len), k_len};
 }
 
-// The keys visible to query q of sequence b (see the header comment for the clauses).
-MC_HD constexpr KeyRange visible_keys(const MaskView& m, std::int64_t b, std::int64_t q) {
-  // Padding: the query must be valid; keys are limited to the valid key range.
+// The segment of query q of sequence b: its first key (padded key coordinates), its key count,
+// and the query's diagonal relative to that first key (the alignment's; the ALiBi distance and
+// the causal, window and chunk clauses count from it). `valid` is false for a padded query.
+struct QuerySegment {
+  bool valid = false;
+  std::int64_t key0 = 0;   // the segment's first key
+  std::int64_t k_len = 0;  // its keys
+  std::int64_t diag = 0;   // the diagonal, relative to key0 (may lie outside [0, k_len))
+};
+
+MC_HD constexpr QuerySegment query_segment(const MaskView& m, std::int64_t b, std::int64_t q) {
+  // Padding: the query must be valid.
   const ValidRanges v = valid_ranges(m, b);
-  if (!v.has_query(q)) return KeyRange{0, 0};
+  if (!v.has_query(q)) return QuerySegment{};
   const std::int64_t qi = q - v.q0;
 
   // Documents: the segment is the document holding qi (the last one starting at or before qi,
@@ -122,12 +131,28 @@ MC_HD constexpr KeyRange visible_keys(const MaskView& m, std::int64_t b, std::in
     seg_k = ck[lo];
     seg_k_len = ck[lo + 1] - ck[lo];
   }
+  const std::int64_t diag =
+      (qi - seg_q) + (m.alignment == Alignment::bottom_right ? seg_k_len - seg_q_len : 0);
+  return QuerySegment{true, v.k0 + seg_k, seg_k_len, diag};
+}
+
+// The key on query q's diagonal in padded key coordinates (ALiBi's reference point); meaningful
+// for a valid query only.
+MC_HD constexpr std::int64_t query_diagonal(const MaskView& m, std::int64_t b, std::int64_t q) {
+  const QuerySegment s = query_segment(m, b, q);
+  return s.key0 + s.diag;
+}
+
+// The keys visible to query q of sequence b (see the header comment for the clauses).
+MC_HD constexpr KeyRange visible_keys(const MaskView& m, std::int64_t b, std::int64_t q) {
+  // Padding and documents: the query's segment (keys limited to it).
+  const QuerySegment s = query_segment(m, b, q);
+  if (!s.valid) return KeyRange{0, 0};
+  const std::int64_t diag = s.diag;
 
   // Causal (relaxed to the whole prefix for prefix-LM), window and chunk, relative to the
   // segment's diagonal.
-  const std::int64_t diag =
-      (qi - seg_q) + (m.alignment == Alignment::bottom_right ? seg_k_len - seg_q_len : 0);
-  std::int64_t lo = 0, hi = seg_k_len;
+  std::int64_t lo = 0, hi = s.k_len;
   if (m.causal)
     hi = detail::min64(
         hi, m.prefix_lens != nullptr ? detail::max64(diag + 1, m.prefix_lens[b]) : diag + 1);
@@ -139,7 +164,7 @@ MC_HD constexpr KeyRange visible_keys(const MaskView& m, std::int64_t b, std::in
     hi = detail::min64(hi, first + m.chunk);
   }
   if (hi < lo) hi = lo;
-  return KeyRange{v.k0 + seg_k + lo, v.k0 + seg_k + hi};
+  return KeyRange{s.key0 + lo, s.key0 + hi};
 }
 
 MC_HD constexpr bool visible(const MaskView& m, std::int64_t b, std::int64_t q, std::int64_t k) {

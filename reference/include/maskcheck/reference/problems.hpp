@@ -94,6 +94,34 @@ struct SoftmaxProblem {
   std::int64_t numel() const;
 };
 
+// Score modifiers of attention (each optional, all combinable), applied to each visible pair's
+// score s = scale * <q_i, k_j> in this order, all before the mask (a masked key keeps weight
+// exactly 0, whatever a modifier would make of its score):
+//   1. soft-capping (Gemma 2): s = softcap * tanh(s / softcap) for softcap > 0 (0: none);
+//   2. ALiBi: s += -alibi_slopes[h] * |j - diag(i)|, with diag(i) the key on query i's diagonal
+//      in the mask's alignment (bottom-right: the last query of a segment faces its last key),
+//      both counted inside the query's segment as the predicate does (predicate.hpp's
+//      query_diagonal); alibi_slopes: [H] finite values (alibi_slope_schedule(H) is the usual one);
+//   3. learned sink logits (gpt-oss): sink_logits[h] joins the softmax denominator of every row
+//      of head h that sees a key, with no value: out_i = sum_j e^s_j v_j / (e^sink + sum_j e^s_j)
+//      and lse_i = log(e^sink + sum_j e^s_j), so a row's weights sum to 1 - e^(sink - lse_i).
+//      A row without a visible key still outputs 0 and lse -inf. sink_logits: [H], finite.
+struct ScoreModifiers {
+  double softcap = 0;
+  std::vector<double> alibi_slopes;  // [H] or empty: no ALiBi
+  std::vector<double> sink_logits;   // [H] or empty: no sink logits
+  bool any() const { return softcap != 0 || !alibi_slopes.empty() || !sink_logits.empty(); }
+  // "softcap, alibi": the modifiers present ("" for none).
+  std::string describe() const;
+  // Throws InvalidArgument naming the first bad field (softcap 0 or in [2^-10, 2^20]).
+  void validate(std::int64_t H) const;
+  bool operator==(const ScoreModifiers&) const = default;
+};
+// The ALiBi slope schedule of Press et al. (and Hugging Face's build_alibi_tensor): for n the
+// largest power of two <= H, slopes 2^(-8 i / n) for i = 1..n, then (H > n) every other slope of
+// the schedule for 2n heads, 2^(-4 i / n) for i = 1, 3, 5, ... H must be >= 1.
+std::vector<double> alibi_slope_schedule(std::int64_t H);
+
 // Attention's shape beside its mask: heads, kv heads, head dim and scale. Kernels take it with
 // the mask's flattened view (which carries B, Lq and Lk), so that the mask reaches them once.
 struct AttentionShape {
@@ -101,6 +129,7 @@ struct AttentionShape {
   std::int64_t Hkv = 1;
   std::int64_t D = 1;
   std::optional<double> scale;  // default 1/sqrt(D)
+  ScoreModifiers mods;          // soft-capping, ALiBi, sink logits (none by default)
   double effective_scale() const;
   // Throws InvalidArgument naming the first bad field, or the tensor of a [B, Lq, Lk] mask
   // whose element count overflows.
@@ -121,7 +150,8 @@ struct AttentionProblem {
   std::int64_t Hkv = 1;
   std::int64_t D = 1;
   std::optional<double> scale;  // default 1/sqrt(D)
-  AttentionShape shape() const { return AttentionShape{H, Hkv, D, scale}; }
+  ScoreModifiers mods;          // applied to the scores before the mask (see ScoreModifiers)
+  AttentionShape shape() const { return AttentionShape{H, Hkv, D, scale, mods}; }
   double effective_scale() const;
   void validate() const;
   std::int64_t q_numel() const;

@@ -353,8 +353,8 @@ class GgmlImplementation final : public Implementation {
     return doubles(y);
   }
 
-  Support supports_attention(const AttentionProblem& p, DType t, bool want_lse) const override {
-    if (kind_ == Kind::soft_max_ext) return Implementation::supports_attention(p, t, want_lse);
+  Support attention_support(const AttentionProblem& p, DType t, bool want_lse) const override {
+    if (kind_ == Kind::soft_max_ext) return Implementation::attention_support(p, t, want_lse);
     const std::string why = attention_unsupported(kind_, p, t, want_lse);
     return why.empty() ? Support::yes() : Support::no(why);
   }

@@ -154,7 +154,7 @@ class TorchAttention : public Implementation {
   bool third_party() const override { return true; }
   bool attention_lse() const override { return c_ == tp::Convention::flash_cpu; }
 
-  Support supports_attention(const AttentionProblem& p, DType, bool want_lse) const override {
+  Support attention_support(const AttentionProblem& p, DType, bool want_lse) const override {
     p.validate();
     if (want_lse && c_ != tp::Convention::flash_cpu)
       return Support::no("returns no log-sum-exp (torch:sdpa-flash-cpu reads the flash kernel's)");
@@ -198,7 +198,7 @@ class TorchAttention : public Implementation {
   // Backward through autograd, the way training runs it: the forward's graph (the SDPA
   // conventions' at::scaled_dot_product_attention, the explicit CPU flash op with K/V repeated for
   // GQA, multi_head_attention_forward) differentiated with dout as its grad_outputs.
-  Support supports_attention_backward(const AttentionProblem& p, DType t) const override {
+  Support attention_backward_support(const AttentionProblem& p, DType t) const override {
     if (c_ == tp::Convention::sdpa_is_causal && p.mask.Lq != p.mask.Lk &&
         tp::translate_for(c_, p.mask).is_causal)
       return Support::no(
@@ -328,14 +328,17 @@ class TorchEagerAttention : public Implementation {
  public:
   std::string name() const override { return "torch:matmul-softmax"; }
   std::string description() const override {
-    return "at::matmul(q, k^T) * scale + additive 0/-inf mask, at::softmax, at::matmul with v "
-           "(K/V repeated for GQA), forward and backward through autograd, CPU, " +
+    return "at::matmul(q, k^T) * scale, soft-capped by cap * at::tanh(s / cap), plus the ALiBi "
+           "bias, plus the additive 0/-inf mask, at::softmax (with the sink logits as one more "
+           "column, dropped after it, as gpt-oss does), at::matmul with v (K/V repeated for GQA), "
+           "forward and backward through autograd, CPU, " +
            version();
   }
   std::vector<Op> ops() const override { return {Op::attention}; }
   bool attention_lse() const override { return false; }
   bool third_party() const override { return true; }
-  Support supports_attention(const AttentionProblem& p, DType, bool want_lse) const override {
+  ScoreModifierSupport score_modifiers() const override { return ScoreModifierSupport::all(); }
+  Support attention_support(const AttentionProblem& p, DType, bool want_lse) const override {
     p.validate();
     if (want_lse) return Support::no("returns no log-sum-exp");
     return softmax_mask_support(p.mask);
@@ -353,7 +356,7 @@ class TorchEagerAttention : public Implementation {
                              {}};
     });
   }
-  Support supports_attention_backward(const AttentionProblem& p, DType t) const override {
+  Support attention_backward_support(const AttentionProblem& p, DType t) const override {
     return supports_attention(p, t, false);
   }
   AttentionGradients attention_backward(const AttentionProblem& p, DType t,
@@ -375,8 +378,38 @@ class TorchEagerAttention : public Implementation {
       kt = kt.repeat_interleave(p.H / p.Hkv, 1);
       vt = vt.repeat_interleave(p.H / p.Hkv, 1);
     }
-    const at::Tensor s = at::matmul(qt, kt.transpose(-2, -1)) * p.effective_scale();
-    return at::matmul(at::softmax(add_softmax_mask(s, p.mask, t), -1), vt);
+    at::Tensor s = at::matmul(qt, kt.transpose(-2, -1)) * p.effective_scale();
+    const ScoreModifiers& mods = p.mods;
+    if (mods.softcap != 0) s = at::tanh(s / mods.softcap) * mods.softcap;
+    if (!mods.alibi_slopes.empty()) s = s + alibi_bias(p, t);
+    s = add_softmax_mask(s, p.mask, t);
+    if (mods.sink_logits.empty()) return at::matmul(at::softmax(s, -1), vt);
+    // The sink logit as one more key column of every row, its weight dropped after the softmax.
+    const std::int64_t B = p.mask.B, Lq = p.mask.Lq, Lk = p.mask.Lk;
+    std::vector<double> sink;
+    for (std::int64_t b = 0; b < B; ++b)
+      for (const double x : mods.sink_logits) sink.insert(sink.end(), Lq, x);
+    const at::Tensor col = host_tensor(sink, {B, p.H, Lq, 1}, t);
+    const at::Tensor w = at::softmax(at::cat({s, col}, -1), -1).narrow(-1, 0, Lk);
+    return at::matmul(w, vt);
+  }
+  // -slope_h |j - diag(i)| as a [B, H, Lq, Lk] tensor of dtype t (0 on padded queries), the way
+  // ALiBi models build their bias.
+  static at::Tensor alibi_bias(const AttentionProblem& p, DType t) {
+    const std::int64_t B = p.mask.B, H = p.H, Lq = p.mask.Lq, Lk = p.mask.Lk;
+    const FlatMask flat(p.mask);
+    std::vector<double> bias(static_cast<std::size_t>(B * H * Lq * Lk), 0.0);
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t i = 0; i < Lq; ++i) {
+        if (!query_segment(flat.view(), b, i).valid) continue;
+        const std::int64_t diag = query_diagonal(flat.view(), b, i);
+        for (std::int64_t h = 0; h < H; ++h)
+          for (std::int64_t j = 0; j < Lk; ++j)
+            bias[static_cast<std::size_t>(((b * H + h) * Lq + i) * Lk + j)] =
+                -p.mods.alibi_slopes[static_cast<std::size_t>(h)] *
+                static_cast<double>(j > diag ? j - diag : diag - j);
+      }
+    return host_tensor(bias, {B, H, Lq, Lk}, t);
   }
 };
 
@@ -483,7 +516,7 @@ class TorchCudaSdpa : public Implementation {
   }
   bool third_party() const override { return true; }
   bool attention_lse() const override { return false; }
-  Support supports_attention(const AttentionProblem& p, DType t, bool want_lse) const override {
+  Support attention_support(const AttentionProblem& p, DType t, bool want_lse) const override {
     p.validate();
     if (want_lse) return Support::no("the adapter reads the output only, not the log-sum-exp");
     std::string why;

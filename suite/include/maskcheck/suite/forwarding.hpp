@@ -47,7 +47,8 @@ class ForwardingImplementation : public Implementation {
   }
 
   bool attention_lse() const override { return inner_.attention_lse(); }
-  Support supports_attention(const AttentionProblem& p, DType t, bool want_lse) const override {
+  ScoreModifierSupport score_modifiers() const override { return inner_.score_modifiers(); }
+  Support attention_support(const AttentionProblem& p, DType t, bool want_lse) const override {
     return inner_.supports_attention(p, t, want_lse);
   }
   AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
@@ -56,7 +57,7 @@ class ForwardingImplementation : public Implementation {
     return inner_.attention(p, t, q, k, v, want_lse);
   }
 
-  Support supports_attention_backward(const AttentionProblem& p, DType t) const override {
+  Support attention_backward_support(const AttentionProblem& p, DType t) const override {
     return inner_.supports_attention_backward(p, t);
   }
   AttentionGradients attention_backward(const AttentionProblem& p, DType t,

@@ -41,6 +41,7 @@ struct CaseLimits {
   int long_share = 4;                                  // 1 case in long_share is long (0: never)
   std::uint64_t max_bytes = std::uint64_t{256} << 20;  // memory budget of one case
   bool attention_lse = true;                           // attention cases may ask for the LSE
+  ScoreModifierSupport score_modifiers;                // modifiers attention cases may have
   // Mixed storage (registry.hpp): the dtypes whose cases store some tensor wider; the others
   // store every tensor in the case's dtype.
   std::vector<std::pair<DType, Storage>> storage;

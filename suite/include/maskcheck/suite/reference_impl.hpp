@@ -109,12 +109,13 @@ class ReferenceImplementation : public Implementation {
   std::vector<double> softmax(const SoftmaxProblem& p, DType t,
                               std::span<const double> x) const override;
 
-  Support supports_attention(const AttentionProblem& p, DType t, bool want_lse) const override;
+  Support attention_support(const AttentionProblem& p, DType t, bool want_lse) const override;
+  ScoreModifierSupport score_modifiers() const override;
   AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
                             std::span<const double> k, std::span<const double> v,
                             bool want_lse) const override;
 
-  Support supports_attention_backward(const AttentionProblem& p, DType t) const override;
+  Support attention_backward_support(const AttentionProblem& p, DType t) const override;
   AttentionGradients attention_backward(const AttentionProblem& p, DType t,
                                         std::span<const double> q, std::span<const double> k,
                                         std::span<const double> v,

@@ -36,6 +36,18 @@ struct Support {
   explicit operator bool() const { return ok; }
 };
 
+// Which score modifiers (problems.hpp's ScoreModifiers) an implementation applies.
+struct ScoreModifierSupport {
+  bool softcap = false;
+  bool alibi = false;
+  bool sink_logits = false;
+  static ScoreModifierSupport all() { return {true, true, true}; }
+  bool any() const { return softcap || alibi || sink_logits; }
+  // Whether every modifier of m is supported; otherwise no(reason) naming the first missing one.
+  Support admits(const ScoreModifiers& m, std::string_view who) const;
+  bool operator==(const ScoreModifierSupport&) const = default;
+};
+
 // Thrown by an operation the implementation does not provide.
 class Unsupported : public std::runtime_error {
  public:
@@ -134,7 +146,13 @@ class Implementation {
   // Whether attention can return the log-sum-exp at all; without it, generators draw cases that
   // do not ask for it (instead of drawing cases the implementation then skips).
   virtual bool attention_lse() const { return true; }
-  virtual Support supports_attention(const AttentionProblem& p, DType t, bool want_lse) const;
+  // The score modifiers (problems.hpp's ScoreModifiers) the implementation applies in attention
+  // forward; the default: none. Generators draw modifiers only for implementations that apply
+  // them, and supports_attention declines the others centrally, before asking the implementation,
+  // so that no adapter silently drops a modifier it does not know.
+  virtual ScoreModifierSupport score_modifiers() const { return {}; }
+  // Whether attention forward can run p: the modifiers first, then attention_support().
+  Support supports_attention(const AttentionProblem& p, DType t, bool want_lse) const;
   virtual AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
                                     std::span<const double> k, std::span<const double> v,
                                     bool want_lse) const;
@@ -144,7 +162,9 @@ class Implementation {
   // query sees get dk = dv = 0 exactly, rows with no visible key dq = 0 exactly, masked and padded
   // inputs are never read; the log-sum-exp is not differentiated). Tensors in the case's dtype.
   // The default declines ("does not provide attention backward").
-  virtual Support supports_attention_backward(const AttentionProblem& p, DType t) const;
+  // Whether attention backward can run p: never with score modifiers (not part of the backward's
+  // contract yet), else attention_backward_support().
+  Support supports_attention_backward(const AttentionProblem& p, DType t) const;
   virtual AttentionGradients attention_backward(const AttentionProblem& p, DType t,
                                                 std::span<const double> q,
                                                 std::span<const double> k,
@@ -188,6 +208,10 @@ class Implementation {
 
  protected:
   [[noreturn]] void unsupported(Op op) const;
+  // The implementation's own answers behind supports_attention and supports_attention_backward
+  // (called only for problems whose modifiers it applies).
+  virtual Support attention_support(const AttentionProblem& p, DType t, bool want_lse) const;
+  virtual Support attention_backward_support(const AttentionProblem& p, DType t) const;
 };
 
 class Registry {

@@ -1,4 +1,4 @@
-/* maskcheck plugin ABI, version 1.2: test your own kernels with `maskcheck verify --plugin` and
+/* maskcheck plugin ABI, version 1.3: test your own kernels with `maskcheck verify --plugin` and
  * time them with `maskcheck bench --plugin`.
  *
  * A plugin is a shared library that exports one C function, maskcheck_plugin_v1(), returning a
@@ -51,6 +51,12 @@
  *     none, one scalar for mean and sum). Without it the cross_entropy.upstream.* properties are
  *     skipped, saying so.
  *
+ *
+ * What ABI 1.3 added:
+ *   - maskcheck_plugin.score_modifiers and maskcheck_attention_args.softcap, alibi_slopes and
+ *     sink_logits: attention's score modifiers (see "Score modifiers" below). A plugin is handed
+ *     only the modifiers it declares; cases with others are skipped, saying which it lacks.
+ *
  * ------------------------------------------------------------------------------------------
  * Semantics (the same contract as maskcheck's reference, reference/.../problems.hpp)
  *
@@ -101,6 +107,18 @@
  * Scales: any finite value; 0 means uniform weights over the visible keys, a negative scale
  * reverses the preference. Softmax's default is 1, attention's 1/sqrt(D); args->scale is always
  * set to the value to apply.
+ *
+ * Score modifiers (ABI 1.3; attention forward only, each one declared in score_modifiers), in
+ * this order on each visible pair's score s = scale * <q, k>, all before the mask (a masked key
+ * keeps weight exactly 0 whatever a modifier would make of its score):
+ *   soft-capping (Gemma 2, softcap > 0):  s = softcap * tanh(s / softcap);
+ *   ALiBi (alibi_slopes):  s -= alibi_slopes[h] * |k - diag(q)|, diag(q) as in the mask clauses
+ *                          (segment-relative, in the mask's alignment), per query head h;
+ *   sink logits (gpt-oss, sink_logits):  e^sink_logits[h] joins the softmax denominator of every
+ *                          row of head h that sees a key, with no value: the row's weights sum
+ *                          to 1 - e^(sink - lse), lse = log(e^sink + sum_j e^s_j). A row with no
+ *                          visible key still outputs 0 and log-sum-exp -inf.
+ * The keep and additive mask tensors hold the mask only (no ALiBi bias).
  *
  * The keep tensor (MASKCHECK_FLAG_KEEP_TENSOR) holds exactly 0 or 1.
  *
@@ -207,7 +225,7 @@ extern "C" {
 #endif
 
 #define MASKCHECK_PLUGIN_ABI_VERSION_MAJOR 1
-#define MASKCHECK_PLUGIN_ABI_VERSION_MINOR 2
+#define MASKCHECK_PLUGIN_ABI_VERSION_MINOR 3
 
 /* The one symbol a plugin exports, and its type. */
 #define MASKCHECK_PLUGIN_ENTRY_NAME "maskcheck_plugin_v1"
@@ -257,6 +275,11 @@ typedef int32_t maskcheck_status;
 #define MASKCHECK_UNBOUNDED INT64_MAX
 
 /* Reductions of cross-entropy. */
+/* maskcheck_plugin.score_modifiers (ABI 1.3) */
+#define MASKCHECK_MOD_SOFTCAP 1u     /* logit soft-capping */
+#define MASKCHECK_MOD_ALIBI 2u       /* ALiBi */
+#define MASKCHECK_MOD_SINK_LOGITS 4u /* learned sink logits */
+
 #define MASKCHECK_REDUCTION_NONE 0
 #define MASKCHECK_REDUCTION_SUM 1
 #define MASKCHECK_REDUCTION_MEAN 2
@@ -317,6 +340,11 @@ typedef struct maskcheck_attention_args {
   int32_t query; /* non-zero: answer whether you support this call; data pointers are NULL */
   int32_t reserved0;
   void* stream; /* CUDA: the cudaStream_t to run on; NULL on the CPU */
+  /* ABI 1.3: the score modifiers (see "Score modifiers"), set only when the plugin declares them
+   * in score_modifiers (0 and NULL otherwise); the arrays are host memory, also in queries. */
+  double softcap;             /* > 0: soft-capping with this cap; 0: none */
+  const double* alibi_slopes; /* [H] ALiBi slopes, or NULL: no ALiBi */
+  const double* sink_logits;  /* [H] learned sink logits, or NULL: none */
 } maskcheck_attention_args;
 
 /* ABI 1.1: attention in the packed (varlen) layout of FlashAttention's varlen API: B sequences
@@ -481,6 +509,10 @@ typedef struct maskcheck_plugin {
    * args->grad_output, the upstream gradient; 0: it has no such input, maskcheck never passes
    * one, and the cross_entropy.upstream.* properties are skipped. */
   uint32_t cross_entropy_upstream_dtypes;
+
+  /* ---- ABI 1.3 (read only when abi_minor >= 3) ---- */
+  /* The score modifiers attention_forward applies (MASKCHECK_MOD_* bits); 0: none. */
+  uint32_t score_modifiers;
 } maskcheck_plugin;
 
 /* The entry point. maskcheck calls it once, right after loading the library. Returning NULL

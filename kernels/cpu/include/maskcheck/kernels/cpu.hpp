@@ -47,6 +47,7 @@ void masked_softmax(const SoftmaxProblem& p, const MaskView& mask, DType t, cons
 // ---- attention forward ----------------------------------------------------------------------
 // q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D], out: [B, H, Lq, D]; lse: [B, H, Lq] or nullptr, with
 // B, Lq and Lk those of the mask (an AttentionProblem passes p.shape() and a view of p.mask).
+// Score modifiers (p.mods: soft-capping, ALiBi, sink logits) as in the reference.
 // Padding memory may hold anything: it is never read.
 void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
                        const void* k, const void* v, void* out, float* lse);

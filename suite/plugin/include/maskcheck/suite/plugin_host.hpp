@@ -50,6 +50,8 @@ struct PluginInfo {
   // cross_entropy_upstream_dtypes (ABI 1.2), some of cross_entropy's: the dtypes in which
   // cross_entropy takes an upstream gradient; empty: none.
   std::vector<DType> ce_upstream;
+  // score_modifiers (ABI 1.3): the score modifiers attention_forward applies.
+  ScoreModifierSupport modifiers;
   // Mixed storage (ABI 1.1): the dtypes whose tensors are not all stored in the dtype itself.
   std::vector<std::pair<DType, Storage>> storage;
 
