@@ -160,6 +160,44 @@ std::int64_t AttentionProblem::lse_numel() const {
   return checked_numel("lse", {mask.B, H, mask.Lq});
 }
 
+void PagedKv::validate(const AttentionProblem& p) const {
+  p.validate();
+  const MaskSpec& m = p.mask;
+  require(page_size >= 1 && page_size <= (std::int64_t{1} << 16), "page_size", page_size,
+          "must be in [1, 65536]");
+  require(num_pages >= 0 && num_pages <= (std::int64_t{1} << 31) - 1, "num_pages", num_pages,
+          "must be in [0, 2^31)");
+  require(max_pages >= 0 && max_pages <= (std::int64_t{1} << 31) - 1, "max_pages", max_pages,
+          "must be in [0, 2^31)");
+  require(m.Lk <= max_pages * page_size, "Lk", m.Lk,
+          "must be <= max_pages * page_size = " + std::to_string(max_pages * page_size));
+  require(m.k_lens.empty() || m.padding == PaddingSide::right, "padding", 1,
+          "a paged cache holds each sequence's keys from position 0: right padding only");
+  require_size("block_table", block_table.size(), checked_numel("block_table", {m.B, max_pages}));
+  for (std::int64_t b = 0; b < m.B; ++b)
+    for (std::int64_t i = 0; i < pages_of(m.k_len(b), page_size); ++i) {
+      const std::int32_t e = block_table[static_cast<std::size_t>(b * max_pages + i)];
+      require(e >= 0 && e < num_pages,
+              idx("block_table", static_cast<std::size_t>(b * max_pages + i)), e,
+              "must be a page in [0, num_pages=" + std::to_string(num_pages) + ") (sequence " +
+                  std::to_string(b) + " uses its first " +
+                  std::to_string(pages_of(m.k_len(b), page_size)) + " entries)");
+    }
+  (void)cache_numel(p);
+}
+
+std::int64_t PagedKv::cache_numel(const AttentionProblem& p) const {
+  return checked_numel("k_cache", {num_pages, page_size, p.Hkv, p.D});
+}
+
+void validate_paged_inputs(const AttentionProblem& p, const PagedKv& kv, std::size_t q_size,
+                           std::size_t k_size, std::size_t v_size) {
+  kv.validate(p);
+  require_size("q", q_size, p.q_numel());
+  require_size("k_cache", k_size, kv.cache_numel(p));
+  require_size("v_cache", v_size, kv.cache_numel(p));
+}
+
 AttentionProblem VarlenAttentionProblem::padded() const {
   validate();
   AttentionProblem p;

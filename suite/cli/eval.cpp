@@ -75,6 +75,11 @@ std::string storage_mismatch(const mc::Implementation& impl, const mc::CallInput
             const mc::Storage st = impl.storage(c.dtype);
             return first({check("q", c.q, st.q), check("k", c.k, st.k), check("v", c.v, st.v)});
           },
+          [&](const mc::PagedAttentionCall& c) {
+            const mc::Storage st = impl.storage(c.dtype);
+            return first({check("q", c.q, st.q), check("k_cache", c.k_cache, st.k),
+                          check("v_cache", c.v_cache, st.v)});
+          },
           [&](const mc::AttentionBackwardCall& c) {
             const mc::Storage st = impl.storage(c.dtype);
             return first({check("q", c.q, st.q), check("k", c.k, st.k), check("v", c.v, st.v),
@@ -98,6 +103,7 @@ void default_want_lse(const mc::Implementation& impl, const mc::safetensors::Fil
   }
   if (auto* a = std::get_if<mc::AttentionCall>(&in)) a->want_lse = false;
   if (auto* a = std::get_if<mc::VarlenAttentionCall>(&in)) a->want_lse = false;
+  if (auto* a = std::get_if<mc::PagedAttentionCall>(&in)) a->want_lse = false;
 }
 
 // The implementation's storage for a case that named none: its results are written in it.
@@ -109,6 +115,7 @@ void adopt_storage(const mc::Implementation& impl, mc::CallInputs& in) {
   std::visit(mc::overloaded{[&](mc::SoftmaxCall& c) { adopt(c, mc::Op::softmax); },
                             [&](mc::AttentionCall& c) { adopt(c, mc::Op::attention); },
                             [&](mc::VarlenAttentionCall& c) { adopt(c, mc::Op::attention); },
+                            [&](mc::PagedAttentionCall& c) { adopt(c, mc::Op::attention); },
                             [&](mc::AttentionBackwardCall& c) { adopt(c, mc::Op::attention); },
                             [&](mc::CrossEntropyCall& c) { adopt(c, mc::Op::cross_entropy); },
                             [](auto&) {}},

@@ -16,6 +16,7 @@ const std::vector<Mutant>& mutant_catalogue() {
     mutants::add_attention_mutants(v);
     mutants::add_attention_numerics_mutants(v);
     mutants::add_attention_modifier_mutants(v);
+    mutants::add_attention_paged_mutants(v);
     mutants::add_attention_backward_mutants(v);
     mutants::add_loss_mutants(v);
     mutants::add_labels_mutants(v);

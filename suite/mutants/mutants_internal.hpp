@@ -57,6 +57,7 @@ void add_attention_mutants(std::vector<Mutant>& out);
 void add_attention_numerics_mutants(std::vector<Mutant>& out);
 void add_attention_backward_mutants(std::vector<Mutant>& out);
 void add_attention_modifier_mutants(std::vector<Mutant>& out);
+void add_attention_paged_mutants(std::vector<Mutant>& out);
 void add_loss_mutants(std::vector<Mutant>& out);
 void add_labels_mutants(std::vector<Mutant>& out);
 void add_mlm_mutants(std::vector<Mutant>& out);

@@ -25,6 +25,7 @@ constexpr std::pair<Call, std::string_view> kCalls[] = {
     {Call::softmax, "softmax"},
     {Call::attention, "attention"},
     {Call::attention_varlen, "attention_varlen"},
+    {Call::attention_paged, "attention_paged"},
     {Call::attention_backward, "attention_backward"},
     {Call::cross_entropy, "cross_entropy"},
     {Call::lm_labels, "lm_labels"},
@@ -226,6 +227,21 @@ void encode_inputs(const VarlenAttentionCall& c, CaseParts& p) {
   const auto& ck = c.problem.cu_seqlens_k;
   p.w.ints<std::int32_t>("cu_seqlens_q", cq, {ssize(cq.size())}, I32);
   p.w.ints<std::int32_t>("cu_seqlens_k", ck, {ssize(ck.size())}, I32);
+}
+void encode_inputs(const PagedAttentionCall& c, CaseParts& p) {
+  p.problem = c.problem;
+  p.problem["paged"] = {
+      {"page_size", c.kv.page_size}, {"num_pages", c.kv.num_pages}, {"max_pages", c.kv.max_pages}};
+  p.options["want_lse"] = c.want_lse;
+  p.dtype = c.dtype;
+  p.storage = storage_json(c.storage, Op::attention, c.dtype);
+  const Storage s = storage_of(c);
+  const std::vector<std::int64_t> cache{c.kv.num_pages, c.kv.page_size, c.problem.Hkv, c.problem.D};
+  p.w.floats("q", c.q, q_shape(c.problem), s.q);
+  p.w.floats("k_cache", c.k_cache, cache, s.k);
+  p.w.floats("v_cache", c.v_cache, cache, s.v);
+  p.w.ints<std::int32_t>("block_table", c.kv.block_table, {c.problem.mask.B, c.kv.max_pages}, I32);
+  p.w.mask_arrays(c.problem.mask);
 }
 void encode_inputs(const CrossEntropyCall& c, CaseParts& p) {
   p.problem = c.problem;
@@ -669,6 +685,60 @@ CallInputs decode_attention_varlen(CaseReader& r, json& problem, const json& opt
   return c;
 }
 
+constexpr std::string_view kCacheLayout = "[num_pages, page_size, Hkv, D]";
+
+// Paged attention: the problem's "paged" object and the block table beside the padded problem of
+// q [B, H, Lq, D]; Hkv from the caches, Lk max_pages * page_size unless the problem says.
+CallInputs decode_attention_paged(CaseReader& r, json& problem, const json& options,
+                                  const std::string& source) {
+  PagedAttentionCall c;
+  const st::Tensor& q = r.need("q", 4, kQLayout);
+  const st::Tensor& k = r.need("k_cache", 4, kCacheLayout);
+  const st::Tensor& v = r.need("v_cache", 4, kCacheLayout);
+  const st::Tensor& table = r.need("block_table", 2, "I32 [B, max_pages]");
+  json paged = json::object();
+  if (problem.is_object() && problem.contains("paged")) {
+    paged = problem["paged"];
+    problem.erase("paged");
+  }
+  fill(paged, "num_pages", k.shape[0]);
+  fill(paged, "page_size", k.shape[1]);
+  fill(paged, "max_pages", table.shape[1]);
+  JsonFields f(paged, source + ": maskcheck.problem.paged");
+  f.field("page_size",
+          [&](const json& x, const std::string& path) { c.kv.page_size = json_int(x, path); });
+  f.field("num_pages",
+          [&](const json& x, const std::string& path) { c.kv.num_pages = json_int(x, path); });
+  f.field("max_pages",
+          [&](const json& x, const std::string& path) { c.kv.max_pages = json_int(x, path); });
+  f.finish();
+  json& mask = member(problem, "mask");
+  fill(mask, "B", q.shape[0]);
+  fill(problem, "H", q.shape[1]);
+  fill(mask, "Lq", q.shape[2]);
+  fill(problem, "D", q.shape[3]);
+  fill(problem, "Hkv", k.shape[2]);
+  fill(mask, "Lk", c.kv.max_pages * c.kv.page_size);
+  r.mask_arrays(mask);
+  read_json(problem, c.problem, source + ": maskcheck.problem");
+  r.shape("block_table", table, {c.problem.mask.B, c.kv.max_pages}, "I32 [B, max_pages]");
+  c.kv.block_table = r.int32s("block_table", table);
+  c.kv.validate(c.problem);
+  c.dtype = r.dtype(&q, "q");
+  c.storage = r.storage(Op::attention, c.dtype);
+  const Storage s = storage_of(c);
+  const bool own = c.storage.has_value();
+  const std::vector<std::int64_t> cache{c.kv.num_pages, c.kv.page_size, c.problem.Hkv, c.problem.D};
+  c.q = r.floats("q", q, q_shape(c.problem), kQLayout, s.q, own);
+  c.k_cache = r.floats("k_cache", k, cache, kCacheLayout, s.k, own);
+  c.v_cache = r.floats("v_cache", v, cache, kCacheLayout, s.v, own);
+  read_options(options, source, [&](JsonFields& o) {
+    o.field("want_lse",
+            [&](const json& x, const std::string& path) { c.want_lse = json_bool(x, path); });
+  });
+  return c;
+}
+
 CallInputs decode_cross_entropy(CaseReader& r, json& problem, const json& options,
                                 const std::string& source) {
   CrossEntropyCall c;
@@ -774,6 +844,7 @@ Op op_of(Call c) {
       return Op::softmax;
     case Call::attention:
     case Call::attention_varlen:
+    case Call::attention_paged:
     case Call::attention_backward:
       return Op::attention;
     case Call::cross_entropy:
@@ -795,6 +866,7 @@ Call call_of(const CallInputs& in) {
                  [](const SoftmaxCall&) { return Call::softmax; },
                  [](const AttentionCall&) { return Call::attention; },
                  [](const VarlenAttentionCall&) { return Call::attention_varlen; },
+                 [](const PagedAttentionCall&) { return Call::attention_paged; },
                  [](const AttentionBackwardCall&) { return Call::attention_backward; },
                  [](const CrossEntropyCall&) { return Call::cross_entropy; },
                  [](const LmLabelsCall&) { return Call::lm_labels; },
@@ -830,6 +902,9 @@ void validate_call(const CallInputs& in) {
           },
           [](const AttentionBackwardCall& c) {
             validate_attention_inputs(c.problem, c.q.size(), c.k.size(), c.v.size(), c.dout.size());
+          },
+          [](const PagedAttentionCall& c) {
+            validate_paged_inputs(c.problem, c.kv, c.q.size(), c.k_cache.size(), c.v_cache.size());
           },
           [](const VarlenAttentionCall& c) {
             c.problem.padded().validate();
@@ -882,6 +957,9 @@ Support supports_call(const Implementation& impl, const CallInputs& in) {
           [&](const VarlenAttentionCall& c) {
             return impl.supports_attention_varlen(c.problem, c.dtype, c.want_lse);
           },
+          [&](const PagedAttentionCall& c) {
+            return impl.supports_attention_paged(c.problem, c.kv, c.dtype, c.want_lse);
+          },
           [&](const AttentionBackwardCall& c) {
             return impl.supports_attention_backward(c.problem, c.dtype);
           },
@@ -915,6 +993,10 @@ CallResult run_call(const Implementation& impl, const CallInputs& in) {
           },
           [&](const VarlenAttentionCall& c) -> CallResult {
             return impl.attention_varlen(c.problem, c.dtype, c.q, c.k, c.v, c.want_lse);
+          },
+          [&](const PagedAttentionCall& c) -> CallResult {
+            return impl.attention_paged(c.problem, c.kv, c.dtype, c.q, c.k_cache, c.v_cache,
+                                        c.want_lse);
           },
           [&](const AttentionBackwardCall& c) -> CallResult {
             return impl.attention_backward(c.problem, c.dtype, c.q, c.k, c.v, c.dout);
@@ -999,6 +1081,9 @@ CallInputs decode_case(const st::File& f, const std::string& source) {
     case Call::attention_varlen:
       in = decode_attention_varlen(r, problem, options, source);
       break;
+    case Call::attention_paged:
+      in = decode_attention_paged(r, problem, options, source);
+      break;
     case Call::attention_backward:
       in = decode_attention_backward(r, problem, options, source);
       break;
@@ -1059,6 +1144,13 @@ Tensors result_tensors(const CallInputs& in, const CallResult& r, std::string_vi
             w.floats("out", a.out, q_shape(c.problem), storage_of(c).out);
             if (c.want_lse || !a.lse.empty())
               w.f64("lse", a.lse, {c.problem.H, c.problem.total_q()});
+          },
+          [&](const PagedAttentionCall& c) {
+            if (!std::holds_alternative<AttentionResult>(r)) wrong_result();
+            const auto& a = std::get<AttentionResult>(r);
+            w.floats("out", a.out, q_shape(c.problem), storage_of(c).out);
+            if (c.want_lse || !a.lse.empty())
+              w.f64("lse", a.lse, {c.problem.mask.B, c.problem.H, c.problem.mask.Lq});
           },
           [&](const AttentionBackwardCall& c) {
             if (!std::holds_alternative<AttentionGradients>(r)) wrong_result();

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "maskcheck/reference/attention.hpp"
 #include "maskcheck/reference/masks.hpp"
 #include "maskcheck/suite/cases.hpp"
 #include "maskcheck/suite/properties.hpp"
@@ -251,7 +252,25 @@ std::vector<double> DeviationFilter::softmax(const SoftmaxProblem& p, DType t,
 AttentionResult DeviationFilter::attention(const AttentionProblem& p, DType t,
                                            std::span<const double> q, std::span<const double> k,
                                            std::span<const double> v, bool want_lse) const {
-  AttentionResult r = inner().attention(p, t, q, k, v, want_lse);
+  return filter_attention(p, t, q, k, v, want_lse, inner().attention(p, t, q, k, v, want_lse));
+}
+
+AttentionResult DeviationFilter::attention_paged(const AttentionProblem& p, const PagedKv& kv,
+                                                 DType t, std::span<const double> q,
+                                                 std::span<const double> k_cache,
+                                                 std::span<const double> v_cache,
+                                                 bool want_lse) const {
+  AttentionResult r = inner().attention_paged(p, kv, t, q, k_cache, v_cache, want_lse);
+  validate_paged_inputs(p, kv, q.size(), k_cache.size(), v_cache.size());
+  const auto k = ref::gather_paged(p, kv, k_cache), v = ref::gather_paged(p, kv, v_cache);
+  return filter_attention(p, t, q, k, v, want_lse, std::move(r));
+}
+
+AttentionResult DeviationFilter::filter_attention(const AttentionProblem& p, DType t,
+                                                  std::span<const double> q,
+                                                  std::span<const double> k,
+                                                  std::span<const double> v, bool want_lse,
+                                                  AttentionResult r) const {
   if (static_cast<std::int64_t>(r.out.size()) != p.q_numel() ||
       (want_lse && static_cast<std::int64_t>(r.lse.size()) != p.lse_numel()))
     return r;

@@ -57,6 +57,12 @@ CallCost cost_of(const CallInputs& in) {
                  [](const AttentionCall& c) {
                    return attention_cost(c.problem, c.q.size() + c.k.size() + c.v.size());
                  },
+                 [](const PagedAttentionCall& c) {
+                   // The caches, and the keys gathered into the padded layout.
+                   return attention_cost(c.problem,
+                                         c.q.size() + c.k_cache.size() + c.v_cache.size() +
+                                             2 * static_cast<std::size_t>(c.problem.kv_numel()));
+                 },
                  [](const AttentionBackwardCall& c) {
                    // The forward's work three times over, and its tensors twice (gradients).
                    CallCost cost = attention_cost(

@@ -16,6 +16,7 @@ const std::vector<Property>& property_catalogue() {
     add_softmax_properties(v);
     add_attention_properties(v);
     add_attention_modifier_properties(v);
+    add_attention_paged_properties(v);
     add_attention_backward_properties(v);
     add_loss_properties(v);
     add_labels_properties(v);

@@ -1098,4 +1098,104 @@ void add_attention_modifier_properties(std::vector<Property>& out) {
        }});
 }
 
+// A paged KV cache (problems.hpp's PagedKv) holding the keys and values of `d` for problem p:
+// pages of `page_size` tokens in a random order among `extra` unused ones, table entries past a
+// sequence's pages -1 or a random page, and every slot no key fills (unused pages, the tail of a
+// sequence's last page) holding `garbage`.
+struct PagedData {
+  PagedKv kv;
+  std::vector<double> k_cache, v_cache;
+  std::vector<std::uint8_t> used;  // [num_pages * page_size]: a slot some key fills
+};
+PagedData make_paged(const AttentionProblem& p, const AttentionData& d, std::int64_t page_size,
+                     std::int64_t extra, std::uint64_t seed, double garbage) {
+  const MaskSpec& m = p.mask;
+  PagedData out;
+  PagedKv& kv = out.kv;
+  kv.page_size = page_size;
+  kv.max_pages = PagedKv::pages_of(m.Lk, page_size);
+  std::int64_t total = 0;
+  for (std::int64_t b = 0; b < m.B; ++b) total += PagedKv::pages_of(m.k_len(b), page_size);
+  kv.num_pages = total + extra;
+  DataRng rng(seed);
+  std::vector<std::int32_t> order(static_cast<std::size_t>(kv.num_pages));
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<std::int32_t>(i);
+  for (std::size_t i = order.size(); i > 1; --i)
+    std::swap(order[i - 1],
+              order[static_cast<std::size_t>(rng.below(static_cast<std::int64_t>(i)))]);
+  kv.block_table.assign(static_cast<std::size_t>(m.B * kv.max_pages), -1);
+  std::size_t next = 0;
+  for (std::int64_t b = 0; b < m.B; ++b)
+    for (std::int64_t i = 0; i < kv.max_pages; ++i) {
+      auto& e = kv.block_table[static_cast<std::size_t>(b * kv.max_pages + i)];
+      if (i < PagedKv::pages_of(m.k_len(b), page_size))
+        e = order[next++];
+      else if (kv.num_pages > 0 && rng.below(2) == 0)
+        e = static_cast<std::int32_t>(rng.below(kv.num_pages));  // never read
+    }
+  const std::int64_t Hkv = p.Hkv, D = p.D;
+  out.k_cache.assign(static_cast<std::size_t>(kv.cache_numel(p)), garbage);
+  out.v_cache = out.k_cache;
+  out.used.assign(static_cast<std::size_t>(kv.num_pages * page_size), 0);
+  const Rows rows{p};
+  for (std::int64_t b = 0; b < m.B; ++b)
+    for (std::int64_t j = 0; j < m.k_len(b); ++j) {
+      const std::int64_t page =
+          kv.block_table[static_cast<std::size_t>(b * kv.max_pages + j / page_size)];
+      const std::int64_t slot = page * page_size + j % page_size;
+      out.used[static_cast<std::size_t>(slot)] = 1;
+      for (std::int64_t h = 0; h < Hkv; ++h) {
+        std::copy_n(d.k.begin() + rows.kv(b, h, j), D, out.k_cache.begin() + (slot * Hkv + h) * D);
+        std::copy_n(d.v.begin() + rows.kv(b, h, j), D, out.v_cache.begin() + (slot * Hkv + h) * D);
+      }
+    }
+  return out;
+}
+
+void add_attention_paged_properties(std::vector<Property>& out) {
+  out.push_back(
+      {"attention.pagedEqualsContiguous", Op::attention,
+       "attention over a paged KV cache (pages of 1 to 256 tokens in any order, unused pages and "
+       "table entries among them) equals attention over the same keys laid out contiguously; "
+       "NaN, then huge values, in every slot no key fills (unused pages, the tail of the last "
+       "page) change no bit",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         AttentionProblem& p = c.problem;
+         p.mask.padding = PaddingSide::right;  // a cache holds each sequence's keys from 0
+         const auto page_size =
+             static_cast<std::int64_t>(draw_one_of({16, 1, 2, 3, 64, 256}, "page size"));
+         const auto extra = *rc::gen::inRange<std::int64_t>(0, 4).as("unused pages");
+         const auto seed = *rc::gen::arbitrary<std::uint64_t>().as("page order seed");
+         const auto d = make_data(c);
+         const double nan = std::numeric_limits<double>::quiet_NaN();
+         const PagedData paged = make_paged(p, d, page_size, extra, seed, nan);
+         if (!supported(impl.supports_attention(p, c.dtype, c.want_lse)) ||
+             !supported(impl.supports_attention_paged(p, paged.kv, c.dtype, c.want_lse)))
+           return;
+         tag_case({"paged", "page=" + std::to_string(page_size)});
+         const auto got = impl.attention_paged(p, paged.kv, c.dtype, d.q, paged.k_cache,
+                                               paged.v_cache, c.want_lse);
+         expect_consistent("paged vs contiguous", got, run(impl, c, p, d), p, c.dtype,
+                           "contiguous run", expectation_of(p, c.dtype, d, c.want_lse));
+         // The unfilled slots' contents: another garbage changes no bit.
+         PagedData other = paged;
+         for (std::size_t s = 0; s < other.used.size(); ++s)
+           if (!other.used[s])
+             for (std::int64_t e = 0; e < p.Hkv * p.D; ++e) {
+               const std::size_t i = s * static_cast<std::size_t>(p.Hkv * p.D) + e;
+               other.k_cache[i] = round_to(c.dtype, max_finite(c.dtype) / 2);
+               other.v_cache[i] = round_to(c.dtype, -max_finite(c.dtype) / 2);
+             }
+         const auto again = impl.attention_paged(p, other.kv, c.dtype, d.q, other.k_cache,
+                                                 other.v_cache, c.want_lse);
+         expect(check_exact("out (other garbage in unfilled slots)", attention_out_shape(p),
+                            again.out, got.out));
+         if (c.want_lse)
+           expect(check_exact("lse (other garbage in unfilled slots)", attention_lse_shape(p),
+                              again.lse, got.lse));
+       }});
+}
+
 }  // namespace maskcheck

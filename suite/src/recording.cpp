@@ -102,6 +102,14 @@ AttentionResult RecordingImplementation::attention(const AttentionProblem& p, DT
       AttentionCall{p, t, copy(q), copy(k), copy(v), want_lse, stored(inner(), Op::attention, t)},
       [&] { return inner().attention(p, t, q, k, v, want_lse); });
 }
+AttentionResult RecordingImplementation::attention_paged(
+    const AttentionProblem& p, const PagedKv& kv, DType t, std::span<const double> q,
+    std::span<const double> k_cache, std::span<const double> v_cache, bool want_lse) const {
+  return record<AttentionResult>(
+      PagedAttentionCall{p, kv, t, copy(q), copy(k_cache), copy(v_cache), want_lse,
+                         stored(inner(), Op::attention, t)},
+      [&] { return inner().attention_paged(p, kv, t, q, k_cache, v_cache, want_lse); });
+}
 AttentionResult RecordingImplementation::attention_varlen(const VarlenAttentionProblem& p, DType t,
                                                           std::span<const double> q,
                                                           std::span<const double> k,

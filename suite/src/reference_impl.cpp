@@ -391,6 +391,20 @@ Support ReferenceImplementation::attention_support(const AttentionProblem&, DTyp
 ScoreModifierSupport ReferenceImplementation::score_modifiers() const {
   return ScoreModifierSupport::all();
 }
+Support ReferenceImplementation::supports_attention_paged(const AttentionProblem& p,
+                                                          const PagedKv& kv, DType t,
+                                                          bool want_lse) const {
+  kv.validate(p);
+  return supports_attention(p, t, want_lse);
+}
+AttentionResult ReferenceImplementation::attention_paged(
+    const AttentionProblem& p, const PagedKv& kv, DType t, std::span<const double> q,
+    std::span<const double> k_cache, std::span<const double> v_cache, bool want_lse) const {
+  validate_paged_inputs(p, kv, q.size(), k_cache.size(), v_cache.size());
+  // The pages gathered into the contiguous layout (padded keys 0: never read), then attention.
+  return attention(p, t, q, ref::gather_paged(p, kv, k_cache), ref::gather_paged(p, kv, v_cache),
+                   want_lse);
+}
 AttentionResult ReferenceImplementation::attention(const AttentionProblem& p, DType t,
                                                    std::span<const double> q,
                                                    std::span<const double> k,

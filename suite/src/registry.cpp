@@ -174,6 +174,16 @@ AttentionResult Implementation::attention_varlen(const VarlenAttentionProblem&, 
                                                  std::span<const double>, bool) const {
   unsupported(Op::attention);
 }
+Support Implementation::supports_attention_paged(const AttentionProblem&, const PagedKv&, DType,
+                                                 bool) const {
+  if (!provides(Op::attention)) return not_provided(*this, Op::attention);
+  return Support::no(name() + " does not read a paged KV cache");
+}
+AttentionResult Implementation::attention_paged(const AttentionProblem&, const PagedKv&, DType,
+                                                std::span<const double>, std::span<const double>,
+                                                std::span<const double>, bool) const {
+  throw Unsupported(name() + " does not read a paged KV cache");
+}
 Support Implementation::supports_cross_entropy(const LossProblem&, DType) const {
   return not_provided(*this, Op::cross_entropy);
 }

@@ -236,6 +236,12 @@ class SupportGuard : public ForwardingImplementation {
     require(supports_attention_varlen(p, t, want_lse));
     return ForwardingImplementation::attention_varlen(p, t, q, k, v, want_lse);
   }
+  AttentionResult attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                  std::span<const double> q, std::span<const double> k_cache,
+                                  std::span<const double> v_cache, bool want_lse) const override {
+    require(supports_attention_paged(p, kv, t, want_lse));
+    return ForwardingImplementation::attention_paged(p, kv, t, q, k_cache, v_cache, want_lse);
+  }
   LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                            std::span<const std::int64_t> labels, std::span<const double> weights,
                            bool backward) const override {

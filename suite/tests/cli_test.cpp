@@ -187,6 +187,58 @@ TEST(Cli, evalRejectsBadInputWithExitTwo) {
   }
 }
 
+// A paged KV cache's counterexample replays with eval (the call attention_paged: caches, block
+// table and the problem's "paged"), and a block table entry out of range is an input error.
+TEST(Cli, pagedCounterexamplesReplayAndBadBlockTablesExitTwo) {
+  namespace st = maskcheck::safetensors;
+  const std::string dir = temp_path("ce-paged");
+  std::filesystem::remove_all(dir);
+  const std::string json = dir + "/verify.json";
+  CliResult r = maskcheck_cli(
+      "verify --mutants --impl mutant:paged-whole-last-page --property "
+      "attention.pagedEqualsContiguous --cases 50 --seed 2 --json " +
+      json);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = maskcheck::read_json_file(json);
+  const auto& files = j.at("results").at(0).at("counterexample_files");
+  ASSERT_FALSE(files.empty()) << j.dump(2);
+  std::string paged_file;
+  for (const auto& f : files) {
+    const auto c = st::read_file(f.get<std::string>());
+    if (c.metadata.at("maskcheck.call") == "attention_paged") paged_file = f.get<std::string>();
+  }
+  ASSERT_FALSE(paged_file.empty()) << j.dump(2);
+  const std::string out = dir + "/result.safetensors";
+  r = maskcheck_cli("eval attention --impl mutant:paged-whole-last-page --in " + paged_file +
+                    " --out " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto recorded = st::read_file(paged_file);
+  EXPECT_EQ(st::read_file(out).tensors.at("out").bytes, recorded.tensors.at("recorded.out").bytes);
+  r = maskcheck_cli("eval attention --impl cpu --in " + paged_file);
+  EXPECT_EQ(r.code, 0) << r.out;
+
+  // An entry a sequence uses that names no page: exit 2, naming the entry.
+  maskcheck::PagedAttentionCall c;
+  c.problem.mask.Lq = 1;
+  c.problem.mask.Lk = 4;
+  c.dtype = maskcheck::DType::f64;
+  c.kv.page_size = 2;
+  c.kv.num_pages = 2;
+  c.kv.max_pages = 2;
+  c.kv.block_table = {1, 0};
+  c.q = {1};
+  c.k_cache = c.v_cache = {1, 2, 3, 4};
+  const std::string good = dir + "/good.safetensors";
+  st::write_file(good, maskcheck::encode_case(c));
+  EXPECT_EQ(maskcheck_cli("eval attention --in " + good).code, 0);
+  c.kv.block_table = {1, 7};
+  const std::string bad = dir + "/bad.safetensors";
+  st::write_file(bad, maskcheck::encode_case(c));
+  r = maskcheck_cli("eval attention --in " + bad);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("block_table[1]"), std::string::npos) << r.out;
+}
+
 TEST(Cli, mutantsMeetTheirOperationsPropertiesAndASurvivorExitsOne) {
   // Without --op or --property a mutant meets only the properties of its own operation.
   const CliResult killed =

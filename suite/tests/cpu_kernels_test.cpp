@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "maskcheck/kernels/cpu.hpp"
+#include "maskcheck/reference/attention.hpp"
 #include "maskcheck/suite/builtin.hpp"
 #include "maskcheck/suite/cases.hpp"
 #include "maskcheck/suite/properties.hpp"
@@ -102,6 +103,36 @@ void check_operations(const std::string& target) {
       else
         EXPECT_NEAR(got.lse[i], want.lse[i], 1e-4) << target << " modified lse[" << i << "]";
     }
+  }
+  {
+    // A paged cache (pages of 3 keys, reversed order, one unused): the packing path that gathers
+    // key rows from their pages, bitwise the same as the contiguous layout.
+    mc::AttentionProblem p;
+    p.mask = padded_causal(5, 131);
+    p.H = 4;
+    p.Hkv = 2;
+    p.D = 59;
+    mc::PagedKv kv;
+    kv.page_size = 3;
+    kv.max_pages = mc::PagedKv::pages_of(131, 3);
+    std::int64_t used = 0;
+    for (std::int64_t b = 0; b < p.mask.B; ++b)
+      used += mc::PagedKv::pages_of(p.mask.k_len(b), kv.page_size);
+    kv.num_pages = used + 1;
+    kv.block_table.assign(static_cast<std::size_t>(p.mask.B * kv.max_pages), -1);
+    std::int32_t next = static_cast<std::int32_t>(kv.num_pages) - 1;
+    for (std::int64_t b = 0; b < p.mask.B; ++b)
+      for (std::int64_t i = 0; i < mc::PagedKv::pages_of(p.mask.k_len(b), kv.page_size); ++i)
+        kv.block_table[static_cast<std::size_t>(b * kv.max_pages + i)] = next--;
+    const auto q = uniform(static_cast<std::size_t>(p.q_numel()), -1, 1, 22);
+    const auto kc = uniform(static_cast<std::size_t>(kv.cache_numel(p)), -1, 1, 23);
+    const auto vc = uniform(static_cast<std::size_t>(kv.cache_numel(p)), -1, 1, 24);
+    const auto got = cpu.attention_paged(p, kv, mc::DType::f32, q, kc, vc, true);
+    const auto contiguous =
+        cpu.attention(p, mc::DType::f32, q, mc::ref::gather_paged<double>(p, kv, kc),
+                      mc::ref::gather_paged<double>(p, kv, vc), true);
+    EXPECT_EQ(got.out, contiguous.out) << target << " paged";
+    EXPECT_EQ(got.lse, contiguous.lse) << target << " paged lse";
   }
   {
     mc::LossProblem p;

@@ -506,6 +506,34 @@ TEST(Attention, alibiSlopeScheduleAndModifierValidation) {
   EXPECT_NO_THROW(p.validate());
 }
 
+// A paged cache gathers back to the contiguous keys, whatever the page order; bad tables are
+// refused naming the entry.
+TEST(Attention, pagedCacheGathersAndValidates) {
+  mc::AttentionProblem p;
+  p.mask.B = 2;
+  p.mask.Lq = 1;
+  p.mask.Lk = 5;
+  p.mask.k_lens = {5, 2};
+  p.D = 1;
+  mc::PagedKv kv;
+  kv.page_size = 2;
+  kv.max_pages = 3;
+  kv.num_pages = 5;
+  // Sequence 0: pages 4, 0, 2 (keys 0..4); sequence 1: page 3; the rest unused (-1, 1).
+  kv.block_table = {4, 0, 2, 3, -1, 1};
+  const std::vector<double> cache{10, 11, 90, 91, 14, 99, 20, 21, 0, 1};  // slot = page * 2 + i
+  const auto k = mc::ref::gather_paged<double>(p, kv, cache, -1.0);
+  EXPECT_EQ(k, (std::vector<double>{0, 1, 10, 11, 14, 20, 21, -1, -1, -1}));
+  kv.block_table[1] = 5;
+  EXPECT_THROW(kv.validate(p), mc::InvalidArgument);
+  kv.block_table[1] = 0;
+  p.mask.padding = mc::PaddingSide::left;
+  EXPECT_THROW(kv.validate(p), mc::InvalidArgument);
+  p.mask.padding = mc::PaddingSide::right;
+  p.mask.Lk = 7;  // beyond max_pages * page_size
+  EXPECT_THROW(kv.validate(p), mc::InvalidArgument);
+}
+
 // The backward reference checks itself against the forward reference: every gradient element
 // equals the central finite difference of L(q, k, v) = sum(out * dout) computed by the forward
 // (f64, step 1e-6: truncation and rounding errors far below the bound), over random masks

@@ -161,41 +161,53 @@ HWY_INLINE void Scores(const float* HWY_RESTRICT a, std::int64_t lda, std::int64
   }
 }
 
-// A tile of kBk keys (the first n of them valid, rows of D elements) transposed into dst [D, kBk]
-// fp32, zeros for the keys past n: only valid rows are read.
-template <class S>
-HWY_INLINE void PackTransposed(const S* HWY_RESTRICT src, std::int64_t n, std::int64_t D,
-                               float* HWY_RESTRICT dst) {
+// A tile of kBk keys (the first n of them valid, rows of D elements; row(j) points at key j's)
+// transposed into dst [D, kBk] fp32, zeros for the keys past n: only valid rows are read.
+template <class S, class Row>
+HWY_INLINE void PackTransposedRows(Row row, std::int64_t n, std::int64_t D,
+                                   float* HWY_RESTRICT dst) {
   const DF df;
   const std::int64_t d_vec = D / kN * kN;
   for (std::int64_t j0 = 0; j0 < kBk; j0 += kN) {
     for (std::int64_t d0 = 0; d0 < d_vec; d0 += kN) {
       VF rows[kN];
       for (std::int64_t i = 0; i < kN; ++i)
-        rows[i] = j0 + i < n ? LoadF32(df, src + (j0 + i) * D + d0) : hn::Zero(df);
+        rows[i] = j0 + i < n ? LoadF32(df, static_cast<const S*>(row(j0 + i)) + d0) : hn::Zero(df);
       Transpose(df, rows);
       for (std::int64_t i = 0; i < kN; ++i) hn::Store(rows[i], df, dst + (d0 + i) * kBk + j0);
     }
     for (std::int64_t d = d_vec; d < D; ++d)
       for (std::int64_t j = j0; j < j0 + kN; ++j)
-        dst[d * kBk + j] = j < n ? to_float(src[j * D + d]) : 0.0f;
+        dst[d * kBk + j] = j < n ? to_float(static_cast<const S*>(row(j))[d]) : 0.0f;
   }
+}
+// Contiguous rows: key j at src + j * D.
+template <class S>
+HWY_INLINE void PackTransposed(const S* HWY_RESTRICT src, std::int64_t n, std::int64_t D,
+                               float* HWY_RESTRICT dst) {
+  PackTransposedRows<S>([src, D](std::int64_t j) { return src + j * D; }, n, D, dst);
 }
 
 // The same tile as rows: dst [kBk, dp] fp32, zeros past n and in columns D..dp.
-template <class S>
-HWY_INLINE void PackRows(const S* HWY_RESTRICT src, std::int64_t n, std::int64_t D, std::int64_t dp,
-                         float* HWY_RESTRICT dst) {
+template <class S, class Row>
+HWY_INLINE void PackRowsOf(Row row, std::int64_t n, std::int64_t D, std::int64_t dp,
+                           float* HWY_RESTRICT dst) {
   const DF df;
   for (std::int64_t j = 0; j < kBk; ++j) {
     float* r = dst + j * dp;
     std::int64_t d = 0;
     if (j < n) {
-      for (; d + kN <= D; d += kN) hn::Store(LoadF32(df, src + j * D + d), df, r + d);
-      for (; d < D; ++d) r[d] = to_float(src[j * D + d]);
+      const S* HWY_RESTRICT src = static_cast<const S*>(row(j));
+      for (; d + kN <= D; d += kN) hn::Store(LoadF32(df, src + d), df, r + d);
+      for (; d < D; ++d) r[d] = to_float(src[d]);
     }
     std::fill(r + d, r + dp, 0.0f);
   }
+}
+template <class S>
+HWY_INLINE void PackRows(const S* HWY_RESTRICT src, std::int64_t n, std::int64_t D, std::int64_t dp,
+                         float* HWY_RESTRICT dst) {
+  PackRowsOf<S>([src, D](std::int64_t j) { return src + j * D; }, n, D, dp, dst);
 }
 
 // out[o, CV vectors] (= out * alpha[o] when SCALE) += sum over i in [ib, ie) of c(o, i) *

@@ -77,6 +77,10 @@ struct Problem {
   const float* alibi = nullptr;   // [H] slopes, or nullptr
   const double* sinks = nullptr;  // [H] sink logits, or nullptr
   bool modified = false;          // softcap or alibi
+  // A paged KV cache (PagedKv): k and v are [num_pages, page_size, Hkv, D] and sequence b's key
+  // j lives in page block_table[b * max_pages + j / page_size]; nullptr: the padded layout.
+  const std::int32_t* block_table = nullptr;
+  std::int64_t page_size = 1, max_pages = 0;
   Geometry g;
   // f32 with D a multiple of the vector: O += P V reads V in place (rows of the valid range
   // only); otherwise V is packed (widened, rows padded to dp) next to K^T.
@@ -243,10 +247,25 @@ void PackTileT(const Problem& pr, std::int64_t b, std::int64_t hk, std::int64_t 
   float* HWY_RESTRICT kt_tile = base + kt * kBk * D;
   const std::int64_t first = s.k0 + kt * kBk;
   const std::int64_t n = std::min(kBk, s.k0 + s.k_len - first);  // valid keys in this tile
+  float* v_tile = base + tiles * kBk * D + kt * kBk * dp;
+  if (pr.block_table) {
+    // Key first + j from its page: the page of each key, slot j % page_size.
+    const std::int32_t* table = pr.block_table + b * pr.max_pages;
+    const std::int64_t P = pr.page_size, Hkv = pr.Hkv;
+    auto row = [&](const void* cache) {
+      return [=](std::int64_t j) {
+        const std::int64_t key = first + j;
+        return static_cast<const S*>(cache) + ((table[key / P] * P + key % P) * Hkv + hk) * D;
+      };
+    };
+    PackTransposedRows<S>(row(pr.k), n, D, kt_tile);
+    PackRowsOf<S>(row(pr.v), n, D, dp, v_tile);  // v_direct is off for a paged cache
+    return;
+  }
   const std::int64_t row0 = ((b * pr.Hkv + hk) * pr.mask.Lk + first) * D;
   PackTransposed(static_cast<const S*>(pr.k) + row0, n, D, kt_tile);
   if (pr.v_direct) return;
-  PackRows(static_cast<const S*>(pr.v) + row0, n, D, dp, base + tiles * kBk * D + kt * kBk * dp);
+  PackRows(static_cast<const S*>(pr.v) + row0, n, D, dp, v_tile);
 }
 
 void PackTile(const Problem& pr, std::int64_t b, std::int64_t hk, std::int64_t kt) {
@@ -481,7 +500,8 @@ struct PackBuffer {
 namespace {
 // attention_forward, and with stats the backward's first pass (out in f32 whatever t is).
 void forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q, const void* k,
-             const void* v, void* out, float* lse, float* row_max, float* row_sum) {
+             const void* v, void* out, float* lse, float* row_max, float* row_sum,
+             const PagedKvView* paged = nullptr) {
   p.validate(mask.B, mask.Lq, mask.Lk);
   require_cpu_dtype(t);
   const std::int64_t B = mask.B, H = p.H, Hkv = p.Hkv, Lq = mask.Lq, D = p.D;
@@ -516,7 +536,12 @@ void forward(const AttentionShape& p, const MaskView& mask, DType t, const void*
   }
   pr.g = HWY_DYNAMIC_DISPATCH(attn::GetGeometry)(D);
   const attn::Geometry g = pr.g;
-  pr.v_direct = !pr.bf16 && g.dp == D;
+  if (paged) {
+    pr.block_table = paged->block_table;
+    pr.page_size = paged->page_size;
+    pr.max_pages = paged->max_pages;
+  }
+  pr.v_direct = !pr.bf16 && g.dp == D && !paged;
   // Outputs larger than the caches go around them (aligned full vectors only).
   pr.stream = !pr.out_bf16 && g.dp == D && reinterpret_cast<std::uintptr_t>(out) % 64 == 0 &&
               B * H * Lq * D * 4 >= (std::int64_t{16} << 20);
@@ -579,6 +604,18 @@ void forward(const AttentionShape& p, const MaskView& mask, DType t, const void*
 void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
                        const void* k, const void* v, void* out, float* lse) {
   forward(p, mask, t, q, k, v, out, lse, nullptr, nullptr);
+}
+
+void attention_forward_paged(const AttentionShape& p, const MaskView& mask, const PagedKvView& kv,
+                             DType t, const void* q, const void* k_cache, const void* v_cache,
+                             void* out, float* lse) {
+  if (kv.page_size < 1 || (kv.block_table == nullptr && mask.B * kv.max_pages > 0) ||
+      mask.Lk > kv.max_pages * kv.page_size)
+    throw InvalidArgument("paged", "page_size " + std::to_string(kv.page_size),
+                          "needs page_size >= 1, a block table and Lk <= max_pages * page_size");
+  if (mask.padding == PaddingSide::left && mask.k_lens != nullptr)
+    throw InvalidArgument("padding", "left", "a paged cache is right-padded");
+  forward(p, mask, t, q, k_cache, v_cache, out, lse, nullptr, nullptr, &kv);
 }
 
 namespace detail {

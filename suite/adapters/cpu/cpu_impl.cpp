@@ -120,6 +120,30 @@ class CpuImplementation final : public Implementation {
     return compute(t);
   }
   ScoreModifierSupport score_modifiers() const override { return ScoreModifierSupport::all(); }
+
+  Support supports_attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                   bool want_lse) const override {
+    kv.validate(p);
+    return supports_attention(p, t, want_lse);
+  }
+  AttentionResult attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                  std::span<const double> q, std::span<const double> k_cache,
+                                  std::span<const double> v_cache, bool want_lse) const override {
+    validate_paged_inputs(p, kv, q.size(), k_cache.size(), v_cache.size());
+    if (Support s = supports_attention(p, t, want_lse); !s) throw Unsupported(s.reason);
+    const FlatMask flat(p.mask);
+    const cpu::PagedKvView view{kv.block_table.data(), kv.page_size, kv.num_pages, kv.max_pages};
+    return dispatch_compute(t, [&](auto tag) {
+      using S = decltype(tag);
+      const auto qs = to_storage_vec<S>(q), ks = to_storage_vec<S>(k_cache),
+                 vs = to_storage_vec<S>(v_cache);
+      std::vector<S> out(qs.size());
+      std::vector<float> lse(want_lse ? static_cast<std::size_t>(p.lse_numel()) : 0);
+      cpu::attention_forward_paged(p.shape(), flat.view(), view, t, qs.data(), ks.data(), vs.data(),
+                                   out.data(), want_lse ? lse.data() : nullptr);
+      return AttentionResult{to_double_vec(out), std::vector<double>(lse.begin(), lse.end())};
+    });
+  }
   AttentionResult attention(const AttentionProblem& p, DType t, std::span<const double> q,
                             std::span<const double> k, std::span<const double> v,
                             bool want_lse) const override {

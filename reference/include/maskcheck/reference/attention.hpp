@@ -11,6 +11,7 @@
 // outputs pass through S, as a framework computing in S would store them.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -258,6 +259,26 @@ void attention_forward_varlen(const VarlenAttentionProblem& p, std::span<const S
         if (!lse.empty()) lse[h * p.total_q() + q0 + i] = ls[h * one.mask.Lq + i];
       }
   }
+}
+
+// The contiguous keys (or values) [B, Hkv, Lk, D] of a paged cache [num_pages, page_size, Hkv, D]
+// (problems.hpp's PagedKv): sequence b's logical key j read from its page; keys past k_len(b) are
+// `fill` (their slots are never read). Validates kv against p and the cache's size.
+template <class T>
+std::vector<T> gather_paged(const AttentionProblem& p, const PagedKv& kv, std::span<const T> cache,
+                            T fill = T(0)) {
+  kv.validate(p);
+  require_size("cache", cache.size(), kv.cache_numel(p));
+  const std::int64_t B = p.mask.B, Hkv = p.Hkv, Lk = p.mask.Lk, D = p.D, P = kv.page_size;
+  std::vector<T> out(static_cast<std::size_t>(p.kv_numel()), fill);
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t j = 0; j < p.mask.k_len(b); ++j) {
+      const std::int64_t page = kv.block_table[static_cast<std::size_t>(b * kv.max_pages + j / P)];
+      for (std::int64_t h = 0; h < Hkv; ++h)
+        std::copy_n(cache.begin() + ((page * P + j % P) * Hkv + h) * D, D,
+                    out.begin() + ((b * Hkv + h) * Lk + j) * D);
+    }
+  return out;
 }
 
 // Split-KV merge (flash-decoding): one query row's partial results over disjoint chunks of its

@@ -159,6 +159,33 @@ struct AttentionProblem {
   std::int64_t lse_numel() const;
 };
 
+// A paged KV cache (vLLM, flashinfer): the keys and values of an attention problem stored in
+// pages of page_size tokens, k_cache and v_cache [num_pages, page_size, Hkv, D], and a block table
+// [B, max_pages]: logical key j of sequence b (0 <= j < k_len(b); a cache is never left-padded)
+// lives in page block_table[b * max_pages + j / page_size], slot j % page_size. Pages may come in
+// any order and be shared between sequences. Never read (they may hold anything): the table's
+// entries past a sequence's ceil(k_len / page_size) pages (-1 is usual), pages no sequence uses,
+// and the slots past k_len in a sequence's last page. The problem stays the logical one, with
+// Lk <= max_pages * page_size; every mask clause applies to logical key positions.
+struct PagedKv {
+  std::int64_t page_size = 16;
+  std::int64_t num_pages = 0;
+  std::int64_t max_pages = 0;
+  std::vector<std::int32_t> block_table;  // [B, max_pages]
+  // The pages sequence b uses: ceil(k_len / page_size).
+  static std::int64_t pages_of(std::int64_t k_len, std::int64_t page_size) {
+    return (k_len + page_size - 1) / page_size;
+  }
+  // Throws InvalidArgument naming the first bad field (page_size in [1, 2^16], the table's size,
+  // an entry a sequence uses outside [0, num_pages), left padding, Lk beyond the table).
+  void validate(const AttentionProblem& p) const;
+  std::int64_t cache_numel(const AttentionProblem& p) const;  // num_pages * page_size * Hkv * D
+  bool operator==(const PagedKv&) const = default;
+};
+// The front door of paged attention: the problem, the cache and the sizes of q and the caches.
+void validate_paged_inputs(const AttentionProblem& p, const PagedKv& kv, std::size_t q_size,
+                           std::size_t k_size, std::size_t v_size);
+
 // Attention in the packed (varlen) layout, with no padding at all: sequence b owns rows
 // [cu_seqlens_q[b], cu_seqlens_q[b+1]) of q, out: [T_q, H, D] and rows [cu_seqlens_k[b],
 // cu_seqlens_k[b+1]) of k, v: [T_k, Hkv, D]; lse: [H, T_q]. Causal and window apply per sequence.

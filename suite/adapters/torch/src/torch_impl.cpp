@@ -195,6 +195,53 @@ class TorchAttention : public Implementation {
     });
   }
 
+  // A paged KV cache the way users without a paged kernel serve one: the pages gathered into the
+  // padded layout with index_select (the keys past a sequence's length from an appended zero
+  // row), then the convention's forward. The SDPA conventions only (not MHA, not CUDA).
+  Support supports_attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                   bool want_lse) const override {
+    kv.validate(p);
+    if (dev_.is_cuda() || c_ == tp::Convention::mha)
+      return Support::no(name() + " does not read a paged KV cache (the CPU SDPA conventions do)");
+    return supports_attention(p, t, want_lse);
+  }
+  AttentionResult attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                  std::span<const double> q, std::span<const double> k_cache,
+                                  std::span<const double> v_cache, bool want_lse) const override {
+    validate_paged_inputs(p, kv, q.size(), k_cache.size(), v_cache.size());
+    if (const Support s = supports_attention_paged(p, kv, t, want_lse); !s)
+      throw Unsupported(s.reason);
+    const tp::TorchMask m = tp::translate_for(c_, p.mask);
+    const std::int64_t B = p.mask.B, Lq = p.mask.Lq, Lk = p.mask.Lk, H = p.H, Hkv = p.Hkv;
+    const std::int64_t D = p.D, P = kv.page_size, slots = kv.num_pages * P;
+    std::vector<std::int64_t> index(static_cast<std::size_t>(B * Lk),
+                                    slots);  // slots: the zero row
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t j = 0; j < p.mask.k_len(b); ++j)
+        index[static_cast<std::size_t>(b * Lk + j)] =
+            kv.block_table[static_cast<std::size_t>(b * kv.max_pages + j / P)] * P + j % P;
+    return call_torch(name(), [&] {
+      c10::InferenceMode inference;
+      const at::Tensor idx = at::from_blob(index.data(), {B * Lk}, at::kLong).clone();
+      auto gather = [&](std::span<const double> cache) {
+        const at::Tensor rows =
+            at::cat({host_tensor(cache, {slots, Hkv * D}, t),
+                     at::zeros({1, Hkv * D}, at::TensorOptions().dtype(scalar_type(t)))});
+        return rows.index_select(0, idx)
+            .reshape({B, Lk, Hkv, D})
+            .permute({0, 2, 1, 3})
+            .contiguous();
+      };
+      at::Tensor lse;
+      const at::Tensor out =
+          run(p, t, m, host_tensor(q, {B, H, Lq, D}, t), gather(k_cache), gather(v_cache), &lse);
+      AttentionResult r;
+      r.out = to_host_doubles(out);
+      if (want_lse) r.lse = to_host_doubles(lse);
+      return r;
+    });
+  }
+
   // Backward through autograd, the way training runs it: the forward's graph (the SDPA
   // conventions' at::scaled_dot_product_attention, the explicit CPU flash op with K/V repeated for
   // GQA, multi_head_attention_forward) differentiated with dout as its grad_outputs.

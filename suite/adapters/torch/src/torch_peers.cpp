@@ -300,6 +300,68 @@ void SdpaPeer::copy_output(void* dst) const {
 const TorchMask& SdpaPeer::mask() const {
   return impl_->mask;
 }
+struct PagedSdpaPeer::Impl {
+  at::Tensor q, k_rows, v_rows, index, mask, out;
+  std::int64_t B = 0, Lk = 0, Hkv = 0, D = 0;
+  double scale = 1;
+  bool gqa = false;
+  std::string description;
+};
+
+PagedSdpaPeer::PagedSdpaPeer(const AttentionProblem& p, const PagedKv& kv, DType t, const void* q,
+                             const void* k_cache, const void* v_cache)
+    : impl_(std::make_unique<Impl>()) {
+  kv.validate(p);
+  Impl& s = *impl_;
+  s.B = p.mask.B;
+  s.Lk = p.mask.Lk;
+  s.Hkv = p.Hkv;
+  s.D = p.D;
+  s.scale = p.effective_scale();
+  s.gqa = p.H != p.Hkv;
+  const std::int64_t P = kv.page_size, slots = kv.num_pages * P;
+  std::vector<std::int64_t> index(static_cast<std::size_t>(s.B * s.Lk), 0);
+  for (std::int64_t b = 0; b < s.B; ++b)
+    for (std::int64_t j = 0; j < p.mask.k_len(b); ++j)
+      index[static_cast<std::size_t>(b * s.Lk + j)] =
+          kv.block_table[static_cast<std::size_t>(b * kv.max_pages + j / P)] * P + j % P;
+  guarded("PagedSdpaPeer", [&] {
+    s.q = wrap(q, {s.B, p.H, p.mask.Lq, s.D}, t, Device::cpu);
+    s.k_rows = wrap(k_cache, {slots, s.Hkv * s.D}, t, Device::cpu);
+    s.v_rows = wrap(v_cache, {slots, s.Hkv * s.D}, t, Device::cpu);
+    s.index = at::from_blob(index.data(), {s.B * s.Lk}, at::kLong).clone();
+    s.mask = keep_mask(p.mask, s.q.device());
+    s.description =
+        std::string("torch index_select of the pages, then scaled_dot_product_attention (") +
+        TORCH_VERSION + "), boolean keep-mask [B, 1, Lq, Lk], enable_gqa";
+  });
+}
+PagedSdpaPeer::~PagedSdpaPeer() = default;
+
+void PagedSdpaPeer::run() {
+  Impl& s = *impl_;
+  guarded("PagedSdpaPeer.run", [&] {
+    c10::InferenceMode inference;
+    auto gather = [&](const at::Tensor& rows) {
+      return rows.index_select(0, s.index).view({s.B, s.Lk, s.Hkv, s.D}).transpose(1, 2);
+    };
+    s.out = at::scaled_dot_product_attention(s.q, gather(s.k_rows), gather(s.v_rows), s.mask, 0.0,
+                                             false, s.scale, s.gqa);
+  });
+}
+
+void PagedSdpaPeer::copy_output(void* out) const {
+  const Impl& s = *impl_;
+  guarded("PagedSdpaPeer.copy_output", [&] {
+    const at::Tensor o = s.out.contiguous();
+    at::from_blob(out, o.sizes(), o.options()).copy_(o);
+  });
+}
+
+const std::string& PagedSdpaPeer::description() const {
+  return impl_->description;
+}
+
 struct SdpaBackwardPeer::Impl {
   at::Tensor q, k, v, dout, mask, out;
   std::string description;

@@ -7,11 +7,13 @@
 //             maskcheck.call     the function within the op (default: build_mask for masks,
 //                                attention for attention, else the op): build_mask,
 //                                convert_mask, keep_from_lengths, last_valid_index, softmax,
-//                                attention, attention_varlen, attention_backward, cross_entropy,
-//                                lm_labels, mlm
+//                                attention, attention_varlen, attention_paged,
+//                                attention_backward, cross_entropy, lm_labels, mlm
 //             maskcheck.dtype    f64 | f32 | f16 | bf16 for floating calls (default: the dtype
 //                                of the first floating input)
-//             maskcheck.problem  JSON of the problem (problem_json.hpp); padding helpers:
+//             maskcheck.problem  JSON of the problem (problem_json.hpp; attention_paged adds
+//                                "paged": {"page_size", "num_pages", "max_pages"}); padding
+//                                helpers:
 //                                {"L", "padding"}. Fields left out are taken from the tensor
 //                                shapes (B, H, Lq, Lk, D, Hkv, N, V, L) or keep their defaults.
 //             maskcheck.options  JSON: {"encoding"} build_mask, {"from", "to"} convert_mask,
@@ -27,6 +29,8 @@
 //             softmax            x [B, H, Lq, Lk] + the mask spec's arrays
 //             attention          q [B, H, Lq, D], k, v [B, Hkv, Lk, D] + the mask spec's arrays
 //             attention_varlen   q [Tq, H, D], k, v [Tk, Hkv, D], cu_seqlens_q, cu_seqlens_k [B+1]
+//             attention_paged    q [B, H, Lq, D], k_cache, v_cache [num_pages, page_size, Hkv, D],
+//                                block_table I32 [B, max_pages] + the mask spec's arrays
 //             attention_backward q, dout [B, H, Lq, D], k, v [B, Hkv, Lk, D] + the mask spec's
 //                                arrays
 //             cross_entropy      logits [N, V], labels I64 [N], weights [N] (when weighted)
@@ -73,6 +77,7 @@ enum class Call : std::uint8_t {
   softmax,
   attention,
   attention_varlen,
+  attention_paged,
   attention_backward,
   cross_entropy,
   lm_labels,
@@ -127,6 +132,14 @@ struct VarlenAttentionCall {
   bool want_lse = true;
   std::optional<Storage> storage = std::nullopt;  // tensors stored wider than dtype
 };
+struct PagedAttentionCall {
+  AttentionProblem problem;
+  PagedKv kv;
+  DType dtype = DType::f32;
+  std::vector<double> q, k_cache, v_cache;
+  bool want_lse = true;
+  std::optional<Storage> storage = std::nullopt;  // tensors stored wider than dtype
+};
 struct CrossEntropyCall {
   LossProblem problem;
   DType dtype = DType::f32;
@@ -159,9 +172,10 @@ struct overloaded : F... {
 template <class... F>
 overloaded(F...) -> overloaded<F...>;  // clang 14 deduces no aggregate template arguments
 
-using CallInputs = std::variant<BuildMaskCall, ConvertMaskCall, KeepFromLengthsCall,
-                                LastValidIndexCall, SoftmaxCall, AttentionCall, VarlenAttentionCall,
-                                AttentionBackwardCall, CrossEntropyCall, LmLabelsCall, MlmCall>;
+using CallInputs =
+    std::variant<BuildMaskCall, ConvertMaskCall, KeepFromLengthsCall, LastValidIndexCall,
+                 SoftmaxCall, AttentionCall, VarlenAttentionCall, PagedAttentionCall,
+                 AttentionBackwardCall, CrossEntropyCall, LmLabelsCall, MlmCall>;
 Call call_of(const CallInputs& in);
 
 // What the implementation returned: masks, softmax and convert_mask give doubles,

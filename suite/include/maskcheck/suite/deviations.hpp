@@ -74,11 +74,19 @@ class DeviationFilter : public ForwardingImplementation {
   AttentionResult attention_varlen(const VarlenAttentionProblem& p, DType t,
                                    std::span<const double> q, std::span<const double> k,
                                    std::span<const double> v, bool want_lse) const override;
+  // The padded filter on the keys and values gathered from the pages.
+  AttentionResult attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                  std::span<const double> q, std::span<const double> k_cache,
+                                  std::span<const double> v_cache, bool want_lse) const override;
   LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,
                            std::span<const std::int64_t> labels, std::span<const double> weights,
                            bool backward) const override;
 
  private:
+  // attention's deviations in result r of the padded problem (q, k, v its inputs).
+  AttentionResult filter_attention(const AttentionProblem& p, DType t, std::span<const double> q,
+                                   std::span<const double> k, std::span<const double> v,
+                                   bool want_lse, AttentionResult r) const;
   // Records the deviation, or throws DeviationError in strict mode.
   void observe(const std::string& name, const std::string& where) const;
   // The run's alignment so far, for top_left_causal (both only where the alignments differ).

@@ -77,6 +77,16 @@ class ForwardingImplementation : public Implementation {
     return inner_.attention_varlen(p, t, q, k, v, want_lse);
   }
 
+  Support supports_attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                   bool want_lse) const override {
+    return inner_.supports_attention_paged(p, kv, t, want_lse);
+  }
+  AttentionResult attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                  std::span<const double> q, std::span<const double> k_cache,
+                                  std::span<const double> v_cache, bool want_lse) const override {
+    return inner_.attention_paged(p, kv, t, q, k_cache, v_cache, want_lse);
+  }
+
   Support supports_cross_entropy(const LossProblem& p, DType t) const override {
     return inner_.supports_cross_entropy(p, t);
   }

@@ -95,6 +95,7 @@ void add_mask_properties(std::vector<Property>& out);
 void add_softmax_properties(std::vector<Property>& out);
 void add_attention_properties(std::vector<Property>& out);
 void add_attention_modifier_properties(std::vector<Property>& out);
+void add_attention_paged_properties(std::vector<Property>& out);
 void add_attention_backward_properties(std::vector<Property>& out);
 void add_loss_properties(std::vector<Property>& out);
 void add_labels_properties(std::vector<Property>& out);

@@ -68,6 +68,9 @@ class RecordingImplementation final : public ForwardingImplementation {
                                         std::span<const double> q, std::span<const double> k,
                                         std::span<const double> v,
                                         std::span<const double> dout) const override;
+  AttentionResult attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                  std::span<const double> q, std::span<const double> k_cache,
+                                  std::span<const double> v_cache, bool want_lse) const override;
   AttentionResult attention_varlen(const VarlenAttentionProblem& p, DType t,
                                    std::span<const double> q, std::span<const double> k,
                                    std::span<const double> v, bool want_lse) const override;

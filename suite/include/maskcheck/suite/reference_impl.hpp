@@ -121,6 +121,12 @@ class ReferenceImplementation : public Implementation {
                                         std::span<const double> v,
                                         std::span<const double> dout) const override;
 
+  Support supports_attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                   bool want_lse) const override;
+  AttentionResult attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                  std::span<const double> q, std::span<const double> k_cache,
+                                  std::span<const double> v_cache, bool want_lse) const override;
+
   Support supports_attention_varlen(const VarlenAttentionProblem& p, DType t,
                                     bool want_lse) const override;
   AttentionResult attention_varlen(const VarlenAttentionProblem& p, DType t,

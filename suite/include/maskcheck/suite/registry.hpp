@@ -178,6 +178,16 @@ class Implementation {
                                            std::span<const double> q, std::span<const double> k,
                                            std::span<const double> v, bool want_lse) const;
 
+  // Attention over a paged KV cache (problems.hpp's PagedKv): q [B, H, Lq, D], k_cache, v_cache
+  // [num_pages, page_size, Hkv, D]; the result is attention()'s on the gathered keys. Not
+  // provided unless overridden (the Support says so).
+  virtual Support supports_attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                           bool want_lse) const;
+  virtual AttentionResult attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                          std::span<const double> q,
+                                          std::span<const double> k_cache,
+                                          std::span<const double> v_cache, bool want_lse) const;
+
   // Cross-entropy forward (+ backward when `backward`): logits [N, V], labels [N], weights [N].
   virtual Support supports_cross_entropy(const LossProblem& p, DType t) const;
   virtual LossResult cross_entropy(const LossProblem& p, DType t, std::span<const double> logits,

@@ -52,6 +52,20 @@ void masked_softmax(const SoftmaxProblem& p, const MaskView& mask, DType t, cons
 void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
                        const void* k, const void* v, void* out, float* lse);
 
+// ---- attention over a paged KV cache ------------------------------------------------------------
+// problems.hpp's PagedKv as plain pointers: block_table [B, max_pages] (host memory).
+struct PagedKvView {
+  const std::int32_t* block_table = nullptr;
+  std::int64_t page_size = 1, num_pages = 0, max_pages = 0;
+};
+// attention_forward with k_cache, v_cache [num_pages, page_size, Hkv, D] in dtype t: each key
+// tile is gathered from its pages while it is packed (the kernel packs K and V anyway), so the
+// cost over the padded layout is one table lookup per key row. The caller validates the block
+// table against the mask (PagedKv::validate); right padding only.
+void attention_forward_paged(const AttentionShape& p, const MaskView& mask, const PagedKvView& kv,
+                             DType t, const void* q, const void* k_cache, const void* v_cache,
+                             void* out, float* lse);
+
 // ---- attention backward ---------------------------------------------------------------------
 // q, dout, dq: [B, H, Lq, D], k, v, dk, dv: [B, Hkv, Lk, D] in dtype t, B, Lq and Lk those of the
 // mask: the gradients of attention_forward's output (reference/attention.hpp's

@@ -233,6 +233,28 @@ class SdpaBackwardPeer {
   std::unique_ptr<Impl> impl_;
 };
 
+// Attention over a paged KV cache (problems.hpp's PagedKv) the way a user without a paged kernel
+// serves one: each run() gathers every sequence's keys and values from their pages with
+// index_select into the padded layout [B, Hkv, Lk, D] (padded keys read slot 0, masked), then calls
+// at::scaled_dot_product_attention with the boolean keep-mask [B, 1, Lq, Lk] (enable_gqa). q
+// [B, H, Lq, D], k_cache, v_cache [num_pages, page_size, Hkv, D] in t, on the CPU.
+class PagedSdpaPeer {
+ public:
+  PagedSdpaPeer(const AttentionProblem& p, const PagedKv& kv, DType t, const void* q,
+                const void* k_cache, const void* v_cache);
+  ~PagedSdpaPeer();
+  PagedSdpaPeer(const PagedSdpaPeer&) = delete;
+  PagedSdpaPeer& operator=(const PagedSdpaPeer&) = delete;
+
+  void run();
+  void copy_output(void* out) const;  // [B, H, Lq, D] in t
+  const std::string& description() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // "" or the reason.
 std::string softmax_supports(const SoftmaxProblem& p, DType t, Device d);
 

@@ -1,0 +1,99 @@
+// Mutants of attention over a paged KV cache (problems.hpp's PagedKv): the page-table bugs of
+// serving kernels. Each gathers the cache into the padded layout with one bug and runs the
+// reference on it; calls in the padded layout are the reference's, so the mutants meet only
+// attention.pagedEqualsContiguous.
+#include <algorithm>
+
+#include "maskcheck/reference/reference.hpp"
+#include "mutants_internal.hpp"
+
+namespace maskcheck::mutants {
+namespace {
+
+enum class Bug : std::uint8_t {
+  pages_in_order,   // the block table ignored: sequence b's pages taken as b * max_pages + i
+  whole_last_page,  // every slot of the last page read, the tail past k_len included
+  first_table_row,  // every sequence reads block table row 0
+  full_page_lost,   // a last page that is full counted as empty (k_len % page_size == 0)
+};
+
+class PagedBug : public Named {
+ public:
+  PagedBug(std::string id, std::string how, Bug bug)
+      : Named(std::move(id), std::move(how)), bug_(bug) {}
+
+  AttentionResult attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                  std::span<const double> q, std::span<const double> k_cache,
+                                  std::span<const double> v_cache, bool want_lse) const override {
+    validate_paged_inputs(p, kv, q.size(), k_cache.size(), v_cache.size());
+    // The keys each sequence is taken to have, and where key j of sequence b is read from.
+    AttentionProblem seen = p;
+    MaskSpec& m = seen.mask;
+    const std::int64_t P = kv.page_size;
+    if (bug_ == Bug::whole_last_page || bug_ == Bug::full_page_lost) {
+      m.k_lens.resize(static_cast<std::size_t>(m.B));
+      for (std::int64_t b = 0; b < m.B; ++b) {
+        std::int64_t len = p.mask.k_len(b);
+        if (bug_ == Bug::whole_last_page) len = std::min(PagedKv::pages_of(len, P) * P, m.Lk);
+        if (bug_ == Bug::full_page_lost && len > 0 && len % P == 0) len -= P;
+        m.k_lens[static_cast<std::size_t>(b)] = static_cast<std::int32_t>(len);
+      }
+      m.cu_seqlens_q.clear();  // documents no longer add up to the lengths
+      m.cu_seqlens_k.clear();
+    }
+    auto page_of = [&](std::int64_t b, std::int64_t i) -> std::int64_t {
+      switch (bug_) {
+        case Bug::pages_in_order:
+          return kv.num_pages > 0 ? (b * kv.max_pages + i) % kv.num_pages : 0;
+        case Bug::first_table_row:
+          return kv.block_table[static_cast<std::size_t>(i)];
+        default:
+          return kv.block_table[static_cast<std::size_t>(b * kv.max_pages + i)];
+      }
+    };
+    const std::int64_t Hkv = p.Hkv, Lk = m.Lk, D = p.D;
+    std::vector<double> k(static_cast<std::size_t>(p.kv_numel()), 0.0), v(k.size(), 0.0);
+    for (std::int64_t b = 0; b < m.B; ++b)
+      for (std::int64_t j = 0; j < m.k_len(b); ++j) {
+        const std::int64_t page = page_of(b, j / P);
+        if (page < 0 || page >= kv.num_pages) continue;  // row 0's table may not reach this far
+        const std::int64_t slot = page * P + j % P;
+        for (std::int64_t h = 0; h < Hkv; ++h) {
+          std::copy_n(k_cache.begin() + (slot * Hkv + h) * D, D,
+                      k.begin() + ((b * Hkv + h) * Lk + j) * D);
+          std::copy_n(v_cache.begin() + (slot * Hkv + h) * D, D,
+                      v.begin() + ((b * Hkv + h) * Lk + j) * D);
+        }
+      }
+    return ReferenceImplementation::attention(seen, t, q, k, v, want_lse);
+  }
+
+ private:
+  Bug bug_;
+};
+
+}  // namespace
+
+void add_attention_paged_mutants(std::vector<Mutant>& out) {
+  const Op op = Op::attention;
+  auto add = [&](std::string bug, std::string id, std::string how, Bug b) {
+    out.push_back(entry<PagedBug>(op, std::move(bug), std::move(id), std::move(how), b));
+  };
+  add("block table ignored", "paged-pages-in-order",
+      "sequence b's i-th page is taken to be page b * max_pages + i, as if the cache were "
+      "allocated in order: any other page order reads other sequences' keys",
+      Bug::pages_in_order);
+  add("last page read whole", "paged-whole-last-page",
+      "every slot of a sequence's last page is attended, the slots past its length included: "
+      "whatever they hold (NaN after a free) leaks in",
+      Bug::whole_last_page);
+  add("block table row 0 for every sequence", "paged-first-table-row",
+      "the table's row stride is dropped: every sequence reads sequence 0's pages",
+      Bug::first_table_row);
+  add("a full last page counted as empty", "paged-full-page-lost",
+      "the last page's fill is computed as k_len % page_size, 0 for a full page: a sequence of "
+      "128 keys in pages of 16 (or of 1) sees 112 (127)",
+      Bug::full_page_lost);
+}
+
+}  // namespace maskcheck::mutants
