@@ -15,6 +15,13 @@
 //       row that sees a key (no per-element test) and which need lo <= k < hi; S = Q K^T
 //       and O += P V as kR x 4-vector FMA micro-kernels; online softmax in base 2 with a
 //       polynomial exp2 and selects (P = 0 exactly for masked pairs).
+//   v2  the decode path (Decode): when a sequence's rows of one kv head (Lq x group) fit one
+//       query tile, those rows (the group's heads) are one tile, K and V are packed tile by tile
+//       into per-thread L1 buffers as the rows need them (read once per kv head, from the padded
+//       layout or a paged cache), and the keys are split into chunks (split-KV) merged by the
+//       log-sum-exp rule: decode over long caches is memory-bound, and v1 re-read each kv head's
+//       packed K and V once per query head. Score modifiers (soft-cap, ALiBi, sink logits) and
+//       paged caches in both paths.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "attention.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -49,6 +56,20 @@ struct Geometry {
   std::int64_t dp = 1;  // D rounded up to whole vectors (row stride of packed V and of O)
 };
 
+// The decode path (Problem::decode): the rows of one (sequence, kv head), Lq queries times the
+// group's heads (row r: query r / group of head hk * group + r % group), share every K and V tile,
+// so each tile is packed on the fly into an L1-sized buffer and read once for all of them; the
+// keys of a (sequence, kv head) are split into chunks (split-KV) whose partial rows (max, sum,
+// unnormalized output) are merged by the log-sum-exp rule once every chunk is done.
+struct Decode {
+  bool on = false;
+  std::int64_t rows = 0;    // Lq * group
+  std::int64_t splits = 1;  // key chunks per (sequence, kv head), from the problem alone
+  float* part_o = nullptr;  // [B, Hkv, splits, rows, dp] unnormalized outputs
+  float* part_m = nullptr;  // [B, Hkv, splits, rows] row maxima in the scores' units
+  float* part_l = nullptr;  // [B, Hkv, splits, rows] sums relative to them
+};
+
 // Everything a work item reads; built once per call.
 struct Problem {
   const void* q = nullptr;
@@ -81,6 +102,7 @@ struct Problem {
   // j lives in page block_table[b * max_pages + j / page_size]; nullptr: the padded layout.
   const std::int32_t* block_table = nullptr;
   std::int64_t page_size = 1, max_pages = 0;
+  Decode dec;
   Geometry g;
   // f32 with D a multiple of the vector: O += P V reads V in place (rows of the valid range
   // only); otherwise V is packed (widened, rows padded to dp) next to K^T.
@@ -113,9 +135,12 @@ struct Scratch {
 // The transformation of a register block's scores (Problem::modified): soft-cap (cap 0: none),
 // then ALiBi with `slope` (0: none) and per row its diagonal relative to the block's first key.
 struct BlockMods {
-  float cap = 0, inv_cap = 0, slope = 0;
-  const float* diag = nullptr;
+  float cap = 0, inv_cap = 0;
+  bool alibi = false;
+  const float* slope = nullptr;  // [RN] per row (the decode path packs several heads' rows)
+  const float* diag = nullptr;   // [RN]
 };
+
 
 }  // namespace maskcheck::cpu::attn
 #endif  // MASKCHECK_CPU_ATTENTION_SHARED
@@ -142,12 +167,12 @@ HWY_NOINLINE void BlockScores(const float* HWY_RESTRICT q, std::int64_t D,
   Scores<RN, KC>(q, D, D, kt, s);
   if constexpr (MOD) {
     const VF cap = hn::Set(df, mods->cap), inv_cap = hn::Set(df, mods->inv_cap);
-    const VF slope = hn::Set(df, mods->slope);
     for (int r = 0; r < RN; ++r) {
       const VF diag = hn::Set(df, mods->diag[r]);
+      const VF slope = hn::Set(df, mods->alibi ? mods->slope[r] : 0.0f);
       for (int c = 0; c < KC; ++c) {
         if (mods->cap != 0) s[r][c] = hn::Mul(cap, hn::Tanh(df, hn::Mul(s[r][c], inv_cap)));
-        if (mods->slope != 0) {
+        if (mods->alibi) {
           const VF dist = hn::Abs(hn::Sub(hn::Iota(df, static_cast<float>(c * kN)), diag));
           s[r][c] = hn::NegMulAdd(slope, dist, s[r][c]);
         }
@@ -276,6 +301,48 @@ void PackTile(const Problem& pr, std::int64_t b, std::int64_t hk, std::int64_t k
   }
 }
 
+// Writes output row `row` ([B, H, Lq] index) of head h from its unnormalized output o (dp floats),
+// its max m (in the scores' units) and sum l relative to m: normalized, with head h's sink logit
+// in the denominator; a row without a visible key (!ok, or l not > 0) as 0 with lse -inf.
+void WriteRow(const Problem& pr, std::int64_t h, std::int64_t row, const float* orow, float m,
+              float l, bool ok) {
+  const DF df;
+  const std::int64_t D = pr.D;
+  const bool empty = !ok || !(l > 0.0f);
+  float inv = empty ? 0.0f : 1.0f / l;
+  double sink_lse = 0;  // the row's lse with its sink logit
+  if (pr.sinks && !empty) {
+    // Relative to M = max(row max, sink) in natural units: the sum l e^(m - M) + e^(sink - M).
+    const double mn = double{m} * pr.exp2_scale * kLn2, sink = pr.sinks[h];
+    const double mx = std::max(mn, sink), a = std::exp(mn - mx);
+    const double total = double{l} * a + std::exp(sink - mx);
+    inv = static_cast<float>(a / total);
+    sink_lse = mx + std::log(total);
+  }
+  const std::int64_t dst = row * D;
+  if (pr.out_bf16) {
+    auto* out = static_cast<std::uint16_t*>(pr.out) + dst;
+    for (std::int64_t d = 0; d < D; ++d) out[d] = float_to_bf16(empty ? 0.0f : orow[d] * inv);
+  } else if (pr.stream) {
+    float* out = static_cast<float*>(pr.out) + dst;
+    const VF vinv = hn::Set(df, inv);
+    for (std::int64_t d = 0; d < D; d += kN)
+      hn::Stream(empty ? hn::Zero(df) : hn::Mul(hn::Load(df, orow + d), vinv), df, out + d);
+  } else {
+    float* out = static_cast<float*>(pr.out) + dst;
+    for (std::int64_t d = 0; d < D; ++d) out[d] = empty ? 0.0f : orow[d] * inv;
+  }
+  if (pr.lse)
+    pr.lse[row] =
+        empty      ? -std::numeric_limits<float>::infinity()
+        : pr.sinks ? static_cast<float>(sink_lse)
+                   : static_cast<float>((double{m} * pr.exp2_scale + std::log2(double{l})) * kLn2);
+  if (pr.row_max) {
+    pr.row_max[row] = empty ? -std::numeric_limits<float>::infinity() : m;
+    pr.row_sum[row] = empty ? 0.0f : l;
+  }
+}
+
 // Query tile t (rows q0 + t * kBq ...) of head h of sequence b.
 void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t h, std::int64_t t) {
   const ValidRanges s = valid_ranges(pr.mask, b);
@@ -300,10 +367,13 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
   }
   // The block transformation of the scores (soft-cap, ALiBi slope of head h).
   BlockMods mods;
+  float slopes[kR];
   if (pr.modified) {
     mods.cap = pr.softcap;
     mods.inv_cap = pr.softcap != 0 ? 1.0f / pr.softcap : 0.0f;
-    mods.slope = pr.alibi ? pr.alibi[h] : 0.0f;
+    mods.alibi = pr.alibi != nullptr;
+    std::fill_n(slopes, kR, pr.alibi ? pr.alibi[h] : 0.0f);
+    mods.slope = slopes;
   }
   float diag_rel[kR];  // the block's rows' diagonals relative to the key its scores start at
   auto block_mods = [&](std::int64_t r0, int rn, std::int64_t first) {
@@ -315,7 +385,6 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
   };
   for (std::int64_t bl = 0; bl < blocks; ++bl) tile = combine(tile, blk[bl]);
   const std::int64_t row0 = (b * H + h) * Lq + qa;  // row index of the tile's first query
-  float* lse = pr.lse ? pr.lse + row0 : nullptr;
 
   if (!tile.span.empty()) {
     // 2. Q rows with visible keys, times sign(scale); the others as zeros (never read).
@@ -400,41 +469,192 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
   for (std::int64_t i = 0; i < nr; ++i) {
     const bool ok = !tile.span.empty() && sc.hi[i] > sc.lo[i];
     const float l = ok ? hn::GetLane(hn::SumOfLanes(df, hn::Load(df, sc.l + i * kN))) : 0.0f;
-    const bool empty = !ok || !(l > 0.0f);
-    float inv = empty ? 0.0f : 1.0f / l;
-    double sink_lse = 0;  // the row's lse with its sink logit
-    if (pr.sinks && !empty) {
-      // Relative to M = max(row max, sink) in natural units: the sum l e^(m - M) + e^(sink - M).
-      const double mn = double{sc.m[i]} * pr.exp2_scale * kLn2, sink = pr.sinks[h];
-      const double mx = std::max(mn, sink), a = std::exp(mn - mx);
-      const double total = double{l} * a + std::exp(sink - mx);
-      inv = static_cast<float>(a / total);
-      sink_lse = mx + std::log(total);
-    }
-    const float* orow = sc.o + i * dp;
-    const std::int64_t dst = (row0 + i) * D;
-    if (pr.out_bf16) {
-      auto* out = static_cast<std::uint16_t*>(pr.out) + dst;
-      for (std::int64_t d = 0; d < D; ++d) out[d] = float_to_bf16(empty ? 0.0f : orow[d] * inv);
-    } else if (pr.stream) {
-      float* out = static_cast<float*>(pr.out) + dst;
-      const VF vinv = hn::Set(df, inv);
-      for (std::int64_t d = 0; d < D; d += kN)
-        hn::Stream(empty ? hn::Zero(df) : hn::Mul(hn::Load(df, orow + d), vinv), df, out + d);
+    WriteRow(pr, h, row0 + i, sc.o + i * dp, sc.m[i], l, ok);
+  }
+}
+
+// ---- the decode path (Decode)
+// --------------------------------------------------------------------
+
+// Keys [k_begin, k_begin + n) of (b, kv head hk) packed into kt [D, kBk] (K^T) and vt [kBk, dp]
+// fp32, zeros past n, from the padded layout or the pages.
+template <class S>
+void PackKeys(const Problem& pr, std::int64_t b, std::int64_t hk, std::int64_t k_begin,
+              std::int64_t n, float* HWY_RESTRICT kt, float* HWY_RESTRICT vt) {
+  const std::int64_t D = pr.D, Hkv = pr.Hkv;
+  auto row = [&](const void* base) {
+    return [=, &pr](std::int64_t j) -> const S* {
+      const std::int64_t key = k_begin + j;
+      if (pr.block_table) {
+        const std::int64_t P = pr.page_size;
+        const std::int64_t page = pr.block_table[b * pr.max_pages + key / P];
+        return static_cast<const S*>(base) + ((page * P + key % P) * Hkv + hk) * D;
+      }
+      return static_cast<const S*>(base) + ((b * Hkv + hk) * pr.mask.Lk + key) * D;
+    };
+  };
+  PackTransposedRows<S>(row(pr.k), n, D, kt);
+  PackRowsOf<S>(row(pr.v), n, D, pr.g.dp, vt);
+}
+
+// Chunk `split` of sequence b's valid keys: whole tiles of kBk keys, the last one possibly short
+// or empty.
+KeyRange DecodeChunk(const Problem& pr, std::int64_t b, std::int64_t split) {
+  const ValidRanges s = valid_ranges(pr.mask, b);
+  const std::int64_t per = ceil_div(ceil_div(s.k_len, kBk), pr.dec.splits) * kBk;
+  const std::int64_t begin = std::min(s.k0 + s.k_len, s.k0 + split * per);
+  return KeyRange{begin, std::min(s.k0 + s.k_len, begin + per)};
+}
+
+// The rows of (b, hk) over chunk `split` of the keys: their partial max, sum and unnormalized
+// output in pr.dec. kt, vt: the thread's tile buffers ([D, kBk] and [kBk, dp]).
+void DecodeItem(const Problem& pr, const Scratch& sc, float* kt, float* vt, std::int64_t b,
+                std::int64_t hk, std::int64_t split) {
+  const std::int64_t R = pr.dec.rows, G = pr.group, D = pr.D, dp = pr.g.dp, Lq = pr.mask.Lq;
+  const KeyRange chunk = DecodeChunk(pr, b, split);
+  const std::int64_t item = (b * pr.Hkv + hk) * pr.dec.splits + split;
+  float* HWY_RESTRICT po = pr.dec.part_o + item * R * dp;
+  float* HWY_RESTRICT pm = pr.dec.part_m + item * R;
+  float* HWY_RESTRICT pl = pr.dec.part_l + item * R;
+
+  // 1. Each row's interval within the chunk; the bounds of each register block and of all rows.
+  const std::int64_t blocks = ceil_div(R, kR);
+  TileBounds blk[kBq / kR + 1];
+  TileBounds all;
+  for (std::int64_t r = 0; r < R; ++r) {
+    const std::int64_t qi = r / G;
+    KeyRange kr = visible_keys(pr.mask, b, qi);
+    kr.begin = std::max(kr.begin, chunk.begin);
+    kr.end = std::min(kr.end, chunk.end);
+    if (kr.empty()) kr = KeyRange{0, 0};
+    sc.lo[r] = kr.begin;
+    sc.hi[r] = kr.end;
+    if (pr.modified) sc.diag[r] = query_diagonal(pr.mask, b, qi);
+    blk[r / kR] = combine(blk[r / kR], row_tile_bounds(kr));
+  }
+  for (std::int64_t bl = 0; bl < blocks; ++bl) all = combine(all, blk[bl]);
+  std::fill(po, po + R * dp, 0.0f);
+  std::fill(pm, pm + R, -std::numeric_limits<float>::infinity());
+  std::fill(pl, pl + R, 0.0f);
+  if (all.span.empty()) return;
+
+  // 2. Q rows (head hk * G + r % G, query r / G) that see a key, times the sign or the scale.
+  for (std::int64_t r = 0; r < R; ++r) {
+    float* qr = sc.q + r * D;
+    if (sc.hi[r] > sc.lo[r]) {
+      const std::int64_t src = ((b * pr.H + hk * G + r % G) * Lq + r / G) * D;
+      if (pr.bf16) {
+        LoadRow(static_cast<const std::uint16_t*>(pr.q) + src, D, pr.qsign, qr);
+      } else {
+        LoadRow(static_cast<const float*>(pr.q) + src, D, pr.qsign, qr);
+      }
     } else {
-      float* out = static_cast<float*>(pr.out) + dst;
-      for (std::int64_t d = 0; d < D; ++d) out[d] = empty ? 0.0f : orow[d] * inv;
+      std::fill(qr, qr + D, 0.0f);
     }
-    if (lse)
-      lse[i] =
-          empty ? -std::numeric_limits<float>::infinity()
-          : pr.sinks
-              ? static_cast<float>(sink_lse)
-              : static_cast<float>((double{sc.m[i]} * pr.exp2_scale + std::log2(double{l})) * kLn2);
-    if (pr.row_max) {
-      pr.row_max[row0 + i] = empty ? -std::numeric_limits<float>::infinity() : sc.m[i];
-      pr.row_sum[row0 + i] = empty ? 0.0f : l;
+  }
+  std::fill(sc.o, sc.o + R * dp, 0.0f);
+  std::fill(sc.m, sc.m + R, -std::numeric_limits<float>::infinity());
+  std::fill(sc.l, sc.l + R * kN, 0.0f);
+  BlockMods mods;
+  float slopes[kR], diag_rel[kR];
+  if (pr.modified) {
+    mods.cap = pr.softcap;
+    mods.inv_cap = pr.softcap != 0 ? 1.0f / pr.softcap : 0.0f;
+    mods.alibi = pr.alibi != nullptr;
+    mods.slope = slopes;
+    mods.diag = diag_rel;
+  }
+  auto block_mods = [&](std::int64_t r0, int rn, std::int64_t first) {
+    if (!pr.modified) return static_cast<const BlockMods*>(nullptr);
+    for (int r = 0; r < rn; ++r) {
+      slopes[r] = pr.alibi ? pr.alibi[hk * G + (r0 + r) % G] : 0.0f;
+      diag_rel[r] = static_cast<float>(sc.diag[r0 + r] - first);
     }
+    return static_cast<const BlockMods*>(&mods);
+  };
+
+  // 3. Tiles of kBk keys from the rows' span, packed once for all rows.
+  for (std::int64_t k_begin = all.span.begin; k_begin < all.span.end; k_begin += kBk) {
+    const std::int64_t k_end = k_begin + kBk, n = std::min(kBk, all.span.end - k_begin);
+    if (pr.bf16) {
+      PackKeys<std::uint16_t>(pr, b, hk, k_begin, n, kt, vt);
+    } else {
+      PackKeys<float>(pr, b, hk, k_begin, n, kt, vt);
+    }
+    for (std::int64_t bl = 0; bl < blocks; ++bl) {
+      if (blk[bl].skips(k_begin, k_end)) continue;
+      const std::int64_t r0 = bl * kR;
+      const int rn = static_cast<int>(std::min<std::int64_t>(kR, R - r0));
+      if (blk[bl].unmasked(k_begin, k_end) && k_begin + n == k_end) {
+        WithRows<ScoresFull>(rn, pr.modified, sc.q + r0 * D, D, static_cast<const float*>(kt),
+                             static_cast<const float*>(nullptr), static_cast<const float*>(nullptr),
+                             pr.exp2_scale, sc.m + r0, sc.l + r0 * kN, sc.p + r0 * kBk,
+                             sc.alpha + r0, block_mods(r0, rn, k_begin));
+      } else {
+        float lo[kR], hi[kR];  // relative to k_begin, clamped (exact in float)
+        for (int r = 0; r < rn; ++r) {
+          const bool ok = sc.hi[r0 + r] > sc.lo[r0 + r];
+          lo[r] = ok ? static_cast<float>(
+                           std::clamp<std::int64_t>(sc.lo[r0 + r] - k_begin, -1, kBk + 1))
+                     : 0.0f;
+          hi[r] = ok ? static_cast<float>(
+                           std::clamp<std::int64_t>(sc.hi[r0 + r] - k_begin, -1, kBk + 1))
+                     : 0.0f;
+        }
+        WithRows<ScoresMasked>(rn, pr.modified, kC, sc.q + r0 * D, D, static_cast<const float*>(kt),
+                               static_cast<const float*>(lo), static_cast<const float*>(hi),
+                               pr.exp2_scale, sc.m + r0, sc.l + r0 * kN, sc.p + r0 * kBk,
+                               sc.alpha + r0, block_mods(r0, rn, k_begin));
+      }
+    }
+    for (std::int64_t bl = 0; bl < blocks; ++bl) {
+      if (blk[bl].skips(k_begin, k_end)) continue;
+      const std::int64_t r0 = bl * kR;
+      const int rn = static_cast<int>(std::min<std::int64_t>(kR, R - r0));
+      WithRows<PV>(rn, static_cast<const float*>(sc.p + r0 * kBk), std::int64_t{0}, n,
+                   static_cast<const float*>(vt), dp, dp, static_cast<const float*>(sc.alpha + r0),
+                   sc.o + r0 * dp, dp);
+    }
+  }
+
+  // 4. The partial rows.
+  const DF df;
+  for (std::int64_t r = 0; r < R; ++r) {
+    if (!(sc.hi[r] > sc.lo[r])) continue;
+    pm[r] = sc.m[r];
+    pl[r] = hn::GetLane(hn::SumOfLanes(df, hn::Load(df, sc.l + r * kN)));
+    std::copy_n(sc.o + r * dp, dp, po + r * dp);
+  }
+}
+
+// The rows of (b, hk): their chunks merged by the log-sum-exp rule (a chunk where a row sees no
+// key has max -inf and takes no part: never 2^(-inf * 0) = NaN), then written. o: dp floats.
+void DecodeFinish(const Problem& pr, float* HWY_RESTRICT o, std::int64_t b, std::int64_t hk) {
+  const std::int64_t R = pr.dec.rows, G = pr.group, dp = pr.g.dp, Lq = pr.mask.Lq;
+  const std::int64_t S = pr.dec.splits, first = (b * pr.Hkv + hk) * S;
+  const ValidRanges v = valid_ranges(pr.mask, b);
+  const DF df;
+  for (std::int64_t r = 0; r < R; ++r) {
+    const std::int64_t qi = r / G, h = hk * G + r % G;
+    if (!v.has_query(qi)) continue;  // a padded query: ZeroPaddedRows writes it
+    float m = -std::numeric_limits<float>::infinity();
+    for (std::int64_t c = 0; c < S; ++c) m = std::max(m, pr.dec.part_m[(first + c) * R + r]);
+    std::fill(o, o + dp, 0.0f);
+    float l = 0;
+    if (m != -std::numeric_limits<float>::infinity()) {
+      for (std::int64_t c = 0; c < S; ++c) {
+        const float mc = pr.dec.part_m[(first + c) * R + r];
+        if (mc == -std::numeric_limits<float>::infinity()) continue;
+        const float w = std::exp2((mc - m) * pr.exp2_scale);
+        l += w * pr.dec.part_l[(first + c) * R + r];
+        const float* src = pr.dec.part_o + ((first + c) * R + r) * dp;
+        const VF vw = hn::Set(df, w);
+        for (std::int64_t d = 0; d < dp; d += kN)
+          hn::Store(hn::MulAdd(vw, hn::Load(df, src + d), hn::Load(df, o + d)), df, o + d);
+      }
+    }
+    WriteRow(pr, h, (b * pr.H + h) * Lq + qi, o, m, l,
+             m != -std::numeric_limits<float>::infinity());
   }
 }
 
@@ -478,6 +698,8 @@ namespace attn {
 HWY_EXPORT(GetGeometry);
 HWY_EXPORT(PackTile);
 HWY_EXPORT(RunTile);
+HWY_EXPORT(DecodeItem);
+HWY_EXPORT(DecodeFinish);
 HWY_EXPORT(ZeroPaddedRows);
 HWY_EXPORT(FlushStores);
 
@@ -542,28 +764,55 @@ void forward(const AttentionShape& p, const MaskView& mask, DType t, const void*
     pr.max_pages = paged->max_pages;
   }
   pr.v_direct = !pr.bf16 && g.dp == D && !paged;
+  // Decode-shaped problems (the rows of a sequence's kv head, Lq times the group, fit one query
+  // tile) take the decode path: K and V packed tile by tile as the rows need them, once for the
+  // whole group, and the keys split into chunks of at least 4 tiles so that few (sequence, kv
+  // head) pairs still give every thread work. The split depends on the problem alone, so results
+  // do not depend on the thread count. (Not for the backward's statistics: they come per row from
+  // the tiled path.)
+  attn::Decode& dec = pr.dec;
+  std::int64_t max_k_tiles = 0;
+  for (std::int64_t b = 0; b < B; ++b)
+    max_k_tiles = std::max(max_k_tiles, attn::ceil_div(valid_ranges(mask, b).k_len, g.bk));
+  dec.on = row_max == nullptr && Lq * pr.group <= g.bq;
+  hwy::AlignedFreeUniquePtr<float[]> part;  // aligned: the merge loads whole vectors
+  if (dec.on) {
+    dec.rows = Lq * pr.group;
+    dec.splits = std::clamp<std::int64_t>(attn::ceil_div(16, B * Hkv), 1,
+                                          std::max<std::int64_t>(1, max_k_tiles / 4));
+    const std::int64_t parts = B * Hkv * dec.splits * dec.rows;
+    part = hwy::AllocateAligned<float>(static_cast<std::size_t>(parts * (g.dp + 2)));
+    if (!part) throw std::bad_alloc();
+    dec.part_o = part.get();
+    dec.part_m = dec.part_o + parts * g.dp;
+    dec.part_l = dec.part_m + parts;
+  }
   // Outputs larger than the caches go around them (aligned full vectors only).
-  pr.stream = !pr.out_bf16 && g.dp == D && reinterpret_cast<std::uintptr_t>(out) % 64 == 0 &&
+  pr.stream = !dec.on && !pr.out_bf16 && g.dp == D &&
+              reinterpret_cast<std::uintptr_t>(out) % 64 == 0 &&
               B * H * Lq * D * 4 >= (std::int64_t{16} << 20);
 
-  // Sequence b's slab: Hkv heads of ceil(k_len / bk) tiles of K^T [D, bk] then V [bk, dp].
+  // Sequence b's slab: Hkv heads of ceil(k_len / bk) tiles of K^T [D, bk] then V [bk, dp]
+  // (the tiled path only).
   std::vector<std::int64_t> slab(static_cast<std::size_t>(B));
-  std::int64_t total = 0, max_k_tiles = 0, max_q_tiles = 0;
-  for (std::int64_t b = 0; b < B; ++b) {
+  std::int64_t total = 0, max_q_tiles = 0;
+  for (std::int64_t b = 0; b < B && !dec.on; ++b) {
     const ValidRanges s = valid_ranges(mask, b);
     const std::int64_t tiles = attn::ceil_div(s.k_len, g.bk);
     slab[static_cast<std::size_t>(b)] = total;
     total += Hkv * attn::slab_stride(pr, tiles);
-    max_k_tiles = std::max(max_k_tiles, tiles);
     max_q_tiles = std::max(max_q_tiles, attn::ceil_div(s.q_len, g.bq));
   }
-  thread_local attn::PackBuffer pack;
-  pr.pack = pack.get(static_cast<std::size_t>(std::max<std::int64_t>(total, 1)));
+  if (!dec.on) {
+    thread_local attn::PackBuffer pack;
+    pr.pack = pack.get(static_cast<std::size_t>(std::max<std::int64_t>(total, 1)));
+  }
   pr.slab = slab.data();
 
-  const std::int64_t pack_items = B * Hkv * max_k_tiles;
+  const std::int64_t pack_items = dec.on ? 0 : B * Hkv * max_k_tiles;
   const std::int64_t heads = B * H;
-  const std::int64_t tile_items = heads * max_q_tiles;
+  const std::int64_t tile_items = dec.on ? 0 : heads * max_q_tiles;
+  const std::int64_t decode_items = dec.on ? B * Hkv * dec.splits : 0;
 #pragma omp parallel
   {
     const std::size_t bq = static_cast<std::size_t>(g.bq);
@@ -578,6 +827,22 @@ void forward(const AttentionShape& p, const MaskView& mask, DType t, const void*
     auto sdg = hwy::AllocateAligned<std::int64_t>(bq);
     const attn::Scratch sc{sq.get(), so.get(),  sm.get(),  sl.get(), sp.get(),
                            sa.get(), slo.get(), shi.get(), sdg.get()};
+
+    if (dec.on) {
+      // The thread's K^T and V tiles, then every chunk of every (sequence, kv head), then the
+      // merge (after the loop's barrier).
+      auto kt = hwy::AllocateAligned<float>(static_cast<std::size_t>(D * g.bk));
+      auto vt = hwy::AllocateAligned<float>(static_cast<std::size_t>(g.bk * g.dp));
+#pragma omp for schedule(dynamic, 1)
+      for (std::int64_t i = 0; i < decode_items; ++i) {
+        const std::int64_t split = i % dec.splits, bh = i / dec.splits;
+        HWY_DYNAMIC_DISPATCH(attn::DecodeItem)
+        (pr, sc, kt.get(), vt.get(), bh / Hkv, bh % Hkv, split);
+      }
+#pragma omp for schedule(static) nowait
+      for (std::int64_t bh = 0; bh < B * Hkv; ++bh)
+        HWY_DYNAMIC_DISPATCH(attn::DecodeFinish)(pr, so.get(), bh / Hkv, bh % Hkv);
+    }
 
 #pragma omp for schedule(dynamic, 4)
     for (std::int64_t i = 0; i < pack_items; ++i) {
