@@ -1,8 +1,9 @@
-// Mutants of attention over a paged KV cache (problems.hpp's PagedKv): the page-table bugs of
-// serving kernels. Each gathers the cache into the padded layout with one bug and runs the
-// reference on it; calls in the padded layout are the reference's, so the mutants meet only
-// attention.pagedEqualsContiguous.
+// Mutants of attention over a paged KV cache (problems.hpp's PagedKv), the page-table bugs of
+// serving kernels, and of split-KV chunks (attention_chunk), the merge bugs of decode kernels. Each
+// gathers the cache into the padded layout with one bug and runs the reference on it; calls in the
+// padded layout are the reference's, so the mutants meet only attention.pagedEqualsContiguous.
 #include <algorithm>
+#include <limits>
 
 #include "maskcheck/reference/reference.hpp"
 #include "mutants_internal.hpp"
@@ -72,6 +73,35 @@ class PagedBug : public Named {
   Bug bug_;
 };
 
+// Split-KV chunks with one bug each (attention_chunk); the rest is the reference's.
+enum class ChunkBug : std::uint8_t {
+  empty_lse_zero,  // a chunk where the row sees no key reports lse 0 (and output 0)
+  lse_base2,       // the chunk's lse in base 2 (log2 of the sum), as some kernels keep it
+  end_inclusive,   // the chunk takes keys [begin, end]: the boundary key counted twice
+};
+
+class ChunkMutant : public Named {
+ public:
+  ChunkMutant(std::string id, std::string how, ChunkBug bug)
+      : Named(std::move(id), std::move(how)), bug_(bug) {}
+
+  AttentionResult attention_chunk(const AttentionProblem& p, DType t, std::span<const double> q,
+                                  std::span<const double> k, std::span<const double> v,
+                                  std::int64_t key_begin, std::int64_t key_end) const override {
+    const std::int64_t end =
+        bug_ == ChunkBug::end_inclusive ? std::min(key_end + 1, p.mask.Lk) : key_end;
+    AttentionResult r = ReferenceImplementation::attention_chunk(p, t, q, k, v, key_begin, end);
+    for (double& l : r.lse) {
+      if (bug_ == ChunkBug::empty_lse_zero && l == -std::numeric_limits<double>::infinity()) l = 0;
+      if (bug_ == ChunkBug::lse_base2) l *= 1.4426950408889634;
+    }
+    return r;
+  }
+
+ private:
+  ChunkBug bug_;
+};
+
 }  // namespace
 
 void add_attention_paged_mutants(std::vector<Mutant>& out) {
@@ -94,6 +124,21 @@ void add_attention_paged_mutants(std::vector<Mutant>& out) {
       "the last page's fill is computed as k_len % page_size, 0 for a full page: a sequence of "
       "128 keys in pages of 16 (or of 1) sees 112 (127)",
       Bug::full_page_lost);
+  auto chunk = [&](std::string bug, std::string id, std::string how, ChunkBug b) {
+    out.push_back(entry<ChunkMutant>(op, std::move(bug), std::move(id), std::move(how), b));
+  };
+  chunk("an empty split-KV chunk reports log-sum-exp 0", "split-empty-chunk-lse-zero",
+        "a chunk in which a row sees no key returns output 0 with lse 0 instead of -inf: the "
+        "merge gives that zero output the weight of a chunk of sum 1",
+        ChunkBug::empty_lse_zero);
+  chunk("split-KV log-sum-exp in base 2", "split-lse-base2",
+        "each chunk's log-sum-exp is log2 of its sum (the base-2 statistic of exp2 kernels) and "
+        "the merge treats it as natural",
+        ChunkBug::lse_base2);
+  chunk("split-KV chunk end inclusive", "split-end-inclusive",
+        "a chunk covers keys [begin, end] instead of [begin, end): each inner boundary key is "
+        "counted by two chunks",
+        ChunkBug::end_inclusive);
 }
 
 }  // namespace maskcheck::mutants

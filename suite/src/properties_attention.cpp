@@ -7,6 +7,7 @@
 #include <limits>
 #include <optional>
 
+#include "maskcheck/reference/attention.hpp"
 #include "maskcheck/reference/predicate.hpp"
 #include "maskcheck/suite/properties.hpp"
 #include "maskcheck/suite/reference_impl.hpp"
@@ -1186,6 +1187,83 @@ PagedData make_paged(const AttentionProblem& p, const AttentionData& d, std::int
 }
 
 void add_attention_paged_properties(std::vector<Property>& out) {
+  out.push_back(
+      {"attention.splitKvMergesToUnsplit", Op::attention,
+       "the keys split into chunks at any points (empty chunks and chunks no row sees included), "
+       "each chunk's output and log-sum-exp merged by the log-sum-exp rule (a sink logit as one "
+       "more chunk with output 0), give the unsplit output and log-sum-exp; a chunk where a row "
+       "sees no key must give log-sum-exp -inf and output 0, never NaN",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         const AttentionProblem& p = c.problem;
+         if (!impl.attention_lse()) {
+           tag_case({"skipped: split-KV merging needs the log-sum-exp"});
+           return;
+         }
+         c.want_lse = true;
+         if (!supported(impl.supports_attention(p, c.dtype, true)) ||
+             !supported(impl.supports_attention_chunk(p, c.dtype)))
+           return;
+         const MaskSpec& m = p.mask;
+         const auto chunks = *rc::gen::inRange<int>(1, 6).as("chunks");
+         std::vector<std::int64_t> cuts{0, m.Lk};
+         for (int i = 1; i < chunks; ++i)
+           cuts.push_back(*rc::gen::inRange<std::int64_t>(0, m.Lk + 1).as("cut"));
+         std::sort(cuts.begin(), cuts.end());
+         const auto d = make_data(c);
+         std::vector<AttentionResult> parts;
+         for (std::size_t i = 0; i + 1 < cuts.size(); ++i)
+           parts.push_back(impl.attention_chunk(p, c.dtype, d.q, d.k, d.v, cuts[i], cuts[i + 1]));
+         const Rows rows{p};
+         const FlatMask flat(m);
+         const bool sinks = !p.mods.sink_logits.empty();
+         std::vector<double> got_lse_bad, empty_out;
+         AttentionResult merged;
+         merged.out.assign(static_cast<std::size_t>(p.q_numel()), 0.0);
+         merged.lse.assign(static_cast<std::size_t>(p.lse_numel()), 0.0);
+         for (std::int64_t b = 0; b < m.B; ++b)
+           for (std::int64_t h = 0; h < p.H; ++h)
+             for (std::int64_t q = 0; q < m.Lq; ++q) {
+               std::vector<double> outs, lses;
+               for (const auto& part : parts) {
+                 const double l = part.lse[rows.lse(b, h, q)];
+                 outs.insert(outs.end(), part.out.begin() + rows.out(b, h, q),
+                             part.out.begin() + rows.out(b, h, q) + p.D);
+                 lses.push_back(l);
+                 // A chunk where the row sees no key: lse -inf (NaN and +inf are no lse) and an
+                 // output of exact zeros (the merge gives it weight 0, so check it here).
+                 if (std::isnan(l) || l == std::numeric_limits<double>::infinity()) {
+                   got_lse_bad.push_back(l);
+                 } else if (l == -std::numeric_limits<double>::infinity()) {
+                   empty_out.insert(empty_out.end(), part.out.begin() + rows.out(b, h, q),
+                                    part.out.begin() + rows.out(b, h, q) + p.D);
+                 }
+               }
+               if (sinks && !visible_keys(flat.view(), b, q).empty()) {
+                 outs.insert(outs.end(), static_cast<std::size_t>(p.D), 0.0);
+                 lses.push_back(p.mods.sink_logits[static_cast<std::size_t>(h)]);
+               }
+               double lse = 0;
+               ref::merge_partials<double>(outs, lses,
+                                           std::span<double>(merged.out.data() + rows.out(b, h, q),
+                                                             static_cast<std::size_t>(p.D)),
+                                           lse);
+               merged.lse[rows.lse(b, h, q)] = lse;
+             }
+         tag_case({"split-kv", std::to_string(parts.size()) + " chunks"});
+         expect(got_lse_bad.empty(),
+                std::to_string(got_lse_bad.size()) +
+                    " chunk rows with log-sum-exp NaN or +inf (a chunk without a visible key has "
+                    "-inf), the first " +
+                    (got_lse_bad.empty() ? std::string() : std::to_string(got_lse_bad[0])));
+         expect(check_exact("out of chunk rows that see no key",
+                            Shape{{"i"}, {static_cast<std::int64_t>(empty_out.size())}}, empty_out,
+                            std::vector<double>(empty_out.size(), 0.0)));
+         expect_consistent("merged split-KV chunks", merged, run(impl, c, p, d), p, c.dtype,
+                           "unsplit run", expectation_of(p, c.dtype, d, true));
+       }});
+
   out.push_back(
       {"attention.pagedEqualsContiguous", Op::attention,
        "attention over a paged KV cache (pages of 1 to 256 tokens in any order, unused pages and "

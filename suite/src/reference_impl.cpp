@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "maskcheck/reference/reference.hpp"
 
@@ -19,15 +20,24 @@ std::vector<double> softmax_as(const SoftmaxProblem& p, std::span<const double> 
   return to_double_vec(y);
 }
 
+// chunk: the keys [begin, end) of a split-KV chunk (the mask's columns outside it cleared), or
+// none.
 template <class S, class A>
 AttentionResult attention_as(const AttentionProblem& p, std::span<const double> q,
-                             std::span<const double> k, std::span<const double> v, bool want_lse) {
+                             std::span<const double> k, std::span<const double> v, bool want_lse,
+                             std::optional<KeyRange> chunk = std::nullopt) {
   validate_attention_inputs(p, q.size(), k.size(), v.size());
   const auto qs = to_storage_vec<S>(q), ks = to_storage_vec<S>(k), vs = to_storage_vec<S>(v);
   std::vector<S> out(qs.size());
   std::vector<A> lse(want_lse ? static_cast<std::size_t>(p.lse_numel()) : 0);
-  ref::attention_forward<S, A>(p, std::span<const S>(qs), std::span<const S>(ks),
-                               std::span<const S>(vs), std::span<S>(out), std::span<A>(lse));
+  auto keep = ref::build_keep_mask(p.mask);
+  if (chunk)
+    for (std::size_t i = 0; i < keep.size(); ++i)
+      if (!chunk->contains(static_cast<std::int64_t>(i % static_cast<std::size_t>(p.mask.Lk))))
+        keep[i] = 0;
+  ref::attention_forward<S, A>(p, std::span<const std::uint8_t>(keep), std::span<const S>(qs),
+                               std::span<const S>(ks), std::span<const S>(vs), std::span<S>(out),
+                               std::span<A>(lse));
   AttentionResult r;
   r.out = to_double_vec(out);
   r.lse.assign(lse.begin(), lse.end());
@@ -390,6 +400,21 @@ Support ReferenceImplementation::attention_support(const AttentionProblem&, DTyp
 }
 ScoreModifierSupport ReferenceImplementation::score_modifiers() const {
   return ScoreModifierSupport::all();
+}
+Support ReferenceImplementation::supports_attention_chunk(const AttentionProblem& p,
+                                                          DType t) const {
+  return supports_attention(p, t, true);
+}
+AttentionResult ReferenceImplementation::attention_chunk(
+    const AttentionProblem& p, DType t, std::span<const double> q, std::span<const double> k,
+    std::span<const double> v, std::int64_t key_begin, std::int64_t key_end) const {
+  require(key_begin >= 0 && key_begin <= key_end && key_end <= p.mask.Lk, "key_begin", key_begin,
+          "must satisfy 0 <= key_begin <= key_end <= Lk");
+  AttentionProblem chunk = p;
+  chunk.mods.sink_logits.clear();  // the sink is a chunk of its own
+  return dispatch_dtype(t, [&](auto s) {
+    return attention_as<decltype(s), double>(chunk, q, k, v, true, KeyRange{key_begin, key_end});
+  });
 }
 Support ReferenceImplementation::supports_attention_paged(const AttentionProblem& p,
                                                           const PagedKv& kv, DType t,

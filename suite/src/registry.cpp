@@ -174,6 +174,16 @@ AttentionResult Implementation::attention_varlen(const VarlenAttentionProblem&, 
                                                  std::span<const double>, bool) const {
   unsupported(Op::attention);
 }
+Support Implementation::supports_attention_chunk(const AttentionProblem&, DType) const {
+  if (!provides(Op::attention)) return not_provided(*this, Op::attention);
+  return Support::no(name() + " does not compute split-KV chunks");
+}
+AttentionResult Implementation::attention_chunk(const AttentionProblem&, DType,
+                                                std::span<const double>, std::span<const double>,
+                                                std::span<const double>, std::int64_t,
+                                                std::int64_t) const {
+  throw Unsupported(name() + " does not compute split-KV chunks");
+}
 Support Implementation::supports_attention_paged(const AttentionProblem&, const PagedKv&, DType,
                                                  bool) const {
   if (!provides(Op::attention)) return not_provided(*this, Op::attention);

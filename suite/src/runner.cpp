@@ -236,6 +236,12 @@ class SupportGuard : public ForwardingImplementation {
     require(supports_attention_varlen(p, t, want_lse));
     return ForwardingImplementation::attention_varlen(p, t, q, k, v, want_lse);
   }
+  AttentionResult attention_chunk(const AttentionProblem& p, DType t, std::span<const double> q,
+                                  std::span<const double> k, std::span<const double> v,
+                                  std::int64_t key_begin, std::int64_t key_end) const override {
+    require(supports_attention_chunk(p, t));
+    return ForwardingImplementation::attention_chunk(p, t, q, k, v, key_begin, key_end);
+  }
   AttentionResult attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
                                   std::span<const double> q, std::span<const double> k_cache,
                                   std::span<const double> v_cache, bool want_lse) const override {

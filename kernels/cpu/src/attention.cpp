@@ -103,6 +103,9 @@ struct Problem {
   const std::int32_t* block_table = nullptr;
   std::int64_t page_size = 1, max_pages = 0;
   Decode dec;
+  // A split-KV chunk (attention_forward_chunk): every row's interval intersected with
+  // [clip_begin, clip_end); the whole key axis otherwise.
+  std::int64_t clip_begin = 0, clip_end = std::numeric_limits<std::int64_t>::max();
   Geometry g;
   // f32 with D a multiple of the vector: O += P V reads V in place (rows of the valid range
   // only); otherwise V is packed (widened, rows padded to dp) next to K^T.
@@ -140,7 +143,6 @@ struct BlockMods {
   const float* slope = nullptr;  // [RN] per row (the decode path packs several heads' rows)
   const float* diag = nullptr;   // [RN]
 };
-
 
 }  // namespace maskcheck::cpu::attn
 #endif  // MASKCHECK_CPU_ATTENTION_SHARED
@@ -359,7 +361,9 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
   TileBounds blk[kBq / kR + 1];
   TileBounds tile;
   for (std::int64_t i = 0; i < nr; ++i) {
-    const KeyRange kr = visible_keys(pr.mask, b, qa + i);
+    KeyRange kr = visible_keys(pr.mask, b, qa + i);
+    kr.begin = std::max(kr.begin, pr.clip_begin);
+    kr.end = std::min(kr.end, pr.clip_end);
     sc.lo[i] = kr.empty() ? 0 : kr.begin;
     sc.hi[i] = kr.empty() ? 0 : kr.end;
     if (pr.modified) sc.diag[i] = query_diagonal(pr.mask, b, qa + i);
@@ -524,8 +528,8 @@ void DecodeItem(const Problem& pr, const Scratch& sc, float* kt, float* vt, std:
   for (std::int64_t r = 0; r < R; ++r) {
     const std::int64_t qi = r / G;
     KeyRange kr = visible_keys(pr.mask, b, qi);
-    kr.begin = std::max(kr.begin, chunk.begin);
-    kr.end = std::min(kr.end, chunk.end);
+    kr.begin = std::max({kr.begin, chunk.begin, pr.clip_begin});
+    kr.end = std::min({kr.end, chunk.end, pr.clip_end});
     if (kr.empty()) kr = KeyRange{0, 0};
     sc.lo[r] = kr.begin;
     sc.hi[r] = kr.end;
@@ -723,7 +727,7 @@ namespace {
 // attention_forward, and with stats the backward's first pass (out in f32 whatever t is).
 void forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q, const void* k,
              const void* v, void* out, float* lse, float* row_max, float* row_sum,
-             const PagedKvView* paged = nullptr) {
+             const PagedKvView* paged = nullptr, const KeyRange* clip = nullptr) {
   p.validate(mask.B, mask.Lq, mask.Lk);
   require_cpu_dtype(t);
   const std::int64_t B = mask.B, H = p.H, Hkv = p.Hkv, Lq = mask.Lq, D = p.D;
@@ -764,6 +768,10 @@ void forward(const AttentionShape& p, const MaskView& mask, DType t, const void*
     pr.max_pages = paged->max_pages;
   }
   pr.v_direct = !pr.bf16 && g.dp == D && !paged;
+  if (clip) {
+    pr.clip_begin = clip->begin;
+    pr.clip_end = clip->end;
+  }
   // Decode-shaped problems (the rows of a sequence's kv head, Lq times the group, fit one query
   // tile) take the decode path: K and V packed tile by tile as the rows need them, once for the
   // whole group, and the keys split into chunks of at least 4 tiles so that few (sequence, kv
@@ -869,6 +877,18 @@ void forward(const AttentionShape& p, const MaskView& mask, DType t, const void*
 void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
                        const void* k, const void* v, void* out, float* lse) {
   forward(p, mask, t, q, k, v, out, lse, nullptr, nullptr);
+}
+
+void attention_forward_chunk(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
+                             const void* k, const void* v, std::int64_t key_begin,
+                             std::int64_t key_end, void* out, float* lse) {
+  if (key_begin < 0 || key_end < key_begin || key_end > mask.Lk)
+    throw InvalidArgument("key_begin", std::to_string(key_begin),
+                          "must satisfy 0 <= key_begin <= key_end <= Lk");
+  if (!p.mods.sink_logits.empty())
+    throw InvalidArgument("sink_logits", "given", "a split-KV chunk takes none (merge the sink)");
+  const KeyRange clip{key_begin, key_end};
+  forward(p, mask, t, q, k, v, out, lse, nullptr, nullptr, nullptr, &clip);
 }
 
 void attention_forward_paged(const AttentionShape& p, const MaskView& mask, const PagedKvView& kv,

@@ -121,6 +121,28 @@ class CpuImplementation final : public Implementation {
   }
   ScoreModifierSupport score_modifiers() const override { return ScoreModifierSupport::all(); }
 
+  Support supports_attention_chunk(const AttentionProblem& p, DType t) const override {
+    return supports_attention(p, t, true);
+  }
+  AttentionResult attention_chunk(const AttentionProblem& p, DType t, std::span<const double> q,
+                                  std::span<const double> k, std::span<const double> v,
+                                  std::int64_t key_begin, std::int64_t key_end) const override {
+    validate_attention_inputs(p, q.size(), k.size(), v.size());
+    if (Support s = supports_attention_chunk(p, t); !s) throw Unsupported(s.reason);
+    AttentionShape shape = p.shape();
+    shape.mods.sink_logits.clear();  // the sink is a chunk of its own
+    const FlatMask flat(p.mask);
+    return dispatch_compute(t, [&](auto tag) {
+      using S = decltype(tag);
+      const auto qs = to_storage_vec<S>(q), ks = to_storage_vec<S>(k), vs = to_storage_vec<S>(v);
+      std::vector<S> out(qs.size());
+      std::vector<float> lse(static_cast<std::size_t>(p.lse_numel()));
+      cpu::attention_forward_chunk(shape, flat.view(), t, qs.data(), ks.data(), vs.data(),
+                                   key_begin, key_end, out.data(), lse.data());
+      return AttentionResult{to_double_vec(out), std::vector<double>(lse.begin(), lse.end())};
+    });
+  }
+
   Support supports_attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
                                    bool want_lse) const override {
     kv.validate(p);

@@ -77,6 +77,14 @@ class ForwardingImplementation : public Implementation {
     return inner_.attention_varlen(p, t, q, k, v, want_lse);
   }
 
+  Support supports_attention_chunk(const AttentionProblem& p, DType t) const override {
+    return inner_.supports_attention_chunk(p, t);
+  }
+  AttentionResult attention_chunk(const AttentionProblem& p, DType t, std::span<const double> q,
+                                  std::span<const double> k, std::span<const double> v,
+                                  std::int64_t key_begin, std::int64_t key_end) const override {
+    return inner_.attention_chunk(p, t, q, k, v, key_begin, key_end);
+  }
   Support supports_attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
                                    bool want_lse) const override {
     return inner_.supports_attention_paged(p, kv, t, want_lse);

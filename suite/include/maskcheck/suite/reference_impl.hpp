@@ -121,6 +121,10 @@ class ReferenceImplementation : public Implementation {
                                         std::span<const double> v,
                                         std::span<const double> dout) const override;
 
+  Support supports_attention_chunk(const AttentionProblem& p, DType t) const override;
+  AttentionResult attention_chunk(const AttentionProblem& p, DType t, std::span<const double> q,
+                                  std::span<const double> k, std::span<const double> v,
+                                  std::int64_t key_begin, std::int64_t key_end) const override;
   Support supports_attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
                                    bool want_lse) const override;
   AttentionResult attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,

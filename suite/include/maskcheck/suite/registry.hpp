@@ -178,6 +178,18 @@ class Implementation {
                                            std::span<const double> q, std::span<const double> k,
                                            std::span<const double> v, bool want_lse) const;
 
+  // One chunk of a split-KV (flash-decoding) computation: attention restricted to the keys
+  // [key_begin, key_end) of the padded key axis (each row's visible keys intersected with them),
+  // without sink logits (a sink is one more chunk, with output 0 and log-sum-exp sink_h): out
+  // [B, H, Lq, D] and lse [B, H, Lq] of the chunk alone; a row that sees none of its keys gets 0
+  // and -inf. ref::merge_partials merges a split's chunks into the unsplit rows. Not provided
+  // unless overridden (the Support says so).
+  virtual Support supports_attention_chunk(const AttentionProblem& p, DType t) const;
+  virtual AttentionResult attention_chunk(const AttentionProblem& p, DType t,
+                                          std::span<const double> q, std::span<const double> k,
+                                          std::span<const double> v, std::int64_t key_begin,
+                                          std::int64_t key_end) const;
+
   // Attention over a paged KV cache (problems.hpp's PagedKv): q [B, H, Lq, D], k_cache, v_cache
   // [num_pages, page_size, Hkv, D]; the result is attention()'s on the gathered keys. Not
   // provided unless overridden (the Support says so).

@@ -52,6 +52,15 @@ void masked_softmax(const SoftmaxProblem& p, const MaskView& mask, DType t, cons
 void attention_forward(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
                        const void* k, const void* v, void* out, float* lse);
 
+// ---- split-KV chunks
+// ------------------------------------------------------------------------------ attention_forward
+// over the keys [key_begin, key_end) of the padded key axis only (each row's visible interval
+// intersected with them; a row that sees none of them: 0 and lse -inf), as one chunk of a split-KV
+// computation; no sink logits (a sink is a chunk of its own when merging).
+void attention_forward_chunk(const AttentionShape& p, const MaskView& mask, DType t, const void* q,
+                             const void* k, const void* v, std::int64_t key_begin,
+                             std::int64_t key_end, void* out, float* lse);
+
 // ---- attention over a paged KV cache ------------------------------------------------------------
 // problems.hpp's PagedKv as plain pointers: block_table [B, max_pages] (host memory).
 struct PagedKvView {
