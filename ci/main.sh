@@ -41,11 +41,13 @@ fi
 # cores): the probes (triad bandwidth, FMA peak), fp32 masked softmax over rows of >= 1024 keys,
 # fp32 attention with 50 % padding + causal at D 64 over L 512..4096 (the report's throughput
 # against sequence length) and D 128 at L 2048, fp32 attention at D 128, L 2048 causal with and
-# without the score modifiers, decode over a paged KV cache (f32 and bf16, 8k and 32k keys),
+# without the score modifiers, attention sinks + a sliding window at L 8192 (StreamingLLM, bf16),
+# decode over a paged KV cache (f32 and bf16, 8k and 32k keys),
 # fp32 cross-entropy fwd+bwd at V 128k with 50 % ignored, MLM over 1M tokens and mask construction.
 default_filter='^ceiling/cpu/|^cpu/softmax/f32/Lk(1024|8192|65536)/'
 default_filter+='|^cpu/attention/f32/(D64/L(512|1024|2048|4096)|D128/L2048)/pad50/padding\+causal/'
 default_filter+='|^cpu/attention/f32/D128/L2048/pad0/causal(\+softcap\+alibi\+sinks)?/'
+default_filter+='|^cpu/attention/bf16/D128/L8192/pad0/sinks4\+window1020/'
 default_filter+='|^cpu/attention_paged/(f32|bf16)/D128/Lk(8192|32768)/'
 default_filter+='|^cpu/cross_entropy/f32/V131072/N[0-9]+/ignore50/|^cpu/mlm/|^cpu/build_mask/'
 bench_status=0

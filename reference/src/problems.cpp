@@ -65,6 +65,8 @@ void MaskSpec::validate() const {
   }
   require(chunk >= 0 && chunk <= kMaxWindow, "chunk", chunk,
           "must be >= 0 and <= 2^40 (0: no chunking)");
+  require(sink_tokens >= 0 && sink_tokens <= kMaxWindow, "sink_tokens", sink_tokens,
+          "must be >= 0 and <= 2^40 (0: no attention sinks)");
   if (!cu_seqlens_q.empty() || !cu_seqlens_k.empty()) {
     require(!cu_seqlens_q.empty(), "cu_seqlens_q.size()", 0,
             "must be given together with cu_seqlens_k");
@@ -290,6 +292,7 @@ FlatMask::FlatMask(const MaskSpec& spec) {
   base_.causal = spec.causal;
   base_.alignment = spec.alignment;
   base_.chunk = spec.chunk;
+  base_.sink_tokens = spec.sink_tokens;
   if (spec.window) {
     base_.window_left = spec.window->left;
     base_.window_right = spec.window->right;

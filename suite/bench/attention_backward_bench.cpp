@@ -115,11 +115,11 @@ std::vector<double> sampled_gradients(const AttentionProblem& p, const FlatMask&
   for (const std::int64_t bh : groups) {  // (b, h): MHA, so h is its kv head
     const std::int64_t b = bh / H, h = bh % H;
     for (std::int64_t i = 0; i < Lq; ++i) {
-      const KeyRange r = visible_keys(flat.view(), b, i);
+      const RowKeys r = row_keys(flat.view(), b, i);
       if (r.empty()) continue;
       const std::int64_t row = ((b * H + h) * Lq + i) * D;
       A m = -std::numeric_limits<A>::infinity();
-      for (std::int64_t j = r.begin; j < r.end; ++j) {
+      r.for_each([&](std::int64_t j) {
         const std::int64_t kv = ((b * H + h) * Lk + j) * D;
         A dot = 0, gv = 0;
         for (std::int64_t d = 0; d < D; ++d) {
@@ -129,11 +129,11 @@ std::vector<double> sampled_gradients(const AttentionProblem& p, const FlatMask&
         s[j] = scale * dot;
         dp[j] = gv;
         m = std::max(m, s[j]);
-      }
+      });
       A sum = 0, delta = 0;
-      for (std::int64_t j = r.begin; j < r.end; ++j) sum += std::exp(s[j] - m);
-      for (std::int64_t j = r.begin; j < r.end; ++j) delta += std::exp(s[j] - m) / sum * dp[j];
-      for (std::int64_t j = r.begin; j < r.end; ++j) {
+      r.for_each([&](std::int64_t j) { sum += std::exp(s[j] - m); });
+      r.for_each([&](std::int64_t j) { delta += std::exp(s[j] - m) / sum * dp[j]; });
+      r.for_each([&](std::int64_t j) {
         const std::int64_t kv = ((b * H + h) * Lk + j) * D;
         const A pj = std::exp(s[j] - m) / sum, ds = pj * (dp[j] - delta);
         for (std::int64_t d = 0; d < D; ++d) {
@@ -141,7 +141,7 @@ std::vector<double> sampled_gradients(const AttentionProblem& p, const FlatMask&
           dk[kv + d] += scale * ds * static_cast<A>(q.at(row + d));
           dv[kv + d] += pj * static_cast<A>(g.at(row + d));
         }
-      }
+      });
     }
   }
   std::vector<double> out;

@@ -33,7 +33,9 @@
 // Cases: masks none, causal, window<w> (causal with w = min(256, L/4) keys to the left),
 // documents+causal (4 documents per sequence) at 0 % padding, and padding, padding+causal at 25 %
 // and 50 % mean padding (lengths drawn per case, deterministic); on the CPU also
-// causal+softcap+alibi+sinks (the score modifiers: cap 50, ALiBi's slope schedule, sink logits 0).
+// causal+softcap+alibi+sinks (the score modifiers: cap 50, ALiBi's slope schedule, sink logits 0)
+// and sinks4+window1020 (StreamingLLM: 4 attention-sink tokens and a causal window of 1020 keys;
+// D 128, L 2048 and 8192).
 // A padding mask at 0 % padding is the "none" case, so that axis is pruned on purpose. Sizes per
 // device:
 //   cpu   f32, bf16; D 64, 128; L 512 .. 4096 with B * L = 4096 tokens and H = 8 (the target row,
@@ -75,7 +77,16 @@ namespace maskcheck::bench {
 
 namespace {
 
-enum class MaskKind { none, padding, causal, padding_causal, window, documents, modifiers };
+enum class MaskKind {
+  none,
+  padding,
+  causal,
+  padding_causal,
+  window,
+  documents,
+  modifiers,
+  sinks_window
+};
 
 struct AttnCase {
   Device device = Device::cpu;
@@ -84,7 +95,12 @@ struct AttnCase {
   int pad = 0;
   MaskKind mask = MaskKind::none;
 
-  std::int64_t window_left() const { return std::min<std::int64_t>(256, L / 4); }
+  std::int64_t window_left() const {
+    // StreamingLLM's cache: 4 sink tokens and a window of 1020 keys (1024 in all).
+    if (mask == MaskKind::sinks_window) return std::min<std::int64_t>(1020, L / 4);
+    return std::min<std::int64_t>(256, L / 4);
+  }
+  static constexpr std::int64_t kSinkTokens = 4;
   bool has_padding() const { return mask == MaskKind::padding || mask == MaskKind::padding_causal; }
   bool packs() const { return has_padding() || mask == MaskKind::documents; }
   std::string mask_name() const {
@@ -103,6 +119,8 @@ struct AttnCase {
         return "documents+causal";
       case MaskKind::modifiers:
         return "causal+softcap+alibi+sinks";
+      case MaskKind::sinks_window:
+        return "sinks" + std::to_string(kSinkTokens) + "+window" + std::to_string(window_left());
     }
     return "?";
   }
@@ -166,6 +184,22 @@ std::vector<AttnCase> cases(Device d) {
           c.mask = mask;
           out.push_back(c);
         }
+  // Attention sinks + a sliding window (StreamingLLM), on the CPU: the kernel skips the keys
+  // between the sinks and the window; the peers take the mask as a tensor. D 128 at L 2048 and
+  // 8192 (B = 1), CI: the CI grid's D and L.
+  if (d == Device::cpu)
+    for (DType t : s.dtypes)
+      for (const std::int64_t L : ci() ? s.Ls : std::vector<std::int64_t>{2048, 8192}) {
+        AttnCase c;
+        c.device = d;
+        c.t = t;
+        c.D = ci() ? s.Ds.front() : 128;
+        c.L = L;
+        c.B = std::max<std::int64_t>(1, s.tokens / L);
+        c.H = s.H;
+        c.mask = MaskKind::sinks_window;
+        out.push_back(c);
+      }
   return out;
 }
 
@@ -183,7 +217,9 @@ AttentionProblem make_problem(const AttnCase& c) {
     m.k_lens = m.q_lens;
   }
   m.causal = c.mask != MaskKind::none && c.mask != MaskKind::padding;
-  if (c.mask == MaskKind::window) m.window = Window{c.window_left(), 0};
+  if (c.mask == MaskKind::window || c.mask == MaskKind::sinks_window)
+    m.window = Window{c.window_left(), 0};
+  if (c.mask == MaskKind::sinks_window) m.sink_tokens = AttnCase::kSinkTokens;
   if (c.mask == MaskKind::modifiers) {
     p.mods.softcap = 50;
     p.mods.alibi_slopes = alibi_slope_schedule(p.H);

@@ -120,9 +120,9 @@ std::vector<std::uint8_t> keep_rows(const MaskView& view, std::int64_t b,
                                     const std::vector<std::int64_t>& qs, std::int64_t Lk) {
   std::vector<std::uint8_t> keep(qs.size() * static_cast<std::size_t>(Lk), 0);
   for (std::size_t i = 0; i < qs.size(); ++i) {
-    const KeyRange r = visible_keys(view, b, qs[i]);
-    for (std::int64_t k = std::max<std::int64_t>(0, r.begin); k < std::min(Lk, r.end); ++k)
+    row_keys(view, b, qs[i]).for_each([&](std::int64_t k) {
       keep[i * static_cast<std::size_t>(Lk) + static_cast<std::size_t>(k)] = 1;
+    });
   }
   return keep;
 }

@@ -186,7 +186,7 @@ double visible_pairs(const MaskSpec& m) {
   const MaskView v = flat.view();
   double n = 0;
   for (std::int64_t b = 0; b < m.B; ++b)
-    for (std::int64_t q = 0; q < m.Lq; ++q) n += static_cast<double>(visible_keys(v, b, q).size());
+    for (std::int64_t q = 0; q < m.Lq; ++q) n += static_cast<double>(row_keys(v, b, q).size());
   return n;
 }
 

@@ -188,6 +188,82 @@ std::vector<std::uint8_t> chunk_from_query_position(MaskSpec s) {
   return keep;
 }
 
+// Attention sinks computed another way: the keep-mask without sinks plus, per row, the keys
+// extra(row) returns. extra gets the row's segment, its interval without sinks (`keys`) and its
+// interval with every clause but the window's left bound (`wide`; the right sinks are the first
+// sink_tokens keys of the segment inside it, for a row whose `keys` is not empty).
+template <class Extra>
+std::vector<std::uint8_t> sinks_variant(const MaskSpec& s, Extra extra) {
+  MaskSpec base = s;
+  base.sink_tokens = 0;
+  auto keep = ref::build_keep_mask(base);
+  if (s.sink_tokens == 0) return keep;
+  MaskSpec no_left = base;
+  if (no_left.window) no_left.window->left = kUnbounded;
+  const FlatMask fb(base), fw(no_left);
+  for (std::int64_t b = 0; b < s.B; ++b)
+    for (std::int64_t q = 0; q < s.Lq; ++q) {
+      const QuerySegment seg = query_segment(fb.view(), b, q);
+      if (!seg.valid) continue;
+      const KeyRange e = extra(seg, visible_keys(fb.view(), b, q), visible_keys(fw.view(), b, q));
+      for (std::int64_t k = std::max<std::int64_t>(e.begin, 0); k < std::min(e.end, s.Lk); ++k)
+        keep[static_cast<std::size_t>((b * s.Lq + q) * s.Lk + k)] = 1;
+    }
+  return keep;
+}
+
+// Attention sinks ignored: a StreamingLLM cache served by a plain sliding-window kernel.
+std::vector<std::uint8_t> sinks_ignored(MaskSpec s) {
+  s.sink_tokens = 0;
+  return ref::build_keep_mask(s);
+}
+
+// One sink key too many (a sink count taken as the last sink's index).
+std::vector<std::uint8_t> sinks_off_by_one(MaskSpec s) {
+  if (s.sink_tokens > 0) ++s.sink_tokens;
+  return ref::build_keep_mask(s);
+}
+
+// Sinks at the first sink_tokens padded key positions instead of the segment's first keys:
+// left-padded sequences and every document after the first lose them (and a left-padded
+// sequence would read padding if nothing else masked it).
+std::vector<std::uint8_t> sinks_absolute_position(MaskSpec s) {
+  const std::int64_t S = s.sink_tokens;
+  return sinks_variant(s, [S](const QuerySegment&, KeyRange keys, KeyRange wide) {
+    if (keys.empty()) return KeyRange{};
+    return KeyRange{wide.begin, std::min(wide.end, S)};
+  });
+}
+
+// Sinks given to rows that see no key (a window past every key of a top-left aligned row):
+// their output is no longer zero.
+std::vector<std::uint8_t> sinks_on_empty_rows(MaskSpec s) {
+  const std::int64_t S = s.sink_tokens;
+  return sinks_variant(s, [S](const QuerySegment& seg, KeyRange, KeyRange wide) {
+    return KeyRange{wide.begin, std::min(wide.end, seg.key0 + S)};
+  });
+}
+
+// Sinks exempt from every clause, not just the window's left bound: early queries see sink
+// keys in their future.
+std::vector<std::uint8_t> sinks_past_causal(MaskSpec s) {
+  const std::int64_t S = s.sink_tokens;
+  return sinks_variant(s, [S](const QuerySegment& seg, KeyRange keys, KeyRange) {
+    if (keys.empty()) return KeyRange{};
+    return KeyRange{seg.key0, seg.key0 + std::min(S, seg.k_len)};
+  });
+}
+
+// The window widened by sink_tokens keys on the left instead of keeping the segment's first
+// keys (the sinks follow the window instead of staying at the start).
+std::vector<std::uint8_t> sinks_widen_window(MaskSpec s) {
+  const std::int64_t S = s.sink_tokens;
+  return sinks_variant(s, [S](const QuerySegment&, KeyRange keys, KeyRange wide) {
+    if (keys.empty()) return KeyRange{};
+    return KeyRange{std::max(wide.begin, keys.begin - S), keys.begin};
+  });
+}
+
 // Grouped-query attention reading kv head h % Hkv instead of h / (H / Hkv).
 class GqaHeadModulo : public Named {
  public:
@@ -282,6 +358,29 @@ void add_attention_mutants(std::vector<Mutant>& out) {
       "a query's chunk is that of its own index (top-left) where bottom-right alignment puts it "
       "at its diagonal: with more keys than queries it attends into an earlier chunk",
       chunk_from_query_position));
+  out.push_back(entry<MaskBug>(op, "attention sinks ignored", "sinks-ignored",
+                               "the sink tokens are dropped: a sliding window loses them",
+                               sinks_ignored));
+  out.push_back(entry<MaskBug>(op, "one sink token too many", "sinks-off-by-one",
+                               "sink_tokens + 1 keys at each segment's start stay visible",
+                               sinks_off_by_one));
+  out.push_back(entry<MaskBug>(
+      op, "sinks at padded positions", "sinks-absolute-position",
+      "the sinks are the first padded key positions, not each segment's first keys: left "
+      "padding and later documents lose them",
+      sinks_absolute_position));
+  out.push_back(entry<MaskBug>(op, "sinks on rows without keys", "sinks-on-empty-rows",
+                               "rows that see no key (a window past every key) still see the "
+                               "sinks and output a nonzero row",
+                               sinks_on_empty_rows));
+  out.push_back(entry<MaskBug>(op, "sinks past the causal diagonal", "sinks-past-causal",
+                               "sinks are exempt from every clause: early queries see sink keys "
+                               "in their future",
+                               sinks_past_causal));
+  out.push_back(entry<MaskBug>(op, "window widened instead of sinks", "sinks-widen-window",
+                               "the window is widened by sink_tokens keys on the left instead of "
+                               "keeping each segment's first keys",
+                               sinks_widen_window));
   out.push_back(
       entry<GqaHeadModulo>(op, "GQA head mapping wrong", "gqa-head-modulo",
                            "query head h reads kv head h % Hkv instead of h / (H / Hkv)"));

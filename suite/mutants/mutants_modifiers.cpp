@@ -55,7 +55,7 @@ class ModifierBug : public Named {
       for (std::int64_t h = 0; h < H; ++h) {
         const std::int64_t hk = h / group;
         for (std::int64_t i = 0; i < Lq; ++i) {
-          const KeyRange keys = visible_keys(view, b, i);
+          const RowKeys keys = row_keys(view, b, i);
           const QuerySegment seg = query_segment(view, b, i);
           if (!seg.valid) continue;
           const std::int64_t diag = query_diagonal(view, b, i);

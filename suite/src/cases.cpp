@@ -203,6 +203,7 @@ std::string describe(const MaskSpec& m) {
   if (m.window) os << " window=" << window_str(*m.window);
   if (!m.prefix_lens.empty()) os << " prefix_lens=" << list(m.prefix_lens);
   if (m.chunk > 0) os << " chunk=" << m.chunk;
+  if (m.sink_tokens > 0) os << " sink_tokens=" << m.sink_tokens;
   if (m.has_documents()) {
     os << " cu_q=[";
     for (std::size_t b = 0; b < m.cu_seqlens_q.size(); ++b)

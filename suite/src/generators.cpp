@@ -197,6 +197,22 @@ Gen<MaskSpec> gen_mask_spec(std::int64_t B, std::int64_t Lq, std::int64_t Lk) {
         m.prefix_lens.push_back(static_cast<std::int32_t>(P));
       }
     }
+    // Attention sinks (StreamingLLM): mostly with a sliding window (what they are for: a
+    // window never drops them), sometimes without one (then only the causal clause and the chunk
+    // limit them). One key, StreamingLLM's 4, or any count up to past Lk.
+    const bool windowed = m.window && m.window->left != kUnbounded;
+    if (windowed ? chance(1, 3) : chance(1, 10)) {
+      switch (pick<int>({{1, 0}, {2, 1}, {2, 2}})) {
+        case 0:
+          m.sink_tokens = 1;
+          break;
+        case 1:
+          m.sink_tokens = 4;
+          break;
+        default:
+          m.sink_tokens = *gen::inRange<std::int64_t>(1, Lk + 3);
+      }
+    }
     return m;
   });
 }
@@ -570,6 +586,7 @@ std::vector<std::string> coverage_tags(const MaskSpec& m) {
   if (m.has_documents()) tags.push_back("documents");
   if (!m.prefix_lens.empty()) tags.push_back("prefix-lm");
   if (m.chunk > 0) tags.push_back("chunked");
+  if (m.sink_tokens > 0) tags.push_back("sink-tokens");
   if (m.Lq != m.Lk) tags.push_back(m.Lq > m.Lk ? "Lq>Lk" : "Lq<Lk");
   // Lengths where kernels take other paths (tiled queries, split-KV decode, long rows).
   for (std::int64_t t : {64, 128})

@@ -238,6 +238,7 @@ void fields(M& m, V&& v) {
   v("cu_seqlens_k", m.cu_seqlens_k);
   v("prefix_lens", m.prefix_lens, Optional{});
   v("chunk", m.chunk, Optional{});
+  v("sink_tokens", m.sink_tokens, Optional{});
 }
 template <Is<SoftmaxProblem> P, class V>
 void fields(P& p, V&& v) {

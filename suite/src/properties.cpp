@@ -1,4 +1,5 @@
 #include "maskcheck/suite/properties.hpp"
+#include "maskcheck/reference/predicate.hpp"
 
 #include <rapidcheck.h>
 
@@ -142,6 +143,7 @@ std::optional<ChunkSplit> chunk_split(MaskSpec m, std::int64_t chunk) {
   m.cu_seqlens_q.clear();
   m.cu_seqlens_k.clear();
   m.prefix_lens.clear();  // (per segment: documents of `chunk` keys would cut it too)
+  m.sink_tokens = 0;      // (likewise: each document of `chunk` keys would have its own sinks)
   ChunkSplit s{m, m};
   s.chunked.chunk = chunk;
   s.documents.chunk = 0;
@@ -156,6 +158,33 @@ std::optional<ChunkSplit> chunk_split(MaskSpec m, std::int64_t chunk) {
   s.chunked.validate();
   s.documents.validate();
   return s;
+}
+
+MaskSpec with_sinks(MaskSpec m) {
+  m.chunk = 0;
+  if (m.sink_tokens == 0)
+    m.sink_tokens = static_cast<std::int64_t>(draw_one_of(
+        {1, 4, 2, static_cast<double>(std::max<std::int64_t>(m.Lk / 2, 1))}, "sink_tokens"));
+  if (!m.window || m.window->left == kUnbounded) {
+    Window w = m.window.value_or(Window{});
+    w.left = static_cast<std::int64_t>(draw_one_of({0, 1, 3, 16, 100}, "window.left"));
+    m.window = w;
+  }
+  m.validate();
+  return m;
+}
+
+std::vector<std::uint8_t> segment_first_keys(const MaskSpec& m, std::int64_t S) {
+  std::vector<std::uint8_t> first(static_cast<std::size_t>(m.B * m.Lk), 0);
+  for (std::int64_t b = 0; b < m.B; ++b) {
+    const std::int64_t k0 = valid_begin(m.padding, m.Lk, m.k_len(b));
+    const std::vector<std::int32_t> whole{0, static_cast<std::int32_t>(m.k_len(b))};
+    const auto& cuts = m.has_documents() ? m.cu_seqlens_k[b] : whole;
+    for (std::size_t d = 0; d + 1 < cuts.size(); ++d)
+      for (std::int64_t k = cuts[d]; k < std::min<std::int64_t>(cuts[d + 1], cuts[d] + S); ++k)
+        first[static_cast<std::size_t>(b * m.Lk + k0 + k)] = 1;
+  }
+  return first;
 }
 
 std::int64_t draw_chunk(const MaskSpec& m) {

@@ -6,6 +6,8 @@
 #include <functional>
 #include <limits>
 #include <optional>
+#include <sstream>
+#include <string>
 
 #include "maskcheck/reference/attention.hpp"
 #include "maskcheck/reference/predicate.hpp"
@@ -172,10 +174,11 @@ void check_masked_keys_cannot_leak(const Implementation& impl, const AttentionCa
           }
   const FlatMask flat(m);
   auto blind = [&](std::int64_t b, std::int64_t q) {
-    const KeyRange r = visible_keys(flat.view(), b, q);
-    for (std::int64_t k = r.begin; k < r.end; ++k)
-      if (poisoned[b * m.Lk + k]) return false;
-    return true;
+    bool clean = true;
+    row_keys(flat.view(), b, q).for_each([&](std::int64_t k) {
+      if (poisoned[b * m.Lk + k]) clean = false;
+    });
+    return clean;
   };
   expect_exact_rows(select_rows(p, run(impl, c, p, dirty), blind),
                     select_rows(p, run(impl, c, p, d), blind), p.D);
@@ -392,6 +395,66 @@ void add_attention_properties(std::vector<Property>& out) {
        }});
 
   out.push_back(
+      {"attention.sinksSurviveTheWindow", Op::attention,
+       "attention sinks under a sliding window: with q = 0 (every visible key weighs 1/n) and "
+       "V marking the first S keys of each segment, every row that sees a key puts between 1/n "
+       "and S/n of its weight on them (a dropped sink gives 0), and rows that see none output 0",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         AttentionCase c;
+         if (!draw(impl, lim, c)) return;
+         AttentionProblem& p = c.problem;
+         p.mask = with_sinks(p.mask);
+         p.mods = {};  // q = 0 makes every score 0 only without ALiBi; sink logits take weight
+         if (!supported(impl.supports_attention(p, c.dtype, c.want_lse))) return;
+         const MaskSpec& m = p.mask;
+         const std::int64_t S = m.sink_tokens;
+         auto d = make_data(c);
+         std::fill(d.q.begin(), d.q.end(), 0.0);
+         std::fill(d.v.begin(), d.v.end(), 0.0);
+         const auto first = segment_first_keys(m, S);
+         const Rows rows{p};
+         for (std::int64_t b = 0; b < m.B; ++b)
+           for (std::int64_t h = 0; h < p.Hkv; ++h)
+             for (std::int64_t k = 0; k < m.Lk; ++k) {
+               d.v[rows.kv(b, h, k)] = first[b * m.Lk + k];
+               if (p.D > 1) d.v[rows.kv(b, h, k) + 1] = 1.0;  // the row's total weight
+             }
+         const auto got = run(impl, c, p, d);
+         const FlatMask flat(m);
+         const double tol = 1.0 / 32;  // far above any dtype's rounding of n / n or 1 / n
+         std::ostringstream bad;
+         int failures = 0;
+         for (std::int64_t b = 0; b < m.B; ++b)
+           for (std::int64_t h = 0; h < p.H; ++h)
+             for (std::int64_t q = 0; q < m.Lq; ++q) {
+               const double* o = got.out.data() + rows.out(b, h, q);
+               const bool empty = visible_keys(flat.view(), b, q).empty();
+               // n: the row's visible keys from its log-sum-exp (log n with q = 0), else <= Lk.
+               const double n = c.want_lse && !empty
+                                    ? std::exp(got.lse[rows.lse(b, h, q)])
+                                    : static_cast<double>(std::max<std::int64_t>(m.Lk, 1));
+               std::string why;
+               if (empty) {
+                 if (o[0] != 0 || (p.D > 1 && o[1] != 0)) why = "a row without keys is not 0";
+               } else if (!(o[0] >= (1 - tol) / n)) {
+                 why = "the sinks got no weight (less than one key's 1/n)";
+               } else if (c.want_lse && !(o[0] <= (1 + tol) * static_cast<double>(S) / n)) {
+                 why = "the sinks got more than S/n";
+               } else if (p.D > 1 && !(std::fabs(o[1] - 1) <= tol)) {
+                 why = "the row's weights do not sum to 1";
+               }
+               if (why.empty()) continue;
+               if (++failures <= 3)
+                 bad << "\n  (b=" << b << ", h=" << h << ", q=" << q << "): " << why
+                     << ": out[0] = " << o[0] << (p.D > 1 ? ", out[1] = " : "")
+                     << (p.D > 1 ? std::to_string(o[1]) : "") << ", n = " << n;
+             }
+         expect(failures == 0, "attention sinks (sink_tokens=" + std::to_string(S) +
+                                   ", window.left=" + std::to_string(m.window->left) +
+                                   "): " + std::to_string(failures) + " rows wrong" + bad.str());
+       }});
+
+  out.push_back(
       {"attention.maskedKeysCannotLeak", Op::attention,
        "huge or random finite values in K and V at any set of key positions change no bit of the "
        "rows that cannot see those keys (padding, future tokens, outside the window, other "
@@ -498,7 +561,7 @@ void add_attention_properties(std::vector<Property>& out) {
            if (m.B == 0 || m.Lq == 0) return;
            const std::int64_t b = *rc::gen::inRange<std::int64_t>(0, m.B).as("b");
            const std::int64_t q = *rc::gen::inRange<std::int64_t>(0, m.Lq).as("q");
-           const KeyRange r = visible_keys(flat.view(), b, q);
+           const RowKeys r = row_keys(flat.view(), b, q);  // (attention sinks, then the window)
            if (r.empty()) continue;
            AttentionProblem alone = p;
            alone.mask = MaskSpec{};
@@ -511,10 +574,13 @@ void add_attention_properties(std::vector<Property>& out) {
              s.q.insert(s.q.end(), d.q.begin() + rows.out(b, h, q),
                         d.q.begin() + rows.out(b, h, q) + p.D);
            for (std::int64_t h = 0; h < p.Hkv; ++h) {
-             s.k.insert(s.k.end(), d.k.begin() + rows.kv(b, h, r.begin),
-                        d.k.begin() + rows.kv(b, h, r.end));
-             s.v.insert(s.v.end(), d.v.begin() + rows.kv(b, h, r.begin),
-                        d.v.begin() + rows.kv(b, h, r.end));
+             for (const KeyRange& part : {r.sinks, r.keys}) {
+               if (part.empty()) continue;
+               s.k.insert(s.k.end(), d.k.begin() + rows.kv(b, h, part.begin),
+                          d.k.begin() + rows.kv(b, h, part.end));
+               s.v.insert(s.v.end(), d.v.begin() + rows.kv(b, h, part.begin),
+                          d.v.begin() + rows.kv(b, h, part.end));
+             }
            }
            const auto got = run(impl, c, alone, s);
            AttentionResult want;
@@ -611,7 +677,8 @@ void add_attention_properties(std::vector<Property>& out) {
              alone.mask.window = m.window;
              alone.mask.alignment = m.alignment;
              if (!m.prefix_lens.empty()) alone.mask.prefix_lens = {m.prefix_lens[b]};
-             alone.mask.chunk = m.chunk;  // prefixes and chunks count from each segment
+             alone.mask.chunk = m.chunk;  // prefixes, chunks and sinks count from each segment
+             alone.mask.sink_tokens = m.sink_tokens;
              AttentionData s;
              AttentionResult want;
              for (std::int64_t h = 0; h < p.H; ++h) {
@@ -815,11 +882,11 @@ void add_attention_properties(std::vector<Property>& out) {
          c.problem.mods = {};  // the packed layout takes no score modifiers
          const AttentionProblem& p = c.problem;
          const MaskSpec& m = p.mask;
-         // The packed layout has no prefix-LM or chunk clause (VarlenAttentionProblem).
-         if (m.has_prefix_or_chunk()) {
+         // The packed layout has no prefix-LM, chunk or sinks clause (VarlenAttentionProblem).
+         if (m.has_prefix_or_chunk() || m.has_sink_tokens()) {
            tag_case(
-               {"skipped: the packed layout (VarlenAttentionProblem) has no prefix-LM or "
-                "chunk clause"});
+               {"skipped: the packed layout (VarlenAttentionProblem) has no prefix-LM, chunk or "
+                "attention-sinks clause"});
            return;
          }
          // Segments: each document, or each sequence's valid range without documents.
@@ -1012,9 +1079,10 @@ void add_attention_modifier_properties(std::vector<Property>& out) {
          const FlatMask flat(p.mask);
          const double scale = p.effective_scale(), u = unit_roundoff(DType::f32);
          auto saturated = [&](std::int64_t b, std::int64_t q) {
-           const KeyRange r = visible_keys(flat.view(), b, q);
+           const RowKeys r = row_keys(flat.view(), b, q);
+           bool all = true;
            for (std::int64_t h = 0; h < p.H; ++h)
-             for (std::int64_t j = r.begin; j < r.end; ++j) {
+             r.for_each([&](std::int64_t j) {
                double dot = 0, mag = 0;
                for (std::int64_t e = 0; e < p.D; ++e) {
                  const double x =
@@ -1024,9 +1092,9 @@ void add_attention_modifier_properties(std::vector<Property>& out) {
                }
                if (std::fabs(dot) <= 16 * static_cast<double>(p.D) * u * mag ||
                    std::fabs(scale * dot) <= 20 * p.mods.softcap)
-                 return false;
-             }
-           return true;
+                 all = false;
+             });
+           return all;
          };
          const auto got = run(impl, c, p, d);
          const auto e = attention_expectation(p, c.dtype, d.q, d.k, d.v, c.want_lse);

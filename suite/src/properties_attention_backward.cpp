@@ -64,9 +64,8 @@ std::vector<std::uint8_t> seen_keys(const AttentionProblem& p, const MaskView& m
   std::vector<std::uint8_t> seen(static_cast<std::size_t>(p.mask.B * p.mask.Lk), 0);
   for (std::int64_t b = 0; b < p.mask.B; ++b)
     for (std::int64_t q = 0; q < p.mask.Lq; ++q) {
-      const KeyRange r = visible_keys(m, b, q);
-      for (std::int64_t k = std::max<std::int64_t>(r.begin, 0); k < std::min(r.end, p.mask.Lk); ++k)
-        seen[static_cast<std::size_t>(b * p.mask.Lk + k)] = 1;
+      row_keys(m, b, q).for_each(
+          [&](std::int64_t k) { seen[static_cast<std::size_t>(b * p.mask.Lk + k)] = 1; });
     }
   return seen;
 }

@@ -1,6 +1,9 @@
 // Properties of mask construction and conversion.
 #include <rapidcheck.h>
 
+#include <algorithm>
+#include <string>
+
 #include "maskcheck/reference/masks.hpp"
 #include "maskcheck/reference/predicate.hpp"
 #include "maskcheck/suite/properties.hpp"
@@ -31,6 +34,7 @@ MaskSpec document_alone(const MaskSpec& m, std::int64_t b, std::size_t d) {
   s.alignment = m.alignment;
   if (!m.prefix_lens.empty()) s.prefix_lens = {m.prefix_lens[b]};  // per segment, like chunks
   s.chunk = m.chunk;
+  s.sink_tokens = m.sink_tokens;  // (per segment too)
   return s;
 }
 
@@ -178,6 +182,36 @@ void add_mask_properties(std::vector<Property>& out) {
                                       impl.build_mask(s->chunked, c.encoding, c.dtype),
                                       impl.build_mask(s->documents, c.encoding, c.dtype)));
                  }});
+
+  out.push_back(
+      {"masks.sinksAreTheWindowPlusTheSegmentsFirstKeys", Op::masks,
+       "attention sinks: each row that sees a key without sinks sees, with them, also each of "
+       "the first S keys of its segment that it would see without the window's left bound; rows "
+       "that see nothing still see nothing (three masks of the implementation, combined)",
+       [](const Implementation& impl, const CaseLimits& lim) {
+         MaskCase c;
+         if (!draw(impl, lim, c)) return;
+         const MaskSpec m = with_sinks(c.spec);
+         MaskSpec plain = m, wide = m;
+         plain.sink_tokens = 0;
+         wide.sink_tokens = 0;
+         wide.window->left = kUnbounded;
+         for (const MaskSpec* s : std::initializer_list<const MaskSpec*>{&m, &plain, &wide})
+           if (!supported(impl.supports_masks(*s, MaskEncoding::keep, c.dtype))) return;
+         const auto got = impl.build_mask(m, MaskEncoding::keep, c.dtype);
+         auto want = impl.build_mask(plain, MaskEncoding::keep, c.dtype);
+         const auto wide_keep = impl.build_mask(wide, MaskEncoding::keep, c.dtype);
+         const auto first = segment_first_keys(m, m.sink_tokens);
+         for (std::int64_t b = 0; b < m.B; ++b)
+           for (std::int64_t q = 0; q < m.Lq; ++q) {
+             const auto row = want.begin() + (b * m.Lq + q) * m.Lk;
+             if (std::none_of(row, row + m.Lk, [](double x) { return x != 0; })) continue;
+             for (std::int64_t k = 0; k < m.Lk; ++k)
+               if (first[b * m.Lk + k] && wide_keep[(b * m.Lq + q) * m.Lk + k] != 0) row[k] = 1;
+           }
+         expect(check_exact("mask (sink_tokens=" + std::to_string(m.sink_tokens) + ")",
+                            mask_shape(m), got, want));
+       }});
 
   out.push_back(
       {"masks.documentsAreBlockDiagonal", Op::masks,

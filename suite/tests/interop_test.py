@@ -90,6 +90,7 @@ def keep_mask(spec):
     cu_q, cu_k = spec.get("cu_seqlens_q") or [], spec.get("cu_seqlens_k") or []
     prefix = spec.get("prefix_lens") or [0] * B
     chunk = spec.get("chunk", 0)
+    sinks = spec.get("sink_tokens", 0)
     keep = torch.zeros(B, Lq, Lk, dtype=torch.bool)
     for b in range(B):
         q0 = Lq - q_lens[b] if left else 0
@@ -105,15 +106,18 @@ def keep_mask(spec):
             lo, hi = 0, seg_k_len
             if spec.get("causal"):  # prefix-LM: the whole prefix too
                 hi = min(hi, max(diag + 1, prefix[b]))
-            if wl != UNBOUNDED:
-                lo = max(lo, diag - wl)
             if wr != UNBOUNDED:
                 hi = min(hi, diag + wr + 1)
             if chunk > 0:  # the chunk of the diagonal (Python's // floors)
                 lo = max(lo, diag // chunk * chunk)
                 hi = min(hi, diag // chunk * chunk + chunk)
+            sink_lo = lo  # attention sinks: exempt from the window's left bound only
+            if wl != UNBOUNDED:
+                lo = max(lo, diag - wl)
             if hi > lo:
                 keep[b, q, k0 + seg_k + lo:k0 + seg_k + hi] = True
+                # StreamingLLM: the segment's first `sinks` keys, for rows that see a key.
+                keep[b, q, k0 + seg_k + sink_lo:k0 + seg_k + min(hi, sinks)] = True
     return keep
 
 
@@ -292,6 +296,21 @@ def test_attention_cases_from_torch():
           f"problem as read: {full}")
     check_keep_mask_against_maskcheck(full["mask"], "torch_left_padded")
     check_attention_result("torch_left_padded", full, "bf16", t, result)
+
+    # Attention sinks (StreamingLLM) under the same left padding and window: the first 2 valid
+    # keys of each sequence stay visible.
+    problem["mask"]["sink_tokens"] = 2
+    path = WORK / "torch_sinks.safetensors"
+    save_file(t, str(path), metadata={"maskcheck.op": "attention",
+                                      "maskcheck.problem": json.dumps(problem),
+                                      "maskcheck.options": json.dumps({"want_lse": True})})
+    result, meta = eval_case("attention", "reference", path, "torch_sinks")
+    full = json.loads(meta["maskcheck.problem"])
+    check(full["mask"]["sink_tokens"] == 2, f"problem as read: {full}")
+    check(not keep_mask(full["mask"]).equal(keep_mask({**full["mask"], "sink_tokens": 0})),
+          "the sinks case masks like the window alone")
+    check_keep_mask_against_maskcheck(full["mask"], "torch_sinks")
+    check_attention_result("torch_sinks", full, "bf16", t, result)
 
     # Prefix-LM and chunks (bottom-right, Lq != Lk: diagonals past the first chunk).
     problem = {"mask": {"causal": True, "prefix_lens": [4, 1], "chunk": 3}, "scale": 0.5}

@@ -78,7 +78,7 @@ TEST(Plugin, examplePassesTheCatalogue) {
   // softmax, attention forward and backward, cross-entropy
   EXPECT_GE(j.at("summary").at("passed").get<int>(), 33);
   EXPECT_EQ(j.at("plugins").at(0).at("name"), "example");
-  EXPECT_EQ(j.at("plugins").at(0).at("abi"), "1.3");
+  EXPECT_EQ(j.at("plugins").at(0).at("abi"), "1.4");
   EXPECT_EQ(j.at("plugins").at(0).at("varlen"), true);
   EXPECT_EQ(j.at("plugins").at(0).at("attention_backward"),
             (nlohmann::json{"f64", "f32", "f16", "bf16"}));
@@ -348,11 +348,11 @@ TEST(Plugin, abiMismatchIsAnInputError) {
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_TRUE(contains(r.out,
                        "plugin ABI version mismatch: the plugin reports ABI 2.0, this "
-                       "maskcheck speaks ABI 1.3"))
+                       "maskcheck speaks ABI 1.4"))
       << r.out;
   r = maskcheck_cli("verify --plugin " + test_plugin("abi_newer"));
   EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_TRUE(contains(r.out, "built for ABI 1.7, newer than this maskcheck's 1.3")) << r.out;
+  EXPECT_TRUE(contains(r.out, "built for ABI 1.7, newer than this maskcheck's 1.4")) << r.out;
 }
 
 TEST(Plugin, unusableLibrariesAreInputErrors) {
@@ -690,6 +690,48 @@ TEST(PluginAbi13, anIgnoredSinkLogitIsCaught) {
   ASSERT_EQ(r.code, 1) << r.out;
   const auto row =
       rows_by_property(maskcheck::read_json_file(json)).at("attention.sinkLogitsLowerRowSums");
+  EXPECT_EQ(row.at("status"), "failed") << row.dump();
+}
+
+// ---- ABI 1.4: attention sinks ------------------------------------------------------------------
+
+TEST(PluginAbi14, sinksReachTheExampleAndOlderTablesSkipThem) {
+  const std::string props =
+      " --property masks.sinksAreTheWindowPlusTheSegmentsFirstKeys,attention.sinksSurviveTheWindow,"
+      "attention.agreesWithReference";
+  const std::string json = temp_path("sinks.json");
+  CliResult r = maskcheck_cli("verify --plugin " + std::string(EXAMPLE_PLUGIN) + props +
+                                  " --cases 30 --seed 8 --json " + json,
+                              kCi);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto rows = rows_by_property(maskcheck::read_json_file(json));
+  EXPECT_EQ(rows.at("attention.sinksSurviveTheWindow").at("status"), "passed")
+      << rows.at("attention.sinksSurviveTheWindow").dump();
+  // A 1.3 table (no sink_tokens in its mask descriptor, no mask tensor): not given such masks.
+  r = maskcheck_cli("verify --plugin " + test_plugin("abi13_table") + props +
+                        " --cases 10 --seed 8 --json " + json,
+                    kCi);
+  ASSERT_EQ(r.code, 0) << r.out;
+  rows = rows_by_property(maskcheck::read_json_file(json));
+  const auto& row = rows.at("attention.sinksSurviveTheWindow");
+  EXPECT_EQ(row.at("status"), "skipped") << row.dump();
+  EXPECT_TRUE(contains(row.at("skip_reasons").dump(),
+                       "is not given masks with attention sinks: its mask descriptor has them "
+                       "from ABI 1.4 on"))
+      << row.dump();
+  EXPECT_EQ(rows.at("attention.agreesWithReference").at("status"), "passed");
+}
+
+TEST(PluginAbi14, ignoredSinkTokensAreCaught) {
+  const std::string json = temp_path("sinks_ignored.json");
+  const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("sinks_ignored") +
+                                        " --property attention.sinksSurviveTheWindow --cases 30 "
+                                        "--seed 9 --no-counterexamples --json " +
+                                        json,
+                                    kCi);
+  ASSERT_EQ(r.code, 1) << r.out;
+  const auto row =
+      rows_by_property(maskcheck::read_json_file(json)).at("attention.sinksSurviveTheWindow");
   EXPECT_EQ(row.at("status"), "failed") << row.dump();
 }
 

@@ -109,7 +109,10 @@ std::int64_t doc_of(const std::vector<std::int32_t>& cu, std::int64_t i) {
   return d;
 }
 
-bool textbook_visible(const mc::MaskSpec& m, std::int64_t b, std::int64_t q, std::int64_t k) {
+// The clauses but the sinks; with `no_left`, without the window's left bound. *seg_k receives
+// the key's position in its segment.
+bool textbook_clauses(const mc::MaskSpec& m, std::int64_t b, std::int64_t q, std::int64_t k,
+                      bool no_left, std::int64_t* seg_k) {
   const std::int64_t ql = m.q_len(b), kl = m.k_len(b);
   const std::int64_t q0 = m.padding == mc::PaddingSide::left ? m.Lq - ql : 0;
   const std::int64_t k0 = m.padding == mc::PaddingSide::left ? m.Lk - kl : 0;
@@ -128,9 +131,11 @@ bool textbook_visible(const mc::MaskSpec& m, std::int64_t b, std::int64_t q, std
   }
   const std::int64_t offset = m.alignment == mc::Alignment::bottom_right ? sk - sq : 0;
   const std::int64_t prefix = m.prefix_lens.empty() ? 0 : m.prefix_lens[b];
+  *seg_k = ki;
   if (m.causal && ki > qi + offset && ki >= prefix) return false;  // the prefix is bidirectional
   if (m.window) {
-    if (m.window->left != mc::kUnbounded && ki < qi + offset - m.window->left) return false;
+    if (!no_left && m.window->left != mc::kUnbounded && ki < qi + offset - m.window->left)
+      return false;
     if (m.window->right != mc::kUnbounded && ki > qi + offset + m.window->right) return false;
   }
   if (m.chunk > 0) {  // the same chunk as the diagonal: floor division, negative diagonals too
@@ -140,6 +145,18 @@ bool textbook_visible(const mc::MaskSpec& m, std::int64_t b, std::int64_t q, std
     if (chunk_of(ki) != chunk_of(qi + offset)) return false;
   }
   return true;
+}
+
+// Attention sinks: a row that sees some key also sees the first sink_tokens keys of its segment
+// that pass every clause but the window's left bound.
+bool textbook_visible(const mc::MaskSpec& m, std::int64_t b, std::int64_t q, std::int64_t k) {
+  std::int64_t ki = 0;
+  if (textbook_clauses(m, b, q, k, false, &ki)) return true;
+  if (m.sink_tokens == 0 || !textbook_clauses(m, b, q, k, true, &ki) || ki >= m.sink_tokens)
+    return false;
+  for (std::int64_t j = 0; j < m.Lk; ++j)
+    if (textbook_clauses(m, b, q, j, false, &ki)) return true;
+  return false;
 }
 
 RC_GTEST_PROP(Predicate, agreesWithTheClausesWrittenOut, (const mc::MaskSpec& m)) {
@@ -169,7 +186,13 @@ RC_GTEST_PROP(Predicate, tileHelpersAgreeWithElementwisePredicate, (const mc::Ma
             all = all && vis;
             if (vis) RC_ASSERT(span.contains(k));  // the span holds every visible key
           }
-        RC_ASSERT(mc::tile_fully_visible(v, b, q0, q1, k0, k1) == all);
+        // Exact with one interval per row; with attention sinks apart from the window the
+        // common interval leaves the sinks out (a per-element test where none was needed).
+        if (m.sink_tokens == 0) {
+          RC_ASSERT(mc::tile_fully_visible(v, b, q0, q1, k0, k1) == all);
+        } else {
+          RC_ASSERT(!mc::tile_fully_visible(v, b, q0, q1, k0, k1) || all);
+        }
       }
     }
 }
@@ -194,6 +217,63 @@ TEST(Predicate, bottomRightAndTopLeftDifferWhenLqNotLk) {
   EXPECT_TRUE(mc::visible_keys(nm.view(), 0, 0).empty());
   EXPECT_TRUE(mc::visible_keys(nm.view(), 0, 1).empty());
   EXPECT_EQ(mc::visible_keys(nm.view(), 0, 2).size(), 1);
+}
+
+TEST(Predicate, attentionSinksOnHandDrawnMasks) {
+  // StreamingLLM over 8 keys: causal, a window of 2 keys back, 2 sinks.
+  mc::MaskSpec m;
+  m.Lq = m.Lk = 8;
+  m.causal = true;
+  m.window = mc::Window{2, mc::kUnbounded};
+  m.sink_tokens = 2;
+  const mc::FlatMask f(m);
+  auto keys = [&](const mc::FlatMask& fm, std::int64_t q) { return mc::row_keys(fm.view(), 0, q); };
+  // Row 0 sees key 0 (the sinks are causal too): one interval.
+  EXPECT_EQ(keys(f, 0).keys.begin, 0);
+  EXPECT_EQ(keys(f, 0).keys.end, 1);
+  EXPECT_TRUE(keys(f, 0).sinks.empty());
+  // Row 3: window [1, 4) touches the sinks [0, 2): merged into [0, 4).
+  EXPECT_EQ(keys(f, 3).keys.begin, 0);
+  EXPECT_EQ(keys(f, 3).keys.end, 4);
+  EXPECT_TRUE(keys(f, 3).sinks.empty());
+  // Row 6: sinks [0, 2), a gap, the window [4, 7).
+  EXPECT_EQ(keys(f, 6).sinks.begin, 0);
+  EXPECT_EQ(keys(f, 6).sinks.end, 2);
+  EXPECT_EQ(keys(f, 6).keys.begin, 4);
+  EXPECT_EQ(keys(f, 6).keys.end, 7);
+  EXPECT_EQ(keys(f, 6).size(), 5);
+  EXPECT_TRUE(mc::visible(f.view(), 0, 6, 1));
+  EXPECT_FALSE(mc::visible(f.view(), 0, 6, 2));
+  EXPECT_EQ(mc::visible_keys(f.view(), 0, 6).begin, 4);  // the interval alone
+  // The tile of rows 6-7 skips keys [2, 4), the gap of both rows, and not [1, 3).
+  const mc::TileBounds t = mc::tile_bounds(f.view(), 0, 6, 8);
+  EXPECT_TRUE(t.skips(2, 4));
+  EXPECT_FALSE(t.skips(1, 3));
+  EXPECT_EQ(t.span.begin, 0);
+  // Left padding: the sinks are the first valid keys, not padded positions.
+  mc::MaskSpec l = m;
+  l.q_lens = {6};
+  l.k_lens = {6};
+  l.padding = mc::PaddingSide::left;
+  const mc::FlatMask fl(l);
+  EXPECT_EQ(keys(fl, 7).sinks.begin, 2);
+  EXPECT_EQ(keys(fl, 7).sinks.end, 4);
+  // A row that sees no key sees no sink: top-left, 10 queries over 4 keys, window (1, 0).
+  mc::MaskSpec e;
+  e.Lq = 10;
+  e.Lk = 4;
+  e.alignment = mc::Alignment::top_left;
+  e.window = mc::Window{1, 0};
+  e.sink_tokens = 2;
+  const mc::FlatMask fe(e);
+  EXPECT_TRUE(keys(fe, 7).empty());
+  EXPECT_TRUE(keys(fe, 7).sinks.empty());
+  EXPECT_TRUE(keys(fe, 3).sinks.empty());  // diag 3: window [2, 4), sinks [0, 2) merged
+  EXPECT_EQ(keys(fe, 3).keys.begin, 0);
+  // Validation names the field.
+  mc::MaskSpec bad = m;
+  bad.sink_tokens = -1;
+  EXPECT_THROW(bad.validate(), mc::InvalidArgument);
 }
 
 TEST(Predicate, prefixLmAndChunksOnHandDrawnMasks) {

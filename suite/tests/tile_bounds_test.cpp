@@ -121,20 +121,22 @@ class Rows {
 
 // Equal bounds, whatever their index type (with no row that sees a key, span and common are the
 // fold's identity, whose sentinels differ between int and int64).
-template <class I, class J>
-bool same(const mc::BasicTileBounds<I>& x, const mc::BasicTileBounds<J>& y) {
+template <class X, class Y>
+bool same(const X& x, const Y& y) {
   if (x.any_empty_row != y.any_empty_row || x.span.empty() != y.span.empty()) return false;
   return x.span.empty() || (x.span.begin == y.span.begin && x.span.end == y.span.end &&
                             x.common.begin == y.common.begin && x.common.end == y.common.end);
 }
 
 // The bounds of rows [q0, q1) against the rows: the span is exactly their hull; for keys
-// [k0, k1), skips() holds exactly when they lie outside the hull (and then no row sees one of
-// them: a gap inside the hull, between two documents' rows, is not skipped), unmasked() and
-// fully_visible() exactly when every row that sees a key, or every row, sees them all.
-template <class Index>
-void check_span(const mc::BasicTileBounds<Index>& t, const Rows& rows, std::int64_t b,
-                std::int64_t q0, std::int64_t q1) {
+// [k0, k1), skips() holds when they lie outside the hull, and only when no row sees one of them
+// (a gap inside the hull is skipped when it lies between every row's attention sinks and its
+// window, not between two documents' rows); unmasked() and fully_visible() exactly when every row
+// that sees a key, or every row, sees them all (without sinks; with them, only then: the common
+// interval leaves the sinks out).
+template <class Bounds>
+void check_span(const Bounds& t, const Rows& rows, std::int64_t b, std::int64_t q0,
+                std::int64_t q1) {
   const mc::KeyRange hull = rows.hull(b, q0, q1);
   RC_ASSERT(t.span.empty() == hull.empty());
   if (!hull.empty()) {
@@ -142,18 +144,24 @@ void check_span(const mc::BasicTileBounds<Index>& t, const Rows& rows, std::int6
     RC_ASSERT(static_cast<std::int64_t>(t.span.end) == hull.end);
   }
 }
-template <class Index>
-void check_keys(const mc::BasicTileBounds<Index>& t, const Rows& rows, std::int64_t b,
-                std::int64_t q0, std::int64_t q1, std::int64_t k0, std::int64_t k1,
-                std::set<std::string>& tags, bool all_rows = true) {
+template <class Bounds>
+void check_keys(const Bounds& t, const Rows& rows, std::int64_t b, std::int64_t q0, std::int64_t q1,
+                std::int64_t k0, std::int64_t k1, std::set<std::string>& tags, bool sinks,
+                bool all_rows = true) {
+  using Index = decltype(t.span.begin);
   const Rows::Expected e = rows.expect(b, q0, q1, k0, k1);
   const mc::KeyRange hull = rows.hull(b, q0, q1);
   const auto i0 = static_cast<Index>(k0), i1 = static_cast<Index>(k1);
-  RC_ASSERT(t.skips(i0, i1) == (hull.empty() || hull.end <= k0 || k1 <= hull.begin));
+  const bool outside = hull.empty() || hull.end <= k0 || k1 <= hull.begin;
+  if (outside) RC_ASSERT(t.skips(i0, i1));
   if (t.skips(i0, i1)) RC_ASSERT(!e.any);
+  if (!sinks) RC_ASSERT(t.skips(i0, i1) == outside);
+  if (t.skips(i0, i1) && !outside) tags.insert("key tile in the gap between sinks and window");
   if (e.any) tags.insert(t.unmasked(i0, i1) ? "unmasked key tile" : "boundary key tile");
-  RC_ASSERT(t.unmasked(i0, i1) == e.unmasked);
-  if (all_rows) RC_ASSERT(t.fully_visible(i0, i1) == e.fully);
+  if (t.unmasked(i0, i1)) RC_ASSERT(e.unmasked);
+  if (!sinks) RC_ASSERT(t.unmasked(i0, i1) == e.unmasked);
+  if (all_rows && t.fully_visible(i0, i1)) RC_ASSERT(e.fully);
+  if (all_rows && !sinks) RC_ASSERT(t.fully_visible(i0, i1) == e.fully);
 }
 
 rc::Gen<mc::MaskSpec> gen_tiled_mask() {
@@ -193,8 +201,7 @@ RC_GTEST_PROP(TileBounds, cpuAttentionTilesAgreeWithRows, ()) {
           std::vector<mc::TileBounds> blk(static_cast<std::size_t>(blocks));
           mc::TileBounds tile;
           for (std::int64_t i = 0; i < nr; ++i)
-            blk[i / kR] =
-                mc::combine(blk[i / kR], mc::row_tile_bounds(mc::visible_keys(v, b, qa + i)));
+            blk[i / kR] = mc::combine(blk[i / kR], mc::row_tile_bounds(mc::row_keys(v, b, qa + i)));
           for (const auto& x : blk) tile = mc::combine(tile, x);
           RC_ASSERT(same(tile, mc::tile_bounds(v, b, qa, qa + nr)));
           check_span(tile, rows, b, qa, qa + nr);
@@ -208,7 +215,7 @@ RC_GTEST_PROP(TileBounds, cpuAttentionTilesAgreeWithRows, ()) {
             if (k_end > s.k0 + s.k_len) tags.insert("cpu: key tile past the sequence's end");
             for (std::int64_t bl = 0; bl < blocks; ++bl)
               check_keys(blk[bl], rows, b, qa + bl * kR, qa + std::min(nr, (bl + 1) * kR), k_begin,
-                         k_end, tags);
+                         k_end, tags, m.sink_tokens > 0);
           }
         }
       }
@@ -220,11 +227,12 @@ RC_GTEST_PROP(TileBounds, cpuAttentionTilesAgreeWithRows, ()) {
 // butterfly of __shfl_xor_sync (lane l combines with lane l ^ o, o = 16 .. 1, all lanes at once),
 // the block folds lane 0 of each warp; then the key tiles it walks from the span's first key.
 RC_GTEST_PROP(TileBounds, cudaFlashBlocksAgreeWithRows, ()) {
-  const mc::MaskSpec m = *gen_tiled_mask();
+  mc::MaskSpec m = *gen_tiled_mask();
+  m.sink_tokens = 0;  // the CUDA kernels decline attention sinks (one interval per row, no gap)
   std::set<std::string> tags = start(m);
   const Rows rows(m);
   const mc::MaskView v = rows.view();
-  using Bounds = mc::BasicTileBounds<int>;
+  using Bounds = mc::BasicTileBounds<int, false>;
   for (const CudaConfig& cfg : kCudaConfigs)
     for (std::int64_t b = 0; b < m.B; ++b)
       for (const bool packed : {false, true}) {
@@ -240,7 +248,7 @@ RC_GTEST_PROP(TileBounds, cudaFlashBlocksAgreeWithRows, ()) {
               const std::int64_t i = m0 + r;
               mc::KeyRange kr{0, 0};
               if (i < extent) kr = mc::visible_keys(v, b, i);
-              lane[t] = mc::combine(lane[t], mc::row_tile_bounds<int>(kr));
+              lane[t] = mc::combine(lane[t], mc::row_tile_bounds<int, false>(kr));
             }
           for (int o = 16; o > 0; o >>= 1) {
             std::vector<Bounds> next(lane.size());
@@ -270,7 +278,7 @@ RC_GTEST_PROP(TileBounds, cudaFlashBlocksAgreeWithRows, ()) {
           for (int j = 0; j < tiles; ++j) {
             const int n0 = block.span.begin + j * cfg.key_tile;
             // The block's rows past the extent (rows without keys to the fold) are not rows.
-            check_keys(block, rows, b, m0, rows_end, n0, n0 + cfg.key_tile, tags,
+            check_keys(block, rows, b, m0, rows_end, n0, n0 + cfg.key_tile, tags, false,
                        rows_end == m0 + kCudaBlockRows);
             if (n0 + cfg.key_tile > m.Lk) tags.insert("cuda: key tile past Lk");
           }
@@ -278,7 +286,7 @@ RC_GTEST_PROP(TileBounds, cudaFlashBlocksAgreeWithRows, ()) {
           // start where the span does, which makes an off-by-one at common's ends rare.
           if (!block.span.empty())
             for (int n0 = block.span.begin - cfg.key_tile; n0 <= block.span.end; ++n0)
-              check_keys(block, rows, b, m0, rows_end, n0, n0 + cfg.key_tile, tags,
+              check_keys(block, rows, b, m0, rows_end, n0, n0 + cfg.key_tile, tags, false,
                          rows_end == m0 + kCudaBlockRows);
         }
       }

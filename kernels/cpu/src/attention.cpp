@@ -2,7 +2,8 @@
 //   q: [B, H, Lq, D], k, v: [B, Hkv, Lk, D], out: [B, H, Lq, D] (f32 or bf16 storage),
 //   lse: [B, H, Lq] fp32 or nullptr. O = softmax(Q K^T * scale + mask) V; head h reads kv head
 //   h / (H / Hkv). Each query row's visible keys are the interval visible_keys(mask, b, q) of the
-//   one predicate; a row with none gets O = 0 and lse = -inf. Masks are never materialized.
+//   one predicate, plus its attention sinks apart from it (row_keys); a row with none gets O = 0
+//   and lse = -inf. Masks are never materialized.
 // Complexity: 4 * D FLOPs per visible (q, k) pair, plus the masked remainder of boundary tiles
 //   (at most one key tile per register block of rows at each interval end); O((Lq + Lk) * D)
 //   memory traffic per (b, h) beyond that, and one packed copy of the valid K and V.
@@ -130,8 +131,10 @@ struct Scratch {
   float* l = nullptr;          // [bq, lanes] running row sums, one vector per row
   float* p = nullptr;          // [bq, bk]    probabilities of the current key tile
   float* alpha = nullptr;      // [bq]     the rows' rescale factors for the current key tile
-  std::int64_t* lo = nullptr;  // [bq] the rows' visible key intervals [lo, hi)
+  std::int64_t* lo = nullptr;  // [bq] the rows' visible key intervals [lo, hi) (empty: 0, 0)
   std::int64_t* hi = nullptr;
+  std::int64_t* slo = nullptr;  // [bq] their attention sinks apart from it [slo, shi), or 0, 0
+  std::int64_t* shi = nullptr;
   std::int64_t* diag = nullptr;  // [bq] the rows' diagonals (ALiBi), when modified
 };
 
@@ -144,6 +147,19 @@ struct BlockMods {
   const float* diag = nullptr;   // [RN]
 };
 
+// Row i's keys (row_keys intersected with [clip_begin, clip_end)) kept in sc; their TileBounds.
+inline TileBounds SetRow(const Problem& pr, const Scratch& sc, std::int64_t i, std::int64_t b,
+                         std::int64_t q, std::int64_t clip_begin, std::int64_t clip_end) {
+  if (pr.modified) sc.diag[i] = query_diagonal(pr.mask, b, q);
+  return detail::keep_row(detail::RowSpans{sc.lo, sc.hi, sc.slo, sc.shi}, i,
+                          detail::clip_row(row_keys(pr.mask, b, q), clip_begin, clip_end));
+}
+inline detail::RowLimits BlockLimits(const Scratch& sc, std::int64_t r0, int rn, std::int64_t first,
+                                     std::int64_t bk) {
+  return detail::block_limits(detail::RowSpans{sc.lo, sc.hi, sc.slo, sc.shi}, r0, rn, first, bk);
+}
+using detail::RowLimits;
+
 }  // namespace maskcheck::cpu::attn
 #endif  // MASKCHECK_CPU_ATTENTION_SHARED
 
@@ -151,19 +167,20 @@ HWY_BEFORE_NAMESPACE();
 namespace maskcheck::cpu::attn {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
+static_assert(kR <= detail::kMaxR, "RowLimits holds kMaxR rows");
 
 // Scores of one key tile for RN query rows: S = Q K^T (RN x KC vectors of keys in registers),
-// then, for a boundary tile (MASKED), the select lo <= k < hi; online-softmax update of m and l;
-// P and the rows' rescale factors alpha written for BlockPV. Boundary tiles pass only the
-// vectors of keys some row of the block sees (KC < kC on a causal diagonal).
-//   q: [RN, D], kt: [D, row stride kBk], lo / hi: per row, relative to kt; p: [RN, stride kBk].
+// then, for a boundary tile (MASKED), the select lo <= k < hi or slo <= k < shi (the row's
+// attention sinks); online-softmax update of m and l; P and the rows' rescale factors alpha
+// written for BlockPV. Boundary tiles pass only the vectors of keys some row of the block sees
+// (KC < kC on a causal diagonal).
+//   q: [RN, D], kt: [D, row stride kBk], lim: RowLimits relative to kt; p: [RN, stride kBk].
 // With MOD, the scores are first transformed by `mods` (soft-cap, then ALiBi).
 template <int RN, bool MASKED, int KC = kC, bool MOD = false>
 HWY_NOINLINE void BlockScores(const float* HWY_RESTRICT q, std::int64_t D,
-                              const float* HWY_RESTRICT kt, const float* lo, const float* hi,
-                              float exp2_scale, float* HWY_RESTRICT m, float* HWY_RESTRICT l,
-                              float* HWY_RESTRICT p, float* HWY_RESTRICT alpha,
-                              const BlockMods* mods) {
+                              const float* HWY_RESTRICT kt, const RowLimits* lim, float exp2_scale,
+                              float* HWY_RESTRICT m, float* HWY_RESTRICT l, float* HWY_RESTRICT p,
+                              float* HWY_RESTRICT alpha, const BlockMods* mods) {
   const DF df;
   VF s[RN][KC];
   Scores<RN, KC>(q, D, D, kt, s);
@@ -187,10 +204,12 @@ HWY_NOINLINE void BlockScores(const float* HWY_RESTRICT q, std::int64_t D,
   for (int r = 0; r < RN; ++r) {
     hn::Mask<DF> visible[KC];
     if constexpr (MASKED) {
-      const VF vlo = hn::Set(df, lo[r]), vhi = hn::Set(df, hi[r]);
+      const VF vlo = hn::Set(df, lim->lo[r]), vhi = hn::Set(df, lim->hi[r]);
+      const VF vslo = hn::Set(df, lim->slo[r]), vshi = hn::Set(df, lim->shi[r]);
       for (int c = 0; c < KC; ++c) {
         const VF key = hn::Iota(df, static_cast<float>(c * kN));
-        visible[c] = hn::And(hn::Ge(key, vlo), hn::Lt(key, vhi));
+        visible[c] = hn::Or(hn::And(hn::Ge(key, vlo), hn::Lt(key, vhi)),
+                            hn::And(hn::Ge(key, vslo), hn::Lt(key, vshi)));
         s[r][c] = hn::IfThenElse(visible[c], s[r][c], neg_inf);  // garbage and NaN drop out here
       }
     }
@@ -360,15 +379,8 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
   const std::int64_t blocks = ceil_div(nr, kR);
   TileBounds blk[kBq / kR + 1];
   TileBounds tile;
-  for (std::int64_t i = 0; i < nr; ++i) {
-    KeyRange kr = visible_keys(pr.mask, b, qa + i);
-    kr.begin = std::max(kr.begin, pr.clip_begin);
-    kr.end = std::min(kr.end, pr.clip_end);
-    sc.lo[i] = kr.empty() ? 0 : kr.begin;
-    sc.hi[i] = kr.empty() ? 0 : kr.end;
-    if (pr.modified) sc.diag[i] = query_diagonal(pr.mask, b, qa + i);
-    blk[i / kR] = combine(blk[i / kR], row_tile_bounds(kr));
-  }
+  for (std::int64_t i = 0; i < nr; ++i)
+    blk[i / kR] = combine(blk[i / kR], SetRow(pr, sc, i, b, qa + i, pr.clip_begin, pr.clip_end));
   // The block transformation of the scores (soft-cap, ALiBi slope of head h).
   BlockMods mods;
   float slopes[kR];
@@ -430,29 +442,19 @@ void RunTile(const Problem& pr, const Scratch& sc, std::int64_t b, std::int64_t 
         const std::int64_t r0 = bl * kR;
         const int rn = static_cast<int>(std::min<std::int64_t>(kR, nr - r0));
         if (blk[bl].unmasked(k_begin, k_end)) {
-          WithRows<ScoresFull>(
-              rn, pr.modified, sc.q + r0 * D, D, kt_tile, static_cast<const float*>(nullptr),
-              static_cast<const float*>(nullptr), pr.exp2_scale, sc.m + r0, sc.l + r0 * kN,
-              sc.p + r0 * kBk, sc.alpha + r0, block_mods(r0, rn, k_begin));
+          WithRows<ScoresFull>(rn, pr.modified, sc.q + r0 * D, D, kt_tile,
+                               static_cast<const RowLimits*>(nullptr), pr.exp2_scale, sc.m + r0,
+                               sc.l + r0 * kN, sc.p + r0 * kBk, sc.alpha + r0,
+                               block_mods(r0, rn, k_begin));
         } else {
           // Only the vectors of keys [c0, c1) that some row of the block sees.
           const std::int64_t c0 = (std::max(k_begin, blk[bl].span.begin) - k_begin) / kN;
           const std::int64_t c1 = ceil_div(std::min(k_end, blk[bl].span.end) - k_begin, kN);
           const std::int64_t first = k_begin + c0 * kN;
-          float lo[kR], hi[kR];  // relative to key `first`, clamped (exact in float)
-          for (int r = 0; r < rn; ++r) {
-            const bool ok = sc.hi[r0 + r] > sc.lo[r0 + r];
-            lo[r] = ok ? static_cast<float>(
-                             std::clamp<std::int64_t>(sc.lo[r0 + r] - first, -1, kBk + 1))
-                       : 0.0f;
-            hi[r] = ok ? static_cast<float>(
-                             std::clamp<std::int64_t>(sc.hi[r0 + r] - first, -1, kBk + 1))
-                       : 0.0f;
-          }
+          const RowLimits lim = BlockLimits(sc, r0, rn, first, kBk);
           WithRows<ScoresMasked>(rn, pr.modified, static_cast<int>(c1 - c0), sc.q + r0 * D, D,
-                                 kt_tile + c0 * kN, static_cast<const float*>(lo),
-                                 static_cast<const float*>(hi), pr.exp2_scale, sc.m + r0,
-                                 sc.l + r0 * kN, sc.p + r0 * kBk + c0 * kN, sc.alpha + r0,
+                                 kt_tile + c0 * kN, &lim, pr.exp2_scale, sc.m + r0, sc.l + r0 * kN,
+                                 sc.p + r0 * kBk + c0 * kN, sc.alpha + r0,
                                  block_mods(r0, rn, first));
         }
       }
@@ -525,17 +527,10 @@ void DecodeItem(const Problem& pr, const Scratch& sc, float* kt, float* vt, std:
   const std::int64_t blocks = ceil_div(R, kR);
   TileBounds blk[kBq / kR + 1];
   TileBounds all;
-  for (std::int64_t r = 0; r < R; ++r) {
-    const std::int64_t qi = r / G;
-    KeyRange kr = visible_keys(pr.mask, b, qi);
-    kr.begin = std::max({kr.begin, chunk.begin, pr.clip_begin});
-    kr.end = std::min({kr.end, chunk.end, pr.clip_end});
-    if (kr.empty()) kr = KeyRange{0, 0};
-    sc.lo[r] = kr.begin;
-    sc.hi[r] = kr.end;
-    if (pr.modified) sc.diag[r] = query_diagonal(pr.mask, b, qi);
-    blk[r / kR] = combine(blk[r / kR], row_tile_bounds(kr));
-  }
+  for (std::int64_t r = 0; r < R; ++r)
+    blk[r / kR] =
+        combine(blk[r / kR], SetRow(pr, sc, r, b, r / G, std::max(chunk.begin, pr.clip_begin),
+                                    std::min(chunk.end, pr.clip_end)));
   for (std::int64_t bl = 0; bl < blocks; ++bl) all = combine(all, blk[bl]);
   std::fill(po, po + R * dp, 0.0f);
   std::fill(pm, pm + R, -std::numeric_limits<float>::infinity());
@@ -577,9 +572,11 @@ void DecodeItem(const Problem& pr, const Scratch& sc, float* kt, float* vt, std:
     return static_cast<const BlockMods*>(&mods);
   };
 
-  // 3. Tiles of kBk keys from the rows' span, packed once for all rows.
+  // 3. Tiles of kBk keys from the rows' span (but not the gap between attention sinks and the
+  //    window that no row sees), packed once for all rows.
   for (std::int64_t k_begin = all.span.begin; k_begin < all.span.end; k_begin += kBk) {
     const std::int64_t k_end = k_begin + kBk, n = std::min(kBk, all.span.end - k_begin);
+    if (all.skips(k_begin, k_end)) continue;
     if (pr.bf16) {
       PackKeys<std::uint16_t>(pr, b, hk, k_begin, n, kt, vt);
     } else {
@@ -591,23 +588,13 @@ void DecodeItem(const Problem& pr, const Scratch& sc, float* kt, float* vt, std:
       const int rn = static_cast<int>(std::min<std::int64_t>(kR, R - r0));
       if (blk[bl].unmasked(k_begin, k_end) && k_begin + n == k_end) {
         WithRows<ScoresFull>(rn, pr.modified, sc.q + r0 * D, D, static_cast<const float*>(kt),
-                             static_cast<const float*>(nullptr), static_cast<const float*>(nullptr),
-                             pr.exp2_scale, sc.m + r0, sc.l + r0 * kN, sc.p + r0 * kBk,
-                             sc.alpha + r0, block_mods(r0, rn, k_begin));
+                             static_cast<const RowLimits*>(nullptr), pr.exp2_scale, sc.m + r0,
+                             sc.l + r0 * kN, sc.p + r0 * kBk, sc.alpha + r0,
+                             block_mods(r0, rn, k_begin));
       } else {
-        float lo[kR], hi[kR];  // relative to k_begin, clamped (exact in float)
-        for (int r = 0; r < rn; ++r) {
-          const bool ok = sc.hi[r0 + r] > sc.lo[r0 + r];
-          lo[r] = ok ? static_cast<float>(
-                           std::clamp<std::int64_t>(sc.lo[r0 + r] - k_begin, -1, kBk + 1))
-                     : 0.0f;
-          hi[r] = ok ? static_cast<float>(
-                           std::clamp<std::int64_t>(sc.hi[r0 + r] - k_begin, -1, kBk + 1))
-                     : 0.0f;
-        }
+        const RowLimits lim = BlockLimits(sc, r0, rn, k_begin, kBk);
         WithRows<ScoresMasked>(rn, pr.modified, kC, sc.q + r0 * D, D, static_cast<const float*>(kt),
-                               static_cast<const float*>(lo), static_cast<const float*>(hi),
-                               pr.exp2_scale, sc.m + r0, sc.l + r0 * kN, sc.p + r0 * kBk,
+                               &lim, pr.exp2_scale, sc.m + r0, sc.l + r0 * kN, sc.p + r0 * kBk,
                                sc.alpha + r0, block_mods(r0, rn, k_begin));
       }
     }
@@ -832,9 +819,11 @@ void forward(const AttentionShape& p, const MaskView& mask, DType t, const void*
     auto sa = hwy::AllocateAligned<float>(bq);
     auto slo = hwy::AllocateAligned<std::int64_t>(bq);
     auto shi = hwy::AllocateAligned<std::int64_t>(bq);
+    auto sslo = hwy::AllocateAligned<std::int64_t>(bq);
+    auto sshi = hwy::AllocateAligned<std::int64_t>(bq);
     auto sdg = hwy::AllocateAligned<std::int64_t>(bq);
-    const attn::Scratch sc{sq.get(), so.get(),  sm.get(),  sl.get(), sp.get(),
-                           sa.get(), slo.get(), shi.get(), sdg.get()};
+    const attn::Scratch sc{sq.get(),  so.get(),  sm.get(),   sl.get(),   sp.get(), sa.get(),
+                           slo.get(), shi.get(), sslo.get(), sshi.get(), sdg.get()};
 
     if (dec.on) {
       // The thread's K^T and V tiles, then every chunk of every (sequence, kv head), then the

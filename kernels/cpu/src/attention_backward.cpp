@@ -4,9 +4,9 @@
 //   row i and visible key j, p_ij from the recomputed scores, dp_ij = <dout_i, v_j>,
 //   delta_i = sum_j p_ij dp_ij = <dout_i, out_i>, ds_ij = p_ij (dp_ij - delta_i);
 //   dq_i = scale sum_j ds_ij k_j, dk_j = scale sum_i ds_ij q_i, dv_j = sum_i p_ij dout_i, summed
-//   over the query heads of a kv head. Each row's visible keys are visible_keys(mask, b, i) of
-//   the one predicate; masks are never materialized, padded inputs are never read, keys no row
-//   sees get dk = dv = +0.0 and rows that see no key dq = +0.0.
+//   over the query heads of a kv head. Each row's visible keys are row_keys(mask, b, i) (an
+//   interval and its sinks) of the one predicate; masks are never materialized, padded inputs are
+//   never read, keys no row sees get dk = dv = +0.0 and rows that see no key dq = +0.0.
 // Complexity: 4 D FLOPs per visible (q, k) pair in the forward pass (statistics and out), 10 D in
 //   the main pass (the FlashAttention-2 count: S, dP, dV, dK, dQ), plus the masked remainder of
 //   the boundary tiles; O((Lq + Lk) D) memory traffic per head beyond that.
@@ -103,6 +103,8 @@ inline std::int64_t slab_stride(const Problem& pr, std::int64_t tiles) {
 struct Scratch {
   std::int64_t* lo = nullptr;  // [chunk] the chunk rows' visible key intervals [lo, hi)
   std::int64_t* hi = nullptr;
+  std::int64_t* slo = nullptr;  // [chunk] their attention sinks apart from it [slo, shi)
+  std::int64_t* shi = nullptr;
   TileBounds* blk = nullptr;   // [chunk / bq, blocks per tile]: per register block of rows
   TileBounds* tile = nullptr;  // [chunk / bq]: per query tile
   float* p = nullptr;          // [bq, bk]: P of the current (query tile, key tile)
@@ -135,12 +137,12 @@ std::int64_t RowBlock() {
 }
 
 // P of RN rows and KC vectors of keys of a key tile: 2^((q k^T - m) c) / l, 0 outside each row's
-// [lo, hi) when MASKED (relative to the first key passed). Rows without a visible key come as
-// q = 0, m = 0, 1/l = 0: P = 0 without a test.
+// keys (lim: [lo, hi) and the sinks [slo, shi), relative to the first key passed) when MASKED. Rows
+// without a visible key come as q = 0, m = 0, 1/l = 0: P = 0 without a test.
 //   q: [RN, row stride dp], kt: [D, row stride kBk]; p: [RN, row stride kBk].
 template <int RN, bool MASKED, int KC>
 HWY_NOINLINE void BlockP(const float* HWY_RESTRICT q, std::int64_t dp, std::int64_t D,
-                         const float* HWY_RESTRICT kt, const float* lo, const float* hi,
+                         const float* HWY_RESTRICT kt, const detail::RowLimits* lim,
                          const float* HWY_RESTRICT m, const float* HWY_RESTRICT inv_l,
                          float exp2_scale, float* HWY_RESTRICT p) {
   const DF df;
@@ -149,25 +151,30 @@ HWY_NOINLINE void BlockP(const float* HWY_RESTRICT q, std::int64_t dp, std::int6
   const VF c2 = hn::Set(df, exp2_scale);
   for (int r = 0; r < RN; ++r) {
     const VF vm = hn::Set(df, m[r]), vl = hn::Set(df, inv_l[r]);
-    const VF vlo = hn::Set(df, MASKED ? lo[r] : 0.0f), vhi = hn::Set(df, MASKED ? hi[r] : 0.0f);
+    const VF vlo = hn::Set(df, MASKED ? lim->lo[r] : 0.0f);
+    const VF vhi = hn::Set(df, MASKED ? lim->hi[r] : 0.0f);
+    const VF vslo = hn::Set(df, MASKED ? lim->slo[r] : 0.0f);
+    const VF vshi = hn::Set(df, MASKED ? lim->shi[r] : 0.0f);
     for (int c = 0; c < KC; ++c) {
       // Masked lanes may overflow or be NaN (garbage-free inputs, but any finite score): the
       // select drops them.
       VF e = hn::Mul(Exp2(df, hn::Mul(hn::Sub(s[r][c], vm), c2)), vl);
       if constexpr (MASKED) {
         const VF key = hn::Iota(df, static_cast<float>(c * kN));
-        e = hn::IfThenElseZero(hn::And(hn::Ge(key, vlo), hn::Lt(key, vhi)), e);
+        e = hn::IfThenElseZero(hn::Or(hn::And(hn::Ge(key, vlo), hn::Lt(key, vhi)),
+                                      hn::And(hn::Ge(key, vslo), hn::Lt(key, vshi))),
+                               e);
       }
       hn::Store(e, df, p + r * kBk + c * kN);
     }
   }
 }
 
-// dS of the same rows and keys: P (dout v^T - delta) |scale|, 0 outside [lo, hi) when MASKED.
+// dS of the same rows and keys: P (dout v^T - delta) |scale|, 0 outside their keys when MASKED.
 //   g: [RN, row stride dp], vt: [D, row stride kBk]; p, ds: [RN, row stride kBk].
 template <int RN, bool MASKED, int KC>
 HWY_NOINLINE void BlockDS(const float* HWY_RESTRICT g, std::int64_t dp, std::int64_t D,
-                          const float* HWY_RESTRICT vt, const float* lo, const float* hi,
+                          const float* HWY_RESTRICT vt, const detail::RowLimits* lim,
                           const float* HWY_RESTRICT delta, float abs_scale,
                           const float* HWY_RESTRICT p, float* HWY_RESTRICT ds) {
   const DF df;
@@ -176,13 +183,18 @@ HWY_NOINLINE void BlockDS(const float* HWY_RESTRICT g, std::int64_t dp, std::int
   const VF sc = hn::Set(df, abs_scale);
   for (int r = 0; r < RN; ++r) {
     const VF vd = hn::Set(df, delta[r]);
-    const VF vlo = hn::Set(df, MASKED ? lo[r] : 0.0f), vhi = hn::Set(df, MASKED ? hi[r] : 0.0f);
+    const VF vlo = hn::Set(df, MASKED ? lim->lo[r] : 0.0f);
+    const VF vhi = hn::Set(df, MASKED ? lim->hi[r] : 0.0f);
+    const VF vslo = hn::Set(df, MASKED ? lim->slo[r] : 0.0f);
+    const VF vshi = hn::Set(df, MASKED ? lim->shi[r] : 0.0f);
     for (int c = 0; c < KC; ++c) {
       const VF pv = hn::Load(df, p + r * kBk + c * kN);
       VF e = hn::Mul(hn::Mul(pv, hn::Sub(s[r][c], vd)), sc);
       if constexpr (MASKED) {
         const VF key = hn::Iota(df, static_cast<float>(c * kN));
-        e = hn::IfThenElseZero(hn::And(hn::Ge(key, vlo), hn::Lt(key, vhi)), e);
+        e = hn::IfThenElseZero(hn::Or(hn::And(hn::Ge(key, vlo), hn::Lt(key, vhi)),
+                                      hn::And(hn::Ge(key, vslo), hn::Lt(key, vshi))),
+                               e);
       }
       hn::Store(e, df, ds + r * kBk + c * kN);
     }
@@ -295,13 +307,11 @@ void RunItem(const Problem& pr, const Scratch& sc, const Item& it, std::int64_t 
     sc.tile[t] = TileBounds{};
     for (std::int64_t bl = 0; bl < bpt; ++bl) sc.blk[t * bpt + bl] = TileBounds{};
   }
+  const detail::RowSpans rs{sc.lo, sc.hi, sc.slo, sc.shi};
   for (std::int64_t i = 0; i < nrows; ++i) {
-    const KeyRange kr = visible_keys(pr.mask, b, it.qa + i);
-    sc.lo[i] = kr.empty() ? 0 : kr.begin;
-    sc.hi[i] = kr.empty() ? 0 : kr.end;
     const std::int64_t t = i / kBq, bl = (i % kBq) / kR;
     TileBounds& tb = sc.blk[t * bpt + bl];
-    tb = combine(tb, row_tile_bounds(kr));
+    tb = combine(tb, detail::keep_row(rs, i, row_keys(pr.mask, b, it.qa + i)));
   }
   for (std::int64_t t = 0; t < qtiles; ++t)
     for (std::int64_t bl = 0; bl < bpt; ++bl)
@@ -342,25 +352,18 @@ void RunItem(const Problem& pr, const Scratch& sc, const Item& it, std::int64_t 
           const float* il = pr.inv_l + row0 + r0;
           const float* dl = pr.delta + row0 + r0;
           if (bb.unmasked(k_begin, k_end)) {
-            WithRows<PFull>(rn, q + r0 * dp, dp, D, kt_tile, static_cast<const float*>(nullptr),
-                            static_cast<const float*>(nullptr), m, il, pr.exp2_scale, p);
-            WithRows<DSFull>(rn, g + r0 * dp, dp, D, vt_tile, static_cast<const float*>(nullptr),
-                             static_cast<const float*>(nullptr), dl, pr.abs_scale,
+            WithRows<PFull>(rn, q + r0 * dp, dp, D, kt_tile,
+                            static_cast<const detail::RowLimits*>(nullptr), m, il, pr.exp2_scale,
+                            p);
+            WithRows<DSFull>(rn, g + r0 * dp, dp, D, vt_tile,
+                             static_cast<const detail::RowLimits*>(nullptr), dl, pr.abs_scale,
                              static_cast<const float*>(p), ds);
             continue;
           }
           const std::int64_t c0 = (std::max(k_begin, bb.span.begin) - k_begin) / kN;
           const std::int64_t c1 = ceil_div(std::min(k_end, bb.span.end) - k_begin, kN);
           const std::int64_t first = k_begin + c0 * kN;
-          float lo[kR], hi[kR];  // relative to key `first`, clamped (exact in float)
-          for (int r = 0; r < rn; ++r) {
-            const std::int64_t i = i0 + r0 + r;
-            const bool ok = sc.hi[i] > sc.lo[i];
-            lo[r] = ok ? static_cast<float>(std::clamp<std::int64_t>(sc.lo[i] - first, -1, kBk + 1))
-                       : 0.0f;
-            hi[r] = ok ? static_cast<float>(std::clamp<std::int64_t>(sc.hi[i] - first, -1, kBk + 1))
-                       : 0.0f;
-          }
+          const detail::RowLimits lim = detail::block_limits(rs, i0 + r0, rn, first, kBk);
           for (int r = 0; r < rn; ++r) {
             std::fill(p + r * kBk, p + r * kBk + c0 * kN, 0.0f);
             std::fill(p + r * kBk + c1 * kN, p + (r + 1) * kBk, 0.0f);
@@ -368,12 +371,10 @@ void RunItem(const Problem& pr, const Scratch& sc, const Item& it, std::int64_t 
             std::fill(ds + r * kBk + c1 * kN, ds + (r + 1) * kBk, 0.0f);
           }
           const int kc = static_cast<int>(c1 - c0);
-          WithRows<PMasked>(rn, kc, q + r0 * dp, dp, D, kt_tile + c0 * kN,
-                            static_cast<const float*>(lo), static_cast<const float*>(hi), m, il,
+          WithRows<PMasked>(rn, kc, q + r0 * dp, dp, D, kt_tile + c0 * kN, &lim, m, il,
                             pr.exp2_scale, p + c0 * kN);
-          WithRows<DSMasked>(rn, kc, g + r0 * dp, dp, D, vt_tile + c0 * kN,
-                             static_cast<const float*>(lo), static_cast<const float*>(hi), dl,
-                             pr.abs_scale, static_cast<const float*>(p + c0 * kN), ds + c0 * kN);
+          WithRows<DSMasked>(rn, kc, g + r0 * dp, dp, D, vt_tile + c0 * kN, &lim, dl, pr.abs_scale,
+                             static_cast<const float*>(p + c0 * kN), ds + c0 * kN);
         }
         // dQ += dS K over each block's keys.
         float* dq = pr.dq + row0 * dp;
@@ -396,7 +397,7 @@ void RunItem(const Problem& pr, const Scratch& sc, const Item& it, std::int64_t 
           std::int64_t rf = nr, rl = 0;
           for (std::int64_t r = 0; r < nr; ++r) {
             const std::int64_t i = i0 + r;
-            if (sc.lo[i] < jz && sc.hi[i] > ja && sc.hi[i] > sc.lo[i]) {
+            if (detail::row_meets(rs, i, ja, jz)) {
               rf = std::min(rf, r);
               rl = r + 1;
             }
@@ -616,7 +617,7 @@ void attention_backward(const AttentionShape& p, const MaskView& mask, DType t, 
       it.qb = std::min(qa + chunk, s.q0 + s.q_len);
       TileBounds tb;
       for (std::int64_t i = it.qa; i < it.qb; ++i) {
-        const KeyRange kr = visible_keys(mask, b, i);
+        const RowKeys kr = row_keys(mask, b, i);
         tb = combine(tb, row_tile_bounds(kr));
         it.work += static_cast<double>(kr.size());
       }
@@ -664,14 +665,16 @@ void attention_backward(const AttentionShape& p, const MaskView& mask, DType t, 
   {
     auto slo = hwy::AllocateAligned<std::int64_t>(static_cast<std::size_t>(chunk_tiles * bq));
     auto shi = hwy::AllocateAligned<std::int64_t>(static_cast<std::size_t>(chunk_tiles * bq));
+    auto sslo = hwy::AllocateAligned<std::int64_t>(static_cast<std::size_t>(chunk_tiles * bq));
+    auto sshi = hwy::AllocateAligned<std::int64_t>(static_cast<std::size_t>(chunk_tiles * bq));
     std::vector<TileBounds> sblk(static_cast<std::size_t>(chunk_tiles * bpt));
     std::vector<TileBounds> stile(static_cast<std::size_t>(chunk_tiles));
     auto sp = hwy::AllocateAligned<float>(static_cast<std::size_t>(bq * bk));
     auto sds = hwy::AllocateAligned<float>(static_cast<std::size_t>(bq * bk));
     auto sdk = hwy::AllocateAligned<float>(static_cast<std::size_t>(bk * dp));
     auto sdv = hwy::AllocateAligned<float>(static_cast<std::size_t>(bk * dp));
-    const attn_bwd::Scratch sc{slo.get(), shi.get(), sblk.data(), stile.data(),
-                               sp.get(),  sds.get(), sdk.get(),   sdv.get()};
+    const attn_bwd::Scratch sc{slo.get(),    shi.get(), sslo.get(), sshi.get(), sblk.data(),
+                               stile.data(), sp.get(),  sds.get(),  sdk.get(),  sdv.get()};
 
     // 2. Rows; 3. key tiles.
 #pragma omp for schedule(static) nowait

@@ -50,7 +50,8 @@ constexpr std::int64_t kStreamBytes = std::int64_t{8} << 20;
 constexpr std::int64_t kParallelBytes = std::int64_t{256} << 10;
 
 // The visible interval of each row of a [rows, cols] output, as a functor of the row; the
-// interval may be empty (end <= begin) or reach outside [0, cols): the writer clamps.
+// interval may be empty (end <= begin) or reach outside [0, cols): the writer clamps. (A row's
+// attention sinks apart from its interval are set by a second pass, build_mask.)
 struct MaskRows {  // build_mask: row = b * Lq + q
   const MaskView* m;
   KeyRange operator()(std::int64_t row) const {
@@ -426,6 +427,31 @@ void build_mask(const MaskView& mask, MaskEncoding e, DType t, void* out) {
   run_parts(threads_for(n * pat.bytes), [&](int id, int threads) {
     HWY_DYNAMIC_DISPATCH(BuildMaskPart)(mask, pat, out, id, threads);
   });
+  // Attention sinks apart from a row's window (the rows above wrote its window only): a second
+  // pass sets the sink keys (at most sink_tokens entries per row, after the writers' barrier).
+  if (mask.sink_tokens > 0) {
+    const std::int64_t rows = mask.B * mask.Lq;
+    run_parts(threads_for(rows * std::min(mask.sink_tokens, mask.Lk) * pat.bytes),
+              [&](int id, int threads) {
+                for (std::int64_t row = rows * id / threads; row < rows * (id + 1) / threads;
+                     ++row) {
+                  const KeyRange sk = row_keys(mask, row / mask.Lq, row % mask.Lq).sinks;
+                  for (std::int64_t k = sk.begin; k < sk.end; ++k) {
+                    const std::int64_t at = row * mask.Lk + k;
+                    switch (pat.bytes) {
+                      case 1:
+                        static_cast<std::uint8_t*>(out)[at] = static_cast<std::uint8_t>(pat.on);
+                        break;
+                      case 2:
+                        static_cast<std::uint16_t*>(out)[at] = static_cast<std::uint16_t>(pat.on);
+                        break;
+                      default:
+                        static_cast<std::uint32_t*>(out)[at] = pat.on;
+                    }
+                  }
+                }
+              });
+  }
 }
 
 // in, out: [n]

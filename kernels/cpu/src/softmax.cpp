@@ -32,6 +32,7 @@
 #include <limits>
 #include <new>
 #include <type_traits>
+#include <vector>
 
 #include "maskcheck/kernels/cpu.hpp"
 
@@ -259,7 +260,7 @@ void MaskedSoftmaxT(const Args& a) {
   const std::int64_t rows = mask.B * H * Lq;
   const T* x = static_cast<const T*>(a.x);
   T* y = static_cast<T*>(a.y);
-  auto range = [&](std::int64_t row) { return visible_keys(mask, row / (H * Lq), row % Lq); };
+  auto range = [&](std::int64_t row) { return row_keys(mask, row / (H * Lq), row % Lq); };
   // Chunks of consecutive rows (long streams for the prefetchers), dealt round-robin (causal
   // rows grow with q: contiguous halves would leave one thread twice the work), at least 8 per
   // thread.
@@ -280,14 +281,37 @@ void MaskedSoftmaxT(const Args& a) {
     const VF scale = hn::Set(df, a.scale);
     const VF sign = hn::Set(df, a.scale < 0 ? -1.0f : 1.0f);
     float* const buffer = buffers != nullptr ? buffers + omp_get_thread_num() * stride : nullptr;
+    // Rows with attention sinks apart from their window: the two intervals gathered into one
+    // row of `gather` (x, then y), the softmax of that row, scattered back.
+    std::vector<T> gather;
+    std::vector<float> gather_e;
 #pragma omp for schedule(static, 1)
     for (std::int64_t c = 0; c < chunks; ++c) {
       const std::int64_t row_end = std::min(rows, (c + 1) * chunk);
-      KeyRange r = range(c * chunk);
+      RowKeys rk = range(c * chunk);
       for (std::int64_t row = c * chunk; row < row_end; ++row) {
-        const KeyRange next = row + 1 < row_end ? range(row + 1) : KeyRange{};
+        const RowKeys next_rk = row + 1 < row_end ? range(row + 1) : RowKeys{};
+        const KeyRange r = rk.keys, next = next_rk.keys;
         const T* xr = x + row * Lk;
         T* yr = y + row * Lk;
+        if (!rk.sinks.empty()) {
+          const std::int64_t ns = rk.sinks.size(), n = ns + r.size();
+          if (gather.empty()) {
+            gather.resize(static_cast<std::size_t>(2 * Lk));
+            gather_e.resize(static_cast<std::size_t>(Lk));
+          }
+          T* gx = gather.data();
+          T* gy = gx + Lk;
+          std::copy_n(xr + rk.sinks.begin, ns, gx);
+          std::copy_n(xr + r.begin, r.size(), gx + ns);
+          SoftmaxRow(df, static_cast<const T*>(gx), gy, gather_e.data(), n, scale, sign,
+                     xr + Lk + next.begin, next.size(), false);
+          std::fill(yr, yr + Lk, T{});
+          std::copy_n(gy, ns, yr + rk.sinks.begin);
+          std::copy_n(gy + ns, r.size(), yr + r.begin);
+          rk = next_rk;
+          continue;
+        }
         if constexpr (std::is_same_v<T, float>) {
           if (stream) {
             if (r.empty()) {
@@ -298,7 +322,7 @@ void MaskedSoftmaxT(const Args& a) {
                          xr + Lk + next.begin, next.size(), true);
               StreamScale(df, nullptr, yr + r.end, Lk - r.end, 0.0f);
             }
-            r = next;
+            rk = next_rk;
             continue;
           }
         }
@@ -317,7 +341,7 @@ void MaskedSoftmaxT(const Args& a) {
           SoftmaxRow(df, xr + r.begin, yr + r.begin, e, r.size(), scale, sign, xr + Lk + next.begin,
                      next.size(), false);
         }
-        r = next;
+        rk = next_rk;
       }
     }
     if (stream) hwy::FlushStream();

@@ -154,7 +154,7 @@ struct Config {
   static constexpr std::size_t kBytes =
       sizeof(std::uint16_t) * (kQ + 2 * kStages * kKV) + 4 * kBM * sizeof(int);
   // The last kBM ints hold the warps' tile bounds.
-  static_assert(kWarps * sizeof(BasicTileBounds<int>) <= kBM * sizeof(int));
+  static_assert(kWarps * sizeof(BasicTileBounds<int, false>) <= kBM * sizeof(int));
 };
 
 using tc::cp_async_commit;
@@ -193,8 +193,9 @@ __global__ void __launch_bounds__(Config<D_PAD>::kThreads, kFlashMinBlocks<D_PAD
   int* row_hi = row_lo + kBM;
   int* row_ok = row_hi + kBM;
   // One per warp. Key positions are ints here (as in row_lo / row_hi): 64-bit tile bounds in the
-  // main loop cost registers (a spill at D = 32 on sm_80).
-  BasicTileBounds<int>* red = reinterpret_cast<BasicTileBounds<int>*>(row_ok + kBM);
+  // main loop cost registers (a spill at D = 32 on sm_80). No gap member either (Gap = false):
+  // the CUDA kernels decline attention sinks (DeviceMask).
+  BasicTileBounds<int, false>* red = reinterpret_cast<BasicTileBounds<int, false>*>(row_ok + kBM);
 
   const std::int64_t b = blockIdx.z, h = blockIdx.y;
   // Heavier query tiles (later rows see more keys under a causal mask) start first.
@@ -207,7 +208,7 @@ __global__ void __launch_bounds__(Config<D_PAD>::kThreads, kFlashMinBlocks<D_PAD
   // 1. Each row's visible keys from the one predicate, and the block's TileBounds, their fold:
   //    each thread folds its rows, each warp its lanes (xor butterfly), then the block its warps.
   //    (suite/tests/tile_bounds_test.cpp runs these steps on the host, lanes emulated.)
-  BasicTileBounds<int> tb;
+  BasicTileBounds<int, false> tb;
   for (int r = tid; r < kBM; r += C::kThreads) {
     const std::int64_t i = m0 + r;
     KeyRange kr{0, 0};
@@ -215,12 +216,12 @@ __global__ void __launch_bounds__(Config<D_PAD>::kThreads, kFlashMinBlocks<D_PAD
     row_lo[r] = static_cast<int>(kr.begin);
     row_hi[r] = static_cast<int>(kr.end);
     row_ok[r] = !kr.empty();
-    tb = combine(tb, row_tile_bounds<int>(kr));
+    tb = combine(tb, row_tile_bounds<int, false>(kr));
   }
   for (int o = 16; o > 0; o >>= 1) tb = combine(tb, detail::shfl_xor(tb, o));
   if (lane == 0) red[warp] = tb;
   __syncthreads();  // the rows' intervals and the warps' bounds are in shared memory
-  tb = BasicTileBounds<int>{};
+  tb = BasicTileBounds<int, false>{};
   for (int w = 0; w < C::kWarps; ++w) tb = combine(tb, red[w]);
   const int span_lo = tb.span.begin;
   const int tiles = tb.span.empty() ? 0 : (tb.span.end - tb.span.begin + kBN - 1) / kBN;

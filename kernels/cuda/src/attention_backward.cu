@@ -54,7 +54,7 @@
 namespace maskcheck::cuda {
 namespace {
 
-using Bounds = BasicTileBounds<int>;
+using Bounds = BasicTileBounds<int, false>;  // no gap: the CUDA kernels decline sinks
 
 constexpr int kMaxD = detail::kMaxHeadDim;
 constexpr int kBoundRows = 32;  // query rows per precomputed TileBounds (one warp)
@@ -121,7 +121,7 @@ __global__ void bounds_kernel(MaskView mask, std::int64_t Lq, int q_bounds, int*
     hi[b * Lq + i] = static_cast<int>(kr.end);
     ok[b * Lq + i] = !kr.empty();
   }
-  Bounds tb = row_tile_bounds<int>(kr);
+  Bounds tb = row_tile_bounds<int, false>(kr);
   for (int o = 16; o > 0; o >>= 1) tb = combine(tb, detail::shfl_xor(tb, o));
   if (lane == 0) bounds[b * q_bounds + t] = tb;
 }

@@ -88,6 +88,10 @@ DeviceBuffer upload_vector(const std::vector<std::int32_t>& v, cudaStream_t stre
 
 DeviceMask::DeviceMask(const MaskSpec& spec, cudaStream_t stream) {
   const FlatMask flat(spec);  // validates
+  // The kernels keep one key interval per row (visible_keys); attention sinks apart from it
+  // would be dropped silently.
+  require(spec.sink_tokens == 0, "sink_tokens", spec.sink_tokens,
+          "must be 0: the CUDA kernels do not apply attention-sink tokens yet");
   view_ = flat.view();
   q_lens_ = upload_vector(flat.q_lens(), stream);
   k_lens_ = upload_vector(flat.k_lens(), stream);

@@ -137,15 +137,18 @@ static const DLDataType kAnyFloat = {kDLFloat, 0, 1};
 // prefix-LM), window and chunk clauses of plugin.h. The interval form is what lets a kernel skip
 // whole key tiles.
 // *diagonal (when not NULL) receives the key on the query's diagonal in padded positions, the
-// reference point of ALiBi's distances (ABI 1.3).
+// reference point of ALiBi's distances (ABI 1.3). [*slo, *shi) (when not NULL) receives the
+// row's attention sinks (ABI 1.4): the first sink_tokens keys of the segment that pass every
+// clause but the window's left bound, for a row that sees a key (they may overlap [*lo, *hi)).
 static void row_interval(const maskcheck_mask* m, int64_t b, int64_t q, int64_t* lo, int64_t* hi,
-                         int64_t* diagonal) {
+                         int64_t* diagonal, int64_t* slo, int64_t* shi) {
   const int64_t q_len = m->q_lens ? m->q_lens[b] : m->q_len;
   const int64_t k_len = m->k_lens ? m->k_lens[b] : m->k_len;
   const int left = m->padding == MASKCHECK_PADDING_LEFT;
   const int64_t q0 = left ? m->q_len - q_len : 0;  // first valid query
   const int64_t k0 = left ? m->k_len - k_len : 0;  // first valid key
   *lo = *hi = 0;
+  if (slo) *slo = *shi = 0;
   if (q < q0 || q >= q0 + q_len) return;  // a padded query sees nothing
   const int64_t qi = q - q0;
 
@@ -175,8 +178,6 @@ static void row_interval(const maskcheck_mask* m, int64_t b, int64_t q, int64_t*
     if (m->prefix_lens && m->prefix_lens[b] > causal_end) causal_end = m->prefix_lens[b];
     if (causal_end < end) end = causal_end;
   }
-  if (m->window_left != MASKCHECK_UNBOUNDED && diag - m->window_left > first)
-    first = diag - m->window_left;
   if (m->window_right != MASKCHECK_UNBOUNDED && diag + m->window_right + 1 < end)
     end = diag + m->window_right + 1;
   if (m->chunk > 0) {  // the chunk of the diagonal, floor division for a negative one too
@@ -184,13 +185,26 @@ static void row_interval(const maskcheck_mask* m, int64_t b, int64_t q, int64_t*
     if (c * m->chunk > first) first = c * m->chunk;
     if (c * m->chunk + m->chunk < end) end = c * m->chunk + m->chunk;
   }
+  const int64_t sink_first = first;  // sinks are exempt from the window's left bound only
+  if (m->window_left != MASKCHECK_UNBOUNDED && diag - m->window_left > first)
+    first = diag - m->window_left;
   if (end < first) end = first;
   *lo = k0 + seg_k + first;
   *hi = k0 + seg_k + end;
   if (diagonal) *diagonal = k0 + seg_k + diag;
+  if (slo && end > first && m->sink_tokens > 0) {
+    const int64_t sink_end = m->sink_tokens < end ? m->sink_tokens : end;
+    if (sink_first < sink_end) {
+      *slo = k0 + seg_k + sink_first;
+      *shi = k0 + seg_k + sink_end;
+    }
+  }
 }
+// The keys a row may see lie in [*lo, *hi): its interval, widened down to its sinks.
 static void visible_keys(const maskcheck_mask* m, int64_t b, int64_t q, int64_t* lo, int64_t* hi) {
-  row_interval(m, b, q, lo, hi, NULL);
+  int64_t slo, shi;
+  row_interval(m, b, q, lo, hi, NULL, &slo, &shi);
+  if (shi > slo && slo < *lo) *lo = slo;
 }
 
 // The keys to scan for row (b, q), and whether key k among them is visible. With a keep tensor
@@ -204,7 +218,13 @@ static void row_keys(const maskcheck_mask* m, int64_t b, int64_t q, int64_t* lo,
   }
 }
 static int sees(const maskcheck_mask* m, int64_t b, int64_t q, int64_t k) {
-  if (!m->keep) return 1;  // row_keys() returned exactly the visible interval
+  if (!m->keep) {
+    if (m->sink_tokens <= 0) return 1;  // row_keys() returned exactly the visible interval
+    // With sinks, row_keys() spans the sinks, the gap and the interval: test k against both.
+    int64_t lo, hi, slo, shi;
+    row_interval(m, b, q, &lo, &hi, NULL, &slo, &shi);
+    return (k >= lo && k < hi) || (k >= slo && k < shi);
+  }
   const uint8_t* keep = (const uint8_t*)m->keep->data + m->keep->byte_offset;
   return keep[(b * m->q_len + q) * m->k_len + k] != 0;
 }
@@ -330,7 +350,7 @@ static maskcheck_status example_attention(const maskcheck_attention_args* a, cha
                      a->sink_logits ? a->sink_logits[h] : 0.0, 0, a->sink_logits != NULL};
         if (a->alibi_slopes) {
           int64_t vlo, vhi;
-          row_interval(a->mask, b, i, &vlo, &vhi, &mods.diagonal);
+          row_interval(a->mask, b, i, &vlo, &vhi, &mods.diagonal, NULL, NULL);
         }
         attend_row(a->q, row, a->k, a->v, &keys, lo, hi, D, a->scale, &mods, score, a->out, row,
                    a->lse, row);

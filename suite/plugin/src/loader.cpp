@@ -669,6 +669,7 @@ class MaskArgs {
     m_.cu_seqlens_k = v.doc_ptr ? v.cu_k : nullptr;
     m_.prefix_lens = v.prefix_lens;  // ABI 1.2 (older plugins never read past `additive`)
     m_.chunk = v.chunk;
+    m_.sink_tokens = v.sink_tokens;  // ABI 1.4
     if (keep_tensor) {
       keep_.emplace("mask.keep", kUInt8, std::vector<std::int64_t>{spec.B, spec.Lq, spec.Lk});
       if (query) {
@@ -1049,16 +1050,26 @@ class PluginImplementation final : public detail::PluginBase {
     return Support::yes();
   }
 
-  // The mask clauses ABI 1.2 added (prefix-LM, chunks) reach an older plugin only through a mask
-  // tensor: without one it is not asked (a query says why; a real call throws Unsupported).
+  // The mask clauses ABI 1.2 added (prefix-LM, chunks) and ABI 1.4 added (attention sinks) reach
+  // an older plugin only through a mask tensor: without one it is not asked (a query says why; a
+  // real call throws Unsupported).
   Support mask_support(const MaskSpec& m, bool query) const {
-    if (info_.abi_minor >= 2 || info_.keep_tensor || info_.additive_mask ||
-        !m.has_prefix_or_chunk())
+    if (info_.keep_tensor || info_.additive_mask) return Support::yes();
+    std::string what;
+    int since = 0;
+    if (m.has_prefix_or_chunk() && info_.abi_minor < 2) {
+      what = "prefix-LM or chunked masks";
+      since = 2;
+    } else if (m.has_sink_tokens() && info_.abi_minor < 4) {
+      what = "masks with attention sinks";
+      since = 4;
+    } else {
       return Support::yes();
+    }
     const std::string why = name() + " (plugin ABI " + std::to_string(info_.abi_major) + "." +
-                            std::to_string(info_.abi_minor) +
-                            ") is not given prefix-LM or chunked masks: its mask descriptor has "
-                            "them from ABI 1.2 on, and it takes no mask tensor";
+                            std::to_string(info_.abi_minor) + ") is not given " + what +
+                            ": its mask descriptor has them from ABI 1." + std::to_string(since) +
+                            " on, and it takes no mask tensor";
     if (query) return Support::no(why);
     throw Unsupported(why);
   }

@@ -45,6 +45,8 @@
 //   FAULT_SINK_IGNORED  declares every score modifier (ABI 1.3) but drops the sink logits: each
 //                   row's weights still sum to 1
 //   FAULT_MODS_UNKNOWN  an invalid table: score_modifiers with a bit ABI 1.3 does not define
+//   FAULT_SINKS_IGNORED  an ABI 1.4 plugin that ignores maskcheck_mask.sink_tokens: a StreamingLLM
+//                   cache served by a plain sliding-window kernel
 // Keep, storage, additive and the backward faults keep the example's attention_backward; the
 // others have none (dtypes 0: a 1.2 table without the entry). Only those without a fault in the
 // padded layout keep the varlen entry.
@@ -237,6 +239,16 @@ static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char
                                          size_t msg_size) {
   maskcheck_attention_args b = *a;
   b.sink_logits = NULL;
+  return example_attention(&b, msg, msg_size);
+}
+#elif defined(FAULT_SINKS_IGNORED)
+#define FAULT_NAME "sinks_ignored"
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  maskcheck_attention_args b = *a;
+  maskcheck_mask m = *a->mask;
+  m.sink_tokens = 0;
+  b.mask = &m;
   return example_attention(&b, msg, msg_size);
 }
 #elif defined(FAULT_CE_UPSTREAM_READ)

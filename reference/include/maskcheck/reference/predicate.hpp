@@ -10,14 +10,20 @@
 // where diag(q) is the key aligned with q inside its segment (document, or whole sequence):
 // bottom-right: diag = q_seg + (seg_k_len - seg_q_len); top-left: diag = q_seg, and k, P_b and
 // the chunks are counted from the segment's first key.
-// An intersection of intervals is an interval, so visible_keys() returns it and visible() tests
-// membership. A new clause changes visible_keys() and nothing else: the padding clause's ranges
-// (valid_ranges) and the tile bounds of kernels (TileBounds, the fold of visible_keys() over a
-// tile's rows) are derived here, never re-derived by a kernel.
+// An intersection of intervals is an interval: visible_keys() returns it. One more clause is a
+// union, attention sinks (StreamingLLM, S = sink_tokens): a row that sees a key by the five
+// clauses also sees the first S keys of its segment that pass every clause but the window's left
+// bound. Those lie at the segment's start, so a row's keys are at most two intervals, row_keys():
+// the sinks, then a gap, then visible_keys() (sinks that touch the window are merged into it, so
+// a row with a non-empty `sinks` really has a gap). A row sees a key iff visible_keys() is not
+// empty. A new clause changes row_keys() and nothing else: the padding clause's ranges
+// (valid_ranges) and the tile bounds of kernels (TileBounds, the fold of row_keys() over a tile's
+// rows) are derived here, never re-derived by a kernel.
 #pragma once
 
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "maskcheck/reference/common.hpp"
@@ -40,6 +46,7 @@ struct MaskView {
   Alignment alignment = Alignment::bottom_right;
   const std::int32_t* prefix_lens = nullptr;  // [B] prefix-LM (with causal), or nullptr: none
   std::int64_t chunk = 0;                     // chunked attention: chunk length, or 0: none
+  std::int64_t sink_tokens = 0;               // attention sinks: S keys per segment, or 0: none
 };
 
 // Half-open key interval [begin, end) in padded key coordinates; empty when end <= begin.
@@ -69,6 +76,15 @@ MC_HD constexpr std::int64_t min64(std::int64_t a, std::int64_t b) {
 }
 MC_HD constexpr std::int64_t max64(std::int64_t a, std::int64_t b) {
   return max_of(a, b);
+}
+// The limits of a signed index type (std::numeric_limits is host-only in device code).
+template <class Index>
+MC_HD constexpr Index index_max() {
+  return static_cast<Index>(static_cast<std::make_unsigned_t<Index>>(-1) >> 1);
+}
+template <class Index>
+MC_HD constexpr Index index_min() {
+  return -index_max<Index>() - 1;
 }
 // floor(a / c) for c > 0 and any sign of a.
 MC_HD constexpr std::int64_t floor_div(std::int64_t a, std::int64_t c) {
@@ -143,35 +159,84 @@ MC_HD constexpr std::int64_t query_diagonal(const MaskView& m, std::int64_t b, s
   return s.key0 + s.diag;
 }
 
-// The keys visible to query q of sequence b (see the header comment for the clauses).
-MC_HD constexpr KeyRange visible_keys(const MaskView& m, std::int64_t b, std::int64_t q) {
+// The keys visible to query q of sequence b: at most two intervals (see the header comment),
+// `sinks` before `keys` with a gap between them; `sinks` is empty without attention sinks, and
+// both are empty for a row that sees no key.
+struct RowKeys {
+  KeyRange sinks;  // the sink keys the window's left bound would drop, or empty
+  KeyRange keys;   // the five clauses' interval (with any sink keys that touch it)
+  MC_HD constexpr bool empty() const { return keys.empty(); }
+  MC_HD constexpr bool contains(std::int64_t k) const {
+    return keys.contains(k) || sinks.contains(k);
+  }
+  MC_HD constexpr std::int64_t size() const { return keys.size() + sinks.size(); }
+  // f(k) for each visible key, in increasing order.
+  template <class F>
+  MC_HD constexpr void for_each(F&& f) const {
+    for (std::int64_t k = sinks.begin; k < sinks.end; ++k) f(k);
+    for (std::int64_t k = keys.begin; k < keys.end; ++k) f(k);
+  }
+};
+
+namespace detail {
+// The clauses of query q of sequence b relative to its segment: [lo_w, hi) the five clauses'
+// interval, [lo, hi) the same without the window's left bound (where sinks may be).
+struct RowClauses {
+  bool valid = false;
+  std::int64_t key0 = 0, lo = 0, lo_w = 0, hi = 0;
+};
+MC_HD constexpr RowClauses row_clauses(const MaskView& m, std::int64_t b, std::int64_t q) {
   // Padding and documents: the query's segment (keys limited to it).
   const QuerySegment s = query_segment(m, b, q);
-  if (!s.valid) return KeyRange{0, 0};
+  if (!s.valid) return RowClauses{};
   const std::int64_t diag = s.diag;
-
-  // Causal (relaxed to the whole prefix for prefix-LM), window and chunk, relative to the
-  // segment's diagonal.
+  // Causal (relaxed to the whole prefix for prefix-LM), the window's right bound and the chunk,
+  // relative to the segment's diagonal; then the window's left bound.
   std::int64_t lo = 0, hi = s.k_len;
   if (m.causal)
-    hi = detail::min64(
-        hi, m.prefix_lens != nullptr ? detail::max64(diag + 1, m.prefix_lens[b]) : diag + 1);
-  if (m.window_left != kUnbounded) lo = detail::max64(lo, diag - m.window_left);
-  if (m.window_right != kUnbounded) hi = detail::min64(hi, diag + m.window_right + 1);
+    hi = min64(hi, m.prefix_lens != nullptr ? max64(diag + 1, m.prefix_lens[b]) : diag + 1);
+  if (m.window_right != kUnbounded) hi = min64(hi, diag + m.window_right + 1);
   if (m.chunk > 0) {
-    const std::int64_t first = detail::floor_div(diag, m.chunk) * m.chunk;
-    lo = detail::max64(lo, first);
-    hi = detail::min64(hi, first + m.chunk);
+    const std::int64_t first = floor_div(diag, m.chunk) * m.chunk;
+    lo = max64(lo, first);
+    hi = min64(hi, first + m.chunk);
   }
-  if (hi < lo) hi = lo;
-  return KeyRange{s.key0 + lo, s.key0 + hi};
+  const std::int64_t lo_w = m.window_left != kUnbounded ? max64(lo, diag - m.window_left) : lo;
+  return RowClauses{true, s.key0, lo, lo_w, hi};
+}
+}  // namespace detail
+
+MC_HD constexpr RowKeys row_keys(const MaskView& m, std::int64_t b, std::int64_t q) {
+  const detail::RowClauses c = detail::row_clauses(m, b, q);
+  if (!c.valid || c.hi <= c.lo_w) return RowKeys{};  // no key: no sink either
+  RowKeys r;
+  r.keys = KeyRange{c.key0 + c.lo_w, c.key0 + c.hi};
+  // Sinks: the first S keys of the segment, within [lo, hi); merged when they reach the window.
+  const std::int64_t sink_end = detail::min64(c.hi, m.sink_tokens);
+  if (c.lo < sink_end) {
+    if (sink_end >= c.lo_w) {
+      r.keys.begin = c.key0 + c.lo;
+    } else {
+      r.sinks = KeyRange{c.key0 + c.lo, c.key0 + sink_end};
+    }
+  }
+  return r;
+}
+
+// The interval of row_keys(): all of the row's keys unless it has attention sinks apart from it.
+MC_HD constexpr KeyRange visible_keys(const MaskView& m, std::int64_t b, std::int64_t q) {
+  const detail::RowClauses c = detail::row_clauses(m, b, q);
+  if (!c.valid || c.hi <= c.lo_w) return KeyRange{0, 0};
+  const bool merged =
+      c.lo < detail::min64(c.hi, m.sink_tokens) && detail::min64(c.hi, m.sink_tokens) >= c.lo_w;
+  return KeyRange{c.key0 + (merged ? c.lo : c.lo_w), c.key0 + c.hi};
 }
 
 MC_HD constexpr bool visible(const MaskView& m, std::int64_t b, std::int64_t q, std::int64_t k) {
-  return visible_keys(m, b, q).contains(k);
+  return row_keys(m, b, q).contains(k);
 }
 
-// ---- Tile bounds: the fold of visible_keys() over a tile's query rows ----------------------
+// ---- Tile bounds: the fold of row_keys() over a tile's query rows --------------------------
 // What a kernel asks about a tile of query rows and a tile of keys [k_begin, k_end) (k_begin <
 // k_end): may it skip the key tile, and may it skip the per-element test? Both answers come from
 // TileBounds, the fold of the rows' intervals, so they stay right by construction when
@@ -180,19 +245,42 @@ MC_HD constexpr bool visible(const MaskView& m, std::int64_t b, std::int64_t q, 
 // folding its own rows, then combine() with the partner lane's value) give the same bounds.
 // Index as in BasicKeyRange: std::int64_t (TileBounds), or int in a kernel whose key positions
 // fit in 32 bits (the CUDA flash kernel: 64-bit bounds in its main loop cost it registers).
+// Gap = false leaves the gap out (a kernel that keeps one interval per row and declines attention
+// sinks: the CUDA kernels, whose registers it would cost).
+template <class Index, bool Gap>
+struct GapOf {
+  using type = BasicKeyRange<Index>;
+  static MC_HD constexpr type none() {
+    return type{detail::index_min<Index>(), detail::index_max<Index>()};
+  }
+};
 template <class Index>
+struct GapOf<Index, false> {
+  struct type {};
+  static MC_HD constexpr type none() { return type{}; }
+};
+
+template <class Index, bool Gap = true>
 struct BasicTileBounds {
   // [min begin, max end) over the rows that see a key: no row sees a key outside it (empty
   // when no row sees any key).
   BasicKeyRange<Index> span{std::numeric_limits<Index>::max(), std::numeric_limits<Index>::min()};
   // [max begin, min end) over the same rows: the keys that every row seeing a key sees.
   BasicKeyRange<Index> common{std::numeric_limits<Index>::min(), std::numeric_limits<Index>::max()};
+  // Keys that no row sees although they may lie inside the span: the intersection over the rows
+  // of each row's keys below its interval that it does not see (between its sinks and its window,
+  // or below its window without sinks; everything for a row without keys). The gap between
+  // attention sinks and a window shared by the rows lies in it.
+  [[no_unique_address]] typename GapOf<Index, Gap>::type gap = GapOf<Index, Gap>::none();
   // Whether some row sees no key at all.
   bool any_empty_row = false;
 
-  // [k_begin, k_end) lies outside the span, so no row sees a key of it: the key tile can be
-  // skipped. (A gap inside the span, between the intervals of two documents' rows, is not.)
+  // No row sees a key of [k_begin, k_end): it lies outside the span or inside the gap, and the
+  // key tile can be skipped. (A gap between the intervals of two documents' rows is not known.)
   MC_HD constexpr bool skips(Index k_begin, Index k_end) const {
+    if constexpr (Gap) {
+      if (gap.begin <= k_begin && k_end <= gap.end) return true;
+    }
     return span.end <= k_begin || k_end <= span.begin;
   }
   // Every row that sees a key sees all of [k_begin, k_end): a kernel that writes rows without
@@ -207,29 +295,44 @@ struct BasicTileBounds {
 };
 using TileBounds = BasicTileBounds<std::int64_t>;
 
-// The fold's two steps: the bounds of one row whose visible keys are `keys` (visible_keys of
-// the row; with Index = int the caller guarantees that they fit) ...
-template <class Index = std::int64_t>
-MC_HD constexpr BasicTileBounds<Index> row_tile_bounds(KeyRange keys) {
-  BasicTileBounds<Index> t;
+// The fold's two steps: the bounds of one row whose visible keys are `keys` (row_keys of the
+// row; with Index = int the caller guarantees that they fit), or one interval `keys` ...
+template <class Index = std::int64_t, bool Gap = true>
+MC_HD constexpr BasicTileBounds<Index, Gap> row_tile_bounds(RowKeys keys) {
+  BasicTileBounds<Index, Gap> t;
   if (keys.empty()) {
     t.any_empty_row = true;
-  } else {
-    t.span = BasicKeyRange<Index>{static_cast<Index>(keys.begin), static_cast<Index>(keys.end)};
-    t.common = t.span;
+    return t;
+  }
+  const auto k =
+      BasicKeyRange<Index>{static_cast<Index>(keys.keys.begin), static_cast<Index>(keys.keys.end)};
+  t.common = k;
+  t.span =
+      keys.sinks.empty() ? k : BasicKeyRange<Index>{static_cast<Index>(keys.sinks.begin), k.end};
+  if constexpr (Gap) {
+    t.gap = keys.sinks.empty() ? BasicKeyRange<Index>{detail::index_min<Index>(), k.begin}
+                               : BasicKeyRange<Index>{static_cast<Index>(keys.sinks.end), k.begin};
   }
   return t;
 }
+template <class Index = std::int64_t, bool Gap = true>
+MC_HD constexpr BasicTileBounds<Index, Gap> row_tile_bounds(KeyRange keys) {
+  return row_tile_bounds<Index, Gap>(RowKeys{KeyRange{0, 0}, keys});
+}
 
 // ... and the bounds of the union of two sets of rows.
-template <class Index>
-MC_HD constexpr BasicTileBounds<Index> combine(const BasicTileBounds<Index>& l,
-                                               const BasicTileBounds<Index>& r) {
-  BasicTileBounds<Index> t;
+template <class Index, bool Gap>
+MC_HD constexpr BasicTileBounds<Index, Gap> combine(const BasicTileBounds<Index, Gap>& l,
+                                                    const BasicTileBounds<Index, Gap>& r) {
+  BasicTileBounds<Index, Gap> t;
   t.span = BasicKeyRange<Index>{detail::min_of(l.span.begin, r.span.begin),
                                 detail::max_of(l.span.end, r.span.end)};
   t.common = BasicKeyRange<Index>{detail::max_of(l.common.begin, r.common.begin),
                                   detail::min_of(l.common.end, r.common.end)};
+  if constexpr (Gap) {
+    t.gap = BasicKeyRange<Index>{detail::max_of(l.gap.begin, r.gap.begin),
+                                 detail::min_of(l.gap.end, r.gap.end)};
+  }
   t.any_empty_row = l.any_empty_row || r.any_empty_row;
   return t;
 }
@@ -238,8 +341,7 @@ MC_HD constexpr BasicTileBounds<Index> combine(const BasicTileBounds<Index>& l,
 MC_HD constexpr TileBounds tile_bounds(const MaskView& m, std::int64_t b, std::int64_t q_begin,
                                        std::int64_t q_end) {
   TileBounds t;
-  for (std::int64_t q = q_begin; q < q_end; ++q)
-    t = combine(t, row_tile_bounds(visible_keys(m, b, q)));
+  for (std::int64_t q = q_begin; q < q_end; ++q) t = combine(t, row_tile_bounds(row_keys(m, b, q)));
   return t;
 }
 

@@ -21,6 +21,10 @@
 //   chunks being [j C, (j + 1) C) in segment key positions and the query's chunk that of its
 //   diagonal; with causal, causal inside the chunk. It equals documents of C keys when queries
 //   and keys are aligned (self-attention).
+// - Attention sinks (sink_tokens = S > 0, StreamingLLM): the first S keys of each segment are
+//   visible to every query that sees any key, whatever the window's left bound: they are exempt
+//   from that bound only (causal, the window's right bound and the chunk still apply to them),
+//   so a row's visible keys become two intervals, the sinks and the window after a gap.
 // - A query with no visible key (a "fully masked row") gets zero output, zero weights and
 //   log-sum-exp -inf; never NaN.
 #pragma once
@@ -68,8 +72,9 @@ struct MaskSpec {
   std::vector<std::vector<std::int32_t>> cu_seqlens_q;  // [B][docs + 1]; empty: one document
   std::vector<std::vector<std::int32_t>> cu_seqlens_k;
   std::vector<std::int32_t>
-      prefix_lens;         // [B] prefix-LM prefix lengths (needs causal); empty: none
-  std::int64_t chunk = 0;  // chunked attention: chunk length; 0: none
+      prefix_lens;               // [B] prefix-LM prefix lengths (needs causal); empty: none
+  std::int64_t chunk = 0;        // chunked attention: chunk length; 0: none
+  std::int64_t sink_tokens = 0;  // attention sinks: the first S keys of each segment; 0: none
 
   std::int64_t q_len(std::int64_t b) const { return q_lens.empty() ? Lq : q_lens[b]; }
   std::int64_t k_len(std::int64_t b) const { return k_lens.empty() ? Lk : k_lens[b]; }
@@ -77,6 +82,8 @@ struct MaskSpec {
   // Prefix-LM or chunking: the clauses that ABI 1.2 added to plugins' mask descriptor and that
   // adapters with a mask logic of their own must decline unless they implement them.
   bool has_prefix_or_chunk() const { return !prefix_lens.empty() || chunk > 0; }
+  // Attention-sink tokens: the clause ABI 1.4 added (a row's keys are two intervals).
+  bool has_sink_tokens() const { return sink_tokens > 0; }
   // Throws InvalidArgument naming the first bad field.
   void validate() const;
   bool operator==(const MaskSpec&) const = default;

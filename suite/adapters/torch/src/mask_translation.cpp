@@ -75,9 +75,10 @@ namespace {
 
 // What a spec restricts, with causal folded into the window: causal == window (unbounded, 0).
 struct SpecShape {
-  bool padding = false;          // some sequence has fewer than Lq queries or Lk keys
-  bool documents = false;        // cu_seqlens split sequences into documents
-  bool prefix_or_chunk = false;  // prefix-LM or chunked attention: only a mask tensor says it
+  bool padding = false;    // some sequence has fewer than Lq queries or Lk keys
+  bool documents = false;  // cu_seqlens split sequences into documents
+  // prefix-LM, chunked attention or attention sinks: only a mask tensor says it
+  bool prefix_or_chunk = false;
   std::int64_t left = kUnbounded, right = kUnbounded;
   bool windowed() const { return left != kUnbounded || right != kUnbounded; }
   bool plain_causal() const { return left == kUnbounded && right == 0 && !prefix_or_chunk; }
@@ -90,7 +91,7 @@ SpecShape analyze(const MaskSpec& m) {
   for (std::int64_t b = 0; b < m.B; ++b)
     if (m.q_len(b) < m.Lq || m.k_len(b) < m.Lk) s.padding = true;
   s.documents = m.has_documents();
-  s.prefix_or_chunk = m.has_prefix_or_chunk();
+  s.prefix_or_chunk = m.has_prefix_or_chunk() || m.has_sink_tokens();
   if (m.window) {
     s.left = m.window->left;
     s.right = m.window->right;
@@ -157,8 +158,8 @@ TorchMask translate_mask(const MaskSpec& m, SdpaBackend b, Layout layout) {
   if (b == SdpaBackend::flash) {
     if (s.prefix_or_chunk) {
       t.unsupported =
-          "flash takes no mask tensor, and neither is_causal nor window_size expresses prefix-LM "
-          "or chunked attention";
+          "flash takes no mask tensor, and neither is_causal nor window_size expresses prefix-LM, "
+          "chunked attention or attention sinks";
       return t;
     }
     if (layout == Layout::padded) {
@@ -294,7 +295,8 @@ TorchMask translate_for(Convention c, const MaskSpec& m) {
             "[Lq, Lk] for every sequence";
       else if ((s.windowed() || s.prefix_or_chunk) && t.key_padding)
         t.unsupported =
-            "causal/window/prefix/chunk with padded keys: the diagonal moves with each sequence's "
+            "causal/window/prefix/chunk/sinks with padded keys: the diagonal moves with each "
+            "sequence's "
             "length, but the C++ multi_head_attention_forward takes one attn_mask [Lq, Lk] for "
             "every sequence";
       else if (!m.prefix_lens.empty() &&

@@ -81,6 +81,14 @@ std::optional<ChunkSplit> chunk_split(MaskSpec m, std::int64_t chunk);
 // The chunk length a chunk property uses: the case's own, or a drawn one.
 std::int64_t draw_chunk(const MaskSpec& m);
 
+// Attention sinks for a sinks property: `m` with sink tokens (its own, or 1, 4 or a drawn count)
+// and a window whose left side is bounded (its own, or a drawn one), and no chunk (whose first
+// key may lie past the sinks).
+MaskSpec with_sinks(MaskSpec m);
+// [B, Lk]: whether key k of sequence b is one of the first `S` keys of its segment (its
+// document, or the sequence's valid keys), from the layout alone.
+std::vector<std::uint8_t> segment_first_keys(const MaskSpec& m, std::int64_t S);
+
 // Shapes with named axes.
 Shape mask_shape(const MaskSpec& m);                   // (b, q, k)
 Shape softmax_shape(const SoftmaxProblem& p);          // (b, h, q, k)

@@ -57,6 +57,12 @@
  *     sink_logits: attention's score modifiers (see "Score modifiers" below). A plugin is handed
  *     only the modifiers it declares; cases with others are skipped, saying which it lacks.
  *
+ * What ABI 1.4 added:
+ *   - maskcheck_mask.sink_tokens: attention sinks (StreamingLLM; the sinks clause below). A
+ *     plugin built against an older ABI is never handed a mask with sinks unless it takes a mask
+ *     tensor (keep or additive), which holds them already. A 1.4 plugin that does not implement
+ *     them answers queries with them MASKCHECK_UNSUPPORTED.
+ *
  * ------------------------------------------------------------------------------------------
  * Semantics (the same contract as maskcheck's reference, reference/.../problems.hpp)
  *
@@ -75,6 +81,13 @@
  *   window:    diag(q) - window_left <= k <= diag(q) + window_right.
  *   chunk:     (ABI 1.2, chunk = C > 0, Llama 4's chunked attention) k and diag(q) lie in the
  *              same chunk: floor(k / C) == floor(diag(q) / C), floor for negative diag(q) too.
+ *   sinks:     (ABI 1.4, sink_tokens = S > 0, StreamingLLM's attention sinks) the one clause that
+ *              widens the others: a query that sees at least one key by the clauses above also
+ *              sees each of the first S keys of its segment (k < S in segment positions) that
+ *              passes every clause except the window's left bound. So sinks survive a sliding
+ *              window, but causal, the window's right bound and the chunk still apply to them, and
+ *              a row that sees nothing (a padded query, a window past every key) sees no sink.
+ *              A row's keys are then two intervals: the sinks, a gap, the window.
  * Causal, window, prefix and chunk are measured from the diagonal of the *segment* the query
  * lies in: the sequence's valid range, or the query's document when cu_seqlens are given, in
  * positions relative to the segment's start (qi = q - segment start, likewise for keys):
@@ -225,7 +238,7 @@ extern "C" {
 #endif
 
 #define MASKCHECK_PLUGIN_ABI_VERSION_MAJOR 1
-#define MASKCHECK_PLUGIN_ABI_VERSION_MINOR 3
+#define MASKCHECK_PLUGIN_ABI_VERSION_MINOR 4
 
 /* The one symbol a plugin exports, and its type. */
 #define MASKCHECK_PLUGIN_ENTRY_NAME "maskcheck_plugin_v1"
@@ -322,6 +335,9 @@ typedef struct maskcheck_mask {
    * queries with them MASKCHECK_UNSUPPORTED. */
   const int32_t* prefix_lens; /* [B] (only with causal), or NULL: no prefix */
   int64_t chunk;              /* chunk length C > 0, or 0: no chunking */
+  /* ABI 1.4: attention sinks (the sinks clause above), handed to older plugins only through a
+   * mask tensor as for ABI 1.2's fields. */
+  int64_t sink_tokens; /* S > 0 sink keys per segment, or 0: none */
 } maskcheck_mask;
 
 /* Attention forward: out = softmax(q k^T * scale + mask) v.
