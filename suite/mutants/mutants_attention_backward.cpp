@@ -157,7 +157,7 @@ class BackwardBug : public Named {
 
 Mutant backward(std::string bug, std::string id, std::string how, Bug b) {
   Mutant m = entry<BackwardBug>(Op::attention, std::move(bug), std::move(id), std::move(how), b);
-  m.backward = true;
+  m.entry = Mutant::Entry::backward;
   return m;
 }
 

@@ -193,7 +193,7 @@ class UpstreamMisread : public Named {
 Mutant upstream(std::string bug, std::string id, std::string how, UpstreamBug b) {
   Mutant m =
       entry<UpstreamMisread>(Op::cross_entropy, std::move(bug), std::move(id), std::move(how), b);
-  m.backward = true;
+  m.entry = Mutant::Entry::backward;
   return m;
 }
 

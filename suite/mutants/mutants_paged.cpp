@@ -107,7 +107,9 @@ class ChunkMutant : public Named {
 void add_attention_paged_mutants(std::vector<Mutant>& out) {
   const Op op = Op::attention;
   auto add = [&](std::string bug, std::string id, std::string how, Bug b) {
-    out.push_back(entry<PagedBug>(op, std::move(bug), std::move(id), std::move(how), b));
+    Mutant m = entry<PagedBug>(op, std::move(bug), std::move(id), std::move(how), b);
+    m.entry = Mutant::Entry::paged;  // attention_paged alone carries the bug
+    out.push_back(std::move(m));
   };
   add("block table ignored", "paged-pages-in-order",
       "sequence b's i-th page is taken to be page b * max_pages + i, as if the cache were "
@@ -125,7 +127,9 @@ void add_attention_paged_mutants(std::vector<Mutant>& out) {
       "128 keys in pages of 16 (or of 1) sees 112 (127)",
       Bug::full_page_lost);
   auto chunk = [&](std::string bug, std::string id, std::string how, ChunkBug b) {
-    out.push_back(entry<ChunkMutant>(op, std::move(bug), std::move(id), std::move(how), b));
+    Mutant m = entry<ChunkMutant>(op, std::move(bug), std::move(id), std::move(how), b);
+    m.entry = Mutant::Entry::chunk;  // attention_chunk alone carries the bug
+    out.push_back(std::move(m));
   };
   chunk("an empty split-KV chunk reports log-sum-exp 0", "split-empty-chunk-lse-zero",
         "a chunk in which a row sees no key returns output 0 with lse 0 instead of -inf: the "

@@ -24,7 +24,7 @@ VerifyPlan plan_mutant_verify(const VerifyConfig& config) {
   std::erase_if(plan.items, [](const auto& item) {
     for (const auto& m : mutant_catalogue())
       if (m.impl == item.first)
-        return m.op != item.second->op || m.backward != is_backward_property(item.second->name);
+        return m.op != item.second->op || !mutant_meets(m, item.second->name);
     return false;
   });
   return plan;

@@ -1242,9 +1242,7 @@ PagedData make_paged(const AttentionProblem& p, const AttentionData& d, std::int
   const Rows rows{p};
   for (std::int64_t b = 0; b < m.B; ++b)
     for (std::int64_t j = 0; j < m.k_len(b); ++j) {
-      const std::int64_t page =
-          kv.block_table[static_cast<std::size_t>(b * kv.max_pages + j / page_size)];
-      const std::int64_t slot = page * page_size + j % page_size;
+      const std::int64_t slot = kv.slot(b, j);
       out.used[static_cast<std::size_t>(slot)] = 1;
       for (std::int64_t h = 0; h < Hkv; ++h) {
         std::copy_n(d.k.begin() + rows.kv(b, h, j), D, out.k_cache.begin() + (slot * Hkv + h) * D);

@@ -295,13 +295,13 @@ void PackTileT(const Problem& pr, std::int64_t b, std::int64_t hk, std::int64_t 
   const std::int64_t n = std::min(kBk, s.k0 + s.k_len - first);  // valid keys in this tile
   float* v_tile = base + tiles * kBk * D + kt * kBk * dp;
   if (pr.block_table) {
-    // Key first + j from its page: the page of each key, slot j % page_size.
-    const std::int32_t* table = pr.block_table + b * pr.max_pages;
-    const std::int64_t P = pr.page_size, Hkv = pr.Hkv;
+    // Key first + j from its page (paged_slot).
+    const std::int64_t Hkv = pr.Hkv;
     auto row = [&](const void* cache) {
-      return [=](std::int64_t j) {
-        const std::int64_t key = first + j;
-        return static_cast<const S*>(cache) + ((table[key / P] * P + key % P) * Hkv + hk) * D;
+      return [=, &pr](std::int64_t j) {
+        const std::int64_t slot =
+            paged_slot(pr.block_table, pr.max_pages, pr.page_size, b, first + j);
+        return static_cast<const S*>(cache) + (slot * Hkv + hk) * D;
       };
     };
     PackTransposedRows<S>(row(pr.k), n, D, kt_tile);
@@ -492,9 +492,8 @@ void PackKeys(const Problem& pr, std::int64_t b, std::int64_t hk, std::int64_t k
     return [=, &pr](std::int64_t j) -> const S* {
       const std::int64_t key = k_begin + j;
       if (pr.block_table) {
-        const std::int64_t P = pr.page_size;
-        const std::int64_t page = pr.block_table[b * pr.max_pages + key / P];
-        return static_cast<const S*>(base) + ((page * P + key % P) * Hkv + hk) * D;
+        const std::int64_t slot = paged_slot(pr.block_table, pr.max_pages, pr.page_size, b, key);
+        return static_cast<const S*>(base) + (slot * Hkv + hk) * D;
       }
       return static_cast<const S*>(base) + ((b * Hkv + hk) * pr.mask.Lk + key) * D;
     };

@@ -269,13 +269,13 @@ std::vector<T> gather_paged(const AttentionProblem& p, const PagedKv& kv, std::s
                             T fill = T(0)) {
   kv.validate(p);
   require_size("cache", cache.size(), kv.cache_numel(p));
-  const std::int64_t B = p.mask.B, Hkv = p.Hkv, Lk = p.mask.Lk, D = p.D, P = kv.page_size;
+  const std::int64_t B = p.mask.B, Hkv = p.Hkv, Lk = p.mask.Lk, D = p.D;
   std::vector<T> out(static_cast<std::size_t>(p.kv_numel()), fill);
   for (std::int64_t b = 0; b < B; ++b)
     for (std::int64_t j = 0; j < p.mask.k_len(b); ++j) {
-      const std::int64_t page = kv.block_table[static_cast<std::size_t>(b * kv.max_pages + j / P)];
+      const std::int64_t slot = kv.slot(b, j);
       for (std::int64_t h = 0; h < Hkv; ++h)
-        std::copy_n(cache.begin() + ((page * P + j % P) * Hkv + h) * D, D,
+        std::copy_n(cache.begin() + (slot * Hkv + h) * D, D,
                     out.begin() + ((b * Hkv + h) * Lk + j) * D);
     }
   return out;

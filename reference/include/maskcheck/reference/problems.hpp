@@ -174,6 +174,14 @@ struct AttentionProblem {
 // entries past a sequence's ceil(k_len / page_size) pages (-1 is usual), pages no sequence uses,
 // and the slots past k_len in a sequence's last page. The problem stays the logical one, with
 // Lk <= max_pages * page_size; every mask clause applies to logical key positions.
+// The cache row of logical key j of sequence b: page block_table[b * max_pages + j / page_size],
+// slot j % page_size (the one place the layout is spelled out; kernels hold the table as a
+// pointer).
+MC_HD constexpr std::int64_t paged_slot(const std::int32_t* block_table, std::int64_t max_pages,
+                                        std::int64_t page_size, std::int64_t b, std::int64_t j) {
+  return std::int64_t{block_table[b * max_pages + j / page_size]} * page_size + j % page_size;
+}
+
 struct PagedKv {
   std::int64_t page_size = 16;
   std::int64_t num_pages = 0;
@@ -187,6 +195,10 @@ struct PagedKv {
   // an entry a sequence uses outside [0, num_pages), left padding, Lk beyond the table).
   void validate(const AttentionProblem& p) const;
   std::int64_t cache_numel(const AttentionProblem& p) const;  // num_pages * page_size * Hkv * D
+  // paged_slot() of this cache (the table must hold sequence b's pages).
+  std::int64_t slot(std::int64_t b, std::int64_t j) const {
+    return paged_slot(block_table.data(), max_pages, page_size, b, j);
+  }
   bool operator==(const PagedKv&) const = default;
 };
 // The front door of paged attention: the problem, the cache and the sizes of q and the caches.

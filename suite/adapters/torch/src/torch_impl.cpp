@@ -218,8 +218,7 @@ class TorchAttention : public Implementation {
                                     slots);  // slots: the zero row
     for (std::int64_t b = 0; b < B; ++b)
       for (std::int64_t j = 0; j < p.mask.k_len(b); ++j)
-        index[static_cast<std::size_t>(b * Lk + j)] =
-            kv.block_table[static_cast<std::size_t>(b * kv.max_pages + j / P)] * P + j % P;
+        index[static_cast<std::size_t>(b * Lk + j)] = kv.slot(b, j);
     return call_torch(name(), [&] {
       c10::InferenceMode inference;
       const at::Tensor idx = at::from_blob(index.data(), {B * Lk}, at::kLong).clone();

@@ -323,8 +323,7 @@ PagedSdpaPeer::PagedSdpaPeer(const AttentionProblem& p, const PagedKv& kv, DType
   std::vector<std::int64_t> index(static_cast<std::size_t>(s.B * s.Lk), 0);
   for (std::int64_t b = 0; b < s.B; ++b)
     for (std::int64_t j = 0; j < p.mask.k_len(b); ++j)
-      index[static_cast<std::size_t>(b * s.Lk + j)] =
-          kv.block_table[static_cast<std::size_t>(b * kv.max_pages + j / P)] * P + j % P;
+      index[static_cast<std::size_t>(b * s.Lk + j)] = kv.slot(b, j);
   guarded("PagedSdpaPeer", [&] {
     s.q = wrap(q, {s.B, p.H, p.mask.Lq, s.D}, t, Device::cpu);
     s.k_rows = wrap(k_cache, {slots, s.Hkv * s.D}, t, Device::cpu);

@@ -3,6 +3,7 @@
 // must be caught (killed) by at least one property.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -24,16 +25,30 @@ struct Mutant {
   // of exactly 0, about 1 attention case in 14) are promised at the default 100 cases, not at
   // CI's 30 or ASan's 20.
   int min_cases = 0;
-  // The bug lives in a backward with its own entry (attention_backward, cross_entropy_upstream;
-  // the rest of the operation is the reference's): the mutant meets that entry's properties only
-  // (is_backward_property), and the operation's other mutants meet none of them (their backward
-  // is the reference's).
-  bool backward = false;
+  // The entry its bug lives in. A bug in an entry of its own (a backward: attention_backward,
+  // cross_entropy_upstream; attention_paged; attention_chunk), the rest of the operation being the
+  // reference's, meets only the properties that call that entry (entry_of_property): the others
+  // cannot fail on it. The operation's other mutants (Entry::main) meet every property of the
+  // operation but the backward ones (their backward is the reference's; the paged and split
+  // properties also call their forward).
+  enum class Entry : std::uint8_t { main, backward, paged, chunk };
+  Entry entry = Entry::main;
 };
 
-// attention.backward.* and cross_entropy.upstream.*: the properties of the backward entries.
-inline bool is_backward_property(std::string_view name) {
-  return name.starts_with("attention.backward.") || name.starts_with("cross_entropy.upstream.");
+// The entry of its own a property calls: attention.backward.* and cross_entropy.upstream.* the
+// backward entries, attention.pagedEqualsContiguous attention_paged,
+// attention.splitKvMergesToUnsplit attention_chunk; Entry::main for the others.
+inline Mutant::Entry entry_of_property(std::string_view name) {
+  if (name.starts_with("attention.backward.") || name.starts_with("cross_entropy.upstream."))
+    return Mutant::Entry::backward;
+  if (name == "attention.pagedEqualsContiguous") return Mutant::Entry::paged;
+  if (name == "attention.splitKvMergesToUnsplit") return Mutant::Entry::chunk;
+  return Mutant::Entry::main;
+}
+// Whether mutant m meets property `name` of its operation.
+inline bool mutant_meets(const Mutant& m, std::string_view name) {
+  const Mutant::Entry e = entry_of_property(name);
+  return m.entry == Mutant::Entry::main ? e != Mutant::Entry::backward : e == m.entry;
 }
 
 const std::vector<Mutant>& mutant_catalogue();
