@@ -75,6 +75,10 @@ std::string storage_mismatch(const mc::Implementation& impl, const mc::CallInput
             const mc::Storage st = impl.storage(c.dtype);
             return first({check("q", c.q, st.q), check("k", c.k, st.k), check("v", c.v, st.v)});
           },
+          [&](const mc::ChunkAttentionCall& c) {
+            const mc::Storage st = impl.storage(c.dtype);
+            return first({check("q", c.q, st.q), check("k", c.k, st.k), check("v", c.v, st.v)});
+          },
           [&](const mc::PagedAttentionCall& c) {
             const mc::Storage st = impl.storage(c.dtype);
             return first({check("q", c.q, st.q), check("k_cache", c.k_cache, st.k),
@@ -116,6 +120,7 @@ void adopt_storage(const mc::Implementation& impl, mc::CallInputs& in) {
                             [&](mc::AttentionCall& c) { adopt(c, mc::Op::attention); },
                             [&](mc::VarlenAttentionCall& c) { adopt(c, mc::Op::attention); },
                             [&](mc::PagedAttentionCall& c) { adopt(c, mc::Op::attention); },
+                            [&](mc::ChunkAttentionCall& c) { adopt(c, mc::Op::attention); },
                             [&](mc::AttentionBackwardCall& c) { adopt(c, mc::Op::attention); },
                             [&](mc::CrossEntropyCall& c) { adopt(c, mc::Op::cross_entropy); },
                             [](auto&) {}},

@@ -26,6 +26,7 @@ constexpr std::pair<Call, std::string_view> kCalls[] = {
     {Call::attention, "attention"},
     {Call::attention_varlen, "attention_varlen"},
     {Call::attention_paged, "attention_paged"},
+    {Call::attention_chunk, "attention_chunk"},
     {Call::attention_backward, "attention_backward"},
     {Call::cross_entropy, "cross_entropy"},
     {Call::lm_labels, "lm_labels"},
@@ -214,6 +215,12 @@ void encode_qkv(const AttentionCall_& c, CaseParts& p) {
 }
 void encode_inputs(const AttentionCall& c, CaseParts& p) {
   encode_qkv(c, p);
+  p.w.mask_arrays(c.problem.mask);
+}
+void encode_inputs(const ChunkAttentionCall& c, CaseParts& p) {
+  encode_qkv(c, p);
+  p.options["key_begin"] = c.key_begin;
+  p.options["key_end"] = c.key_end;
   p.w.mask_arrays(c.problem.mask);
 }
 void encode_inputs(const AttentionBackwardCall& c, CaseParts& p) {
@@ -620,12 +627,28 @@ void read_qkv(CaseReader& r, AttentionCall_& c, const Qkv& t, std::string_view q
   c.v = r.floats("v", t.v, kv_shape(c.problem), kv_layout, s.v, own);
   if constexpr (requires { c.dout; })
     c.dout = r.floats("dout", *dout, q_shape(c.problem), q_layout, s.out, own);
+  bool begin = false, end = false;
   read_options(options, source, [&](JsonFields& f) {
     (void)f;  // the backward takes no option
     if constexpr (requires { c.want_lse; })
       f.field("want_lse",
               [&](const json& v, const std::string& p) { c.want_lse = json_bool(v, p); });
+    if constexpr (requires { c.key_begin; }) {
+      f.field("key_begin", [&](const json& v, const std::string& p) {
+        c.key_begin = json_int(v, p);
+        begin = true;
+      });
+      f.field("key_end", [&](const json& v, const std::string& p) {
+        c.key_end = json_int(v, p);
+        end = true;
+      });
+    }
   });
+  if constexpr (requires { c.key_begin; }) {
+    if (!begin || !end)
+      throw_invalid(source + ": maskcheck.options." + (begin ? "key_end" : "key_begin"), "missing",
+                    "attention_chunk needs the chunk's key_begin and key_end");
+  }
 }
 
 // The padded problem of q [B, H, Lq, D] and k [B, Hkv, Lk, D]: the shapes fill in what
@@ -643,9 +666,11 @@ void read_padded_problem(CaseReader& r, json& problem, const st::Tensor& q, cons
   read_json(problem, out, source + ": maskcheck.problem");
 }
 
+// attention and attention_chunk: q, k, v in the padded layout.
+template <class AttentionCall_>
 CallInputs decode_attention(CaseReader& r, json& problem, const json& options,
                             const std::string& source) {
-  AttentionCall c;
+  AttentionCall_ c;
   const st::Tensor& q = r.need("q", 4, kQLayout);
   const st::Tensor& k = r.need("k", 4, kKvLayout);
   const st::Tensor& v = r.need("v", 4, kKvLayout);
@@ -845,6 +870,7 @@ Op op_of(Call c) {
     case Call::attention:
     case Call::attention_varlen:
     case Call::attention_paged:
+    case Call::attention_chunk:
     case Call::attention_backward:
       return Op::attention;
     case Call::cross_entropy:
@@ -867,6 +893,7 @@ Call call_of(const CallInputs& in) {
                  [](const AttentionCall&) { return Call::attention; },
                  [](const VarlenAttentionCall&) { return Call::attention_varlen; },
                  [](const PagedAttentionCall&) { return Call::attention_paged; },
+                 [](const ChunkAttentionCall&) { return Call::attention_chunk; },
                  [](const AttentionBackwardCall&) { return Call::attention_backward; },
                  [](const CrossEntropyCall&) { return Call::cross_entropy; },
                  [](const LmLabelsCall&) { return Call::lm_labels; },
@@ -905,6 +932,13 @@ void validate_call(const CallInputs& in) {
           },
           [](const PagedAttentionCall& c) {
             validate_paged_inputs(c.problem, c.kv, c.q.size(), c.k_cache.size(), c.v_cache.size());
+          },
+          [](const ChunkAttentionCall& c) {
+            validate_attention_inputs(c.problem, c.q.size(), c.k.size(), c.v.size());
+            require(c.key_begin >= 0 && c.key_begin <= c.key_end && c.key_end <= c.problem.mask.Lk,
+                    "key_begin", c.key_begin,
+                    "must satisfy 0 <= key_begin <= key_end (" + std::to_string(c.key_end) +
+                        ") <= Lk (" + std::to_string(c.problem.mask.Lk) + ")");
           },
           [](const VarlenAttentionCall& c) {
             c.problem.padded().validate();
@@ -960,6 +994,9 @@ Support supports_call(const Implementation& impl, const CallInputs& in) {
           [&](const PagedAttentionCall& c) {
             return impl.supports_attention_paged(c.problem, c.kv, c.dtype, c.want_lse);
           },
+          [&](const ChunkAttentionCall& c) {
+            return impl.supports_attention_chunk(c.problem, c.dtype);
+          },
           [&](const AttentionBackwardCall& c) {
             return impl.supports_attention_backward(c.problem, c.dtype);
           },
@@ -997,6 +1034,9 @@ CallResult run_call(const Implementation& impl, const CallInputs& in) {
           [&](const PagedAttentionCall& c) -> CallResult {
             return impl.attention_paged(c.problem, c.kv, c.dtype, c.q, c.k_cache, c.v_cache,
                                         c.want_lse);
+          },
+          [&](const ChunkAttentionCall& c) -> CallResult {
+            return impl.attention_chunk(c.problem, c.dtype, c.q, c.k, c.v, c.key_begin, c.key_end);
           },
           [&](const AttentionBackwardCall& c) -> CallResult {
             return impl.attention_backward(c.problem, c.dtype, c.q, c.k, c.v, c.dout);
@@ -1076,13 +1116,16 @@ CallInputs decode_case(const st::File& f, const std::string& source) {
       in = decode_softmax(r, problem, options, source);
       break;
     case Call::attention:
-      in = decode_attention(r, problem, options, source);
+      in = decode_attention<AttentionCall>(r, problem, options, source);
       break;
     case Call::attention_varlen:
       in = decode_attention_varlen(r, problem, options, source);
       break;
     case Call::attention_paged:
       in = decode_attention_paged(r, problem, options, source);
+      break;
+    case Call::attention_chunk:
+      in = decode_attention<ChunkAttentionCall>(r, problem, options, source);
       break;
     case Call::attention_backward:
       in = decode_attention_backward(r, problem, options, source);
@@ -1151,6 +1194,12 @@ Tensors result_tensors(const CallInputs& in, const CallResult& r, std::string_vi
             w.floats("out", a.out, q_shape(c.problem), storage_of(c).out);
             if (c.want_lse || !a.lse.empty())
               w.f64("lse", a.lse, {c.problem.mask.B, c.problem.H, c.problem.mask.Lq});
+          },
+          [&](const ChunkAttentionCall& c) {
+            if (!std::holds_alternative<AttentionResult>(r)) wrong_result();
+            const auto& a = std::get<AttentionResult>(r);
+            w.floats("out", a.out, q_shape(c.problem), storage_of(c).out);
+            w.f64("lse", a.lse, {c.problem.mask.B, c.problem.H, c.problem.mask.Lq});
           },
           [&](const AttentionBackwardCall& c) {
             if (!std::holds_alternative<AttentionGradients>(r)) wrong_result();

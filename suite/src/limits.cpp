@@ -57,6 +57,9 @@ CallCost cost_of(const CallInputs& in) {
                  [](const AttentionCall& c) {
                    return attention_cost(c.problem, c.q.size() + c.k.size() + c.v.size());
                  },
+                 [](const ChunkAttentionCall& c) {
+                   return attention_cost(c.problem, c.q.size() + c.k.size() + c.v.size());
+                 },
                  [](const PagedAttentionCall& c) {
                    // The caches, and the keys gathered into the padded layout.
                    return attention_cost(c.problem,

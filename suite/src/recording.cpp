@@ -110,6 +110,14 @@ AttentionResult RecordingImplementation::attention_paged(
                          stored(inner(), Op::attention, t)},
       [&] { return inner().attention_paged(p, kv, t, q, k_cache, v_cache, want_lse); });
 }
+AttentionResult RecordingImplementation::attention_chunk(
+    const AttentionProblem& p, DType t, std::span<const double> q, std::span<const double> k,
+    std::span<const double> v, std::int64_t key_begin, std::int64_t key_end) const {
+  return record<AttentionResult>(
+      ChunkAttentionCall{p, t, copy(q), copy(k), copy(v), key_begin, key_end,
+                         stored(inner(), Op::attention, t)},
+      [&] { return inner().attention_chunk(p, t, q, k, v, key_begin, key_end); });
+}
 AttentionResult RecordingImplementation::attention_varlen(const VarlenAttentionProblem& p, DType t,
                                                           std::span<const double> q,
                                                           std::span<const double> k,

@@ -239,6 +239,61 @@ TEST(Cli, pagedCounterexamplesReplayAndBadBlockTablesExitTwo) {
   EXPECT_NE(r.out.find("block_table[1]"), std::string::npos) << r.out;
 }
 
+TEST(Cli, chunkCounterexamplesReplayAndBadKeyRangesExitTwo) {
+  namespace st = maskcheck::safetensors;
+  const std::string dir = temp_path("ce-chunk");
+  std::filesystem::remove_all(dir);
+  const std::string json = dir + "/verify.json";
+  // A failing split-KV case saves its chunk calls (attention_chunk) beside the unsplit call.
+  CliResult r = maskcheck_cli(
+      "verify --mutants --impl mutant:split-lse-base2 --property "
+      "attention.splitKvMergesToUnsplit --cases 50 --seed 2 --json " +
+      json);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = maskcheck::read_json_file(json);
+  const auto& files = j.at("results").at(0).at("counterexample_files");
+  ASSERT_FALSE(files.empty()) << j.dump(2);
+  std::string chunk_file;
+  for (const auto& f : files) {
+    const auto c = st::read_file(f.get<std::string>());
+    if (c.metadata.at("maskcheck.call") == "attention_chunk") chunk_file = f.get<std::string>();
+  }
+  ASSERT_FALSE(chunk_file.empty()) << j.dump(2);
+  const std::string out = dir + "/result.safetensors";
+  r = maskcheck_cli("eval attention --impl mutant:split-lse-base2 --in " + chunk_file + " --out " +
+                    out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto recorded = st::read_file(chunk_file);
+  EXPECT_EQ(st::read_file(out).tensors.at("lse").bytes, recorded.tensors.at("recorded.lse").bytes);
+  r = maskcheck_cli("eval attention --impl cpu --in " + chunk_file);
+  EXPECT_EQ(r.code, 0) << r.out;
+
+  // A chunk past the keys: exit 2, naming the field; a case without its chunk: exit 2 too.
+  maskcheck::ChunkAttentionCall c;
+  c.problem.mask.Lq = 1;
+  c.problem.mask.Lk = 4;
+  c.dtype = maskcheck::DType::f64;
+  c.q = {1};
+  c.k = c.v = {1, 2, 3, 4};
+  c.key_begin = 1;
+  c.key_end = 3;
+  const std::string good = dir + "/good.safetensors";
+  st::write_file(good, maskcheck::encode_case(c));
+  EXPECT_EQ(maskcheck_cli("eval attention --in " + good).code, 0);
+  c.key_end = 5;
+  const std::string bad = dir + "/bad.safetensors";
+  st::write_file(bad, maskcheck::encode_case(c));
+  r = maskcheck_cli("eval attention --in " + bad);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("key_begin"), std::string::npos) << r.out;
+  auto file = maskcheck::encode_case(c);
+  file.metadata["maskcheck.options"] = "{\"key_begin\": 0}";
+  st::write_file(bad, file);
+  r = maskcheck_cli("eval attention --in " + bad);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("maskcheck.options.key_end"), std::string::npos) << r.out;
+}
+
 TEST(Cli, mutantsMeetTheirOperationsPropertiesAndASurvivorExitsOne) {
   // Without --op or --property a mutant meets only the properties of its own operation.
   const CliResult killed =

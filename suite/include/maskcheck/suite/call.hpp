@@ -8,7 +8,8 @@
 //                                attention for attention, else the op): build_mask,
 //                                convert_mask, keep_from_lengths, last_valid_index, softmax,
 //                                attention, attention_varlen, attention_paged,
-//                                attention_backward, cross_entropy, lm_labels, mlm
+//                                attention_chunk, attention_backward, cross_entropy,
+//                                lm_labels, mlm
 //             maskcheck.dtype    f64 | f32 | f16 | bf16 for floating calls (default: the dtype
 //                                of the first floating input)
 //             maskcheck.problem  JSON of the problem (problem_json.hpp; attention_paged adds
@@ -17,8 +18,9 @@
 //                                {"L", "padding"}. Fields left out are taken from the tensor
 //                                shapes (B, H, Lq, Lk, D, Hkv, N, V, L) or keep their defaults.
 //             maskcheck.options  JSON: {"encoding"} build_mask, {"from", "to"} convert_mask,
-//                                {"want_lse"} attention (default true), {"backward"}
-//                                cross_entropy (default false); {} otherwise
+//                                {"want_lse"} attention (default true), {"key_begin",
+//                                "key_end"} attention_chunk (required: the chunk of keys),
+//                                {"backward"} cross_entropy (default false); {} otherwise
 //             maskcheck.storage  JSON, optional: the tensors stored wider than maskcheck.dtype
 //                                (mixed storage, registry.hpp's Storage), e.g. {"q": "f32",
 //                                "out": "f32"} in an f16 attention case; names q, k, v, out
@@ -31,6 +33,7 @@
 //             attention_varlen   q [Tq, H, D], k, v [Tk, Hkv, D], cu_seqlens_q, cu_seqlens_k [B+1]
 //             attention_paged    q [B, H, Lq, D], k_cache, v_cache [num_pages, page_size, Hkv, D],
 //                                block_table I32 [B, max_pages] + the mask spec's arrays
+//             attention_chunk    as attention (one split-KV chunk of its keys)
 //             attention_backward q, dout [B, H, Lq, D], k, v [B, Hkv, Lk, D] + the mask spec's
 //                                arrays
 //             cross_entropy      logits [N, V], labels I64 [N], weights [N] (when weighted)
@@ -50,10 +53,11 @@
 //
 // Result tensors (result_tensors): build_mask, convert_mask: mask (case dtype); keep_from_lengths:
 // keep U8 [B, L]; last_valid_index: last_valid_index I64 [B]; softmax: y; attention: out and
-// lse F64 (when want_lse); attention_backward: dq, dk, dv (case dtype); cross_entropy: loss F64 [],
-// losses F64 [N], count I64 [], weight_sum F64 [], dlogits [N, V] (when backward); lm_labels:
-// labels I64; mlm: ids, labels I64. Accumulator-precision values (lse, loss, losses, weight_sum)
-// are F64: the registry boundary hands them over as doubles that need not fit the case dtype.
+// lse F64 (when want_lse; always for attention_chunk); attention_backward: dq, dk, dv (case dtype);
+// cross_entropy: loss F64 [], losses F64 [N], count I64 [], weight_sum F64 [], dlogits [N, V] (when
+// backward); lm_labels: labels I64; mlm: ids, labels I64. Accumulator-precision values (lse, loss,
+// losses, weight_sum) are F64: the registry boundary hands them over as doubles that need not fit
+// the case dtype.
 #pragma once
 
 #include <cstdint>
@@ -78,6 +82,7 @@ enum class Call : std::uint8_t {
   attention,
   attention_varlen,
   attention_paged,
+  attention_chunk,
   attention_backward,
   cross_entropy,
   lm_labels,
@@ -140,6 +145,15 @@ struct PagedAttentionCall {
   bool want_lse = true;
   std::optional<Storage> storage = std::nullopt;  // tensors stored wider than dtype
 };
+// One split-KV chunk (Implementation::attention_chunk): attention over the keys
+// [key_begin, key_end) of the padded key axis, its log-sum-exp always returned.
+struct ChunkAttentionCall {
+  AttentionProblem problem;
+  DType dtype = DType::f32;
+  std::vector<double> q, k, v;
+  std::int64_t key_begin = 0, key_end = 0;
+  std::optional<Storage> storage = std::nullopt;  // tensors stored wider than dtype
+};
 struct CrossEntropyCall {
   LossProblem problem;
   DType dtype = DType::f32;
@@ -172,10 +186,10 @@ struct overloaded : F... {
 template <class... F>
 overloaded(F...) -> overloaded<F...>;  // clang 14 deduces no aggregate template arguments
 
-using CallInputs =
-    std::variant<BuildMaskCall, ConvertMaskCall, KeepFromLengthsCall, LastValidIndexCall,
-                 SoftmaxCall, AttentionCall, VarlenAttentionCall, PagedAttentionCall,
-                 AttentionBackwardCall, CrossEntropyCall, LmLabelsCall, MlmCall>;
+using CallInputs = std::variant<BuildMaskCall, ConvertMaskCall, KeepFromLengthsCall,
+                                LastValidIndexCall, SoftmaxCall, AttentionCall, VarlenAttentionCall,
+                                PagedAttentionCall, ChunkAttentionCall, AttentionBackwardCall,
+                                CrossEntropyCall, LmLabelsCall, MlmCall>;
 Call call_of(const CallInputs& in);
 
 // What the implementation returned: masks, softmax and convert_mask give doubles,

@@ -71,6 +71,9 @@ class RecordingImplementation final : public ForwardingImplementation {
   AttentionResult attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
                                   std::span<const double> q, std::span<const double> k_cache,
                                   std::span<const double> v_cache, bool want_lse) const override;
+  AttentionResult attention_chunk(const AttentionProblem& p, DType t, std::span<const double> q,
+                                  std::span<const double> k, std::span<const double> v,
+                                  std::int64_t key_begin, std::int64_t key_end) const override;
   AttentionResult attention_varlen(const VarlenAttentionProblem& p, DType t,
                                    std::span<const double> q, std::span<const double> k,
                                    std::span<const double> v, bool want_lse) const override;
