@@ -154,7 +154,7 @@ int main(int argc, char** argv) {
   std::string plugin_timeout;
   bool in_process = false;
   verify->add_option("--plugin", plugin_paths,
-                     "verify this plugin library (maskcheck/plugin.h, ABI 1.0 to 1.4; the "
+                     "verify this plugin library (maskcheck/plugin.h, ABI 1.0 to 1.5; the "
                      "attention.backward.* properties need ABI 1.2's attention_backward), as "
                      "plugin:<name>, in child processes; repeatable; with --impl, beside those "
                      "implementations");

@@ -78,7 +78,7 @@ TEST(Plugin, examplePassesTheCatalogue) {
   // softmax, attention forward and backward, cross-entropy
   EXPECT_GE(j.at("summary").at("passed").get<int>(), 33);
   EXPECT_EQ(j.at("plugins").at(0).at("name"), "example");
-  EXPECT_EQ(j.at("plugins").at(0).at("abi"), "1.4");
+  EXPECT_EQ(j.at("plugins").at(0).at("abi"), "1.5");
   EXPECT_EQ(j.at("plugins").at(0).at("varlen"), true);
   EXPECT_EQ(j.at("plugins").at(0).at("attention_backward"),
             (nlohmann::json{"f64", "f32", "f16", "bf16"}));
@@ -146,13 +146,6 @@ TEST(Plugin, crashFailsItsPropertiesAndKeepsEveryOtherResult) {
       EXPECT_TRUE(contains(row.at("skip_reasons").dump(),
                            "plugin:crash has no attention_backward: its "
                            "attention_backward_dtypes is 0"))
-          << row.dump();
-    } else if (name == "attention.pagedEqualsContiguous" ||
-               name == "attention.splitKvMergesToUnsplit") {  // not in the ABI yet
-      EXPECT_EQ(row.at("status"), "skipped") << row.dump();
-      EXPECT_TRUE(contains(row.at("skip_reasons").dump(), name == "attention.pagedEqualsContiguous"
-                                                              ? "does not read a paged KV cache"
-                                                              : "does not compute split-KV chunks"))
           << row.dump();
     } else if (row.at("op") == "attention" && name != "attention.varlenEqualsPadded") {
       ++attention;
@@ -348,11 +341,11 @@ TEST(Plugin, abiMismatchIsAnInputError) {
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_TRUE(contains(r.out,
                        "plugin ABI version mismatch: the plugin reports ABI 2.0, this "
-                       "maskcheck speaks ABI 1.4"))
+                       "maskcheck speaks ABI 1.5"))
       << r.out;
   r = maskcheck_cli("verify --plugin " + test_plugin("abi_newer"));
   EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_TRUE(contains(r.out, "built for ABI 1.7, newer than this maskcheck's 1.4")) << r.out;
+  EXPECT_TRUE(contains(r.out, "built for ABI 1.7, newer than this maskcheck's 1.5")) << r.out;
 }
 
 TEST(Plugin, unusableLibrariesAreInputErrors) {
@@ -720,6 +713,50 @@ TEST(PluginAbi14, sinksReachTheExampleAndOlderTablesSkipThem) {
                        "from ABI 1.4 on"))
       << row.dump();
   EXPECT_EQ(rows.at("attention.agreesWithReference").at("status"), "passed");
+}
+
+TEST(PluginAbi15, pagedCachesAndKeyChunksReachTheExampleAndOlderTablesSkipThem) {
+  const std::string props =
+      " --property attention.pagedEqualsContiguous,attention.splitKvMergesToUnsplit";
+  const std::string json = temp_path("paged.json");
+  CliResult r = maskcheck_cli("verify --plugin " + std::string(EXAMPLE_PLUGIN) + props +
+                                  " --cases 30 --seed 8 --json " + json,
+                              kCi);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = maskcheck::read_json_file(json);
+  EXPECT_EQ(j.at("plugins").at(0).at("attention_features"),
+            (nlohmann::json{{"paged_kv", true}, {"key_chunk", true}}));
+  auto rows = rows_by_property(j);
+  for (const char* name : {"attention.pagedEqualsContiguous", "attention.splitKvMergesToUnsplit"})
+    EXPECT_EQ(rows.at(name).at("status"), "passed") << rows.at(name).dump();
+  // A 1.3 table: attention_features, past the end of such a table, is not read.
+  r = maskcheck_cli("verify --plugin " + test_plugin("abi13_table") + props +
+                        " --cases 10 --seed 8 --json " + json,
+                    kCi);
+  ASSERT_EQ(r.code, 0) << r.out;
+  rows = rows_by_property(maskcheck::read_json_file(json));
+  for (const auto& [name, why] : std::vector<std::pair<std::string, std::string>>{
+           {"attention.pagedEqualsContiguous",
+            "does not take a paged KV cache: plugin ABI 1.3 < 1.5, the version that added "
+            "attention_features"},
+           {"attention.splitKvMergesToUnsplit",
+            "does not take split-KV chunks: plugin ABI 1.3 < 1.5"}}) {
+    EXPECT_EQ(rows.at(name).at("status"), "skipped") << rows.at(name).dump();
+    EXPECT_TRUE(contains(rows.at(name).at("skip_reasons").dump(), why)) << rows.at(name).dump();
+  }
+}
+
+TEST(PluginAbi15, anIgnoredBlockTableIsCaught) {
+  const std::string json = temp_path("paged_in_order.json");
+  const CliResult r = maskcheck_cli("verify --plugin " + test_plugin("paged_in_order") +
+                                        " --property attention.pagedEqualsContiguous --cases 30 "
+                                        "--seed 9 --no-counterexamples --json " +
+                                        json,
+                                    kCi);
+  ASSERT_EQ(r.code, 1) << r.out;
+  const auto row =
+      rows_by_property(maskcheck::read_json_file(json)).at("attention.pagedEqualsContiguous");
+  EXPECT_EQ(row.at("status"), "failed") << row.dump();
 }
 
 TEST(PluginAbi14, ignoredSinkTokensAreCaught) {

@@ -261,12 +261,21 @@ static maskcheck_status check_heads(int64_t H, int64_t Hkv, int64_t D, char* msg
 }
 
 // Where the keys of one query row live: key k is row `first + k * stride` (in rows of D) of k and
-// v, and the mask (with its keep tensor, if any) of row (b, i) says which of them it sees.
+// v, or, in a paged cache (ABI 1.5, table not NULL), row `slot * Hkv + hk` of the caches with
+// slot = table[b * max_pages + k / page_size] * page_size + k % page_size; the mask (with its keep
+// tensor, if any) of row (b, i) says which of them it sees.
 typedef struct Keys {
   const maskcheck_mask* mask;
   int64_t b, i;
   int64_t first, stride;
+  const int32_t* table;
+  int64_t max_pages, page_size, Hkv, hk;
 } Keys;
+static int64_t key_row(const Keys* keys, int64_t j) {
+  if (!keys->table) return keys->first + j * keys->stride;
+  const int64_t page = keys->table[keys->b * keys->max_pages + j / keys->page_size];
+  return (page * keys->page_size + j % keys->page_size) * keys->Hkv + keys->hk;
+}
 
 // The score modifiers of one row (ABI 1.3): soft-cap (0: none), ALiBi slope (0: none) with the
 // row's diagonal, and whether a sink logit joins the denominator.
@@ -288,9 +297,9 @@ static void attend_row(const DLTensor* q, int64_t q_row, const DLTensor* k, cons
   int64_t visible = 0;
   for (int64_t j = lo; j < hi; ++j) {
     if (!sees(keys->mask, keys->b, keys->i, j)) continue;
-    const int64_t key_row = keys->first + j * keys->stride;
+    const int64_t row = key_row(keys, j);
     double dot = 0;
-    for (int64_t d = 0; d < D; ++d) dot += load(q, q_row * D + d) * load(k, key_row * D + d);
+    for (int64_t d = 0; d < D; ++d) dot += load(q, q_row * D + d) * load(k, row * D + d);
     score[j] = dot * scale;
     if (mods && mods->softcap > 0) score[j] = mods->softcap * tanh(score[j] / mods->softcap);
     if (mods && mods->slope != 0)
@@ -307,9 +316,9 @@ static void attend_row(const DLTensor* q, int64_t q_row, const DLTensor* k, cons
   for (int64_t j = lo; j < hi && visible > 0; ++j) {
     if (!sees(keys->mask, keys->b, keys->i, j)) continue;
     const double p = exp(score[j] - max);
-    const int64_t key_row = keys->first + j * keys->stride;
+    const int64_t row = key_row(keys, j);
     sum += p;
-    for (int64_t d = 0; d < D; ++d) acc[d] += p * load(v, key_row * D + d);
+    for (int64_t d = 0; d < D; ++d) acc[d] += p * load(v, row * D + d);
   }
   for (int64_t d = 0; d < D; ++d) store(out, out_row * D + d, visible > 0 ? acc[d] / sum : 0.0);
   if (lse) store(lse, lse_index, visible > 0 ? max + log(sum) : -INFINITY);
@@ -321,18 +330,30 @@ static maskcheck_status example_attention(const maskcheck_attention_args* a, cha
     return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size, "q and k must be 4-dimensional");
   const DLDataType dt = narrowest(a->q->dtype, a->k->dtype);
   const int64_t B = a->q->shape[0], H = a->q->shape[1], Lq = a->q->shape[2], D = a->q->shape[3];
-  const int64_t Hkv = a->k->shape[1], Lk = a->k->shape[2];
+  // A paged cache (ABI 1.5): k, v [num_pages, page_size, Hkv, D]; Lk is the mask's.
+  const int paged = a->block_table != NULL;
+  const int64_t Hkv = paged ? a->k->shape[2] : a->k->shape[1];
+  const int64_t Lk = paged ? (a->mask ? a->mask->k_len : 0) : a->k->shape[2];
   maskcheck_status s = check_heads(H, Hkv, D, msg, msg_size);
   if (s) return s;
-  const int64_t q_shape[4] = {B, H, Lq, D}, kv_shape[4] = {B, Hkv, Lk, D},
-                lse_shape[3] = {B, H, Lq};
+  const int64_t q_shape[4] = {B, H, Lq, D}, lse_shape[3] = {B, H, Lq};
+  const int64_t kv_shape[4] = {paged ? a->k->shape[0] : B, paged ? a->page_size : Hkv,
+                               paged ? Hkv : Lk, D};
+  const DLDataType i32 = {kDLInt, 32, 1};
+  const int64_t table_shape[2] = {B, paged ? a->block_table->shape[1] : 0};
   if ((s = check_tensor(a->q, "q", kAnyFloat, 4, q_shape, msg, msg_size)) ||
       (s = check_tensor(a->k, "k", kAnyFloat, 4, kv_shape, msg, msg_size)) ||
       (s = check_tensor(a->v, "v", kAnyFloat, 4, kv_shape, msg, msg_size)) ||
       (s = check_tensor(a->out, "out", kAnyFloat, 4, q_shape, msg, msg_size)) ||
       (a->lse && (s = check_tensor(a->lse, "lse", aux_dtype(dt), 3, lse_shape, msg, msg_size))) ||
+      (paged &&
+       (s = check_tensor(a->block_table, "block_table", i32, 2, table_shape, msg, msg_size))) ||
       (s = check_mask(a->mask, B, Lq, Lk, msg, msg_size)))
     return s;
+  if (a->key_chunk && (a->key_begin < 0 || a->key_begin > a->key_end || a->key_end > Lk))
+    return fail(MASKCHECK_INVALID_ARGUMENT, msg, msg_size,
+                "key chunk [%lld, %lld) is not within the %lld keys", (long long)a->key_begin,
+                (long long)a->key_end, (long long)Lk);
   if (a->query) return MASKCHECK_OK;
 
   double* score = (double*)malloc((size_t)(Lk > 0 ? Lk : 1) * sizeof(double));
@@ -342,9 +363,14 @@ static maskcheck_status example_attention(const maskcheck_attention_args* a, cha
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = 0; i < Lq; ++i) {
         const int64_t row = (b * H + h) * Lq + i;  // of out and lse
-        const Keys keys = {a->mask, b, i, (b * Hkv + h / group) * Lk, 1};
+        const Keys keys = {a->mask,         b,         i, (b * Hkv + h / group) * Lk, 1,
+                           a->block_table_host, table_shape[1], a->page_size, Hkv, h / group};
         int64_t lo, hi;
         row_keys(a->mask, b, i, &lo, &hi);
+        if (a->key_chunk) {  // a split-KV chunk (ABI 1.5): its keys only
+          if (lo < a->key_begin) lo = a->key_begin;
+          if (hi > a->key_end) hi = a->key_end;
+        }
         // ABI 1.3's score modifiers (declared in the table, so the fields are always there).
         Mods mods = {a->softcap, a->alibi_slopes ? a->alibi_slopes[h] : 0.0,
                      a->sink_logits ? a->sink_logits[h] : 0.0, 0, a->sink_logits != NULL};
@@ -400,7 +426,7 @@ static maskcheck_status example_attention_varlen(const maskcheck_attention_varle
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = 0; i < one.q_len; ++i) {
         const int64_t row = (q0 + i) * H + h;  // of q and out
-        const Keys keys = {&one, 0, i, k0 * Hkv + h / group, Hkv};
+        const Keys keys = {&one, 0, i, k0 * Hkv + h / group, Hkv, NULL, 0, 0, 0, 0};
         int64_t lo, hi;
         visible_keys(&one, 0, i, &lo, &hi);
         attend_row(a->q, row, a->k, a->v, &keys, lo, hi, D, a->scale, NULL, score, a->out, row,
@@ -678,6 +704,8 @@ static const maskcheck_plugin example = {
     .cross_entropy_upstream_dtypes = EXAMPLE_DTYPES,
     // ABI 1.3. Every score modifier.
     .score_modifiers = MASKCHECK_MOD_SOFTCAP | MASKCHECK_MOD_ALIBI | MASKCHECK_MOD_SINK_LOGITS,
+    // ABI 1.5. A paged KV cache and split-KV chunks.
+    .attention_features = MASKCHECK_ATTN_PAGED_KV | MASKCHECK_ATTN_KEY_CHUNK,
 };
 
 // maskcheck's tests build variants of this plugin by including this file with

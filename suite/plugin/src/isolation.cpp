@@ -116,6 +116,17 @@ std::string PluginInfo::no_backward() const {
   return impl_name() + " has no attention_backward: its attention_backward_dtypes is 0";
 }
 
+std::string PluginInfo::no_attention_feature(bool paged_kv) const {
+  if (paged_kv ? paged : key_chunk) return "";
+  const std::string what = paged_kv ? "a paged KV cache" : "split-KV chunks";
+  const std::string abi = std::to_string(abi_major) + "." + std::to_string(abi_minor);
+  if (abi_minor < 5)
+    return impl_name() + " does not take " + what + ": plugin ABI " + abi +
+           " < 1.5, the version that added attention_features";
+  return impl_name() + " does not take " + what + ": its attention_features lacks " +
+         (paged_kv ? "MASKCHECK_ATTN_PAGED_KV" : "MASKCHECK_ATTN_KEY_CHUNK");
+}
+
 std::string PluginInfo::no_ce_upstream(DType t) const {
   if (std::find(ce_upstream.begin(), ce_upstream.end(), t) != ce_upstream.end()) return "";
   const std::string abi = std::to_string(abi_major) + "." + std::to_string(abi_minor);
@@ -186,6 +197,7 @@ nlohmann::json PluginInfo::to_json() const {
            {{"softcap", modifiers.softcap},
             {"alibi", modifiers.alibi},
             {"sink_logits", modifiers.sink_logits}}},
+          {"attention_features", {{"paged_kv", paged}, {"key_chunk", key_chunk}}},
           {"storage", storage_json},
           {"operations", ops_json}};
 }
@@ -212,6 +224,9 @@ PluginInfo PluginInfo::from_json(const nlohmann::json& j) {
   i.modifiers.softcap = mods.at("softcap").get<bool>();
   i.modifiers.alibi = mods.at("alibi").get<bool>();
   i.modifiers.sink_logits = mods.at("sink_logits").get<bool>();
+  const auto& features = j.at("attention_features");
+  i.paged = features.at("paged_kv").get<bool>();
+  i.key_chunk = features.at("key_chunk").get<bool>();
   for (const auto& [t, fields] : j.at("storage").items()) {
     const DType dt = dtype_from_string(t);
     Storage st = Storage::of(dt);
@@ -795,6 +810,30 @@ class CallIsolation final : public ForwardingImplementation {
                                         std::span<const double> dout) const override {
     return decode_gradients(in_child(name() + " attention_backward", [&] {
       return encode(inner().attention_backward(p, t, q, k, v, dout));
+    }));
+  }
+  Support supports_attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                   bool want_lse) const override {
+    return decode_support(in_child(name() + " attention_forward, paged (a query)", [&] {
+      return encode(inner().supports_attention_paged(p, kv, t, want_lse));
+    }));
+  }
+  AttentionResult attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                  std::span<const double> q, std::span<const double> k_cache,
+                                  std::span<const double> v_cache, bool want_lse) const override {
+    return decode_attention(in_child(name() + " attention_forward, paged", [&] {
+      return encode(inner().attention_paged(p, kv, t, q, k_cache, v_cache, want_lse));
+    }));
+  }
+  Support supports_attention_chunk(const AttentionProblem& p, DType t) const override {
+    return decode_support(in_child(name() + " attention_forward, a key chunk (a query)",
+                                   [&] { return encode(inner().supports_attention_chunk(p, t)); }));
+  }
+  AttentionResult attention_chunk(const AttentionProblem& p, DType t, std::span<const double> q,
+                                  std::span<const double> k, std::span<const double> v,
+                                  std::int64_t key_begin, std::int64_t key_end) const override {
+    return decode_attention(in_child(name() + " attention_forward, a key chunk", [&] {
+      return encode(inner().attention_chunk(p, t, q, k, v, key_begin, key_end));
     }));
   }
   Support supports_attention_varlen(const VarlenAttentionProblem& p, DType t,

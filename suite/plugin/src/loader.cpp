@@ -446,7 +446,8 @@ std::string hex(std::uint32_t x) {
 // it would read whatever follows it.
 maskcheck_plugin copy_table(const maskcheck_plugin& t) {
   maskcheck_plugin c{};
-  const std::size_t n = t.abi_minor >= 3   ? sizeof(maskcheck_plugin)
+  const std::size_t n = t.abi_minor >= 5   ? sizeof(maskcheck_plugin)
+                        : t.abi_minor >= 3 ? offsetof(maskcheck_plugin, attention_features)
                         : t.abi_minor == 2 ? offsetof(maskcheck_plugin, score_modifiers)
                         : t.abi_minor == 1 ? offsetof(maskcheck_plugin, attention_backward_dtypes)
                                            : offsetof(maskcheck_plugin, storage);
@@ -623,6 +624,16 @@ PluginInfo read_table(const maskcheck_plugin& t, const std::string& given, const
     info.modifiers.alibi = (mods & MASKCHECK_MOD_ALIBI) != 0;
     info.modifiers.sink_logits = (mods & MASKCHECK_MOD_SINK_LOGITS) != 0;
   }
+  // ABI 1.5's attention_forward variants.
+  if (const std::uint32_t f = t.attention_features; f != 0) {
+    constexpr std::uint32_t kKnown = MASKCHECK_ATTN_PAGED_KV | MASKCHECK_ATTN_KEY_CHUNK;
+    if (f & ~kKnown)
+      throw LoadError(w + ": attention_features has unknown bits " + hex(f & ~kKnown));
+    if (t.attention_dtypes == 0)
+      throw LoadError(w + ": attention_features is set but the plugin has no attention_forward");
+    info.paged = (f & MASKCHECK_ATTN_PAGED_KV) != 0;
+    info.key_chunk = (f & MASKCHECK_ATTN_KEY_CHUNK) != 0;
+  }
   // Mixed storage: every dtype an operation lists, checked against that operation's tensors.
   for (DType dt : {DType::f64, DType::f32, DType::f16, DType::bf16}) {
     const Storage st = read_storage(t.storage[dtype_index(dt)], dt, w);
@@ -709,10 +720,12 @@ class MaskArgs {
 // [B, Hkv, Lk, D], each in its storage dtype, and the mask descriptor.
 class PaddedAttentionInputs {
  public:
+  // `cache`: k and v are a paged cache of this shape (ABI 1.5) instead of [B, Hkv, Lk, D].
   PaddedAttentionInputs(const AttentionProblem& p, const Storage& st, bool keep_tensor,
-                        std::optional<DType> additive, const Device& device, bool query)
+                        std::optional<DType> additive, const Device& device, bool query,
+                        std::optional<std::vector<std::int64_t>> cache = std::nullopt)
       : q_shape{p.mask.B, p.H, p.mask.Lq, p.D},
-        kv_shape{p.mask.B, p.Hkv, p.mask.Lk, p.D},
+        kv_shape(cache ? *cache : std::vector<std::int64_t>{p.mask.B, p.Hkv, p.mask.Lk, p.D}),
         q("q", dl_dtype(st.q), q_shape),
         k("k", dl_dtype(st.k), kv_shape),
         v("v", dl_dtype(st.v), kv_shape),
@@ -853,6 +866,51 @@ class PluginImplementation final : public detail::PluginBase {
     validate_attention_inputs(p, q.size(), k.size(), v.size());
     AttentionResult r;
     attention_call(p, t, q, k, v, want_lse, &r);
+    return r;
+  }
+
+  // ---- attention over a paged KV cache and split-KV chunks (ABI 1.5's attention_features):
+  // attention_forward with the block table, or with the chunk's keys. The score modifiers are
+  // checked here as supports_attention does (a chunk takes no sink logit: it is a chunk of its
+  // own).
+  Support supports_attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                   bool want_lse) const override {
+    if (const std::string why = info_.no_attention_feature(true); !why.empty())
+      return Support::no(why);
+    if (auto s = info_.modifiers.admits(p.mods, name()); !s) return s;
+    if (auto s = precheck(Op::attention, t); !s) return s;
+    kv.validate(p);
+    return attention_call(p, t, {}, {}, {}, want_lse, nullptr, &kv);
+  }
+  AttentionResult attention_paged(const AttentionProblem& p, const PagedKv& kv, DType t,
+                                  std::span<const double> q, std::span<const double> k_cache,
+                                  std::span<const double> v_cache, bool want_lse) const override {
+    validate_paged_inputs(p, kv, q.size(), k_cache.size(), v_cache.size());
+    AttentionResult r;
+    attention_call(p, t, q, k_cache, v_cache, want_lse, &r, &kv);
+    return r;
+  }
+  Support supports_attention_chunk(const AttentionProblem& p, DType t) const override {
+    if (const std::string why = info_.no_attention_feature(false); !why.empty())
+      return Support::no(why);
+    AttentionProblem chunk = p;
+    chunk.mods.sink_logits.clear();
+    if (auto s = info_.modifiers.admits(chunk.mods, name()); !s) return s;
+    if (auto s = precheck(Op::attention, t); !s) return s;
+    const KeyRange keys{0, p.mask.Lk};
+    return attention_call(chunk, t, {}, {}, {}, true, nullptr, nullptr, &keys);
+  }
+  AttentionResult attention_chunk(const AttentionProblem& p, DType t, std::span<const double> q,
+                                  std::span<const double> k, std::span<const double> v,
+                                  std::int64_t key_begin, std::int64_t key_end) const override {
+    validate_attention_inputs(p, q.size(), k.size(), v.size());
+    require(key_begin >= 0 && key_begin <= key_end && key_end <= p.mask.Lk, "key_begin", key_begin,
+            "must satisfy 0 <= key_begin <= key_end <= Lk");
+    AttentionProblem chunk = p;
+    chunk.mods.sink_logits.clear();
+    const KeyRange keys{key_begin, key_end};
+    AttentionResult r;
+    attention_call(chunk, t, q, k, v, true, &r, nullptr, &keys);
     return r;
   }
 
@@ -1110,19 +1168,27 @@ class PluginImplementation final : public detail::PluginBase {
     return s;
   }
 
+  // attention_forward; with `kv`, k and v are its caches (ABI 1.5); with `chunk`, only those
+  // keys count (ABI 1.5).
   Support attention_call(const AttentionProblem& p, DType t, std::span<const double> q,
                          std::span<const double> k, std::span<const double> v, bool want_lse,
-                         AttentionResult* out) const {
+                         AttentionResult* out, const PagedKv* kv = nullptr,
+                         const KeyRange* chunk = nullptr) const {
     const bool query = out == nullptr;
     if (Support s = mask_support(p.mask, query); !s) return s;
     const Storage st = info_.storage_for(t);
-    PaddedAttentionInputs in(p, st, info_.keep_tensor, additive(st), device_, query);
+    std::optional<std::vector<std::int64_t>> cache;
+    if (kv) cache = std::vector<std::int64_t>{kv->num_pages, kv->page_size, p.Hkv, p.D};
+    PaddedAttentionInputs in(p, st, info_.keep_tensor, additive(st), device_, query, cache);
     Tensor ot("out", dl_dtype(st.out), in.q_shape),
-        lt("lse", dl_dtype(aux_dtype(t)), {p.mask.B, p.H, p.mask.Lq});
+        lt("lse", dl_dtype(aux_dtype(t)), {p.mask.B, p.H, p.mask.Lq}),
+        bt("block_table", kInt32, {p.mask.B, kv ? kv->max_pages : 0});
     if (query) {
       shape_only(ot, lt);
+      if (kv) shape_only(bt);
     } else {
       in.place(device_, st, q, k, v);
+      if (kv) bt.place(device_, kv->block_table.data(), true);
       poison(ot, st.out);
       if (want_lse) poison(lt, aux_dtype(t));
     }
@@ -1140,13 +1206,28 @@ class PluginImplementation final : public detail::PluginBase {
     a.softcap = p.mods.softcap;
     a.alibi_slopes = p.mods.alibi_slopes.empty() ? nullptr : p.mods.alibi_slopes.data();
     a.sink_logits = p.mods.sink_logits.empty() ? nullptr : p.mods.sink_logits.data();
-    const Support s =
-        call("attention_forward", query,
-             "attention " + problem_text(p, t, a.scale) + " lse=" + (want_lse ? "1" : "0"),
-             [&](char* msg, std::size_t n) { return t_.attention_forward(&a, msg, n); });
+    std::string what =
+        "attention " + problem_text(p, t, a.scale) + " lse=" + (want_lse ? "1" : "0");
+    if (kv) {  // only to plugins that declare it (supports_attention_paged)
+      a.block_table = bt.dl();
+      a.block_table_host = kv->block_table.data();
+      a.page_size = kv->page_size;
+      what += " paged(page_size=" + std::to_string(kv->page_size) +
+              " num_pages=" + std::to_string(kv->num_pages) + ")";
+    }
+    if (chunk) {  // likewise (supports_attention_chunk)
+      a.key_chunk = 1;
+      a.key_begin = chunk->begin;
+      a.key_end = chunk->end;
+      what += " keys=[" + std::to_string(chunk->begin) + ", " + std::to_string(chunk->end) + ")";
+    }
+    const Support s = call("attention_forward", query, what, [&](char* msg, std::size_t n) {
+      return t_.attention_forward(&a, msg, n);
+    });
     if (query) return s;
     in.collect("attention_forward");
     for (Tensor* tensor : {&ot, &lt}) tensor->collect("attention_forward");
+    if (kv) bt.collect("attention_forward");
     out->out = storage_values(ot, st.out);
     if (want_lse) out->lse = storage_values(lt, aux_dtype(t));
     return s;

@@ -47,6 +47,9 @@
 //   FAULT_MODS_UNKNOWN  an invalid table: score_modifiers with a bit ABI 1.3 does not define
 //   FAULT_SINKS_IGNORED  an ABI 1.4 plugin that ignores maskcheck_mask.sink_tokens: a StreamingLLM
 //                   cache served by a plain sliding-window kernel
+//   FAULT_PAGED_IN_ORDER  ABI 1.5's paged KV cache with the block table ignored: sequence b's
+//                   i-th page taken as page (b * max_pages + i) % num_pages, as if allocated in
+//                   order
 // Keep, storage, additive and the backward faults keep the example's attention_backward; the
 // others have none (dtypes 0: a 1.2 table without the entry). Only those without a fault in the
 // padded layout keep the varlen entry.
@@ -250,6 +253,23 @@ static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char
   m.sink_tokens = 0;
   b.mask = &m;
   return example_attention(&b, msg, msg_size);
+}
+#elif defined(FAULT_PAGED_IN_ORDER)
+#define FAULT_NAME "paged_in_order"
+static maskcheck_status faulty_attention(const maskcheck_attention_args* a, char* msg,
+                                         size_t msg_size) {
+  if (a->query || !a->block_table) return example_attention(a, msg, msg_size);
+  const int64_t B = a->block_table->shape[0], max_pages = a->block_table->shape[1];
+  const int64_t num_pages = a->k->shape[0];
+  int32_t* table = (int32_t*)malloc((size_t)(B * max_pages > 0 ? B * max_pages : 1) * 4);
+  if (!table) return fail(MASKCHECK_INTERNAL, msg, msg_size, "out of memory");
+  for (int64_t i = 0; i < B * max_pages; ++i)
+    table[i] = num_pages > 0 ? (int32_t)(i % num_pages) : 0;
+  maskcheck_attention_args b = *a;
+  b.block_table_host = table;
+  const maskcheck_status s = example_attention(&b, msg, msg_size);
+  free(table);
+  return s;
 }
 #elif defined(FAULT_CE_UPSTREAM_READ)
 #define FAULT_NAME "ce_upstream_read"

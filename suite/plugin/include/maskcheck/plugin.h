@@ -63,6 +63,13 @@
  *     tensor (keep or additive), which holds them already. A 1.4 plugin that does not implement
  *     them answers queries with them MASKCHECK_UNSUPPORTED.
  *
+ * What ABI 1.5 added:
+ *   - maskcheck_plugin.attention_features and maskcheck_attention_args.block_table,
+ *     block_table_host, page_size, key_chunk, key_begin, key_end: attention over a paged KV cache
+ *     and split-KV chunks (see "Paged KV cache" and "Split-KV chunks" below), handed only to
+ *     plugins that declare them; without them attention.pagedEqualsContiguous and
+ *     splitKvMergesToUnsplit are skipped, saying so.
+ *
  * ------------------------------------------------------------------------------------------
  * Semantics (the same contract as maskcheck's reference, reference/.../problems.hpp)
  *
@@ -132,6 +139,20 @@
  *                          to 1 - e^(sink - lse), lse = log(e^sink + sum_j e^s_j). A row with no
  *                          visible key still outputs 0 and log-sum-exp -inf.
  * The keep and additive mask tensors hold the mask only (no ALiBi bias).
+ *
+ * Paged KV cache (ABI 1.5, MASKCHECK_ATTN_PAGED_KV in attention_features; vLLM's layout): k and
+ * v of attention_forward are then caches [num_pages, page_size, Hkv, D] and args->block_table an
+ * int32 [B, max_pages] table: logical key j of sequence b (right padding, j < k_lens[b]) lives in
+ * page block_table[b][j / page_size], slot j % page_size. Pages come in any order and may be
+ * shared; table entries past a sequence's pages, unused pages and the tail of a sequence's last
+ * page hold garbage and must never be read. The mask, out and lse are those of the logical
+ * padded problem [B, H, Lq, D] with Lk keys.
+ *
+ * Split-KV chunks (ABI 1.5, MASKCHECK_ATTN_KEY_CHUNK): with args->key_chunk set, attention over
+ * the keys [key_begin, key_end) of the padded key axis alone (each row's visible keys
+ * intersected with them; no sink logit, which is a chunk of its own): out and lse of the chunk,
+ * 0 and -inf for a row that sees none of its keys; lse is always requested. The chunks of a split
+ * merge into the unsplit rows by the log-sum-exp rule.
  *
  * The keep tensor (MASKCHECK_FLAG_KEEP_TENSOR) holds exactly 0 or 1.
  *
@@ -238,7 +259,7 @@ extern "C" {
 #endif
 
 #define MASKCHECK_PLUGIN_ABI_VERSION_MAJOR 1
-#define MASKCHECK_PLUGIN_ABI_VERSION_MINOR 4
+#define MASKCHECK_PLUGIN_ABI_VERSION_MINOR 5
 
 /* The one symbol a plugin exports, and its type. */
 #define MASKCHECK_PLUGIN_ENTRY_NAME "maskcheck_plugin_v1"
@@ -292,6 +313,9 @@ typedef int32_t maskcheck_status;
 #define MASKCHECK_MOD_SOFTCAP 1u     /* logit soft-capping */
 #define MASKCHECK_MOD_ALIBI 2u       /* ALiBi */
 #define MASKCHECK_MOD_SINK_LOGITS 4u /* learned sink logits */
+/* maskcheck_plugin.attention_features (ABI 1.5) */
+#define MASKCHECK_ATTN_PAGED_KV 1u  /* a paged KV cache (args->block_table) */
+#define MASKCHECK_ATTN_KEY_CHUNK 2u /* split-KV chunks (args->key_chunk) */
 
 #define MASKCHECK_REDUCTION_NONE 0
 #define MASKCHECK_REDUCTION_SUM 1
@@ -361,6 +385,15 @@ typedef struct maskcheck_attention_args {
   double softcap;             /* > 0: soft-capping with this cap; 0: none */
   const double* alibi_slopes; /* [H] ALiBi slopes, or NULL: no ALiBi */
   const double* sink_logits;  /* [H] learned sink logits, or NULL: none */
+  /* ABI 1.5: a paged KV cache and split-KV chunks (see above), set only for a plugin that
+   * declares them in attention_features (NULL and 0 otherwise). */
+  const DLTensor* block_table;     /* int32 [B, max_pages] on the plugin's device, or NULL: k and
+                                      v in the padded layout */
+  const int32_t* block_table_host; /* the same table in host memory */
+  int64_t page_size;               /* tokens per page (with block_table) */
+  int32_t key_chunk;               /* non-zero: keys [key_begin, key_end) only */
+  int32_t reserved1;
+  int64_t key_begin, key_end;
 } maskcheck_attention_args;
 
 /* ABI 1.1: attention in the packed (varlen) layout of FlashAttention's varlen API: B sequences
@@ -529,6 +562,11 @@ typedef struct maskcheck_plugin {
   /* ---- ABI 1.3 (read only when abi_minor >= 3) ---- */
   /* The score modifiers attention_forward applies (MASKCHECK_MOD_* bits); 0: none. */
   uint32_t score_modifiers;
+
+  /* ---- ABI 1.5 (read only when abi_minor >= 5) ---- */
+  /* The attention_forward variants it takes (MASKCHECK_ATTN_* bits): a paged KV cache, split-KV
+   * chunks; 0: neither (attention.pagedEqualsContiguous and splitKvMergesToUnsplit are skipped). */
+  uint32_t attention_features;
 } maskcheck_plugin;
 
 /* The entry point. maskcheck calls it once, right after loading the library. Returning NULL

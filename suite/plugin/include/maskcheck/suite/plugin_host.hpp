@@ -52,6 +52,8 @@ struct PluginInfo {
   std::vector<DType> ce_upstream;
   // score_modifiers (ABI 1.3): the score modifiers attention_forward applies.
   ScoreModifierSupport modifiers;
+  // attention_features (ABI 1.5): attention_forward over a paged KV cache, and split-KV chunks.
+  bool paged = false, key_chunk = false;
   // Mixed storage (ABI 1.1): the dtypes whose tensors are not all stored in the dtype itself.
   std::vector<std::pair<DType, Storage>> storage;
 
@@ -68,6 +70,8 @@ struct PluginInfo {
   std::string no_backward() const;
   // Why the plugin's cross_entropy takes no upstream gradient in dtype t, or "".
   std::string no_ce_upstream(DType t) const;
+  // Why attention_forward takes no paged KV cache (paged) or no split-KV chunk, or "".
+  std::string no_attention_feature(bool paged_kv) const;
 };
 
 // Default of --plugin-timeout: the longest a worker may stay silent (one plugin call, or the
