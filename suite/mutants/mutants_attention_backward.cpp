@@ -156,9 +156,8 @@ class BackwardBug : public Named {
 };
 
 Mutant backward(std::string bug, std::string id, std::string how, Bug b) {
-  Mutant m = entry<BackwardBug>(Op::attention, std::move(bug), std::move(id), std::move(how), b);
-  m.entry = Mutant::Entry::backward;
-  return m;
+  return in_entry(Mutant::Entry::backward, entry<BackwardBug>(Op::attention, std::move(bug),
+                                                              std::move(id), std::move(how), b));
 }
 
 }  // namespace

@@ -51,6 +51,12 @@ inline Mutant rare_draws(Mutant m) {
   return m;
 }
 
+// A mutant whose bug lives in an entry of its own (see Mutant::entry).
+inline Mutant in_entry(Mutant::Entry e, Mutant m) {
+  m.entry = e;
+  return m;
+}
+
 void add_mask_mutants(std::vector<Mutant>& out);
 void add_softmax_mutants(std::vector<Mutant>& out);
 void add_attention_mutants(std::vector<Mutant>& out);

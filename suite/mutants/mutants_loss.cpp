@@ -191,10 +191,9 @@ class UpstreamMisread : public Named {
 // A mutant of the upstream-gradient backward: it meets the cross_entropy.upstream.* properties
 // only (its plain cross_entropy is the reference's).
 Mutant upstream(std::string bug, std::string id, std::string how, UpstreamBug b) {
-  Mutant m =
-      entry<UpstreamMisread>(Op::cross_entropy, std::move(bug), std::move(id), std::move(how), b);
-  m.entry = Mutant::Entry::backward;
-  return m;
+  return in_entry(
+      Mutant::Entry::backward,
+      entry<UpstreamMisread>(Op::cross_entropy, std::move(bug), std::move(id), std::move(how), b));
 }
 
 void add_loss_mutants(std::vector<Mutant>& out) {

@@ -107,9 +107,9 @@ class ChunkMutant : public Named {
 void add_attention_paged_mutants(std::vector<Mutant>& out) {
   const Op op = Op::attention;
   auto add = [&](std::string bug, std::string id, std::string how, Bug b) {
-    Mutant m = entry<PagedBug>(op, std::move(bug), std::move(id), std::move(how), b);
-    m.entry = Mutant::Entry::paged;  // attention_paged alone carries the bug
-    out.push_back(std::move(m));
+    // attention_paged alone carries the bug
+    out.push_back(in_entry(Mutant::Entry::paged,
+                           entry<PagedBug>(op, std::move(bug), std::move(id), std::move(how), b)));
   };
   add("block table ignored", "paged-pages-in-order",
       "sequence b's i-th page is taken to be page b * max_pages + i, as if the cache were "
@@ -127,9 +127,10 @@ void add_attention_paged_mutants(std::vector<Mutant>& out) {
       "128 keys in pages of 16 (or of 1) sees 112 (127)",
       Bug::full_page_lost);
   auto chunk = [&](std::string bug, std::string id, std::string how, ChunkBug b) {
-    Mutant m = entry<ChunkMutant>(op, std::move(bug), std::move(id), std::move(how), b);
-    m.entry = Mutant::Entry::chunk;  // attention_chunk alone carries the bug
-    out.push_back(std::move(m));
+    // attention_chunk alone carries the bug
+    out.push_back(
+        in_entry(Mutant::Entry::chunk,
+                 entry<ChunkMutant>(op, std::move(bug), std::move(id), std::move(how), b)));
   };
   chunk("an empty split-KV chunk reports log-sum-exp 0", "split-empty-chunk-lse-zero",
         "a chunk in which a row sees no key returns output 0 with lse 0 instead of -inf: the "
